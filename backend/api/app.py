@@ -1,0 +1,110 @@
+"""``create_app(settings)``: the FastAPI backend. Nothing connects until start-up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from backend import __version__
+from backend.api.deps import ApiKey, AppState
+from backend.api.routers import dead_letters, health, jobs, machines, models, readings, scores
+from backend.errors import (
+    ConflictError,
+    InsufficientData,
+    InvalidMessage,
+    MMLWError,
+    NotFound,
+    ServiceUnavailable,
+)
+from backend.messaging.dispatch import CeleryDispatcher, Dispatcher
+from backend.messaging.kombu_publisher import KombuReadingsPublisher
+from backend.messaging.sink import ReadingsSink
+from backend.messaging.topology import Topology
+from backend.registry.base import ModelRegistry
+from backend.settings import Settings
+from backend.store import Store
+
+__all__ = ["API_PREFIX", "create_app"]
+
+API_PREFIX = "/api/v1"
+
+_STATUS = {
+    NotFound: status.HTTP_404_NOT_FOUND,
+    ConflictError: status.HTTP_409_CONFLICT,
+    InsufficientData: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    InvalidMessage: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    ServiceUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    registry: ModelRegistry | None = None,
+    dispatcher: Dispatcher | None = None,
+    publisher: ReadingsSink | None = None,
+) -> FastAPI:
+    """Build the app; collaborators not given are created from ``settings`` at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        topology = Topology(settings.broker.namespace)
+        owned_store = store is None
+        owned_publisher = publisher is None
+        settings.ensure_data_dir()
+        the_store = store or Store.open(settings.resolved_database_url)
+        if registry is None:
+            from backend.registry.mlflow_registry import MlflowRegistry
+
+            the_registry: ModelRegistry = MlflowRegistry(
+                settings.resolved_tracking_uri,
+                experiment=settings.mlflow_experiment,
+                artifact_root=settings.artifact_root,
+                model_prefix=settings.models.registered_model_prefix,
+            )
+        else:
+            the_registry = registry
+        the_publisher = publisher or KombuReadingsPublisher(
+            settings.broker.url, topology, settings.broker.publish_confirm_timeout_s
+        )
+        app.state.mmlw = AppState(
+            settings=settings,
+            store=the_store,
+            registry=the_registry,
+            dispatcher=dispatcher or CeleryDispatcher.from_broker(settings.broker.url, topology),
+            publisher=the_publisher,
+        )
+        try:
+            yield
+        finally:
+            if owned_publisher:
+                the_publisher.close()
+            if owned_store:
+                the_store.close()
+
+    app = FastAPI(
+        title="MMLW",
+        version=__version__,
+        description="Anomaly detection on machine sensor data, served from a message broker.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(MMLWError)
+    async def _mmlw_error(_: Request, exc: MMLWError) -> JSONResponse:
+        code = next((c for t, c in _STATUS.items() if isinstance(exc, t)), 500)
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    @app.exception_handler(ValueError)
+    async def _value_error(_: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    app.include_router(health.router)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[ApiKey])
+    for module in (machines, readings, scores, jobs, models, dead_letters):
+        api.include_router(module.router)
+    app.include_router(api)
+    return app

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from backend.api.deps import StateDep, StoreDep
+from backend.schemas.jobs import JobOut, TrainOptions, TrainRequest
+from backend.schemas.readings import MachineId
+from backend.services.jobs import submit_training
+
+router = APIRouter(tags=["jobs"])
+
+
+@router.post("/machines/{machine_id}/train", status_code=status.HTTP_202_ACCEPTED)
+def train(machine_id: MachineId, options: TrainOptions, state: StateDep) -> JobOut:
+    """Queue a train job; poll ``GET /jobs/{id}`` for its state and result."""
+    request = TrainRequest(machine_id=machine_id, **options.model_dump())
+    return submit_training(request, store=state.store, dispatcher=state.dispatcher)
+
+
+@router.get("/jobs")
+def list_jobs(
+    store: StoreDep,
+    machine_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[JobOut]:
+    return store.jobs.list(machine_id, limit)
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: uuid.UUID, store: StoreDep) -> JobOut:
+    return store.jobs.get(job_id)

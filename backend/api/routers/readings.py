@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel
+
+from backend.api.deps import SettingsDep, StateDep, StoreDep
+from backend.schemas.readings import MachineId, ReadingsBatch
+from backend.schemas.resources import ReadingsOut
+
+router = APIRouter(prefix="/machines/{machine_id}/readings", tags=["readings"])
+
+
+class Accepted(BaseModel):
+    message_id: str
+    machine_id: str
+    readings: int
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
+def post_readings(
+    machine_id: MachineId, batch: ReadingsBatch, state: StateDep, settings: SettingsDep
+) -> Accepted:
+    """Publish a readings batch (the AMQP contract) to the readings exchange.
+
+    202 means the broker confirmed the message; storage and scoring follow
+    asynchronously and idempotently on ``message_id``.
+    """
+    if batch.machine_id != machine_id:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"machine_id: body says {batch.machine_id!r}, path says {machine_id!r}",
+        )
+    if len(batch) > settings.broker.max_batch_readings:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"timestamps: {len(batch)} readings exceed {settings.broker.max_batch_readings}",
+        )
+    state.publisher.publish(batch)
+    return Accepted(message_id=str(batch.message_id), machine_id=machine_id, readings=len(batch))
+
+
+@router.get("")
+def get_readings(
+    machine_id: str,
+    store: StoreDep,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
+) -> ReadingsOut:
+    """Stored readings in ``[start, end)``, oldest first, at most the newest ``limit``."""
+    store.machines.get(machine_id)
+    values, labels = store.readings.window(machine_id, start, end, last_n=limit)
+    label_list: list[int | None] = (
+        [None if v < 0 else int(v) for v in labels.to_numpy()]
+        if labels is not None
+        else [None] * len(values)
+    )
+    return ReadingsOut(
+        machine_id=machine_id,
+        columns=[str(c) for c in values.columns],
+        timestamps=list(values.index.to_pydatetime()),
+        values=values.astype(object).where(values.notna(), None).to_numpy().tolist(),
+        labels=label_list,
+    )

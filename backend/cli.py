@@ -1,0 +1,485 @@
+"""The ``mmlw`` command. Thin: every command calls the same functions as the API.
+
+Errors end in a non-zero exit and one line on stderr; ``--verbose`` shows more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from backend.errors import MMLWError
+from backend.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+QUIET_LOGGERS = ("mlflow", "alembic", "kombu", "celery", "urllib3", "httpx", "git")
+
+
+def _configure_logging(verbose: bool) -> None:
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "ERROR")
+    if not verbose:
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.find_object(dict)["settings"]  # type: ignore[no-any-return, index]
+
+
+def one_line_errors(func: F) -> F:
+    """Turn library errors into a one-line message and exit code 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (MMLWError, ValueError, OSError) as exc:
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """MMLW: anomaly detection on machine sensor data, served from a message broker.
+
+    Configuration comes from MMLW_* environment variables (configs/settings.example.env).
+    """
+    _configure_logging(verbose)
+    try:
+        settings = Settings()
+    except Exception as exc:
+        raise click.ClickException(f"settings: {exc}".splitlines()[0]) from exc
+    ctx.ensure_object(dict)["settings"] = settings
+
+
+# -- running the services -------------------------------------------------------------
+@main.command()
+@click.option("--machines", default=3, show_default=True, help="simulated machines")
+@click.option("--speedup", default=30.0, show_default=True, help="simulated seconds per second")
+@click.option("--warmup", default=600, show_default=True, help="readings before training")
+@click.option("--detector", default="pca", show_default=True)
+@click.option("--duration", type=float, default=None, help="stop after N seconds (default: Ctrl-C)")
+@click.option("--port", type=int, default=None, help="API port (default: MMLW_API__PORT or 8000)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+@one_line_errors
+def demo(
+    ctx: click.Context,
+    machines: int,
+    speedup: float,
+    warmup: int,
+    detector: str,
+    duration: float | None,
+    port: int | None,
+    data_dir: Path | None,
+) -> None:
+    """Run the whole pipeline here: simulated machines -> broker -> workers -> MLflow -> API."""
+    from workers.demo import DemoOptions, run_demo
+
+    settings = _settings(ctx)
+    updates: dict[str, Any] = {}
+    if data_dir is not None:
+        updates["data_dir"] = data_dir.expanduser().resolve()
+    if port is not None:
+        updates["api"] = settings.api.model_copy(update={"port": port})
+    settings = settings.model_copy(update=updates)
+    run_demo(
+        settings,
+        DemoOptions(
+            machines=machines,
+            speedup=speedup,
+            warmup=warmup,
+            detector=detector,
+            duration_s=duration,
+        ),
+        echo=click.echo,
+    )
+
+
+@main.command()
+@click.option("--host", default=None, help="default: MMLW_API__HOST")
+@click.option("--port", type=int, default=None, help="default: MMLW_API__PORT")
+@click.pass_context
+@one_line_errors
+def api(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the HTTP API (FastAPI on uvicorn)."""
+    import uvicorn
+
+    from backend.api.app import create_app
+
+    settings = _settings(ctx)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        log_level="info",
+    )
+
+
+@main.command()
+@click.option(
+    "--queues",
+    default="train,predict,notify",
+    show_default=True,
+    help="comma-separated: train, predict, notify",
+)
+@click.option("--concurrency", type=int, default=2, show_default=True)
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default="prefork",
+    show_default=True,
+)
+@click.pass_context
+@one_line_errors
+def worker(ctx: click.Context, queues: str, concurrency: int, pool: str) -> None:
+    """Run a Celery worker for train/predict/notify work (scale by running more)."""
+    from backend.messaging.topology import Topology
+    from workers.celery_app import create_celery
+
+    settings = _settings(ctx)
+    if settings.uses_local_broker:
+        raise click.ClickException(
+            "worker: MMLW_BROKER__URL is memory://; use `mmlw demo` or RabbitMQ"
+        )
+    topology = Topology(settings.broker.namespace)
+    names = [topology.task_queue_name(q.strip()) for q in queues.split(",") if q.strip()]
+    app = create_celery(settings)
+    app.worker_main(
+        ["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", "INFO"]
+    )
+
+
+@main.command()
+@click.option("--prefetch", type=int, default=32, show_default=True)
+@click.pass_context
+@one_line_errors
+def ingest(ctx: click.Context, prefetch: int) -> None:
+    """Consume readings from the ingest queue: validate, store, enqueue scoring."""
+    from kombu import Connection
+
+    from workers.consumers.ingest import IngestConsumer
+    from workers.context import WorkerContext
+
+    settings = _settings(ctx)
+    if settings.uses_local_broker:
+        raise click.ClickException(
+            "ingest: MMLW_BROKER__URL is memory://; use `mmlw demo` or RabbitMQ"
+        )
+    context = WorkerContext(settings)
+    with Connection(settings.broker.url) as connection:
+        consumer = IngestConsumer(
+            connection,
+            context.topology,
+            store=context.store,
+            dispatcher=context.dispatcher,
+            max_readings=settings.broker.max_batch_readings,
+            prefetch=prefetch,
+        )
+        click.echo(f"consuming {context.topology.ingest_queue_name} on {connection.as_uri()}")
+        try:
+            consumer.run()
+        except KeyboardInterrupt:
+            consumer.stop()
+
+
+# -- publishing ------------------------------------------------------------------------
+def _require_broker(settings: Settings, command: str) -> None:
+    if settings.uses_local_broker:
+        raise click.ClickException(
+            f"{command}: MMLW_BROKER__URL is memory:// (in-process); point it at RabbitMQ, "
+            "e.g. amqp://guest:guest@127.0.0.1:5672//"
+        )
+
+
+@main.command()
+@click.option("--machines", default=3, show_default=True, help="synthetic machines")
+@click.option("--speedup", default=1.0, show_default=True, help="simulated seconds per second")
+@click.option("--batch-size", default=10, show_default=True)
+@click.option("--duration", type=float, default=None, help="stop after N wall seconds")
+@click.option("--max-readings", type=int, default=None, help="stop after N readings in all")
+@click.option("--warmup", default=600, show_default=True, help="fault-free readings first")
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--replay",
+    "replay_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="replay a CSV (SKAB layout) as a live machine instead; repeatable",
+)
+@click.pass_context
+@one_line_errors
+def simulate(
+    ctx: click.Context,
+    machines: int,
+    speedup: float,
+    batch_size: int,
+    duration: float | None,
+    max_readings: int | None,
+    warmup: int,
+    seed: int,
+    replay_files: tuple[Path, ...],
+) -> None:
+    """Publish readings of simulated machines (synthetic with faults, or CSV replays)."""
+    from datetime import UTC
+
+    from backend.messaging.sink import open_readings_sink
+    from workers.simulator import CsvReplay, Source, run_simulation, synthetic_fleet
+
+    settings = _settings(ctx)
+    _require_broker(settings, "simulate")
+    sources: list[Source]
+    if replay_files:
+        now = datetime.now(UTC).replace(microsecond=0)
+        sources = [CsvReplay(path, start=now) for path in replay_files]
+    else:
+        sources = list(synthetic_fleet(machines, seed=seed, warmup=warmup))
+    sink = open_readings_sink(settings.broker.url, settings.broker.namespace)
+
+    def progress(stats: Any) -> None:
+        click.echo(f"{stats.elapsed_s:7.1f}s  {stats.readings} readings in {stats.batches} batches")
+
+    try:
+        stats = run_simulation(
+            sources,
+            sink,
+            batch_size=batch_size,
+            speedup=speedup,
+            duration_s=duration,
+            max_readings=max_readings,
+            on_progress=progress,
+        )
+    except KeyboardInterrupt:
+        return
+    finally:
+        sink.close()
+    click.echo(f"published {stats.readings} readings: {json.dumps(stats.per_machine)}")
+
+
+@main.command()
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--machine", "machine_id", default=None, help="default: derived from the file name")
+@click.option("--batch-size", default=500, show_default=True)
+@click.option("--sep", default=None, help="column separator (default: sniff ; or ,)")
+@click.option("--time-column", default="datetime", show_default=True)
+@click.pass_context
+@one_line_errors
+def publish(
+    ctx: click.Context,
+    csv_file: Path,
+    machine_id: str | None,
+    batch_size: int,
+    sep: str | None,
+    time_column: str,
+) -> None:
+    """Publish a CSV of readings (datetime column + sensors) to the broker, batched."""
+    from backend.messaging.sink import open_readings_sink
+    from workers.simulator import CsvReplay, run_simulation
+
+    settings = _settings(ctx)
+    _require_broker(settings, "publish")
+    source = CsvReplay(csv_file, machine_id, sep=sep, time_column=time_column)
+    sink = open_readings_sink(settings.broker.url, settings.broker.namespace)
+    try:
+        stats = run_simulation([source], sink, batch_size=batch_size, speedup=0)
+    finally:
+        sink.close()
+    click.echo(
+        f"published {stats.readings} readings of {source.machine_id} in {stats.batches} batches"
+    )
+
+
+# -- models and jobs --------------------------------------------------------------------
+def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
+    from backend.store import Store
+
+    settings.ensure_data_dir()
+    return Store.open(settings.resolved_database_url)
+
+
+def _registry(settings: Settings):  # type: ignore[no-untyped-def]
+    from backend.registry.mlflow_registry import MlflowRegistry
+
+    return MlflowRegistry(
+        settings.resolved_tracking_uri,
+        experiment=settings.mlflow_experiment,
+        artifact_root=settings.artifact_root,
+        model_prefix=settings.models.registered_model_prefix,
+    )
+
+
+@main.command()
+@click.argument("machine_id")
+@click.option("--detector", default="pca", show_default=True)
+@click.option("--param", "params", multiple=True, help="detector parameter NAME=VALUE (JSON value)")
+@click.option("--start", type=click.DateTime(), default=None, help="window start (UTC)")
+@click.option("--end", type=click.DateTime(), default=None, help="window end (UTC)")
+@click.option("--last-n", type=int, default=None, help="newest N readings of the window")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="wait for the job")
+@click.option("--inline", is_flag=True, help="train in this process instead of a worker")
+@click.pass_context
+@one_line_errors
+def train(
+    ctx: click.Context,
+    machine_id: str,
+    detector: str,
+    params: tuple[str, ...],
+    start: datetime | None,
+    end: datetime | None,
+    last_n: int | None,
+    wait: bool,
+    inline: bool,
+) -> None:
+    """Train MACHINE_ID's detector on its stored readings and register a model version."""
+    from datetime import UTC
+
+    from backend.messaging.dispatch import CeleryDispatcher
+    from backend.messaging.topology import Topology
+    from backend.schemas.jobs import JobKind, TrainRequest
+    from backend.services.jobs import submit_training
+    from backend.services.training import run_train_job
+
+    settings = _settings(ctx)
+    parsed: dict[str, Any] = {}
+    for item in params:
+        name, _, value = item.partition("=")
+        try:
+            parsed[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[name] = value
+    request = TrainRequest(
+        machine_id=machine_id,
+        detector=detector,
+        params=parsed,
+        start=start.replace(tzinfo=UTC) if start else None,
+        end=end.replace(tzinfo=UTC) if end else None,
+        last_n=last_n,
+    )
+    store = _open_store(settings)
+    if inline:
+        job = store.jobs.create(JobKind.TRAIN, machine_id, request.model_dump(mode="json"))
+        run_train_job(
+            str(job.id), store=store, registry=_registry(settings), settings=settings.models
+        )
+    else:
+        if settings.uses_local_broker:
+            raise click.ClickException(
+                "train: MMLW_BROKER__URL is memory://; pass --inline or point it at RabbitMQ"
+            )
+        dispatcher = CeleryDispatcher.from_broker(
+            settings.broker.url, Topology(settings.broker.namespace)
+        )
+        job = submit_training(request, store=store, dispatcher=dispatcher)
+        click.echo(f"job {job.id} queued")
+        if not wait:
+            return
+        while not store.jobs.get(job.id).state.finished:
+            time.sleep(0.5)
+    job = store.jobs.get(job.id)
+    if job.error:
+        raise click.ClickException(f"job {job.id} failed: {job.error}")
+    result = job.result or {}
+    click.echo(
+        f"job {job.id} {job.state.value}: {result.get('model_name')} v{result.get('version')} "
+        f"threshold {result.get('threshold', float('nan')):.4g} "
+        f"on {result.get('n_readings')} readings"
+        + (f", aliases {result['aliases']}" if result.get("aliases") else "")
+    )
+
+
+@main.command()
+@click.argument("job_id", required=False)
+@click.option("--machine", "machine_id", default=None)
+@click.option("--limit", default=20, show_default=True)
+@click.pass_context
+@one_line_errors
+def jobs(ctx: click.Context, job_id: str | None, machine_id: str | None, limit: int) -> None:
+    """List jobs (newest first), or show one job whole."""
+    store = _open_store(_settings(ctx))
+    if job_id:
+        click.echo(store.jobs.get(job_id).model_dump_json(indent=2))
+        return
+    for job in store.jobs.list(machine_id, limit):
+        duration = f"{job.duration_s:.1f}s" if job.duration_s is not None else "-"
+        click.echo(
+            f"{job.id}  {job.kind.value:<6} {job.machine_id:<16} {job.state.value:<10} "
+            f"{job.created_at:%Y-%m-%d %H:%M:%S}  {duration:>7}  {job.error or ''}"
+        )
+
+
+@main.command()
+@click.argument("machine_id")
+@click.pass_context
+@one_line_errors
+def models(ctx: click.Context, machine_id: str) -> None:
+    """List MACHINE_ID's registered model versions with aliases and metrics."""
+    settings = _settings(ctx)
+    versions = _registry(settings).versions(machine_id)
+    if not versions:
+        raise click.ClickException(f"models: no registered model for machine {machine_id!r}")
+    for v in versions:
+        metrics = ", ".join(f"{k}={v.metrics[k]:.4g}" for k in sorted(v.metrics)[:6])
+        click.echo(
+            f"{v.model_name} v{v.version:<3} {','.join(v.aliases) or '-':<12} "
+            f"{v.detector or '-':<16} "
+            f"{v.created_at:%Y-%m-%d %H:%M:%S}  {metrics}"
+        )
+
+
+@main.command()
+@click.pass_context
+@one_line_errors
+def machines(ctx: click.Context) -> None:
+    """List machines with reading and score counts."""
+    store = _open_store(_settings(ctx))
+    for m in store.machines.list():
+        click.echo(
+            f"{m.id:<16} {m.n_readings:>10} readings {m.n_scored:>10} scored  "
+            f"last {m.last_reading_at:%Y-%m-%d %H:%M:%S}"
+        )
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@click.pass_context
+@one_line_errors
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Create or migrate the schema of MMLW_DATABASE_URL."""
+    from backend.store import Database
+
+    settings = _settings(ctx.parent) if ctx.parent else _settings(ctx)
+    settings.ensure_data_dir()
+    database = Database(settings.resolved_database_url)
+    database.migrate(revision)
+    click.echo(f"database {database.engine.url.render_as_string(hide_password=True)} at {revision}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The MMLW exception tree. Library code raises these; entry points turn them into
+HTTP status codes, CLI exit codes or dead letters.
+
+::
+
+    MMLWError
+    ├── InvalidMessage        a readings message that breaks the wire contract (-> DLQ)
+    ├── NotFound              a machine, job, model or batch that does not exist (-> 404)
+    │   └── NoModel           a machine has no champion model yet
+    ├── ConflictError         a request that contradicts stored state (-> 409)
+    ├── InsufficientData      too few readings to train on (-> 422)
+    └── ServiceUnavailable    broker, store or registry cannot be reached (-> 503)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConflictError",
+    "InsufficientData",
+    "InvalidMessage",
+    "MMLWError",
+    "NoModel",
+    "NotFound",
+    "ServiceUnavailable",
+]
+
+
+class MMLWError(Exception):
+    """Base class of every error MMLW raises on purpose."""
+
+
+class InvalidMessage(MMLWError):
+    """A message broke the wire contract; ``reason`` says how, naming the field."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NotFound(MMLWError):
+    pass
+
+
+class NoModel(NotFound):
+    pass
+
+
+class ConflictError(MMLWError):
+    pass
+
+
+class InsufficientData(MMLWError):
+    pass
+
+
+class ServiceUnavailable(MMLWError):
+    pass

@@ -1,0 +1,71 @@
+"""Sends work to Celery queues without importing the workers.
+
+The API and the CLI enqueue train work through :class:`TaskDispatcher`; the ingest
+consumer enqueues predict work. Task names are the contract with ``workers.tasks``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from celery import Celery
+
+from backend.messaging.topology import Topology
+
+__all__ = ["PREDICT_TASK", "TRAIN_TASK", "CeleryDispatcher", "Dispatcher", "celery_config"]
+
+TRAIN_TASK = "mmlw.train"
+PREDICT_TASK = "mmlw.predict"
+
+
+class Dispatcher(Protocol):
+    def train(self, job_id: str) -> None: ...
+
+    def predict(self, batch_id: int) -> None: ...
+
+
+def celery_config(broker_url: str, topology: Topology, predict_prefetch: int = 4) -> dict[str, Any]:
+    """The Celery configuration shared by senders and workers (JSON only, late acks)."""
+    return {
+        "broker_url": broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"confirm_publish": True}
+        if broker_url.startswith(("amqp", "pyamqp"))
+        else {},
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_queues": topology.task_queues(),
+        "task_default_queue": topology.task_queue_name("predict"),
+        "task_routes": {
+            TRAIN_TASK: {"queue": topology.task_queue_name("train")},
+            PREDICT_TASK: {"queue": topology.task_queue_name("predict")},
+        },
+        "task_create_missing_queues": False,
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+    }
+
+
+class CeleryDispatcher:
+    """Enqueues tasks by name on a Celery app (its own, or the worker's)."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    @classmethod
+    def from_broker(cls, broker_url: str, topology: Topology) -> CeleryDispatcher:
+        app = Celery("mmlw-sender", set_as_current=False)
+        app.conf.update(celery_config(broker_url, topology))
+        return cls(app)
+
+    def train(self, job_id: str) -> None:
+        self._app.send_task(TRAIN_TASK, args=[job_id])
+
+    def predict(self, batch_id: int) -> None:
+        self._app.send_task(PREDICT_TASK, args=[batch_id])

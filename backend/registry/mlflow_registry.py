@@ -1,0 +1,245 @@
+"""The MLflow adapter: with :mod:`.pyfunc_model`, the only code of MMLW that imports mlflow.
+
+One registered model per machine (``<prefix><machine id>``); versions are loaded by
+number, aliases resolved with the client. ``mlflow`` is imported on first use (it costs
+over a second), and the tracking/registry URI is set process-wide: one registry per
+process.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import warnings
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backend.detectors.model import AnomalyModel
+from backend.errors import NotFound, ServiceUnavailable
+from backend.registry.base import DatasetInfo, RegisteredVersion
+from backend.schemas.resources import ModelVersionOut
+
+__all__ = ["MlflowRegistry"]
+
+_FLUENT_LOCK = threading.Lock()
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("scikit-learn", "numpy", "pandas")]
+
+
+class MlflowRegistry:
+    def __init__(
+        self,
+        tracking_uri: str,
+        *,
+        experiment: str = "mmlw",
+        artifact_root: Path | None = None,
+        model_prefix: str = "mmlw-",
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.artifact_root = artifact_root
+        self.model_prefix = model_prefix
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._init_lock = threading.Lock()
+
+    # plumbing ------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        with self._init_lock:
+            if self._client is None:
+                import mlflow
+                from mlflow import MlflowClient
+
+                mlflow.set_tracking_uri(self.tracking_uri)
+                mlflow.set_registry_uri(self.tracking_uri)
+                self._client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+            return self._client
+
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            client = self.client
+            found = client.get_experiment_by_name(self.experiment)
+            if found is not None:
+                self._experiment_id = found.experiment_id
+            else:
+                location = None
+                if self.artifact_root is not None and not self.tracking_uri.startswith("http"):
+                    self.artifact_root.mkdir(parents=True, exist_ok=True)
+                    location = self.artifact_root.resolve().as_uri()
+                try:
+                    self._experiment_id = client.create_experiment(
+                        self.experiment, artifact_location=location
+                    )
+                except Exception:  # created concurrently by another process
+                    self._experiment_id = client.get_experiment_by_name(
+                        self.experiment
+                    ).experiment_id
+        assert self._experiment_id is not None
+        return self._experiment_id
+
+    def model_name(self, machine_id: str) -> str:
+        return f"{self.model_prefix}{machine_id}"
+
+    # writing -------------------------------------------------------------------------
+    def register(
+        self,
+        machine_id: str,
+        model: AnomalyModel,
+        *,
+        params: Mapping[str, object],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        dataset: DatasetInfo,
+    ) -> RegisteredVersion:
+        """Log a run with params/metrics/dataset, the model, and register a new version."""
+        import mlflow
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        from backend.registry.pyfunc_model import AnomalyPyfunc
+
+        name = self.model_name(machine_id)
+        experiment_id = self.experiment_id()
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("double", column) for column in model.columns]),
+            outputs=Schema([ColSpec("double", "score"), ColSpec("boolean", "anomaly")]),
+        )
+        with _FLUENT_LOCK:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            run_name = f"{machine_id}-{model.detector_name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+            with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+                mlflow.log_params({k: _param(v) for k, v in params.items()})
+                mlflow.log_metrics(dict(metrics))
+                mlflow.set_tags({**tags, "mmlw.machine_id": machine_id})
+                mlflow.log_dict(dataset.__dict__, "dataset.json")
+                mlflow.log_input(_dataset_input(dataset), context="training")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    info = mlflow.pyfunc.log_model(
+                        name="model",
+                        python_model=AnomalyPyfunc(model),
+                        signature=signature,
+                        pip_requirements=_requirements(),
+                    )
+                run_id = run.info.run_id
+        client = self.client
+        try:
+            client.create_registered_model(name, tags={"mmlw.machine_id": machine_id})
+        except Exception as exc:
+            if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(
+                exc
+            ):
+                raise
+        version = client.create_model_version(
+            name,
+            source=info.model_uri,
+            run_id=run_id,
+            tags={
+                "detector": model.detector_name,
+                "threshold": repr(model.threshold),
+                "dataset_hash": dataset.content_hash,
+                **tags,
+            },
+        )
+        return RegisteredVersion(model_name=name, version=int(version.version), run_id=run_id)
+
+    def set_alias(self, machine_id: str, alias: str, version: int) -> None:
+        self.client.set_registered_model_alias(self.model_name(machine_id), alias, str(version))
+
+    # reading -------------------------------------------------------------------------
+    def alias_version(self, machine_id: str, alias: str) -> int | None:
+        try:
+            found = self.client.get_model_version_by_alias(self.model_name(machine_id), alias)
+        except Exception as exc:
+            if _is_missing(exc):
+                return None
+            raise ServiceUnavailable(f"registry: {exc}") from exc
+        return int(found.version)
+
+    def load(self, machine_id: str, version: int) -> AnomalyModel:
+        import mlflow.pyfunc
+
+        uri = f"models:/{self.model_name(machine_id)}/{version}"
+        try:
+            self.client  # noqa: B018 - sets the process-wide URIs
+            with (
+                tempfile.TemporaryDirectory(prefix="mmlw-model-") as tmp,
+                warnings.catch_warnings(),
+            ):
+                warnings.simplefilter("ignore", UserWarning)
+                pyfunc = mlflow.pyfunc.load_model(uri, dst_path=tmp)
+        except Exception as exc:
+            if _is_missing(exc):
+                raise NotFound(f"model {uri} not found") from exc
+            raise
+        return pyfunc.unwrap_python_model().model
+
+    def versions(self, machine_id: str) -> list[ModelVersionOut]:
+        name = self.model_name(machine_id)
+        client = self.client
+        try:
+            registered = client.get_registered_model(name)
+        except Exception as exc:
+            if _is_missing(exc):
+                return []
+            raise
+        aliases: dict[str, list[str]] = {}
+        for alias, version in (registered.aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        out = []
+        for mv in client.search_model_versions(f"name='{name}'"):
+            metrics: dict[str, float] = {}
+            if mv.run_id:
+                try:
+                    metrics = dict(client.get_run(mv.run_id).data.metrics)
+                except Exception:
+                    metrics = {}
+            tags = dict(mv.tags or {})
+            out.append(
+                ModelVersionOut(
+                    model_name=name,
+                    version=int(mv.version),
+                    aliases=sorted(aliases.get(str(mv.version), [])),
+                    run_id=mv.run_id,
+                    created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
+                    detector=tags.get("detector"),
+                    threshold=float(tags["threshold"]) if "threshold" in tags else None,
+                    metrics=metrics,
+                    tags=tags,
+                )
+            )
+        return sorted(out, key=lambda v: v.version)
+
+
+def _param(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _is_missing(exc: Exception) -> bool:
+    text = str(exc)
+    return "RESOURCE_DOES_NOT_EXIST" in text or "not found" in text.lower()
+
+
+def _dataset_input(dataset: DatasetInfo) -> Any:
+    """A metadata-only MLflow dataset: name, digest and schema of the training batch."""
+    import mlflow.data
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types import ColSpec, Schema
+
+    source = mlflow.data.http_dataset_source.HTTPDatasetSource(
+        url=f"mmlw://machines/{dataset.machine_id}/readings?start={dataset.start}&end={dataset.end}"
+    )
+    return MetaDataset(
+        source=source,
+        name=f"{dataset.machine_id}[{dataset.start}..{dataset.end}]",
+        digest=dataset.content_hash[:16],
+        schema=Schema([ColSpec("double", c) for c in dataset.columns]),
+    )

@@ -1,0 +1,90 @@
+"""Train jobs: the request, and the job record every process can read."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from backend.schemas.readings import MachineId, UtcDatetime
+
+__all__ = ["JobKind", "JobOut", "JobState", "TrainOptions", "TrainRequest", "TrainResult"]
+
+
+class JobKind(enum.StrEnum):
+    TRAIN = "train"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED)
+
+
+class TrainOptions(BaseModel):
+    """How to train: detector, its parameters, the window and the threshold.
+
+    The window is ``[start, end)``; ``last_n`` keeps only its newest readings.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    detector: str = Field(default="pca", pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    params: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+    start: UtcDatetime | None = None
+    end: UtcDatetime | None = None
+    last_n: int | None = Field(default=None, ge=10, le=5_000_000)
+    threshold_quantile: float | None = Field(default=None, gt=0.5, lt=1.0)
+    min_readings: int = Field(default=50, ge=10)
+
+    @model_validator(mode="after")
+    def _window(self) -> TrainOptions:
+        if self.start and self.end and self.start >= self.end:
+            raise ValueError("end: must be after start")
+        return self
+
+
+class TrainRequest(TrainOptions):
+    """Train options for one machine: the message of a train job."""
+
+    machine_id: MachineId
+
+
+class TrainResult(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_name: str
+    version: int
+    run_id: str
+    aliases: list[str]
+    threshold: float
+    n_readings: int
+    metrics: dict[str, float]
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: uuid.UUID
+    kind: JobKind
+    machine_id: str
+    state: JobState
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    request: dict[str, Any]
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

@@ -1,0 +1,96 @@
+"""One settings object for every process, read from ``MMLW_*`` environment variables.
+
+Nested sections use a double underscore: ``MMLW_BROKER__URL``, ``MMLW_API__KEYS``.
+Entry points build a :class:`Settings` once and pass it down; nothing below them reads
+the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ApiSettings", "BrokerSettings", "ModelSettings", "Settings"]
+
+
+class BrokerSettings(BaseModel):
+    """Where readings and Celery work travel.
+
+    ``memory://`` (the default) keeps everything inside one process: that is what
+    ``mmlw demo`` uses. Point it at ``amqp://user:pass@host:5672//`` to run across
+    processes and hosts.
+    """
+
+    url: str = "memory://"
+    namespace: str = Field(
+        default="mmlw",
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="prefix of every exchange and queue name (tests use a unique one)",
+    )
+    publish_confirm_timeout_s: float = 10.0
+    max_batch_readings: int = Field(default=10_000, ge=1)
+    predict_prefetch: int = Field(default=4, ge=1)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="API keys accepted in the X-API-Key header; empty = no authentication",
+    )
+    public_url: str = "http://127.0.0.1:8000"
+
+
+class ModelSettings(BaseModel):
+    default_detector: str = "pca"
+    threshold_quantile: float = Field(default=0.995, gt=0.5, lt=1.0)
+    alias_cache_ttl_s: float = Field(default=5.0, ge=0.0)
+    registered_model_prefix: str = "mmlw-"
+
+
+class Settings(BaseSettings):
+    """Everything configurable about MMLW. See ``configs/settings.example.env``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MMLW_", env_nested_delimiter="__", env_file=None, extra="ignore"
+    )
+
+    environment: str = Field(default="development", pattern="^(development|production|test)$")
+    data_dir: Path = Path(".mmlw-data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in data_dir"
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="default: SQLite MLflow store in data_dir"
+    )
+    mlflow_experiment: str = "mmlw"
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'mmlw.db'}"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.data_dir / "mlartifacts"
+
+    @property
+    def uses_local_broker(self) -> bool:
+        return self.broker.url.startswith("memory://")
+
+    def ensure_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,140 @@
+"""Scores, stored per readings batch and model version (idempotent on that pair)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from backend.store.database import Database
+from backend.store.machines import MachinesRepository
+from backend.store.packing import pack, unpack, us_to_datetimes
+from backend.store.readings import StoredBatch
+from backend.store.tables import ReadingBatch, ScoreBatch, utcnow
+
+__all__ = ["ScoreRecord", "ScoresRepository", "StoredScores"]
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """What a predict task hands to the store for one batch."""
+
+    batch: StoredBatch
+    model_name: str
+    model_version: int
+    role: str
+    threshold: float
+    scores: np.ndarray
+    contributions: np.ndarray
+    columns: list[str]
+
+
+@dataclass(frozen=True)
+class StoredScores:
+    batch_id: int
+    model_version: int
+    role: str
+    threshold: float
+    columns: list[str]
+    timestamps_us: np.ndarray
+    scores: np.ndarray
+    contributions: np.ndarray
+
+    @property
+    def flags(self) -> np.ndarray:
+        return self.scores > self.threshold
+
+
+class ScoresRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def add(self, record: ScoreRecord) -> bool:
+        """Store scores once per (batch, model version); False if they were already there."""
+        batch = record.batch
+        first, last = int(batch.timestamps_us.min()), int(batch.timestamps_us.max())
+        try:
+            with self._db.session() as session:
+                exists = session.scalar(
+                    select(ScoreBatch.id).where(
+                        ScoreBatch.batch_id == batch.id,
+                        ScoreBatch.model_name == record.model_name,
+                        ScoreBatch.model_version == record.model_version,
+                    )
+                )
+                if exists is not None:
+                    return False
+                session.add(
+                    ScoreBatch(
+                        batch_id=batch.id,
+                        machine_id=batch.machine_id,
+                        model_name=record.model_name,
+                        model_version=record.model_version,
+                        role=record.role,
+                        threshold=record.threshold,
+                        scored_at=utcnow(),
+                        t_start=_from_us(first),
+                        t_end=_from_us(last),
+                        n=len(record.scores),
+                        n_flagged=int((record.scores > record.threshold).sum()),
+                        columns=record.columns,
+                        scores=pack(record.scores, "f8"),
+                        contributions=pack(record.contributions, "f4"),
+                    )
+                )
+                if record.role == "champion":
+                    MachinesRepository.add_scored(session, batch.machine_id, len(record.scores))
+        except IntegrityError:
+            return False
+        return True
+
+    def query(
+        self,
+        machine_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        role: str = "champion",
+        limit_batches: int = 10_000,
+    ) -> list[StoredScores]:
+        """Scored batches of a machine overlapping ``[start, end)``, oldest first."""
+        query = (
+            select(ScoreBatch, ReadingBatch.timestamps_us)
+            .join(ReadingBatch, ReadingBatch.id == ScoreBatch.batch_id)
+            .where(ScoreBatch.machine_id == machine_id, ScoreBatch.role == role)
+        )
+        if start is not None:
+            query = query.where(ScoreBatch.t_end >= start)
+        if end is not None:
+            query = query.where(ScoreBatch.t_start < end)
+        query = query.order_by(ScoreBatch.t_start.desc()).limit(limit_batches)
+        with self._db.session() as session:
+            rows = session.execute(query).all()
+        out = [
+            StoredScores(
+                batch_id=row.batch_id,
+                model_version=row.model_version,
+                role=row.role,
+                threshold=row.threshold,
+                columns=list(row.columns),
+                timestamps_us=unpack(ts, "i8"),
+                scores=unpack(row.scores, "f8"),
+                contributions=unpack(row.contributions, "f4", len(row.columns)),
+            )
+            for row, ts in rows
+        ]
+        out.reverse()
+        return out
+
+    def count(self, machine_id: str | None = None) -> int:
+        query = select(func.coalesce(func.sum(ScoreBatch.n), 0))
+        if machine_id is not None:
+            query = query.where(ScoreBatch.machine_id == machine_id)
+        with self._db.session() as session:
+            return int(session.scalar(query) or 0)
+
+
+def _from_us(value: int) -> datetime:
+    return us_to_datetimes(np.array([value]))[0]

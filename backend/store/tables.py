@@ -1,0 +1,141 @@
+"""The relational schema (SQLAlchemy 2 declarative). Change it only with a migration.
+
+Readings and scores are stored per *batch* (one row per broker message), their arrays
+packed column-wise as little-endian binary: one insert per batch instead of one per
+reading keeps ingest fast, and a batch is the unit of idempotency (``message_id``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "DeadLetter", "Job", "Machine", "ReadingBatch", "ScoreBatch", "UtcDateTime"]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: UtcDateTime}
+
+
+class Machine(Base):
+    __tablename__ = "machines"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    last_reading_at: Mapped[datetime | None]
+    n_readings: Mapped[int] = mapped_column(BigInteger, default=0)
+    n_scored: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReadingBatch(Base):
+    __tablename__ = "reading_batches"
+    __table_args__ = (Index("ix_reading_batches_machine_t", "machine_id", "t_start", "t_end"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    machine_id: Mapped[str] = mapped_column(ForeignKey("machines.id"))
+    message_id: Mapped[str] = mapped_column(String(36), unique=True)
+    received_at: Mapped[datetime]
+    t_start: Mapped[datetime]
+    t_end: Mapped[datetime]
+    n: Mapped[int]
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    timestamps_us: Mapped[bytes] = mapped_column(LargeBinary)
+    values: Mapped[bytes] = mapped_column(LargeBinary)
+    labels: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class ScoreBatch(Base):
+    __tablename__ = "score_batches"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "model_name", "model_version", name="uq_score_batch_model"),
+        Index("ix_score_batches_machine_t", "machine_id", "t_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("reading_batches.id"))
+    machine_id: Mapped[str] = mapped_column(ForeignKey("machines.id"))
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[int]
+    role: Mapped[str] = mapped_column(String(16), default="champion")
+    threshold: Mapped[float] = mapped_column(Float)
+    scored_at: Mapped[datetime]
+    t_start: Mapped[datetime]
+    t_end: Mapped[datetime]
+    n: Mapped[int]
+    n_flagged: Mapped[int]
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    scores: Mapped[bytes] = mapped_column(LargeBinary)
+    contributions: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_machine_created", "machine_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    machine_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    received_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(16))
+    routing_key: Mapped[str | None] = mapped_column(String(255))
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,36 @@
+# MMLW API: the FastAPI app served by uvicorn (`mmlw api`).
+# Build from the repository root:  docker build -f docker/api.Dockerfile -t mmlw-api .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MMLW_DATA_DIR=/var/lib/mmlw \
+    MMLW_API__HOST=0.0.0.0 \
+    MMLW_API__PORT=8000
+
+WORKDIR /opt/mmlw
+
+# Dependencies first, in their own layer: editing the code does not reinstall them.
+# (Empty package stubs let pip resolve the project's dependencies from pyproject.toml.)
+COPY pyproject.toml README.md ./
+RUN mkdir backend workers frontend \
+    && touch backend/__init__.py workers/__init__.py frontend/__init__.py \
+    && pip install --no-cache-dir . \
+    && pip uninstall --yes mmlw \
+    && rm -rf backend workers frontend build ./*.egg-info
+
+COPY backend ./backend
+COPY workers ./workers
+COPY frontend ./frontend
+COPY configs ./configs
+RUN pip install --no-cache-dir --no-deps . \
+    && rm -rf build ./*.egg-info
+
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/mmlw --create-home mmlw
+USER mmlw
+
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=10s --start-period=30s --retries=6 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=5)"]
+CMD ["mmlw", "api"]

@@ -1,0 +1,479 @@
+"""docker-compose.yml and the Dockerfiles, checked by parsing (no Docker engine needed).
+
+Every process compose or an image starts is resolved against the real ``mmlw`` click
+command tree, so renaming a subcommand or an option breaks this test, not a deployment.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shlex
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+EXAMPLE_ENV = ROOT / "configs" / "compose.example.env"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+INFRA_SERVICES = {"rabbitmq", "postgres", "mlflow"}
+APP_SERVICES = {"migrate", "api", "worker", "ingest", "simulator"}
+LONG_RUNNING_APP_SERVICES = {"api", "worker", "ingest"}
+SECRET_VARIABLES = {"POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "MMLW_API_KEYS"}
+SECRET_KEY_PATTERN = re.compile(r"PASS|SECRET|TOKEN|KEY", re.IGNORECASE)
+REQUIRED_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}")
+URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:(?P<password>[^@\s]+)@")
+REFERENCE = re.compile(
+    r"\$\$"
+    r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+# --------------------------------------------------------------------------- helpers
+class MissingVariableError(Exception):
+    pass
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """Substitute ``${VAR}``-style references the way docker compose does."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group("name") or match.group("bare")
+        op, arg = match.group("op"), match.group("arg") or ""
+        is_set = name in env
+        is_filled = bool(env.get(name))
+        if op in (":-", "-"):
+            return env[name] if (is_filled if op == ":-" else is_set) else arg
+        if op in (":?", "?"):
+            if not (is_filled if op == ":?" else is_set):
+                raise MissingVariableError(f"{name}: {arg}")
+            return env[name]
+        if op in (":+", "+"):
+            return arg if (is_filled if op == ":+" else is_set) else ""
+        return env.get(name, "")
+
+    return REFERENCE.sub(replace, value)
+
+
+def read_example_env() -> dict[str, str]:
+    values = {}
+    for line in EXAMPLE_ENV.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        assert sep, f"compose.example.env: not NAME=value: {line!r}"
+        values[name.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def filled_env() -> dict[str, str]:
+    """The example env as a user would have it: every empty secret filled in."""
+    env = read_example_env()
+    for name, value in env.items():
+        if not value:
+            env[name] = '["example-key"]' if name == "MMLW_API_KEYS" else "example-secret"
+    return env
+
+
+def as_argv(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return shlex.split(value)
+    return [str(token) for token in value]
+
+
+def environment_of(service: Mapping[str, Any]) -> dict[str, str]:
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        pairs = (entry.partition("=") for entry in environment)
+        return {name: value for name, _, value in pairs}
+    return {name: "" if value is None else str(value) for name, value in environment.items()}
+
+
+def depends_on(service: Mapping[str, Any]) -> dict[str, str]:
+    dependencies = service.get("depends_on") or {}
+    if isinstance(dependencies, list):
+        return dict.fromkeys(dependencies, "service_started")
+    return {
+        name: (spec or {}).get("condition", "service_started")
+        for name, spec in dependencies.items()
+    }
+
+
+def parse_dockerfile(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, arguments = line.partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+    assert not pending, f"{path}: dangling line continuation"
+    return instructions
+
+
+def dockerfile_argv(value: str) -> list[str]:
+    """Exec form (JSON array) or shell form of CMD / ENTRYPOINT."""
+    if value.startswith("["):
+        return [str(token) for token in json.loads(value)]
+    return shlex.split(value)
+
+
+def last(instructions: list[tuple[str, str]], keyword: str) -> str | None:
+    values = [arguments for name, arguments in instructions if name == keyword]
+    return values[-1] if values else None
+
+
+def image_argv(dockerfile: Path) -> list[str]:
+    instructions = parse_dockerfile(dockerfile)
+    entrypoint, cmd = last(instructions, "ENTRYPOINT"), last(instructions, "CMD")
+    return as_argv(entrypoint and dockerfile_argv(entrypoint)) + as_argv(
+        cmd and dockerfile_argv(cmd)
+    )
+
+
+def option_names(command: click.Command) -> set[str]:
+    return {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+
+
+def skip_group_options(group: click.Group, args: list[str], path: list[str]) -> list[str]:
+    """Drop the group's own options (``mmlw --verbose worker``) in front of a subcommand."""
+    by_opt = {opt: param for param in group.params for opt in (*param.opts, *param.secondary_opts)}
+    while args and args[0].startswith("-"):
+        token = args.pop(0)
+        name = token.split("=", 1)[0]
+        param = by_opt.get(name)
+        assert param is not None, f"`{' '.join(path)}` has no option {name}"
+        takes_value = not getattr(param, "is_flag", False) and not getattr(param, "count", False)
+        if takes_value and "=" not in token:
+            args.pop(0)
+    return args
+
+
+def resolve_mmlw(argv: list[str]) -> tuple[list[str], click.Context]:
+    """Command path (``["mmlw", "db", "upgrade"]``) and parsed context of what ``argv`` runs.
+
+    Fails unless every subcommand and option exists and every value parses.
+    """
+    from backend import cli
+
+    assert argv and argv[0] == "mmlw", f"not an mmlw command: {argv}"
+    assert isinstance(cli.main, click.Group), "backend.cli.main must be a click.Group"
+    command: click.Command = cli.main
+    args, path = list(argv[1:]), ["mmlw"]
+    parent: click.Context | None = None
+    while isinstance(command, click.Group):
+        args = skip_group_options(command, args, path)
+        assert args, f"`{' '.join(path)}` needs a subcommand"
+        context = click.Context(command, info_name=path[-1], parent=parent)
+        subcommand = command.get_command(context, args[0])
+        known = command.list_commands(context)
+        assert subcommand is not None, f"`{' '.join(path)}` has no subcommand {args[0]!r} {known}"
+        path.append(args.pop(0))
+        parent, command = context, subcommand
+    for token in args:
+        if token.startswith("-"):
+            name = token.split("=", 1)[0]
+            assert name in option_names(command), (
+                f"`{' '.join(path)}` has no option {name}; it has {sorted(option_names(command))}"
+            )
+    try:  # parses values too: types, choices, required options
+        context = command.make_context(path[-1], list(args), parent=parent)
+    except click.UsageError as error:
+        pytest.fail(f"`{' '.join(argv)}`: {error.format_message()}")
+    return path, context
+
+
+def iter_strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from iter_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from iter_strings(item)
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (line.strip() for line in DOCKERIGNORE.read_text().splitlines())
+    return [line.rstrip("/") for line in lines if line and not line.startswith(("#", "!"))]
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def effective_argv(service: Mapping[str, Any]) -> list[str]:
+    """What the container runs: compose's entrypoint/command over the image's."""
+    if "entrypoint" in service:  # compose's entrypoint also drops the image's CMD
+        return [*as_argv(service["entrypoint"]), *as_argv(service.get("command"))]
+    dockerfile = ROOT / service["build"]["dockerfile"] if "build" in service else None
+    if "command" not in service:
+        return image_argv(dockerfile) if dockerfile else []
+    entrypoint = last(parse_dockerfile(dockerfile), "ENTRYPOINT") if dockerfile else None
+    return [*as_argv(entrypoint and dockerfile_argv(entrypoint)), *as_argv(service["command"])]
+
+
+def interpolated(argv: list[str]) -> list[str]:
+    env = filled_env()
+    return [interpolate(token, env) for token in argv]
+
+
+# --------------------------------------------------------------------------- tests
+def test_compose_file_parses_and_has_every_service(services: dict[str, Any]) -> None:
+    assert set(services) >= INFRA_SERVICES | APP_SERVICES
+
+
+def test_every_variable_is_documented_in_the_example_env() -> None:
+    text = COMPOSE_FILE.read_text()
+    used = {m.group("name") or m.group("bare") for m in REFERENCE.finditer(text)} - {None}
+    documented = set(read_example_env())
+    assert used - documented == set(), "document these in configs/compose.example.env"
+    assert documented - used == set(), "configs/compose.example.env documents unused variables"
+
+
+def test_secrets_have_no_default_and_are_empty_in_the_example() -> None:
+    text = COMPOSE_FILE.read_text()
+    example = read_example_env()
+    for match in REFERENCE.finditer(text):
+        name = match.group("name") or match.group("bare")
+        if name in SECRET_VARIABLES:
+            assert match.group("op") == ":?", f"{match.group(0)} must be ${{{name}:?message}}"
+    for name in SECRET_VARIABLES:
+        assert example.get(name, None) == "", f"{name} must be left empty in the example env"
+
+
+def test_compose_refuses_to_start_without_a_secret(services: dict[str, Any]) -> None:
+    for secret in SECRET_VARIABLES:
+        env = filled_env()
+        del env[secret]
+        values = [
+            value
+            for service in services.values()
+            for value in [*environment_of(service).values(), *as_argv(service.get("command"))]
+        ]
+        with pytest.raises(MissingVariableError):
+            for value in values:
+                interpolate(value, env)
+
+
+def test_no_plaintext_password_anywhere(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for key, value in environment_of(service).items():
+            if SECRET_KEY_PATTERN.search(key):
+                assert REQUIRED_REFERENCE.fullmatch(value), (
+                    f"{name}.environment.{key} must be a ${{VAR:?...}} reference, not {value!r}"
+                )
+        for text in iter_strings(service):
+            for match in URL_CREDENTIALS.finditer(text):
+                assert REQUIRED_REFERENCE.fullmatch(match.group("password")), (
+                    f"{name}: password in {text!r} must be a ${{VAR:?...}} reference"
+                )
+
+
+def test_app_services_run_in_production_against_the_compose_services(
+    services: dict[str, Any],
+) -> None:
+    for name in APP_SERVICES:
+        env = environment_of(services[name])
+        assert env["MMLW_ENVIRONMENT"] == "production", name
+        assert "@postgres:5432/mmlw" in env["MMLW_DATABASE_URL"], name
+        assert env["MMLW_DATABASE_URL"].startswith("postgresql+psycopg://"), name
+        assert env["MMLW_BROKER__URL"].startswith("amqp://"), name
+        assert "@rabbitmq:5672/" in env["MMLW_BROKER__URL"], name
+        assert env["MMLW_MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
+    api_env = environment_of(services["api"])
+    assert api_env["MMLW_API__HOST"] == "0.0.0.0"
+    keys = json.loads(interpolate(api_env["MMLW_API__KEYS"], filled_env()))
+    assert isinstance(keys, list) and keys
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_app_service_commands_resolve_to_real_mmlw_commands(
+    services: dict[str, Any], name: str
+) -> None:
+    argv = interpolated(effective_argv(services[name]))
+    resolve_mmlw(argv)
+
+
+def test_expected_subcommands(services: dict[str, Any]) -> None:
+    paths = {
+        name: resolve_mmlw(interpolated(effective_argv(services[name])))[0] for name in APP_SERVICES
+    }
+    assert paths == {
+        "migrate": ["mmlw", "db", "upgrade"],
+        "api": ["mmlw", "api"],
+        "worker": ["mmlw", "worker"],
+        "ingest": ["mmlw", "ingest"],
+        "simulator": ["mmlw", "simulate"],
+    }
+    worker_argv = interpolated(effective_argv(services["worker"]))
+    queues = worker_argv[worker_argv.index("--queues") + 1]
+    assert set(queues.split(",")) == {"train", "predict", "notify"}
+
+
+def test_mlflow_server_command(services: dict[str, Any]) -> None:
+    mlflow = services["mlflow"]
+    argv = interpolated(effective_argv(mlflow))
+    assert argv[:2] == ["mlflow", "server"]
+    for flag in ("--serve-artifacts", "--artifacts-destination", "--backend-store-uri"):
+        assert flag in argv
+    store = argv[argv.index("--backend-store-uri") + 1]
+    assert store.startswith("postgresql+psycopg://") and store.endswith("@postgres:5432/mlflow")
+    destination = argv[argv.index("--artifacts-destination") + 1]
+    assert any(str(v).endswith(f":{destination}") for v in mlflow["volumes"]), "artifact volume"
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert environment_of(mlflow)["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+def test_mlflow_server_options_exist_in_installed_mlflow(services: dict[str, Any]) -> None:
+    mlflow_cli = pytest.importorskip("mlflow.cli")
+    argv = interpolated(effective_argv(services["mlflow"]))
+    server = mlflow_cli.cli.get_command(click.Context(mlflow_cli.cli), argv[1])
+    assert server is not None
+    for token in argv[2:]:
+        if token.startswith("-"):
+            assert token.split("=", 1)[0] in option_names(server), token
+    server.make_context("server", argv[2:])
+
+
+def test_postgres_creates_the_mlflow_database(services: dict[str, Any]) -> None:
+    mounts = [str(volume) for volume in services["postgres"]["volumes"]]
+    init = [m for m in mounts if ":/docker-entrypoint-initdb.d" in m]
+    assert init, "postgres needs an init script directory"
+    directory = ROOT / init[0].split(":", 1)[0]
+    scripts = " ".join(p.read_text() for p in directory.iterdir() if p.suffix in {".sql", ".sh"})
+    assert re.search(r"CREATE DATABASE\s+mlflow\b", scripts, re.IGNORECASE)
+
+
+def test_bind_mounts_exist(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":", 1)[0]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name}: mount source {source} is missing"
+
+
+@pytest.mark.parametrize(
+    ("name", "probe"),
+    [
+        ("rabbitmq", "rabbitmq-diagnostics"),
+        ("postgres", "pg_isready"),
+        ("mlflow", "localhost:5000/health"),
+        ("api", ":8000/health"),
+    ],
+)
+def test_healthchecks(services: dict[str, Any], name: str, probe: str) -> None:
+    healthcheck = services[name].get("healthcheck")
+    assert healthcheck and not healthcheck.get("disable"), f"{name} needs a healthcheck"
+    test = healthcheck["test"]
+    assert test[0] in {"CMD", "CMD-SHELL"}
+    assert probe in " ".join(test[1:])
+
+
+def test_depends_on_conditions(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for dependency, condition in depends_on(service).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{dependency} has no healthcheck"
+    for name in LONG_RUNNING_APP_SERVICES:
+        conditions = depends_on(services[name])
+        for dependency in INFRA_SERVICES:
+            assert conditions.get(dependency) == "service_healthy", f"{name} -> {dependency}"
+        assert conditions.get("migrate") == "service_completed_successfully", name
+    assert depends_on(services["migrate"]).get("postgres") == "service_healthy"
+    assert depends_on(services["mlflow"]).get("postgres") == "service_healthy"
+    assert services["migrate"].get("restart", "no") == "no"
+
+
+def test_workers_can_scale(services: dict[str, Any]) -> None:
+    worker = services["worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    replicas = interpolate(str(worker.get("deploy", {}).get("replicas", "1")), filled_env())
+    assert int(replicas) >= 1
+
+
+def test_every_dockerfile_exists_and_builds_from_the_repository_root(
+    services: dict[str, Any],
+) -> None:
+    built = {name: service["build"] for name, service in services.items() if "build" in service}
+    assert set(built) >= APP_SERVICES | {"mlflow"}
+    for name, build in built.items():
+        assert build["context"] == ".", name
+        assert (ROOT / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']}"
+
+
+def dockerfiles(services: dict[str, Any]) -> set[Path]:
+    return {ROOT / s["build"]["dockerfile"] for s in services.values() if "build" in s}
+
+
+def test_dockerfiles_use_slim_python_and_a_non_root_user(services: dict[str, Any]) -> None:
+    for dockerfile in dockerfiles(services):
+        instructions = parse_dockerfile(dockerfile)
+        froms = [arguments for keyword, arguments in instructions if keyword == "FROM"]
+        assert froms and froms[-1].split()[0] == "python:3.11-slim", dockerfile.name
+        user = last(instructions, "USER")
+        assert user and user.split(":")[0] not in {"root", "0"}, f"{dockerfile.name}: USER"
+
+
+def test_dockerfile_commands_resolve(services: dict[str, Any]) -> None:
+    for dockerfile in dockerfiles(services):
+        argv = image_argv(dockerfile)
+        assert argv, f"{dockerfile.name} has no CMD/ENTRYPOINT"
+        if dockerfile.name == "mlflow.Dockerfile":
+            assert argv[:2] == ["mlflow", "server"]
+        else:
+            resolve_mmlw(argv)
+
+
+def test_app_dockerfiles_install_the_project(services: dict[str, Any]) -> None:
+    ignored = dockerignore_patterns()
+    for dockerfile in dockerfiles(services):
+        if dockerfile.name == "mlflow.Dockerfile":
+            continue
+        instructions = parse_dockerfile(dockerfile)
+        runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
+        assert re.search(r"pip install --no-cache-dir (--no-deps )?\.(\s|$)", runs)
+        for keyword, arguments in instructions:
+            if keyword not in {"COPY", "ADD"} or "--from" in arguments:
+                continue
+            for source in arguments.split()[:-1]:
+                assert (ROOT / source).exists(), f"{dockerfile.name} copies missing {source}"
+                hits = [p for p in ignored if fnmatch.fnmatch(source.removeprefix("./"), p)]
+                assert not hits, f"{dockerfile.name} copies {source}, excluded by {hits}"
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
+    patterns = set(dockerignore_patterns())
+    assert {".git", ".env", ".mmlw-data", "**/__pycache__", ".pytest_cache"} <= patterns

@@ -1,0 +1,27 @@
+"""``create_celery(settings)``: the Celery app of MMLW workers, with its tasks registered."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from backend.messaging.dispatch import celery_config
+from backend.messaging.topology import Topology
+from backend.settings import Settings
+from workers.context import WorkerContext
+from workers.tasks import register_tasks
+
+__all__ = ["create_celery", "worker_context"]
+
+
+def create_celery(settings: Settings, context: WorkerContext | None = None) -> Celery:
+    """A Celery app bound to ``settings`` (nothing connects until a worker starts)."""
+    topology = Topology(settings.broker.namespace)
+    app = Celery("mmlw", set_as_current=False)
+    app.conf.update(celery_config(settings.broker.url, topology, settings.broker.predict_prefetch))
+    app.mmlw_context = context or WorkerContext(settings)  # type: ignore[attr-defined]
+    register_tasks(app)
+    return app
+
+
+def worker_context(app: Celery) -> WorkerContext:
+    return app.mmlw_context  # type: ignore[attr-defined, no-any-return]

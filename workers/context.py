@@ -1,0 +1,52 @@
+"""The long-lived objects a worker process needs, built once from Settings, on first use."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+from backend.messaging.dispatch import CeleryDispatcher, Dispatcher
+from backend.messaging.topology import Topology
+from backend.registry.mlflow_registry import MlflowRegistry
+from backend.settings import Settings
+from backend.store import Store
+from workers.model_cache import ModelCache
+
+__all__ = ["WorkerContext"]
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    migrate: bool = False
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @cached_property
+    def topology(self) -> Topology:
+        return Topology(self.settings.broker.namespace)
+
+    @cached_property
+    def store(self) -> Store:
+        with self._lock:
+            self.settings.ensure_data_dir()
+            return Store.open(self.settings.resolved_database_url, migrate=self.migrate)
+
+    @cached_property
+    def registry(self) -> MlflowRegistry:
+        return MlflowRegistry(
+            self.settings.resolved_tracking_uri,
+            experiment=self.settings.mlflow_experiment,
+            artifact_root=self.settings.artifact_root,
+            model_prefix=self.settings.models.registered_model_prefix,
+        )
+
+    @cached_property
+    def models(self) -> ModelCache:
+        return ModelCache(self.registry, ttl_s=self.settings.models.alias_cache_ttl_s)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        return CeleryDispatcher.from_broker(self.settings.broker.url, self.topology)

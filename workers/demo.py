@@ -1,0 +1,240 @@
+"""``mmlw demo``: the whole pipeline on one machine.
+
+Starts (in this process) the store, an in-process Celery worker, the ingest consumer,
+the HTTP API and a fleet of simulated machines; trains each machine's model once it has
+``warmup`` readings; keeps scoring; prints progress and, at the end, how the injected
+faults scored against normal operation. With ``MMLW_BROKER__URL=amqp://...`` the same
+pieces talk through RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import uvicorn
+
+from backend.api.app import create_app
+from backend.errors import MMLWError
+from backend.messaging.sink import open_readings_sink
+from backend.registry.base import CHAMPION
+from backend.schemas.jobs import JobState, TrainRequest
+from backend.services.jobs import submit_training
+from backend.settings import Settings
+from backend.store import Store
+from workers.celery_app import create_celery
+from workers.context import WorkerContext
+from workers.runtime import ingest_consumer_thread, worker_thread
+from workers.simulator import SimulationStats, run_simulation, synthetic_fleet
+
+__all__ = ["DemoOptions", "DemoReport", "MachineReport", "run_demo"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    machines: int = 3
+    speedup: float = 30.0
+    batch_size: int = 30
+    warmup: int = 600
+    duration_s: float | None = None
+    detector: str = "pca"
+    serve_api: bool = True
+    seed: int = 0
+
+
+@dataclass
+class MachineReport:
+    machine_id: str
+    readings: int
+    scored: int
+    champion_version: int | None
+    mean_score_normal: float | None
+    mean_score_fault: float | None
+    flag_rate_normal: float | None
+    flag_rate_fault: float | None
+
+
+@dataclass
+class DemoReport:
+    machines: list[MachineReport] = field(default_factory=list)
+    api_url: str | None = None
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{'machine':<12} {'readings':>9} {'scored':>8} {'model':>6} "
+            f"{'score normal':>13} {'score fault':>12} {'flagged normal':>15} {'flagged fault':>14}"
+        ]
+        for m in self.machines:
+            out.append(
+                f"{m.machine_id:<12} {m.readings:>9} {m.scored:>8} "
+                f"{('v' + str(m.champion_version)) if m.champion_version else '-':>6} "
+                f"{_fmt(m.mean_score_normal):>13} {_fmt(m.mean_score_fault):>12} "
+                f"{_pct(m.flag_rate_normal):>15} {_pct(m.flag_rate_fault):>14}"
+            )
+        return out
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def machine_report(store: Store, machine_id: str, champion: int | None) -> MachineReport:
+    """Mean champion score and flag rate on normal vs fault readings (ground-truth labels)."""
+    machine = store.machines.get(machine_id)
+    _values, labels = store.readings.window(machine_id)
+    scores = store.scores.query(machine_id)
+    report = MachineReport(
+        machine_id, machine.n_readings, machine.n_scored, champion, None, None, None, None
+    )
+    if not scores or labels is None:
+        return report
+    by_time = dict(zip(labels.index.as_unit("us").asi8, labels.to_numpy(), strict=True))
+    stamps = np.concatenate([s.timestamps_us for s in scores])
+    score = np.concatenate([s.scores for s in scores])
+    flags = np.concatenate([s.flags for s in scores])
+    truth = np.array([by_time.get(int(t), -1) for t in stamps])
+    for value, name in ((0, "normal"), (1, "fault")):
+        mask = truth == value
+        if mask.any():
+            setattr(report, f"mean_score_{name}", float(score[mask].mean()))
+            setattr(report, f"flag_rate_{name}", float(flags[mask].mean()))
+    return report
+
+
+def run_demo(
+    settings: Settings,
+    options: DemoOptions,
+    *,
+    echo: Callable[[str], None] = print,
+    stop: threading.Event | None = None,
+) -> DemoReport:
+    """Run until ``options.duration_s`` passes or ``stop`` is set; return the final report."""
+    stop = stop or threading.Event()
+    settings.ensure_data_dir()
+    context = WorkerContext(settings, migrate=True)
+    app = create_celery(settings, context)
+    store = context.store
+    registry = context.registry
+    registry.experiment_id()  # create the MLflow store before the first train job
+    sink = open_readings_sink(settings.broker.url, settings.broker.namespace)
+    report = DemoReport()
+    with worker_thread(app, concurrency=2), ingest_consumer_thread(settings, context):
+        server, server_thread = None, None
+        if options.serve_api:
+            api = create_app(
+                settings,
+                store=store,
+                registry=registry,
+                dispatcher=context.dispatcher,
+                publisher=open_readings_sink(settings.broker.url, settings.broker.namespace),
+            )
+            config = uvicorn.Config(
+                api, host=settings.api.host, port=settings.api.port, log_level="warning"
+            )
+            server = uvicorn.Server(config)
+            server_thread = threading.Thread(target=server.run, name="api", daemon=True)
+            server_thread.start()
+            report.api_url = f"http://{settings.api.host}:{settings.api.port}"
+        echo(f"data dir:   {settings.data_dir}")
+        echo(f"store:      {settings.resolved_database_url}")
+        echo(f"broker:     {settings.broker.url}")
+        if report.api_url:
+            echo(f"API:        {report.api_url}/docs  (machines: {report.api_url}/api/v1/machines)")
+        echo(
+            "MLflow UI:  mlflow ui --backend-store-uri "
+            f"{settings.resolved_tracking_uri} --port 5000"
+        )
+        fleet = synthetic_fleet(options.machines, seed=options.seed, warmup=options.warmup)
+        latest: list[SimulationStats] = []
+        simulator = threading.Thread(
+            target=run_simulation,
+            args=(fleet, sink),
+            kwargs={
+                "batch_size": options.batch_size,
+                "speedup": options.speedup,
+                "duration_s": options.duration_s,
+                "stop": stop,
+                "on_progress": latest.append,
+            },
+            name="simulator",
+            daemon=True,
+        )
+        simulator.start()
+        started = time.monotonic()
+        jobs: dict[str, str] = {}
+        try:
+            while not stop.is_set():
+                if (
+                    options.duration_s is not None
+                    and time.monotonic() - started > options.duration_s
+                ):
+                    break
+                _train_when_warm(store, context, options, jobs, echo)
+                _progress(store, jobs, started, echo)
+                stop.wait(2.0)
+        except KeyboardInterrupt:
+            echo("stopping ...")
+        finally:
+            stop.set()
+            simulator.join(10)
+            time.sleep(1.0)  # let in-flight batches land
+            for machine in store.machines.list():
+                champion = registry.alias_version(machine.id, CHAMPION)
+                report.machines.append(machine_report(store, machine.id, champion))
+            if server is not None:
+                server.should_exit = True
+                assert server_thread is not None
+                server_thread.join(10)
+            sink.close()
+    for line in report.lines():
+        echo(line)
+    return report
+
+
+def _train_when_warm(store, context, options, jobs, echo) -> None:  # type: ignore[no-untyped-def]
+    for machine in store.machines.list():
+        if machine.id in jobs or machine.n_readings < options.warmup:
+            continue
+        try:
+            job = submit_training(
+                TrainRequest(
+                    machine_id=machine.id, detector=options.detector, last_n=options.warmup
+                ),
+                store=store,
+                dispatcher=context.dispatcher,
+            )
+        except MMLWError as exc:
+            echo(f"train {machine.id}: {exc}")
+            continue
+        jobs[machine.id] = str(job.id)
+        echo(
+            f"train job {job.id} queued for {machine.id} "
+            f"({options.warmup} readings, {options.detector})"
+        )
+
+
+def _progress(store, jobs, started, echo) -> None:  # type: ignore[no-untyped-def]
+    parts = []
+    for machine in store.machines.list():
+        state = "-"
+        if machine.id in jobs:
+            job = store.jobs.get(jobs[machine.id])
+            state = job.state.value
+            if job.state is JobState.FAILED:
+                state += f" ({job.error})"
+            elif job.state is JobState.SUCCEEDED and job.result:
+                state = f"v{job.result['version']}"
+        parts.append(
+            f"{machine.id}: {machine.n_readings} read, {machine.n_scored} scored, model {state}"
+        )
+    echo(f"[{time.monotonic() - started:6.1f}s] " + " | ".join(parts))

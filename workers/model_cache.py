@@ -1,0 +1,74 @@
+"""Per-process cache of loaded models, keyed by machine and alias.
+
+An alias is re-resolved at most every ``ttl_s`` seconds, so an alias move reaches a
+running worker within that time without a restart. A new version is loaded completely
+before it replaces the old one: a batch is never scored by a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from backend.registry.base import CHAMPION, ModelRegistry
+from backend.services.scoring import LoadedModel
+
+__all__ = ["ModelCache"]
+
+
+class ModelCache:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        ttl_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[tuple[str, str], tuple[float, LoadedModel | None]] = {}
+        self._models: dict[tuple[str, int], LoadedModel] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.loads = 0
+        self.negative_ttl_s = 1.0
+
+    def _lock(self, machine_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(machine_id, threading.Lock())
+
+    def get(self, machine_id: str, alias: str = CHAMPION) -> LoadedModel | None:
+        key = (machine_id, alias)
+        if (hit := self._fresh(key)) is not None:
+            return hit[0]
+        with self._lock(machine_id):
+            if (hit := self._fresh(key)) is not None:
+                return hit[0]
+            version = self._registry.alias_version(machine_id, alias)
+            loaded = None if version is None else self._load(machine_id, version)
+            self._entries[key] = (self._clock(), loaded)
+            return loaded
+
+    def _fresh(self, key: tuple[str, str]) -> tuple[LoadedModel | None] | None:
+        """The cached answer while it is fresh; "no model" is re-checked sooner."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        ttl = self._ttl_s if entry[1] is not None else min(self._ttl_s, self.negative_ttl_s)
+        return (entry[1],) if self._clock() - entry[0] < ttl else None
+
+    def _load(self, machine_id: str, version: int) -> LoadedModel:
+        cached = self._models.get((machine_id, version))
+        if cached is None:
+            model = self._registry.load(machine_id, version)
+            cached = LoadedModel(self._registry.model_name(machine_id), version, model)
+            self._models[(machine_id, version)] = cached
+            self.loads += 1
+        return cached
+
+    def invalidate(self, machine_id: str | None = None) -> None:
+        with self._guard:
+            for key in list(self._entries):
+                if machine_id is None or key[0] == machine_id:
+                    del self._entries[key]
