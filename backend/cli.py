@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 
 from backend.errors import MMLWError
+from backend.schemas.readings import describe_validation_error
 from backend.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,8 +71,8 @@ def main(ctx: click.Context, verbose: bool) -> None:
     _configure_logging(verbose)
     try:
         settings = Settings()
-    except Exception as exc:
-        raise click.ClickException(f"settings: {exc}".splitlines()[0]) from exc
+    except ValidationError as exc:
+        raise click.ClickException(f"settings: {describe_validation_error(exc)}") from exc
     ctx.ensure_object(dict)["settings"] = settings
 
 
@@ -357,8 +359,8 @@ def train(
 
     from backend.messaging.dispatch import CeleryDispatcher
     from backend.messaging.topology import Topology
-    from backend.schemas.jobs import JobKind, TrainRequest
-    from backend.services.jobs import submit_training
+    from backend.schemas.jobs import TrainRequest
+    from backend.services.jobs import create_training_job, submit_training
     from backend.services.training import run_train_job
 
     settings = _settings(ctx)
@@ -379,7 +381,7 @@ def train(
     )
     store = _open_store(settings)
     if inline:
-        job = store.jobs.create(JobKind.TRAIN, machine_id, request.model_dump(mode="json"))
+        job = create_training_job(request, store=store)
         run_train_job(
             str(job.id), store=store, registry=_registry(settings), settings=settings.models
         )

@@ -1,7 +1,9 @@
 """Per-process cache of loaded models, keyed by machine and alias.
 
 An alias is re-resolved at most every ``ttl_s`` seconds, so an alias move reaches a
-running worker within that time without a restart. A new version is loaded completely
+running worker within that time without a restart. "No model yet" is never cached: the
+first champion of a machine is used by the very next batch (together with the backfill
+the train task queues, no batch falls between the two). A new version is loaded completely
 before it replaces the old one: a batch is never scored by a half-loaded model.
 """
 
@@ -27,12 +29,11 @@ class ModelCache:
         self._registry = registry
         self._ttl_s = ttl_s
         self._clock = clock
-        self._entries: dict[tuple[str, str], tuple[float, LoadedModel | None]] = {}
+        self._entries: dict[tuple[str, str], tuple[float, LoadedModel]] = {}
         self._models: dict[tuple[str, int], LoadedModel] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.loads = 0
-        self.negative_ttl_s = 1.0
 
     def _lock(self, machine_id: str) -> threading.Lock:
         with self._guard:
@@ -41,22 +42,27 @@ class ModelCache:
     def get(self, machine_id: str, alias: str = CHAMPION) -> LoadedModel | None:
         key = (machine_id, alias)
         if (hit := self._fresh(key)) is not None:
-            return hit[0]
+            return hit
         with self._lock(machine_id):
             if (hit := self._fresh(key)) is not None:
-                return hit[0]
+                return hit
             version = self._registry.alias_version(machine_id, alias)
-            loaded = None if version is None else self._load(machine_id, version)
+            if version is None:
+                return None
+            loaded = self._load(machine_id, version)
             self._entries[key] = (self._clock(), loaded)
             return loaded
 
-    def _fresh(self, key: tuple[str, str]) -> tuple[LoadedModel | None] | None:
-        """The cached answer while it is fresh; "no model" is re-checked sooner."""
+    def _fresh(self, key: tuple[str, str]) -> LoadedModel | None:
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or self._clock() - entry[0] >= self._ttl_s:
             return None
-        ttl = self._ttl_s if entry[1] is not None else min(self._ttl_s, self.negative_ttl_s)
-        return (entry[1],) if self._clock() - entry[0] < ttl else None
+        return entry[1]
+
+    def version(self, machine_id: str, version: int) -> LoadedModel:
+        """A specific version (loaded once per process)."""
+        with self._lock(machine_id):
+            return self._load(machine_id, version)
 
     def _load(self, machine_id: str, version: int) -> LoadedModel:
         cached = self._models.get((machine_id, version))

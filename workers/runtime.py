@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from celery import Celery
 from celery.worker import WorkController
+from celery.worker import state as worker_state
 from kombu import Connection
 
 from backend.messaging.topology import TASK_QUEUES, Topology
@@ -41,7 +42,12 @@ def worker_thread(
     pool: str = "threads",
     ready_timeout_s: float = 30.0,
 ) -> Iterator[WorkController]:
-    """Run a Celery worker on ``queues`` in a daemon thread; stop it on exit."""
+    """Run a Celery worker on ``queues`` in a daemon thread; stop it on exit.
+
+    The app becomes the process default, as Celery's pools look tasks up there.
+    """
+    app.set_default()
+    app.conf.worker_enable_remote_control = False  # no pidbox: nothing to cancel across threads
     topology = Topology(app.mmlw_context.settings.broker.namespace)  # type: ignore[attr-defined]
     worker = _ThreadWorker(
         app=app,
@@ -61,8 +67,13 @@ def worker_thread(
     try:
         yield worker
     finally:
-        worker.stop(in_sighandler=False, exitcode=0)
-        thread.join(15)
+        # Celery's own test worker stops this way: the worker thread notices the flag
+        # and shuts itself down (stopping it from this thread would race its connection).
+        worker_state.should_terminate = 0
+        thread.join(30)
+        worker_state.should_terminate = None
+        if thread.is_alive():
+            raise RuntimeError("the in-process Celery worker did not stop within 30 s")
 
 
 @contextmanager

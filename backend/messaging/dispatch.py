@@ -21,7 +21,7 @@ PREDICT_TASK = "mmlw.predict"
 class Dispatcher(Protocol):
     def train(self, job_id: str) -> None: ...
 
-    def predict(self, batch_id: int) -> None: ...
+    def predict(self, batch_id: int, version: int | None = None) -> None: ...
 
 
 def celery_config(broker_url: str, topology: Topology, predict_prefetch: int = 4) -> dict[str, Any]:
@@ -67,5 +67,7 @@ class CeleryDispatcher:
     def train(self, job_id: str) -> None:
         self._app.send_task(TRAIN_TASK, args=[job_id])
 
-    def predict(self, batch_id: int) -> None:
-        self._app.send_task(PREDICT_TASK, args=[batch_id])
+    def predict(self, batch_id: int, version: int | None = None) -> None:
+        """Score with the champion, or with ``version`` when given (backfills)."""
+        kwargs = {} if version is None else {"version": version}
+        self._app.send_task(PREDICT_TASK, args=[batch_id], kwargs=kwargs)

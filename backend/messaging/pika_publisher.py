@@ -23,7 +23,7 @@ from backend.errors import ServiceUnavailable
 from backend.messaging.topology import Topology
 from backend.schemas.readings import ReadingsBatch
 
-__all__ = ["PikaReadingsPublisher"]
+__all__ = ["PikaReadingsPublisher", "pika_url"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,15 @@ _RETRYABLE = (
     ConnectionError,
     OSError,
 )
+
+
+def pika_url(url: str) -> str:
+    """Accept kombu's spelling of the default vhost (``.../``+``/``) as pika's ``%2F``."""
+    scheme, sep, rest = url.partition("://")
+    host, slash, vhost = rest.partition("/")
+    if slash and vhost in ("", "/"):
+        return f"{scheme}{sep}{host}/%2F"
+    return url
 
 
 class PikaReadingsPublisher:
@@ -54,7 +63,7 @@ class PikaReadingsPublisher:
         backoff_s: float = 0.25,
         max_backoff_s: float = 5.0,
     ) -> None:
-        self._parameters = pika.URLParameters(url)
+        self._parameters = pika.URLParameters(pika_url(url))
         self._topology = topology or Topology()
         self._max_retries = max_retries
         self._backoff_s = backoff_s
@@ -115,6 +124,12 @@ class PikaReadingsPublisher:
                 return
             except pika.exceptions.UnroutableError as exc:
                 raise ServiceUnavailable(f"broker: message unroutable ({exc})") from exc
+            except (
+                pika.exceptions.ProbableAuthenticationError,
+                pika.exceptions.ProbableAccessDeniedError,
+            ) as exc:
+                self._drop_connection()
+                raise ServiceUnavailable(f"broker: access refused ({exc})") from exc
             except _RETRYABLE as exc:
                 log.warning("publish attempt %d failed: %s; retrying", attempt, exc)
                 self._drop_connection()

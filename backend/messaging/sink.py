@@ -39,7 +39,7 @@ def open_readings_sink(broker_url: str, namespace: str = "mmlw") -> ReadingsSink
     if broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
         from backend.messaging.pika_publisher import PikaReadingsPublisher
 
-        return PikaReadingsPublisher(broker_url.replace("pyamqp://", "amqp://"), topology)
+        return PikaReadingsPublisher(broker_url.replace("pyamqp://", "amqp://", 1), topology)
     from backend.messaging.kombu_publisher import KombuReadingsPublisher
 
     return KombuReadingsPublisher(broker_url, topology)

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from backend.detectors.model import AnomalyModel
+from backend.messaging.dispatch import Dispatcher
 from backend.registry.base import CHAMPION
 from backend.store import ScoreRecord, Store
 
-__all__ = ["LoadedModel", "ModelProvider", "ScoreOutcome", "score_batch"]
+__all__ = ["LoadedModel", "ModelProvider", "ScoreOutcome", "backfill_scores", "score_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ class LoadedModel:
 class ModelProvider(Protocol):
     def get(self, machine_id: str, alias: str = CHAMPION) -> LoadedModel | None: ...
 
+    def version(self, machine_id: str, version: int) -> LoadedModel: ...
+
 
 @dataclass(frozen=True)
 class ScoreOutcome:
@@ -35,10 +38,18 @@ class ScoreOutcome:
     model_version: int | None = None
 
 
-def score_batch(batch_id: int, *, store: Store, models: ModelProvider) -> ScoreOutcome:
-    """Scores are stored at most once per (batch, model version): safe to redeliver."""
+def score_batch(
+    batch_id: int, *, store: Store, models: ModelProvider, version: int | None = None
+) -> ScoreOutcome:
+    """Score with the champion (or the given champion ``version``, for backfills).
+
+    Scores are stored at most once per (batch, model version): safe to redeliver.
+    """
     batch = store.readings.get(batch_id)
-    loaded = models.get(batch.machine_id, CHAMPION)
+    if version is not None:
+        loaded: LoadedModel | None = models.version(batch.machine_id, version)
+    else:
+        loaded = models.get(batch.machine_id, CHAMPION)
     if loaded is None:
         return ScoreOutcome("no_model", batch_id)
     scored = loaded.model.score(batch.frame())
@@ -61,3 +72,12 @@ def score_batch(batch_id: int, *, store: Store, models: ModelProvider) -> ScoreO
         n_flagged=int(scored.flags.sum()),
         model_version=loaded.version,
     )
+
+
+def backfill_scores(machine_id: str, version: int, *, store: Store, dispatcher: Dispatcher) -> int:
+    """Queue scoring by ``version`` for the machine's batches that have no champion score
+    (readings that arrived before its first model); returns how many were queued."""
+    batch_ids = store.readings.unscored_ids(machine_id)
+    for batch_id in batch_ids:
+        dispatcher.predict(batch_id, version)
+    return len(batch_ids)

@@ -138,20 +138,24 @@ def train_machine(
 
 def run_train_job(
     job_id: str, *, store: Store, registry: ModelRegistry, settings: ModelSettings
-) -> None:
-    """Run a queued train job once; a redelivery of a finished job does nothing."""
+) -> TrainResult | None:
+    """Run a queued train job once; a redelivery of a finished job does nothing.
+
+    Returns the result, or None if the job failed or had already finished.
+    """
     job = store.jobs.start(job_id)
     if job is None:
         log.info("train job %s already finished; skipping", job_id)
-        return
+        return None
     try:
         request = TrainRequest.model_validate(job.request)
         result = train_machine(request, store=store, registry=registry, settings=settings)
     except (MMLWError, ValueError) as exc:
         store.jobs.finish(job_id, error=str(exc))
         log.warning("train job %s failed: %s", job_id, exc)
-        return
+        return None
     except Exception as exc:
         store.jobs.finish(job_id, error=f"{type(exc).__name__}: {exc}")
         raise
     store.jobs.finish(job_id, result=result.model_dump(mode="json"))
+    return result

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from backend.errors import NotFound
@@ -15,7 +15,7 @@ from backend.schemas.readings import ReadingsBatch
 from backend.store.database import Database
 from backend.store.machines import touch_machine
 from backend.store.packing import datetimes_to_us, pack, unpack
-from backend.store.tables import ReadingBatch, utcnow
+from backend.store.tables import ReadingBatch, ScoreBatch, utcnow
 
 __all__ = ["IngestOutcome", "ReadingsRepository", "StoredBatch"]
 
@@ -100,6 +100,18 @@ class ReadingsRepository:
             return session.scalar(
                 select(ReadingBatch.id).where(ReadingBatch.message_id == message_id)
             )
+
+    def unscored_ids(self, machine_id: str, role: str = "champion", limit: int = 5000) -> list[int]:
+        """Ids of the machine's newest batches without a ``role`` score, oldest first."""
+        scored = exists().where(ScoreBatch.batch_id == ReadingBatch.id, ScoreBatch.role == role)
+        query = (
+            select(ReadingBatch.id)
+            .where(ReadingBatch.machine_id == machine_id, ~scored)
+            .order_by(ReadingBatch.id.desc())
+            .limit(limit)
+        )
+        with self._db.session() as session:
+            return sorted(session.scalars(query))
 
     def get(self, batch_id: int) -> StoredBatch:
         with self._db.session() as session:

@@ -2,36 +2,50 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery, Task
 
 from backend.errors import ServiceUnavailable
 from backend.messaging.dispatch import PREDICT_TASK, TRAIN_TASK
-from backend.services.scoring import score_batch
+from backend.registry.base import CHAMPION
+from backend.services.scoring import backfill_scores, score_batch
 from backend.services.training import run_train_job
 from workers.context import WorkerContext
 
 __all__ = ["register_tasks"]
 
+log = logging.getLogger(__name__)
+
 
 def register_tasks(app: Celery) -> None:
+    """Register on ``app`` only (``shared=False``): apps in one process never mix contexts."""
+
     def context() -> WorkerContext:
         return app.mmlw_context  # type: ignore[attr-defined, no-any-return]
 
-    @app.task(name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+    @app.task(name=TRAIN_TASK, bind=True, shared=False, acks_late=True, reject_on_worker_lost=True)
     def train(self: Task, job_id: str) -> None:
         ctx = context()
-        run_train_job(job_id, store=ctx.store, registry=ctx.registry, settings=ctx.settings.models)
+        result = run_train_job(
+            job_id, store=ctx.store, registry=ctx.registry, settings=ctx.settings.models
+        )
+        if result is not None and CHAMPION in result.aliases:
+            machine_id = ctx.store.jobs.get(job_id).machine_id
+            backfill_scores(machine_id, result.version, store=ctx.store, dispatcher=ctx.dispatcher)
 
     @app.task(
         name=PREDICT_TASK,
         bind=True,
+        shared=False,
         acks_late=True,
         reject_on_worker_lost=True,
         autoretry_for=(ServiceUnavailable,),
         retry_backoff=True,
         max_retries=8,
     )
-    def predict(self: Task, batch_id: int) -> dict[str, object]:
+    def predict(self: Task, batch_id: int, version: int | None = None) -> dict[str, object]:
         ctx = context()
-        outcome = score_batch(batch_id, store=ctx.store, models=ctx.models)
+        outcome = score_batch(batch_id, store=ctx.store, models=ctx.models, version=version)
+        log.info("predict batch %s (version %s): %s", batch_id, version, outcome.status)
         return {"status": outcome.status, "n": outcome.n, "flagged": outcome.n_flagged}

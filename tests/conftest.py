@@ -1,0 +1,163 @@
+"""Shared fixtures: real services on loopback, fresh databases, one MLflow store.
+
+Where a service is absent the tests that need it skip with the reason; under CI=true an
+absent service fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.registry.mlflow_registry import MlflowRegistry
+from backend.settings import BrokerSettings, Settings
+from backend.store import Store
+
+RABBITMQ_URL = os.environ.get("MMLW_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "MMLW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+SKAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (locally) or fail (CI=true) when a service is not listening."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: a missing service fails the run)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    return RABBITMQ_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    return POSTGRES_ADMIN_URL
+
+
+def _create_pg_database(admin_url: str) -> tuple[str, str]:
+    import sqlalchemy as sa
+
+    name = f"mmlw_test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return name, admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_pg_database(admin_url: str, name: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mmlw.db'}"
+        return
+    admin = request.getfixturevalue("postgres_admin_url")
+    name, url = _create_pg_database(admin)
+    try:
+        yield url
+    finally:
+        _drop_pg_database(admin, name)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    the_store = Store.open(database_url)
+    yield the_store
+    the_store.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    the_store = Store.open(f"sqlite:///{tmp_path / 'mmlw.db'}")
+    yield the_store
+    the_store.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(mlflow_dir: Path) -> str:
+    """One real MLflow store (SQLite) per test session: creating one costs seconds."""
+    return f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def registry(tracking_uri: str, mlflow_dir: Path) -> MlflowRegistry:
+    reg = MlflowRegistry(tracking_uri, artifact_root=mlflow_dir / "artifacts")
+    reg.experiment_id()
+    return reg
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    """Registered-model prefix unique to one test, so tests share the MLflow store safely."""
+    return f"t{uuid.uuid4().hex[:8]}-"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, tracking_uri: str, mlflow_dir: Path):  # type: ignore[no-untyped-def]
+    """Settings for one test: its own data dir and namespace, the session's MLflow store."""
+
+    def build(
+        *, broker_url: str = "memory://", database_url: str | None = None, **updates: object
+    ) -> Settings:
+        namespace = f"t{uuid.uuid4().hex[:10]}"
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            database_url=database_url,
+            mlflow_tracking_uri=tracking_uri,
+            broker=BrokerSettings(url=broker_url, namespace=namespace),
+            environment="test",
+        )
+        models = settings.models.model_copy(
+            update={"registered_model_prefix": f"{namespace}-", "alias_cache_ttl_s": 0.5}
+        )
+        settings = settings.model_copy(update={"models": models, **updates})
+        settings.ensure_data_dir()
+        (settings.data_dir / "mlartifacts").mkdir(exist_ok=True)
+        return settings
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def skab_dir() -> Path:
+    if not SKAB_DIR.is_dir():
+        if IN_CI:
+            pytest.fail(f"SKAB data missing at {SKAB_DIR} (CI=true)", pytrace=False)
+        pytest.skip(f"SKAB data not found at {SKAB_DIR}")
+    return SKAB_DIR

@@ -1,0 +1,83 @@
+"""A running pipeline for integration tests: consumer + worker threads on a given broker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import pika
+
+from backend.messaging.pika_publisher import pika_url
+from backend.messaging.topology import TASK_QUEUES, Topology
+from backend.settings import Settings
+from backend.store import Store
+from workers.celery_app import create_celery
+from workers.consumers.ingest import IngestConsumer
+from workers.context import WorkerContext
+from workers.runtime import ingest_consumer_thread, worker_thread
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    context: WorkerContext
+    consumer: IngestConsumer
+
+    @property
+    def store(self) -> Store:
+        return self.context.store
+
+    @property
+    def topology(self) -> Topology:
+        return self.context.topology
+
+
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout_s: float = 60.0,
+    what: str | Callable[[], str] = "",
+) -> None:
+    """Poll until ``predicate()`` holds; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    description = what() if callable(what) else what
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {description or predicate}")
+
+
+@contextmanager
+def running_pipeline(settings: Settings) -> Iterator[Pipeline]:
+    context = WorkerContext(settings, migrate=True)
+    app = create_celery(settings, context)
+    with ExitStack() as stack:
+        stack.enter_context(worker_thread(app, concurrency=2))
+        consumer = stack.enter_context(ingest_consumer_thread(settings, context))
+        yield Pipeline(settings, context, consumer)
+    context.store.close()
+
+
+def delete_topology(amqp_url: str, topology: Topology) -> None:
+    """Remove every queue and exchange of a test namespace from RabbitMQ."""
+    connection = pika.BlockingConnection(pika.URLParameters(pika_url(amqp_url)))
+    channel = connection.channel()
+    queues = [topology.ingest_queue_name, topology.dead_queue_name]
+    queues += [topology.task_queue_name(q) for q in TASK_QUEUES]
+    for name in queues:
+        channel.queue_delete(name)
+    exchanges = [topology.readings_exchange_name, topology.dead_exchange_name]
+    exchanges += [topology.task_queue_name(q) for q in TASK_QUEUES]
+    for name in exchanges:
+        channel.exchange_delete(name)
+    connection.close()
+
+
+def queue_depth(amqp_url: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(pika_url(amqp_url)))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()

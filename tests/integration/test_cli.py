@@ -1,0 +1,387 @@
+"""The ``mmlw`` command, run in-process with click's runner against real services: a SQLite
+store in ``tmp_path``, the session's MLflow store and, for the publishing commands, the
+RabbitMQ server on loopback (a unique namespace per test, deleted afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+from kombu import Connection
+
+from backend.cli import main
+from backend.messaging.topology import Topology
+from backend.registry.mlflow_registry import MlflowRegistry
+from backend.schemas.readings import ReadingsBatch, parse_readings_message
+from backend.store import Store
+from workers.simulator import SyntheticMachine
+
+START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+COMMANDS = (
+    "demo",
+    "api",
+    "worker",
+    "ingest",
+    "simulate",
+    "publish",
+    "train",
+    "jobs",
+    "models",
+    "machines",
+    "db",
+)
+JOB_LINE = re.compile(r"^job (?P<id>[0-9a-f-]{36}) (?P<state>\w+): ", re.MULTILINE)
+
+Cli = Callable[..., Result]
+
+
+# --- fixtures --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = (tmp_path / "data").resolve()
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def cli_env(
+    data_dir: Path, tracking_uri: str, unique_prefix: str, registry: MlflowRegistry
+) -> dict[str, str | None]:
+    """MMLW_* for one test; every other MMLW_* variable of the caller is hidden."""
+    # ``registry`` makes sure the session's MLflow store and experiment exist.
+    env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("MMLW_")}
+    env.update(
+        MMLW_ENVIRONMENT="test",
+        MMLW_DATA_DIR=str(data_dir),
+        MMLW_MLFLOW_TRACKING_URI=tracking_uri,
+        MMLW_MODELS__REGISTERED_MODEL_PREFIX=unique_prefix,
+        MMLW_BROKER__URL="memory://",
+        MMLW_BROKER__NAMESPACE=f"t{uuid.uuid4().hex[:10]}",
+        MLFLOW_LOGGING_LEVEL=None,  # the CLI sets it; restored after each run
+    )
+    return env
+
+
+@pytest.fixture
+def cli(cli_env: dict[str, str | None]) -> Cli:
+    runner = CliRunner()
+
+    def run(*args: str, **env: str | None) -> Result:
+        return runner.invoke(main, list(args), env={**cli_env, **env}, catch_exceptions=True)
+
+    return run
+
+
+@pytest.fixture
+def store_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'mmlw.db'}"
+
+
+@pytest.fixture
+def seeded(store_url: str) -> Iterator[Store]:
+    """The CLI's store, holding 200 readings of machine ``mixer-1``."""
+    store = Store.open(store_url)
+    source = SyntheticMachine("mixer-1", seed=2, n_sensors=5, start=START, warmup=100_000)
+    store.readings.add(source.read(120).to_batch())
+    store.readings.add(source.read(80).to_batch())
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def broker_namespace(rabbitmq_url: str) -> Iterator[str]:
+    """A namespace of its own on RabbitMQ; its queues and exchanges are deleted after."""
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    yield namespace
+    topology = Topology(namespace)
+    with Connection(rabbitmq_url) as connection:
+        channel = connection.channel()
+        for queue in (topology.ingest_queue_name, topology.dead_queue_name):
+            channel.queue_delete(queue)
+        for exchange in (topology.readings_exchange_name, topology.dead_exchange_name):
+            channel.exchange_delete(exchange)
+
+
+def drain_ingest_queue(broker_url: str, namespace: str) -> list[tuple[ReadingsBatch, Any]]:
+    """Every message waiting in ``<ns>.ingest``, parsed, with its kombu message."""
+    out = []
+    with Connection(broker_url) as connection:
+        queue = Topology(namespace).ingest_queue().bind(connection.default_channel)
+        while (message := queue.get(no_ack=True)) is not None:
+            out.append((parse_readings_message(message.body), message))
+    return out
+
+
+def assert_one_line_error(result: Result, *expected: str) -> None:
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    for text in expected:
+        assert text in lines[0], lines[0]
+    assert result.stdout == ""
+
+
+# --- help and schema -------------------------------------------------------------------
+
+
+def test_help_lists_every_command(cli: Cli) -> None:
+    result = cli("--help")
+    assert result.exit_code == 0, result.output
+    listed = {
+        line.split()[0]
+        for line in result.stdout.split("Commands:", 1)[1].splitlines()
+        if line.strip()
+    }
+    assert set(COMMANDS) <= listed, listed
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_has_help(cli: Cli, command: str) -> None:
+    result = cli(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout
+
+
+def test_db_upgrade_creates_the_schema(cli: Cli, store_url: str) -> None:
+    result = cli("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert "at head" in result.stdout
+    engine = sa.create_engine(store_url)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"machines", "reading_batches", "score_batches", "jobs", "dead_letters"} <= tables
+    again = cli("db", "upgrade")
+    assert again.exit_code == 0, again.output
+
+
+# --- train, models, jobs, machines -----------------------------------------------------
+
+
+def test_train_inline_then_list_models_jobs_and_machines(
+    cli: Cli, seeded: Store, unique_prefix: str
+) -> None:
+    first = cli("train", "mixer-1", "--inline")
+    assert first.exit_code == 0, first.output
+    match = JOB_LINE.search(first.stdout)
+    assert match is not None, first.stdout
+    assert match["state"] == "succeeded"
+    assert f"{unique_prefix}mixer-1 v1 " in first.stdout
+    assert "on 200 readings" in first.stdout
+    assert "champion" in first.stdout
+    first_job = match["id"]
+
+    second = cli(
+        "train", "mixer-1", "--inline", "--detector", "isolation_forest", "--last-n", "100"
+    )
+    assert second.exit_code == 0, second.output
+    assert f"{unique_prefix}mixer-1 v2 " in second.stdout
+    assert "on 100 readings" in second.stdout
+    assert "champion" not in second.stdout  # the first version stays champion
+    second_job = JOB_LINE.search(second.stdout)["id"]  # type: ignore[index]
+
+    models = cli("models", "mixer-1")
+    assert models.exit_code == 0, models.output
+    lines = models.stdout.strip().splitlines()
+    assert len(lines) == 2, models.stdout
+    assert lines[0].split()[:4] == [f"{unique_prefix}mixer-1", "v1", "champion", "pca"]
+    assert lines[1].split()[:4] == [f"{unique_prefix}mixer-1", "v2", "-", "isolation_forest"]
+
+    jobs = cli("jobs")
+    assert jobs.exit_code == 0, jobs.output
+    rows = [line.split() for line in jobs.stdout.strip().splitlines()]
+    assert [row[0] for row in rows] == [second_job, first_job]  # newest first
+    assert all(row[1:4] == ["train", "mixer-1", "succeeded"] for row in rows)
+    assert cli("jobs", "--machine", "nobody").stdout == ""
+    assert len(cli("jobs", "--limit", "1").stdout.strip().splitlines()) == 1
+
+    shown = cli("jobs", first_job)
+    assert shown.exit_code == 0, shown.output
+    job = json.loads(shown.stdout)
+    assert job["id"] == first_job
+    assert job["state"] == "succeeded"
+    assert job["machine_id"] == "mixer-1"
+    assert job["result"]["version"] == 1
+    assert job["result"]["aliases"] == ["champion"]
+    assert job["request"]["detector"] == "pca"
+
+    machines = cli("machines")
+    assert machines.exit_code == 0, machines.output
+    [line] = machines.stdout.strip().splitlines()
+    assert line.split()[:5] == ["mixer-1", "200", "readings", "0", "scored"]
+
+    # the CLI and the store agree
+    assert [j.id.hex for j in seeded.jobs.list("mixer-1")] == [
+        uuid.UUID(second_job).hex,
+        uuid.UUID(first_job).hex,
+    ]
+
+
+def test_train_with_too_few_readings_fails_in_one_line(cli: Cli, store_url: str) -> None:
+    store = Store.open(store_url)
+    try:
+        store.readings.add(SyntheticMachine("tiny-1", start=START).read(20).to_batch())
+    finally:
+        store.close()
+    result = cli("train", "tiny-1", "--inline")
+    assert_one_line_error(result, "failed", "20 complete readings", "at least 50")
+
+
+def test_train_with_unknown_detector_fails_in_one_line(cli: Cli, seeded: Store) -> None:
+    result = cli("train", "mixer-1", "--detector", "nope", "--inline")
+    assert_one_line_error(result, "detector", "nope")
+    assert cli("models", "mixer-1").exit_code != 0  # nothing was registered
+
+
+def test_train_with_unknown_parameter_fails_in_one_line(cli: Cli, seeded: Store) -> None:
+    result = cli("train", "mixer-1", "--inline", "--param", "n_trees=5")
+    assert_one_line_error(result, "params", "n_trees")
+
+
+# --- one-line errors -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("train", "unknown-machine", "--inline"), ("unknown-machine", "not found")),
+        (("train", "x", "--detector", "nope", "--inline"), ("detector", "nope")),
+        (("train", "x"), ("memory://", "--inline")),
+        (("models", "nope"), ("no registered model", "nope")),
+        (("jobs", "no-such-job"), ("no-such-job", "not found")),
+        (("worker",), ("memory://", "RabbitMQ")),
+        (("ingest",), ("memory://", "RabbitMQ")),
+        (("simulate", "--max-readings", "5"), ("memory://", "RabbitMQ")),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value[0], str) else None,
+)
+def test_errors_are_one_line_and_exit_non_zero(
+    cli: Cli, args: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    assert_one_line_error(cli(*args), *expected)
+
+
+def test_publish_without_a_broker_explains_rabbitmq(cli: Cli, tmp_path: Path) -> None:
+    csv = write_skab_csv(tmp_path / "valve1" / "3.csv", rows=5)
+    assert_one_line_error(cli("publish", str(csv)), "memory://", "RabbitMQ")
+
+
+def test_bad_settings_are_one_line(cli: Cli) -> None:
+    assert_one_line_error(cli("machines", MMLW_ENVIRONMENT="bogus"), "settings")
+    assert_one_line_error(cli("machines", MMLW_BROKER__NAMESPACE="Has Spaces!"), "settings")
+
+
+def test_bad_csv_is_one_line(cli: Cli, tmp_path: Path) -> None:
+    csv = tmp_path / "broken.csv"
+    csv.write_text("when;a\n2026-01-01 00:00:00;1.0\n")
+    result = cli("publish", str(csv), MMLW_BROKER__URL="amqp://guest:guest@127.0.0.1:1//")
+    assert_one_line_error(result, "datetime")
+
+
+# --- publishing to RabbitMQ ------------------------------------------------------------
+
+SKAB_SENSORS = [
+    "Accelerometer1RMS",
+    "Accelerometer2RMS",
+    "Current",
+    "Pressure",
+    "Temperature",
+    "Thermocouple",
+    "Voltage",
+    "Volume Flow RateRMS",
+]
+
+
+def write_skab_csv(path: Path, rows: int) -> Path:
+    """A file in the SKAB layout: ``;``-separated, naive datetimes, anomaly/changepoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [";".join(["datetime", *SKAB_SENSORS, "anomaly", "changepoint"])]
+    for i in range(rows):
+        values = [f"{(j + 1) * 0.1 + i * 0.01:.4f}" for j in range(len(SKAB_SENSORS))]
+        anomaly = "1.0" if i % 7 == 6 else "0.0"
+        lines.append(
+            ";".join([f"2020-03-09 10:{i // 60:02d}:{i % 60:02d}", *values, anomaly, "0.0"])
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.rabbitmq
+def test_publish_csv_to_rabbitmq(
+    cli: Cli, tmp_path: Path, rabbitmq_url: str, broker_namespace: str
+) -> None:
+    csv = write_skab_csv(tmp_path / "valve1" / "3.csv", rows=25)
+    result = cli(
+        "publish",
+        str(csv),
+        "--batch-size",
+        "10",
+        MMLW_BROKER__URL=rabbitmq_url,
+        MMLW_BROKER__NAMESPACE=broker_namespace,
+    )
+    assert result.exit_code == 0, result.output
+    assert "published 25 readings of valve1-3 in 3 batches" in result.stdout
+
+    arrived = drain_ingest_queue(rabbitmq_url, broker_namespace)
+    assert [len(batch) for batch, _ in arrived] == [10, 10, 5]
+    for batch, message in arrived:
+        assert batch.machine_id == "valve1-3"
+        assert batch.columns == SKAB_SENSORS
+        assert message.delivery_info["routing_key"] == "valve1-3"
+        assert message.properties["message_id"] == str(batch.message_id)
+        assert message.properties["delivery_mode"] == 2
+        assert message.content_type == "application/json"
+    timestamps = [t for batch, _ in arrived for t in batch.timestamps]
+    assert timestamps[0] == datetime(2020, 3, 9, 10, 0, 0, tzinfo=UTC)
+    assert timestamps == sorted(timestamps)
+    assert len(set(timestamps)) == 25
+    labels = [label for batch, _ in arrived for label in batch.labels or []]
+    assert labels == [1 if i % 7 == 6 else 0 for i in range(25)]
+    assert arrived[0][0].values[1] == pytest.approx([(j + 1) * 0.1 + 0.01 for j in range(8)])
+
+
+@pytest.mark.rabbitmq
+def test_simulate_to_rabbitmq(cli: Cli, rabbitmq_url: str, broker_namespace: str) -> None:
+    result = cli(
+        "simulate",
+        "--machines",
+        "2",
+        "--max-readings",
+        "40",
+        "--speedup",
+        "0",
+        "--batch-size",
+        "10",
+        MMLW_BROKER__URL=rabbitmq_url,
+        MMLW_BROKER__NAMESPACE=broker_namespace,
+    )
+    assert result.exit_code == 0, result.output
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("published 40 readings: ")
+    assert json.loads(last.split(": ", 1)[1]) == {"machine-1": 20, "machine-2": 20}
+
+    arrived = drain_ingest_queue(rabbitmq_url, broker_namespace)
+    assert len(arrived) == 4
+    assert sum(len(batch) for batch, _ in arrived) == 40
+    per_machine: dict[str, int] = {}
+    for batch, message in arrived:
+        per_machine[batch.machine_id] = per_machine.get(batch.machine_id, 0) + len(batch)
+        assert message.delivery_info["routing_key"] == batch.machine_id
+        assert len(batch.columns) == 8
+    assert per_machine == {"machine-1": 20, "machine-2": 20}

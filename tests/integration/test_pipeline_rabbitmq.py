@@ -1,0 +1,177 @@
+"""End to end on the real RabbitMQ: pika publisher -> ingest consumer -> Celery worker
+-> store, MLflow training and scoring by alias, dead letters, redelivery."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from backend.messaging.dispatch import CeleryDispatcher
+from backend.messaging.pika_publisher import PikaReadingsPublisher
+from backend.messaging.topology import Topology
+from backend.registry.base import CHAMPION
+from backend.schemas import JobState, ReadingsBatch, TrainRequest
+from backend.services.jobs import submit_training
+from tests.integration.pipeline import (
+    Pipeline,
+    delete_topology,
+    queue_depth,
+    running_pipeline,
+    wait_for,
+)
+from workers.simulator import SyntheticMachine
+
+pytestmark = pytest.mark.rabbitmq
+
+
+@pytest.fixture
+def pipeline(make_settings, rabbitmq_url: str, database_url: str) -> Iterator[Pipeline]:  # type: ignore[no-untyped-def]
+    settings = make_settings(broker_url=rabbitmq_url, database_url=database_url)
+    try:
+        with running_pipeline(settings) as running:
+            yield running
+    finally:
+        delete_topology(rabbitmq_url, Topology(settings.broker.namespace))
+
+
+@pytest.fixture
+def publisher(pipeline: Pipeline, rabbitmq_url: str) -> Iterator[PikaReadingsPublisher]:
+    with PikaReadingsPublisher(rabbitmq_url, pipeline.topology) as pub:
+        yield pub
+
+
+def publish_frames(pub: PikaReadingsPublisher, machine: SyntheticMachine, n: int, size: int) -> int:
+    sent = 0
+    while sent < n:
+        frame = machine.read(min(size, n - sent))
+        pub.publish(frame.to_batch())
+        sent += len(frame)
+    return sent
+
+
+def n_readings(pipeline: Pipeline, machine_id: str) -> int:
+    machines = {m.id: m for m in pipeline.store.machines.list()}
+    return machines[machine_id].n_readings if machine_id in machines else 0
+
+
+def test_readings_train_and_score_end_to_end(
+    pipeline: Pipeline, publisher: PikaReadingsPublisher
+) -> None:
+    machine = SyntheticMachine("pump-1", seed=3, warmup=400, fault_every=150, fault_length=40)
+    publish_frames(publisher, machine, 400, 50)
+    wait_for(lambda: n_readings(pipeline, "pump-1") == 400, what="400 stored readings")
+
+    dispatcher = CeleryDispatcher.from_broker(pipeline.settings.broker.url, pipeline.topology)
+    job = submit_training(
+        TrainRequest(machine_id="pump-1", last_n=400), store=pipeline.store, dispatcher=dispatcher
+    )
+    wait_for(lambda: pipeline.store.jobs.get(job.id).state.finished, what="train job")
+    done = pipeline.store.jobs.get(job.id)
+    assert done.state is JobState.SUCCEEDED, done.error
+    assert done.result is not None and done.result["version"] == 1
+    assert done.result["aliases"] == [CHAMPION]
+    registry = pipeline.context.registry
+    assert registry.alias_version("pump-1", CHAMPION) == 1
+    (version,) = registry.versions("pump-1")
+    assert version.metrics["n_readings"] == 400
+    assert version.tags["detector"] == "pca"
+
+    publish_frames(publisher, machine, 600, 50)
+    wait_for(
+        lambda: pipeline.store.scores.count("pump-1") >= 600,
+        what=lambda: f"600 scores, have {pipeline.store.scores.count('pump-1')}",
+    )
+    parts = pipeline.store.scores.query("pump-1")
+    assert {p.model_version for p in parts} == {1}
+    scores = np.concatenate([p.scores for p in parts])
+    stamps = np.concatenate([p.timestamps_us for p in parts])
+    _values, labels = pipeline.store.readings.window("pump-1")
+    assert labels is not None
+    truth = dict(zip(labels.index.as_unit("us").asi8, labels.to_numpy(), strict=True))
+    label = np.array([truth[int(t)] for t in stamps])
+    assert label.sum() > 0, "the simulated window holds injected faults"
+    assert np.median(scores[label == 1]) > 5 * np.median(scores[label == 0])
+    assert pipeline.consumer.stats.dead_letters == 0
+
+
+def test_malformed_messages_are_dead_lettered_and_valid_ones_around_them_stored(
+    pipeline: Pipeline, publisher: PikaReadingsPublisher, rabbitmq_url: str
+) -> None:
+    machine = SyntheticMachine("pump-2", seed=1)
+    good = machine.read(10).to_batch()
+    valid = json.loads(good.to_wire())
+    bad_bodies = {
+        "body": b"{this is not json",
+        "schema": json.dumps({**valid, "schema": "other/9"}).encode(),
+        "colour": json.dumps({**valid, "colour": "red"}).encode(),
+        "values.3.2": json.dumps(valid)
+        .encode()
+        .replace(json.dumps(valid["values"][3][2]).encode(), b"NaN", 1),
+    }
+    publisher.publish(good)
+    for body in bad_bodies.values():
+        publisher.publish_raw("pump-2", body, message_id=str(uuid.uuid4()))
+    after = machine.read(10).to_batch()
+    publisher.publish(after)
+
+    wait_for(lambda: n_readings(pipeline, "pump-2") == 20, what="both valid batches stored")
+    wait_for(lambda: pipeline.store.dead_letters.count() == 4, what="4 dead letters")
+    reasons = [d.reason for d in pipeline.store.dead_letters.list()]
+    for field in bad_bodies:
+        assert any(field in reason for reason in reasons), (field, reasons)
+    bodies = {d.body for d in pipeline.store.dead_letters.list()}
+    assert bodies == set(bad_bodies.values())
+    wait_for(
+        lambda: queue_depth(rabbitmq_url, pipeline.topology.dead_queue_name) == 4,
+        what="4 messages in the RabbitMQ dead-letter queue",
+    )
+    # the consumer is still alive
+    publisher.publish(machine.read(5).to_batch())
+    wait_for(lambda: n_readings(pipeline, "pump-2") == 25, what="a batch after the bad ones")
+
+
+def test_a_redelivered_batch_is_stored_and_scored_once(
+    pipeline: Pipeline, publisher: PikaReadingsPublisher
+) -> None:
+    machine = SyntheticMachine("pump-3", seed=2)
+    publish_frames(publisher, machine, 200, 50)
+    wait_for(lambda: n_readings(pipeline, "pump-3") == 200, what="200 readings")
+    dispatcher = CeleryDispatcher.from_broker(pipeline.settings.broker.url, pipeline.topology)
+    job = submit_training(
+        TrainRequest(machine_id="pump-3"), store=pipeline.store, dispatcher=dispatcher
+    )
+    wait_for(lambda: pipeline.store.jobs.get(job.id).state.finished, what="train job")
+    assert pipeline.store.jobs.get(job.id).state is JobState.SUCCEEDED
+    batch: ReadingsBatch = machine.read(30).to_batch()
+    for _ in range(3):
+        publisher.publish(batch)
+    wait_for(lambda: pipeline.consumer.stats.duplicates == 2, what="two duplicates seen")
+    batch_id = pipeline.store.readings.find_id(str(batch.message_id))
+    assert batch_id is not None
+
+    def scored_parts() -> list:  # type: ignore[type-arg]
+        return [p for p in pipeline.store.scores.query("pump-3") if p.batch_id == batch_id]
+
+    wait_for(
+        lambda: len(scored_parts()) == 1,
+        what=lambda: (
+            f"the batch scored; scores: {pipeline.store.scores.count('pump-3')}, "
+            f"unscored: {pipeline.store.readings.unscored_ids('pump-3')}, batch {batch_id}"
+        ),
+    )
+    dispatcher.predict(batch_id)  # and once more straight to the predict queue
+    sentinel = machine.read(10).to_batch()
+    publisher.publish(sentinel)
+    sentinel_id = lambda: pipeline.store.readings.find_id(str(sentinel.message_id))  # noqa: E731
+    wait_for(
+        lambda: any(p.batch_id == sentinel_id() for p in pipeline.store.scores.query("pump-3")),
+        what="a later batch scored",
+    )
+    assert n_readings(pipeline, "pump-3") == 240
+    assert pipeline.consumer.stats.batches == 6
+    (part,) = scored_parts()
+    assert len(part.scores) == 30
