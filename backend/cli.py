@@ -192,14 +192,7 @@ def ingest(ctx: click.Context, prefetch: int) -> None:
         )
     context = WorkerContext(settings)
     with Connection(settings.broker.url) as connection:
-        consumer = IngestConsumer(
-            connection,
-            context.topology,
-            store=context.store,
-            dispatcher=context.dispatcher,
-            max_readings=settings.broker.max_batch_readings,
-            prefetch=prefetch,
-        )
+        consumer = IngestConsumer.for_context(connection, context, prefetch)
         click.echo(f"consuming {context.topology.ingest_queue_name} on {connection.as_uri()}")
         try:
             consumer.run()

@@ -80,13 +80,7 @@ def worker_thread(
 def ingest_consumer_thread(settings: Settings, context: WorkerContext) -> Iterator[IngestConsumer]:
     """Run the ingest consumer in a daemon thread; stop it on exit."""
     connection = Connection(settings.broker.url, heartbeat=0)
-    consumer = IngestConsumer(
-        connection,
-        context.topology,
-        store=context.store,
-        dispatcher=context.dispatcher,
-        max_readings=settings.broker.max_batch_readings,
-    )
+    consumer = IngestConsumer.for_context(connection, context)
     thread = threading.Thread(target=consumer.run, name="ingest-consumer", daemon=True)
     thread.start()
     try:

@@ -23,6 +23,7 @@ from backend.messaging.dispatch import Dispatcher
 from backend.messaging.topology import Topology
 from backend.schemas.readings import ReadingsBatch, parse_readings_message
 from backend.store import Store
+from workers.context import WorkerContext
 
 __all__ = ["IngestConsumer", "IngestStats", "ingest_message"]
 
@@ -149,3 +150,17 @@ class IngestConsumer(ConsumerMixin):
     def stop(self) -> None:
         self._stopping.set()
         self.should_stop = True
+
+    @classmethod
+    def for_context(
+        cls, connection: Connection, context: WorkerContext, prefetch: int = 32
+    ) -> IngestConsumer:
+        """A consumer wired to a worker context's store, dispatcher and settings."""
+        return cls(
+            connection,
+            context.topology,
+            store=context.store,
+            dispatcher=context.dispatcher,
+            max_readings=context.settings.broker.max_batch_readings,
+            prefetch=prefetch,
+        )

@@ -1,0 +1,83 @@
+"""The README's first command, black-box: `mmlw demo` in a subprocess, checked through
+its HTTP API while it runs — machines with readings, a registered model per machine,
+and stored scores in which the injected faults score higher than normal operation."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_demo_trains_and_scores_simulated_machines(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLW_")}
+    command = [
+        sys.executable, "-m", "backend.cli", "demo",
+        "--machines", "2", "--speedup", "100", "--warmup", "300",
+        "--duration", "90", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        deadline = time.monotonic() + 80
+        ready = False
+        with httpx.Client(timeout=10) as client:
+            while time.monotonic() < deadline and process.poll() is None:
+                time.sleep(2)
+                try:
+                    machines = client.get(f"{base}/machines").json()
+                except httpx.HTTPError:
+                    continue
+                if len(machines) == 2 and all(_faults_scored(client, base, m) for m in machines):
+                    ready = True
+                    break
+            assert ready, "the demo did not show trained, scored machines with faults in time"
+            for machine in machines:
+                assert machine["n_readings"] > 300
+                assert machine["champion_version"] == 1
+                (version,) = client.get(f"{base}/machines/{machine['id']}/models").json()
+                assert version["aliases"] == ["champion"]
+                assert version["metrics"]["n_readings"] == 300
+                normal, fault = _mean_scores(client, base, machine["id"])
+                assert fault > 3 * normal, (machine["id"], normal, fault)
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=60)
+    assert "API:" in output and "MLflow UI:" in output, output[-2000:]
+
+
+def _mean_scores(client: httpx.Client, base: str, machine_id: str) -> tuple[float, float]:
+    readings = client.get(f"{base}/machines/{machine_id}/readings", params={"limit": 100_000})
+    scores = client.get(f"{base}/machines/{machine_id}/scores", params={"limit": 100_000})
+    labels = dict(zip(readings.json()["timestamps"], readings.json()["labels"], strict=True))
+    body = scores.json()
+    truth = np.array([labels.get(t, -1) for t in body["timestamps"]])
+    values = np.array(body["scores"])
+    if not (truth == 1).any() or not (truth == 0).any():
+        return float("nan"), float("nan")
+    return float(values[truth == 0].mean()), float(values[truth == 1].mean())
+
+
+def _faults_scored(client: httpx.Client, base: str, machine: dict[str, object]) -> bool:
+    if machine.get("champion_version") is None:
+        return False
+    normal, fault = _mean_scores(client, base, str(machine["id"]))
+    return bool(np.isfinite(fault) and np.isfinite(normal))
