@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 
 import pika
@@ -99,6 +101,34 @@ class PikaReadingsPublisher:
         channel.queue_bind(topo.ingest_queue_name, topo.readings_exchange_name, routing_key="#")
         self._channel = channel
         return channel
+
+    def publish_readings(
+        self,
+        machine_id: str,
+        columns: Sequence[str],
+        timestamps: Sequence[datetime],
+        values: Sequence[Sequence[float]],
+        labels: Sequence[int] | None = None,
+        *,
+        batch_size: int = 500,
+    ) -> int:
+        """Publish many readings as batches of ``batch_size``; returns the batch count."""
+        if batch_size < 1:
+            raise ValueError("batch_size: must be at least 1")
+        batches = 0
+        for first in range(0, len(timestamps), batch_size):
+            last = first + batch_size
+            self.publish(
+                ReadingsBatch.of_rows(
+                    machine_id,
+                    columns,
+                    timestamps[first:last],
+                    values[first:last],
+                    None if labels is None else labels[first:last],
+                )
+            )
+            batches += 1
+        return batches
 
     def publish(self, batch: ReadingsBatch) -> None:
         self.publish_raw(batch.machine_id, batch.to_wire(), message_id=str(batch.message_id))

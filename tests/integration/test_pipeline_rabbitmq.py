@@ -175,3 +175,16 @@ def test_a_redelivered_batch_is_stored_and_scored_once(
     assert pipeline.consumer.stats.batches == 6
     (part,) = scored_parts()
     assert len(part.scores) == 30
+
+
+def test_publish_readings_batches_and_everything_arrives(
+    pipeline: Pipeline, publisher: PikaReadingsPublisher
+) -> None:
+    frame = SyntheticMachine("pump-4", seed=4).read(1234)
+    batches = publisher.publish_readings(
+        "pump-4", frame.columns, frame.timestamps, frame.values.tolist(), batch_size=500
+    )
+    assert batches == 3
+    wait_for(lambda: n_readings(pipeline, "pump-4") == 1234, what="1234 readings")
+    values, _ = pipeline.store.readings.window("pump-4")
+    np.testing.assert_array_equal(values.to_numpy(), frame.values)
