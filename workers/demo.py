@@ -10,6 +10,7 @@ pieces talk through RabbitMQ.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import numpy as np
 import uvicorn
 
 from backend.api.app import create_app
-from backend.errors import MMLWError
+from backend.errors import MMLWError, ServiceUnavailable
 from backend.messaging.sink import open_readings_sink
 from backend.registry.base import CHAMPION
 from backend.schemas.jobs import JobState, TrainRequest
@@ -120,6 +121,8 @@ def run_demo(
 ) -> DemoReport:
     """Run until ``options.duration_s`` passes or ``stop`` is set; return the final report."""
     stop = stop or threading.Event()
+    if options.serve_api:
+        _check_port_free(settings.api.host, settings.api.port)
     settings.ensure_data_dir()
     context = WorkerContext(settings, migrate=True)
     app = create_celery(settings, context)
@@ -199,6 +202,16 @@ def run_demo(
     for line in report.lines():
         echo(line)
     return report
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ServiceUnavailable(
+                f"api: cannot listen on {host}:{port} ({exc.strerror}); pass --port"
+            ) from None
 
 
 def _train_when_warm(store, context, options, jobs, echo) -> None:  # type: ignore[no-untyped-def]

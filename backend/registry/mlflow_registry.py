@@ -237,7 +237,7 @@ def _dataset_input(dataset: DatasetInfo) -> Any:
     source = mlflow.data.http_dataset_source.HTTPDatasetSource(
         url=f"mmlw://machines/{dataset.machine_id}/readings?start={dataset.start}&end={dataset.end}"
     )
-    return MetaDataset(
+    return MetaDataset(  # type: ignore[abstract]  # concrete at run time
         source=source,
         name=f"{dataset.machine_id}[{dataset.start}..{dataset.end}]",
         digest=dataset.content_hash[:16],

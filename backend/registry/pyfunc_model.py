@@ -19,7 +19,7 @@ __all__ = ["AnomalyPyfunc"]
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
 
-    class AnomalyPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    class AnomalyPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc, name-defined]
         def __init__(self, model: AnomalyModel) -> None:
             self.model = model
 

@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -39,7 +39,7 @@ __all__ = [
     "parse_readings_message",
 ]
 
-READINGS_SCHEMA = "mmlw.readings/1"
+READINGS_SCHEMA: Final = "mmlw.readings/1"
 MACHINE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 SENSOR_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_ .()/%-]{0,63}$"
 

@@ -106,7 +106,7 @@ class IngestConsumer(ConsumerMixin):
         self.stats = IngestStats()
         self._stopping = threading.Event()
 
-    def get_consumers(self, consumer_cls: type[Consumer], channel: Any) -> list[Consumer]:
+    def get_consumers(self, consumer_cls: Callable[..., Consumer], channel: Any) -> list[Consumer]:
         self.topology.declare(channel)
         return [
             consumer_cls(

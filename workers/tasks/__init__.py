@@ -47,5 +47,5 @@ def register_tasks(app: Celery) -> None:
     def predict(self: Task, batch_id: int, version: int | None = None) -> dict[str, object]:
         ctx = context()
         outcome = score_batch(batch_id, store=ctx.store, models=ctx.models, version=version)
-        log.info("predict batch %s (version %s): %s", batch_id, version, outcome.status)
+        log.debug("predict batch %s (version %s): %s", batch_id, version, outcome.status)
         return {"status": outcome.status, "n": outcome.n, "flagged": outcome.n_flagged}
