@@ -14,6 +14,7 @@ from celery.worker import WorkController
 from celery.worker import state as worker_state
 from kombu import Connection
 
+from backend.messaging.dispatch import transport_options
 from backend.messaging.topology import TASK_QUEUES, Topology
 from backend.settings import Settings
 from workers.consumers.ingest import IngestConsumer
@@ -79,7 +80,9 @@ def worker_thread(
 @contextmanager
 def ingest_consumer_thread(settings: Settings, context: WorkerContext) -> Iterator[IngestConsumer]:
     """Run the ingest consumer in a daemon thread; stop it on exit."""
-    connection = Connection(settings.broker.url, heartbeat=0)
+    connection = Connection(
+        settings.broker.url, heartbeat=0, transport_options=transport_options(settings.broker.url)
+    )
     consumer = IngestConsumer.for_context(connection, context)
     thread = threading.Thread(target=consumer.run, name="ingest-consumer", daemon=True)
     thread.start()

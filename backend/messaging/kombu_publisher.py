@@ -12,6 +12,7 @@ import threading
 from kombu import Connection, Producer
 
 from backend.errors import ServiceUnavailable
+from backend.messaging.dispatch import transport_options
 from backend.messaging.topology import Topology
 from backend.schemas.readings import ReadingsBatch
 
@@ -24,7 +25,7 @@ class KombuReadingsPublisher:
     def __init__(self, broker_url: str, topology: Topology, confirm_timeout_s: float = 10.0):
         self._topology = topology
         self._connection = Connection(
-            broker_url, transport_options={"confirm_publish": True}, connect_timeout=5
+            broker_url, transport_options=transport_options(broker_url), connect_timeout=5
         )
         self._lock = threading.Lock()
         self._producer: Producer | None = None
