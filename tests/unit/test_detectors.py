@@ -94,3 +94,98 @@ def test_anomaly_model_aligns_columns_by_name() -> None:
     np.testing.assert_array_equal(model.score(frame).scores, model.score(shuffled).scores)
     with pytest.raises(ValueError, match="missing sensors"):
         model.score(frame.drop(columns=["b"]))
+
+
+# --- detector-specific behaviour -------------------------------------------------------
+
+
+def test_half_space_trees_partial_fit_swaps_windows_and_ignores_chunking() -> None:
+    from backend.detectors.half_space_trees import HalfSpaceTreesDetector
+
+    X = correlated(600)
+    stream = correlated(250, seed=3) + 5.0
+    whole = HalfSpaceTreesDetector(window_size=100).fit(X)
+    before = whole.reference_mass_.copy()
+    whole.partial_fit(stream)
+    assert whole.latest_rows_ == 50
+    assert not np.array_equal(whole.reference_mass_, before)
+    chunked = HalfSpaceTreesDetector(window_size=100).fit(X)
+    for start in range(0, 250, 7):
+        chunked.partial_fit(stream[start : start + 7])
+    np.testing.assert_array_equal(chunked.reference_mass_, whole.reference_mass_)
+    np.testing.assert_array_equal(chunked.latest_mass_, whole.latest_mass_)
+    shifted = correlated(50, seed=4) + 5.0
+    fresh = HalfSpaceTreesDetector(window_size=100).fit(X)
+    assert np.median(whole.score_samples(shifted)) < np.median(fresh.score_samples(shifted))
+    unfitted = HalfSpaceTreesDetector().partial_fit(X)
+    np.testing.assert_array_equal(
+        unfitted.score_samples(X), fresh.set_params(window_size=250).fit(X).score_samples(X)
+    )
+
+
+def test_robust_zscore_max_and_smoothing() -> None:
+    from backend.detectors.zscore import RobustZScoreDetector
+
+    X = correlated(400)
+    X[:, 4] = 1.0  # a constant sensor must not divide by zero
+    row = np.median(X, axis=0)[None, :]
+    row[0, 1] += 10.0
+    maximum = RobustZScoreDetector(aggregate="max").fit(X)
+    parts = maximum.explain(row)
+    assert np.count_nonzero(parts) == 1 and parts.argmax() == 1
+    smooth = RobustZScoreDetector(smoothing=0.5).fit(X)
+    batch = np.repeat(row, 3, axis=0)
+    np.testing.assert_allclose(smooth.score_samples(batch), smooth.score_samples(batch[:1])[0])
+    with pytest.raises(ValueError, match="aggregate"):
+        RobustZScoreDetector(aggregate="median").fit(X)
+
+
+def test_temporal_features_have_no_nan_and_fold_back_onto_sensors() -> None:
+    from backend.detectors.features import TemporalFeatures, temporal_features
+    from backend.detectors.mahalanobis import MahalanobisDetector
+
+    X = correlated(200)
+    expanded, source = temporal_features(X[:3], lags=(1, 2), windows=(5,), diffs=True)
+    assert expanded.shape == (3, 5 * 6) and np.isfinite(expanded).all()
+    assert np.bincount(source).tolist() == [6] * 5
+    detector = TemporalFeatures(base=MahalanobisDetector(), lags=(1, 2)).fit(X)
+    assert detector.explain(X[:30]).shape == (30, 5)
+    params = detector.get_params()
+    assert "base__ridge" in params
+    np.testing.assert_array_equal(
+        clone(detector).fit(X).score_samples(X[:30]), detector.score_samples(X[:30])
+    )
+    with pytest.raises(ValueError, match="lags"):
+        TemporalFeatures(lags=(0,)).fit(X)
+    by_name = build_detector("pca_temporal", {"base": "robust_zscore"}).fit(X)
+    assert by_name.explain(X[:5]).shape == (5, 5)
+    with pytest.raises(ValueError, match="unknown 'nope'"):
+        build_detector("pca_temporal", {"base": "nope"}).fit(X)
+    with pytest.raises(ValueError, match="not a detector"):
+        build_detector("pca_temporal", {"base": {"n": 1}}).fit(X)
+
+
+def test_pca_temporal_sees_a_broken_dynamic_that_static_pca_misses() -> None:
+    t = np.arange(1200) / 5
+    rng = np.random.default_rng(0)
+    X = np.column_stack([np.sin(t), np.cos(t), np.sin(2 * t)]) + 0.01 * rng.normal(size=(1200, 3))
+    scrambled = X[900:].copy()
+    rng.shuffle(scrambled)  # each row is still normal; the sequence is not
+    temporal = build_detector("pca_temporal").fit(X[:900])
+    static = build_detector("pca").fit(X[:900])
+    ratio_temporal = np.median(temporal.score_samples(scrambled)) / np.median(
+        temporal.score_samples(X[900:])
+    )
+    ratio_static = np.median(static.score_samples(scrambled)) / np.median(
+        static.score_samples(X[900:])
+    )
+    assert ratio_temporal > 3 * ratio_static
+
+
+def test_repo_benchmark_configs_load() -> None:
+    from pathlib import Path
+
+    from backend.detectors.catalog import load_detector_configs
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "detectors.yaml"
+    assert set(load_detector_configs(path)) >= set(DETECTORS)

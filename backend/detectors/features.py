@@ -1,0 +1,120 @@
+"""Temporal features as part of the detector, so training and serving compute them alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+
+from backend.detectors.base import BaseDetector, as_matrix
+from backend.detectors.pca import PCADetector
+
+__all__ = ["TemporalFeatures", "temporal_features"]
+
+
+def temporal_features(
+    X: np.ndarray, lags: Sequence[int], windows: Sequence[int], diffs: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expand rows (in time order) with lags, rolling mean/std and first differences.
+
+    Returns the expanded matrix (raw sensors first) and, per column, the index of the
+    sensor it came from. No NaN: the first rows use whatever history the batch has
+    (a lag before the first row repeats the first row, windows shrink, the first
+    difference is 0).
+
+    >>> E, source = temporal_features(np.array([[1.0], [2.0], [4.0]]), (1,), (2,), True)
+    >>> E.tolist()
+    [[1.0, 1.0, 1.0, 0.0, 0.0], [2.0, 1.0, 1.5, 0.5, 1.0], [4.0, 2.0, 3.0, 1.0, 2.0]]
+    >>> source.tolist()
+    [0, 0, 0, 0, 0]
+    """
+    n, m = X.shape
+    blocks = [X]
+    index = np.arange(n)
+    for lag in lags:
+        blocks.append(X[np.maximum(index - int(lag), 0)])
+    padded = np.vstack([np.zeros((1, m)), X])
+    cumsum = np.cumsum(padded, axis=0)
+    cumsq = np.cumsum(padded**2, axis=0)
+    for window in windows:
+        start = np.maximum(index + 1 - int(window), 0)
+        count = (index + 1 - start)[:, None]
+        mean = (cumsum[index + 1] - cumsum[start]) / count
+        square = (cumsq[index + 1] - cumsq[start]) / count
+        blocks += [mean, np.sqrt(np.maximum(square - mean**2, 0.0))]
+    if diffs:
+        blocks.append(np.diff(X, axis=0, prepend=X[:1]))
+    return np.hstack(blocks), np.tile(np.arange(m), len(blocks))
+
+
+class TemporalFeatures(BaseDetector):
+    """Fit ``base`` (default :class:`PCADetector`) on temporally expanded sensors.
+
+    ``base`` is ``None``, a detector instance (cloned at fit), or a registered detector
+    name built with its defaults.
+
+    ``score_samples`` is the base detector's score on the expanded rows; :meth:`explain`
+    sums the base detector's per-feature contributions back onto the sensor each feature
+    came from, so it has shape ``(n_rows, n_sensors)`` and rows sum exactly to the score.
+    Each call is expanded on its own (no state between calls): score whole batches in
+    time order, and expect the first ``max(lags, windows)`` rows of a batch to see less
+    history than the rest.
+
+    >>> rng = np.random.default_rng(0)
+    >>> t = np.arange(600) / 10
+    >>> X = np.column_stack([np.sin(t), np.cos(t)]) + 0.01 * rng.normal(size=(600, 2))
+    >>> det = TemporalFeatures(lags=(1,), windows=(5,)).fit(X)
+    >>> jumpy = X[:50].copy()
+    >>> jumpy[25, 0] += 0.5
+    >>> scores = det.score_samples(jumpy)
+    >>> int(scores.argmax()) in (25, 26), det.explain(jumpy).shape
+    (True, (50, 2))
+    """
+
+    def __init__(
+        self,
+        base: BaseEstimator | str | None = None,
+        lags: Sequence[int] = (1,),
+        windows: Sequence[int] = (5,),
+        diffs: bool = True,
+    ) -> None:
+        self.base = base
+        self.lags = lags
+        self.windows = windows
+        self.diffs = diffs
+
+    def _expand(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return temporal_features(X, self.lags, self.windows, bool(self.diffs))
+
+    def _base(self) -> BaseEstimator:
+        """A fresh, unfitted copy of the base detector (a registered name is built)."""
+        if self.base is None:
+            return PCADetector()
+        if isinstance(self.base, str):
+            from backend.detectors.catalog import build_detector
+
+            if self.base == "pca_temporal":
+                raise ValueError("base: 'pca_temporal' cannot wrap itself")
+            return build_detector(self.base)
+        if not all(hasattr(self.base, a) for a in ("fit", "score_samples", "explain")):
+            raise ValueError(f"base: {self.base!r} is not a detector or a registered name")
+        return clone(self.base)
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> TemporalFeatures:
+        X = as_matrix(X)
+        if any(int(lag) < 1 for lag in self.lags) or any(int(w) < 2 for w in self.windows):
+            raise ValueError("lags must be >= 1 and windows >= 2")
+        expanded, source = self._expand(X)
+        self.base_ = self._base().fit(expanded)
+        self.n_features_in_ = X.shape[1]
+        self.folding_ = (source[:, None] == np.arange(X.shape[1])[None, :]).astype(np.float64)
+        return self
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        expanded, _ = self._expand(self._check_input(X))
+        return self.base_.score_samples(expanded)
+
+    def explain(self, X: np.ndarray) -> np.ndarray:
+        expanded, _ = self._expand(self._check_input(X))
+        return self.base_.explain(expanded) @ self.folding_
