@@ -456,6 +456,102 @@ def machines(ctx: click.Context) -> None:
         )
 
 
+@main.command()
+@click.option(
+    "--dataset",
+    "dataset_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="folder in SKAB or NAB layout",
+)
+@click.option(
+    "--detector",
+    "detectors",
+    multiple=True,
+    help="catalog name, repeatable (default: all, unless --recipe is given)",
+)
+@click.option("--recipe", "recipes", multiple=True, help="named recipe, e.g. skab_isolation_forest")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="detector parameter")
+@click.option("--threshold-quantile", type=float, default=0.99, show_default=True)
+@click.option(
+    "--smoothing",
+    type=click.Choice(["none", "rolling_median", "k_of_n"]),
+    default="none",
+    show_default=True,
+    help="alarm smoothing over --smoothing-window rows",
+)
+@click.option("--smoothing-window", type=int, default=3, show_default=True)
+@click.option("--cp-rolling-max", type=int, default=0, show_default=True, help="0 = none")
+@click.option(
+    "--cp-edges", type=click.Choice(["rising", "both"]), default="rising", show_default=True
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="output folder")
+@click.option("--experiment", default="mmlw-evaluation", show_default=True)
+@click.option("--no-mlflow", is_flag=True, help="do not log runs to MLflow")
+@click.pass_context
+@one_line_errors
+def evaluate(
+    ctx: click.Context,
+    dataset_path: Path,
+    detectors: tuple[str, ...],
+    recipes: tuple[str, ...],
+    params: tuple[str, ...],
+    threshold_quantile: float,
+    smoothing: str,
+    smoothing_window: int,
+    cp_rolling_max: int,
+    cp_edges: str,
+    out: Path | None,
+    experiment: str,
+    no_mlflow: bool,
+) -> None:
+    """Benchmark detectors with the SKAB protocol; write predictions, metrics and a report.
+
+    Per file: fit a fresh detector on the first 400 rows, threshold = quantile of its
+    training scores, score the rest. Recipes (--recipe) keep their own settings.
+    """
+    from backend.evaluation.datasets import load_dataset
+    from backend.evaluation.protocol import ProtocolConfig
+    from backend.evaluation.report import metrics_markdown
+    from backend.evaluation.runner import log_runs, parse_params, plan_runs, run_evaluation
+
+    settings = _settings(ctx)
+    if not 0.5 < threshold_quantile < 1.0:
+        raise click.ClickException("--threshold-quantile: must be in (0.5, 1)")
+    config = ProtocolConfig(
+        threshold_quantile=threshold_quantile,
+        smoothing=smoothing,  # type: ignore[arg-type]
+        smoothing_window=smoothing_window,
+        cp_rolling_max=cp_rolling_max,
+        cp_edges=cp_edges,  # type: ignore[arg-type]
+    )
+    runs = plan_runs(detectors, recipes, parse_params(params), config)
+    dataset = load_dataset(dataset_path)
+    if out is None:
+        out = settings.data_dir / "evaluations" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = out.expanduser().resolve()
+    with click.progressbar(
+        length=len(runs) * len(dataset.files), label="evaluating", file=sys.stderr
+    ) as bar:
+        results, table = run_evaluation(dataset, runs, out, on_file=lambda: bar.update(1))
+    click.echo(metrics_markdown(table), nl=False)
+    click.echo(f"outputs in {out}")
+    if not no_mlflow:
+        settings.ensure_data_dir()
+        ids = log_runs(
+            settings.resolved_tracking_uri,
+            experiment,
+            results,
+            dataset,
+            out,
+            artifact_root=settings.artifact_root,
+        )
+        click.echo(
+            f"logged MLflow run {ids[0]} with {len(ids) - 1} detector runs "
+            f"to experiment {experiment!r}"
+        )
+
+
 @main.group()
 def db() -> None:
     """Database schema (Alembic migrations)."""
