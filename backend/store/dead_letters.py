@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
+from backend.errors import NotFound
 from backend.store.database import Database
 from backend.store.tables import DeadLetter, utcnow
 
@@ -24,6 +26,8 @@ class DeadLetterOut:
     reason: str
     body: bytes
     headers: dict[str, Any]
+    replayed_at: datetime | None = None
+    replay_count: int = 0
 
 
 def _out(row: DeadLetter) -> DeadLetterOut:
@@ -36,6 +40,8 @@ def _out(row: DeadLetter) -> DeadLetterOut:
         reason=row.reason,
         body=row.body,
         headers=dict(row.headers or {}),
+        replayed_at=row.replayed_at,
+        replay_count=row.replay_count or 0,
     )
 
 
@@ -61,17 +67,71 @@ class DeadLettersRepository:
             reason=reason,
             body=body,
             headers=headers or {},
+            replay_count=0,
         )
         with self._db.session() as session:
             session.add(row)
             session.flush()
             return row.id
 
-    def list(self, limit: int = 100) -> list[DeadLetterOut]:
-        query = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+    def get(self, dead_letter_id: int) -> DeadLetterOut:
+        """The dead letter, or :class:`NotFound`."""
+        with self._db.session() as session:
+            row = session.get(DeadLetter, dead_letter_id)
+            if row is None:
+                raise NotFound(f"dead letter {dead_letter_id} not found")
+            return _out(row)
+
+    def list(self, limit: int = 100, *, include_replayed: bool = True) -> list[DeadLetterOut]:
+        """Newest first; replayed ones left out unless ``include_replayed``."""
+        query = select(DeadLetter)
+        if not include_replayed:
+            query = query.where(DeadLetter.replayed_at.is_(None))
+        query = query.order_by(DeadLetter.id.desc()).limit(limit)
         with self._db.session() as session:
             return [_out(row) for row in session.scalars(query)]
 
     def count(self) -> int:
         with self._db.session() as session:
             return int(session.scalar(select(func.count(DeadLetter.id))) or 0)
+
+    def mark_replayed(self, dead_letter_id: int) -> DeadLetterOut:
+        """Set ``replayed_at`` to now and add one to ``replay_count``; :class:`NotFound` if
+        there is no such dead letter."""
+        with self._db.session() as session:
+            row = session.get(DeadLetter, dead_letter_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"dead letter {dead_letter_id} not found")
+            row.replayed_at = utcnow()
+            row.replay_count = (row.replay_count or 0) + 1
+            session.flush()
+            return _out(row)
+
+    def purge(
+        self,
+        ids: Iterable[int] | None = None,
+        *,
+        older_than: datetime | None = None,
+        everything: bool = False,
+    ) -> int:
+        """Delete dead letters and return how many went.
+
+        With ``everything=True`` every one goes; otherwise only those matching every criterion
+        given (``ids``, received before ``older_than``). No criterion deletes nothing.
+        """
+        statement = delete(DeadLetter)
+        if not everything:
+            id_list = None if ids is None else [int(i) for i in ids]
+            if id_list is None and older_than is None:
+                return 0
+            if id_list is not None:
+                if not id_list:
+                    return 0
+                statement = statement.where(DeadLetter.id.in_(id_list))
+            if older_than is not None:
+                if older_than.tzinfo is None:
+                    raise ValueError("older_than: a timezone-aware datetime is required")
+                statement = statement.where(DeadLetter.received_at < older_than)
+        with self._db.session() as session:
+            result = session.execute(statement)
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]

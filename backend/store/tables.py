@@ -135,6 +135,8 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(Text)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    replayed_at: Mapped[datetime | None]
+    replay_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 def utcnow() -> datetime:

@@ -1,14 +1,26 @@
+"""Dead letters: list, inspect, replay (optionally with a fixed body) and purge.
+
+Purging is ``POST /dead-letters/purge`` with a JSON body rather than ``DELETE`` with a
+query: it takes a list of ids as well as a cut-off, and a body on ``DELETE`` is poorly
+supported by clients and proxies.
+"""
+
 from __future__ import annotations
 
+import base64
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import StoreDep
+from backend.api.deps import SettingsDep, StateDep, StoreDep
+from backend.services.dead_letters import replay
+from backend.store import DeadLetterOut
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
+
+DeadLetterId = Annotated[int, Path(ge=1, description="dead letter id")]
 
 
 class DeadLetterItem(BaseModel):
@@ -20,23 +32,154 @@ class DeadLetterItem(BaseModel):
     reason: str
     body_preview: str
     body_bytes: int
+    replayed_at: datetime | None = None
+    replay_count: int = 0
+
+
+class DeadLetterDetail(BaseModel):
+    """The whole record; ``body`` is text when it is UTF-8, else base64 (``body_encoding``)."""
+
+    id: int
+    received_at: datetime
+    source: str
+    routing_key: str | None
+    message_id: str | None
+    reason: str
+    headers: dict[str, object]
+    body: str
+    body_encoding: Literal["utf-8", "base64"]
+    body_bytes: int
+    replayed_at: datetime | None
+    replay_count: int
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    body: str | None = Field(
+        default=None, description="a fixed readings message (JSON, as a string) to send instead"
+    )
+
+
+class ReplayAccepted(BaseModel):
+    id: int
+    message_id: str
+    machine_id: str
+    readings: int
+    replayed_at: datetime | None
+    replay_count: int
+
+
+class PurgeRequest(BaseModel):
+    """Which dead letters to delete: ``all``, or those matching every criterion given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    all: bool = False
+    ids: list[int] | None = None
+    older_than: datetime | None = Field(default=None, description="received before (UTC)")
+
+
+class Purged(BaseModel):
+    purged: int
+
+
+def _item(d: DeadLetterOut) -> DeadLetterItem:
+    return DeadLetterItem(
+        id=d.id,
+        received_at=d.received_at,
+        source=d.source,
+        routing_key=d.routing_key,
+        message_id=d.message_id,
+        reason=d.reason,
+        body_preview=d.body[:500].decode("utf-8", errors="replace"),
+        body_bytes=len(d.body),
+        replayed_at=d.replayed_at,
+        replay_count=d.replay_count,
+    )
+
+
+def _detail(d: DeadLetterOut) -> DeadLetterDetail:
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    try:
+        body = d.body.decode("utf-8")
+    except UnicodeDecodeError:
+        body, encoding = base64.b64encode(d.body).decode("ascii"), "base64"
+    return DeadLetterDetail(
+        id=d.id,
+        received_at=d.received_at,
+        source=d.source,
+        routing_key=d.routing_key,
+        message_id=d.message_id,
+        reason=d.reason,
+        headers=d.headers,
+        body=body,
+        body_encoding=encoding,
+        body_bytes=len(d.body),
+        replayed_at=d.replayed_at,
+        replay_count=d.replay_count,
+    )
 
 
 @router.get("")
 def list_dead_letters(
-    store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    include_replayed: bool = True,
 ) -> list[DeadLetterItem]:
     """Rejected messages, newest first, with the reason each was rejected."""
-    return [
-        DeadLetterItem(
-            id=d.id,
-            received_at=d.received_at,
-            source=d.source,
-            routing_key=d.routing_key,
-            message_id=d.message_id,
-            reason=d.reason,
-            body_preview=d.body[:500].decode("utf-8", errors="replace"),
-            body_bytes=len(d.body),
+    return [_item(d) for d in store.dead_letters.list(limit, include_replayed=include_replayed)]
+
+
+@router.post("/purge")
+def purge_dead_letters(request: PurgeRequest, store: StoreDep) -> Purged:
+    """Delete dead letters: ``{"all": true}``, or by ``ids`` and/or ``older_than``."""
+    if not request.all and request.ids is None and request.older_than is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="purge: give all=true, ids or older_than",
         )
-        for d in store.dead_letters.list(limit)
-    ]
+    older_than = request.older_than
+    if older_than is not None and older_than.tzinfo is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="older_than: a timezone is required (e.g. ...Z)",
+        )
+    count = store.dead_letters.purge(request.ids, older_than=older_than, everything=request.all)
+    return Purged(purged=count)
+
+
+@router.get("/{dead_letter_id}")
+def get_dead_letter(dead_letter_id: DeadLetterId, store: StoreDep) -> DeadLetterDetail:
+    """One dead letter whole, body included."""
+    return _detail(store.dead_letters.get(dead_letter_id))
+
+
+@router.post("/{dead_letter_id}/replay", status_code=status.HTTP_202_ACCEPTED)
+def replay_dead_letter(
+    dead_letter_id: DeadLetterId,
+    state: StateDep,
+    settings: SettingsDep,
+    request: Annotated[ReplayRequest | None, Body()] = None,
+) -> ReplayAccepted:
+    """Publish the dead letter again (or the fixed ``body``) through the readings exchange.
+
+    202: the broker took it and it is marked replayed; ingest follows asynchronously.
+    422 naming the field if the message is still invalid (then it is not marked).
+    """
+    override = None if request is None or request.body is None else request.body.encode()
+    done = replay(
+        dead_letter_id,
+        store=state.store,
+        publisher=state.publisher,
+        body_override=override,
+        max_readings=settings.broker.max_batch_readings,
+    )
+    return ReplayAccepted(
+        id=done.dead_letter.id,
+        message_id=str(done.batch.message_id),
+        machine_id=done.batch.machine_id,
+        readings=len(done.batch),
+        replayed_at=done.dead_letter.replayed_at,
+        replay_count=done.dead_letter.replay_count,
+    )
