@@ -11,7 +11,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
@@ -74,6 +74,14 @@ def main(ctx: click.Context, verbose: bool) -> None:
     except ValidationError as exc:
         raise click.ClickException(f"settings: {describe_validation_error(exc)}") from exc
     ctx.ensure_object(dict)["settings"] = settings
+
+
+def _require_broker(settings: Settings, command: str) -> None:
+    if settings.uses_local_broker:
+        raise click.ClickException(
+            f"{command}: MMLW_BROKER__URL is memory:// (in-process); point it at RabbitMQ, "
+            "e.g. amqp://guest:guest@127.0.0.1:5672//"
+        )
 
 
 # -- running the services -------------------------------------------------------------
@@ -162,10 +170,7 @@ def worker(ctx: click.Context, queues: str, concurrency: int, pool: str) -> None
     from workers.celery_app import create_celery
 
     settings = _settings(ctx)
-    if settings.uses_local_broker:
-        raise click.ClickException(
-            "worker: MMLW_BROKER__URL is memory://; use `mmlw demo` or RabbitMQ"
-        )
+    _require_broker(settings, "worker")
     topology = Topology(settings.broker.namespace)
     names = [topology.task_queue_name(q.strip()) for q in queues.split(",") if q.strip()]
     app = create_celery(settings)
@@ -186,10 +191,7 @@ def ingest(ctx: click.Context, prefetch: int) -> None:
     from workers.context import WorkerContext
 
     settings = _settings(ctx)
-    if settings.uses_local_broker:
-        raise click.ClickException(
-            "ingest: MMLW_BROKER__URL is memory://; use `mmlw demo` or RabbitMQ"
-        )
+    _require_broker(settings, "ingest")
     context = WorkerContext(settings)
     with Connection(settings.broker.url) as connection:
         consumer = IngestConsumer.for_context(connection, context, prefetch)
@@ -201,14 +203,6 @@ def ingest(ctx: click.Context, prefetch: int) -> None:
 
 
 # -- publishing ------------------------------------------------------------------------
-def _require_broker(settings: Settings, command: str) -> None:
-    if settings.uses_local_broker:
-        raise click.ClickException(
-            f"{command}: MMLW_BROKER__URL is memory:// (in-process); point it at RabbitMQ, "
-            "e.g. amqp://guest:guest@127.0.0.1:5672//"
-        )
-
-
 @main.command()
 @click.option("--machines", default=3, show_default=True, help="synthetic machines")
 @click.option("--speedup", default=1.0, show_default=True, help="simulated seconds per second")
@@ -306,6 +300,21 @@ def publish(
     )
 
 
+def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as JSON when possible)."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"param: expected NAME=VALUE, got {pair!r}")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params[name.strip()] = value
+    return params
+
+
 # -- models and jobs --------------------------------------------------------------------
 def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
     from backend.store import Store
@@ -317,12 +326,7 @@ def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
 def _registry(settings: Settings):  # type: ignore[no-untyped-def]
     from backend.registry.mlflow_registry import MlflowRegistry
 
-    return MlflowRegistry(
-        settings.resolved_tracking_uri,
-        experiment=settings.mlflow_experiment,
-        artifact_root=settings.artifact_root,
-        model_prefix=settings.models.registered_model_prefix,
-    )
+    return MlflowRegistry.from_settings(settings)
 
 
 @main.command()
@@ -357,13 +361,7 @@ def train(
     from backend.services.training import run_train_job
 
     settings = _settings(ctx)
-    parsed: dict[str, Any] = {}
-    for item in params:
-        name, _, value = item.partition("=")
-        try:
-            parsed[name] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[name] = value
+    parsed = _parse_params(params)
     request = TrainRequest(
         machine_id=machine_id,
         detector=detector,
@@ -513,7 +511,7 @@ def evaluate(
     from backend.evaluation.datasets import load_dataset
     from backend.evaluation.protocol import ProtocolConfig
     from backend.evaluation.report import metrics_markdown
-    from backend.evaluation.runner import log_runs, parse_params, plan_runs, run_evaluation
+    from backend.evaluation.runner import log_runs, plan_runs, run_evaluation
 
     settings = _settings(ctx)
     if not 0.5 < threshold_quantile < 1.0:
@@ -525,7 +523,7 @@ def evaluate(
         cp_rolling_max=cp_rolling_max,
         cp_edges=cp_edges,  # type: ignore[arg-type]
     )
-    runs = plan_runs(detectors, recipes, parse_params(params), config)
+    runs = plan_runs(detectors, recipes, _parse_params(params), config)
     dataset = load_dataset(dataset_path)
     if out is None:
         out = settings.data_dir / "evaluations" / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -583,17 +581,12 @@ def dlq_list(ctx: click.Context, limit: int, pending: bool) -> None:
 @one_line_errors
 def dlq_show(ctx: click.Context, dead_letter_id: int) -> None:
     """Show one dead letter whole; the body as text if UTF-8, else base64."""
-    import base64
-
     store = _open_store(_settings(ctx))
     try:
         d = store.dead_letters.get(dead_letter_id)
     finally:
         store.close()
-    try:
-        body, encoding = d.body.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        body, encoding = base64.b64encode(d.body).decode("ascii"), "base64"
+    body, encoding = d.decoded_body()
     record = {
         "id": d.id,
         "received_at": d.received_at.isoformat(),
@@ -631,7 +624,6 @@ def dlq_replay(ctx: click.Context, dead_letter_id: int, body_file: Path | None) 
     body = body_file.read_bytes() if body_file is not None else None
     store = _open_store(settings)
     try:
-        store.dead_letters.get(dead_letter_id)
         sink = open_readings_sink(settings.broker.url, settings.broker.namespace)
         try:
             done = replay(

@@ -36,12 +36,7 @@ class WorkerContext:
 
     @cached_property
     def registry(self) -> MlflowRegistry:
-        return MlflowRegistry(
-            self.settings.resolved_tracking_uri,
-            experiment=self.settings.mlflow_experiment,
-            artifact_root=self.settings.artifact_root,
-            model_prefix=self.settings.models.registered_model_prefix,
-        )
+        return MlflowRegistry.from_settings(self.settings)
 
     @cached_property
     def models(self) -> ModelCache:

@@ -62,12 +62,7 @@ def create_app(
         if registry is None:
             from backend.registry.mlflow_registry import MlflowRegistry
 
-            the_registry: ModelRegistry = MlflowRegistry(
-                settings.resolved_tracking_uri,
-                experiment=settings.mlflow_experiment,
-                artifact_root=settings.artifact_root,
-                model_prefix=settings.models.registered_model_prefix,
-            )
+            the_registry: ModelRegistry = MlflowRegistry.from_settings(settings)
         else:
             the_registry = registry
         the_publisher = publisher or KombuReadingsPublisher(

@@ -55,11 +55,7 @@ class AutoencoderDetector(BaseDetector):
         n, m = X.shape
         if n < 3:
             raise ValueError("X: need at least 3 rows to fit")
-        self.n_features_in_ = m
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0)
-        self.scale_[self.scale_ < self.eps] = 1.0
-        Z = (X - self.mean_) / self.scale_
+        Z = self._fit_standardizer(X)
         width = max(1, min(int(self.bottleneck), m - 1))
         self.network_ = MLPRegressor(
             hidden_layer_sizes=(int(self.hidden), width, int(self.hidden)),
@@ -76,7 +72,7 @@ class AutoencoderDetector(BaseDetector):
         return self
 
     def explain(self, X: np.ndarray) -> np.ndarray:
-        Z = (self._check_input(X) - self.mean_) / self.scale_
+        Z = self._standardize(X)
         reconstruction = self.network_.predict(Z).reshape(Z.shape)
         return (Z - reconstruction) ** 2 / Z.shape[1]
 

@@ -46,6 +46,21 @@ class BaseDetector(BaseEstimator):
         if not hasattr(self, "n_features_in_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(X) first")
 
+    def _fit_standardizer(self, X: np.ndarray) -> np.ndarray:
+        """Learn per-sensor mean/scale (near-constant sensors get scale 1); return X standardized.
+
+        Needs an ``eps`` hyperparameter; sets ``n_features_in_``, ``mean_`` and ``scale_``.
+        """
+        self.n_features_in_ = X.shape[1]
+        self.mean_ = X.mean(axis=0)
+        self.scale_ = X.std(axis=0)
+        self.scale_[self.scale_ < self.eps] = 1.0
+        return (X - self.mean_) / self.scale_
+
+    def _standardize(self, X: object) -> np.ndarray:
+        """Checked input, standardized with what :meth:`_fit_standardizer` learned."""
+        return (self._check_input(X) - self.mean_) / self.scale_
+
     def _check_input(self, X: object) -> np.ndarray:
         self._check_fitted()
         array = as_matrix(X)

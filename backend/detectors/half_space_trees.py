@@ -54,15 +54,12 @@ class HalfSpaceTreesDetector(BaseDetector):
     # building ------------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> HalfSpaceTreesDetector:
         X = as_matrix(X)
-        n, m = X.shape
+        n = X.shape[0]
         if n < 2:
             raise ValueError("X: need at least 2 rows to fit")
         if int(self.max_depth) < 1 or int(self.n_trees) < 1 or int(self.window_size) < 1:
             raise ValueError("n_trees, max_depth and window_size must be >= 1")
-        self.n_features_in_ = m
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0)
-        self.scale_[self.scale_ < self.eps] = 1.0
+        self._fit_standardizer(X)
         rng = np.random.default_rng(self.random_state)
         depth = int(self.max_depth)
         n_nodes = 2 ** (depth + 1) - 1
@@ -152,5 +149,5 @@ class HalfSpaceTreesDetector(BaseDetector):
         return 1.0 - mass / top
 
     def explain(self, X: np.ndarray) -> np.ndarray:
-        Z = (self._check_input(X) - self.mean_) / self.scale_
+        Z = self._standardize(X)
         return squared_z_share(Z, self.score_samples(X))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
+from backend.detectors._shares import squared_z_share
 from backend.detectors.base import BaseDetector, as_matrix
 
 __all__ = ["IsolationForestDetector"]
@@ -39,26 +40,18 @@ class IsolationForestDetector(BaseDetector):
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> IsolationForestDetector:
         X = as_matrix(X)
-        self.n_features_in_ = X.shape[1]
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0)
-        self.scale_[self.scale_ < self.eps] = 1.0
+        Z = self._fit_standardizer(X)
         self.forest_ = IsolationForest(
             n_estimators=int(self.n_estimators),
             max_samples=self.max_samples,
             random_state=self.random_state,
-        ).fit((X - self.mean_) / self.scale_)
+        ).fit(Z)
         return self
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
-        Z = (self._check_input(X) - self.mean_) / self.scale_
+        Z = self._standardize(X)
         return -self.forest_.score_samples(Z)
 
     def explain(self, X: np.ndarray) -> np.ndarray:
-        Z = (self._check_input(X) - self.mean_) / self.scale_
-        weights = Z**2
-        total = weights.sum(axis=1, keepdims=True)
-        share = np.divide(
-            weights, total, out=np.full_like(weights, 1 / Z.shape[1]), where=total > 0
-        )
-        return share * self.score_samples(X)[:, None]
+        Z = self._standardize(X)
+        return squared_z_share(Z, -self.forest_.score_samples(Z))

@@ -36,21 +36,18 @@ class LOFDetector(BaseDetector):
         X = as_matrix(X)
         if X.shape[0] < 2:
             raise ValueError("X: need at least 2 rows to fit")
-        self.n_features_in_ = X.shape[1]
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0)
-        self.scale_[self.scale_ < self.eps] = 1.0
+        Z = self._fit_standardizer(X)
         self.lof_ = LocalOutlierFactor(
             n_neighbors=min(int(self.n_neighbors), X.shape[0] - 1),
             metric=self.metric,
             novelty=True,
-        ).fit((X - self.mean_) / self.scale_)
+        ).fit(Z)
         return self
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
-        Z = (self._check_input(X) - self.mean_) / self.scale_
+        Z = self._standardize(X)
         return -self.lof_.score_samples(Z)
 
     def explain(self, X: np.ndarray) -> np.ndarray:
-        Z = (self._check_input(X) - self.mean_) / self.scale_
+        Z = self._standardize(X)
         return squared_z_share(Z, -self.lof_.score_samples(Z))

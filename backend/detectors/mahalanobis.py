@@ -48,11 +48,7 @@ class MahalanobisDetector(BaseDetector):
         n, m = X.shape
         if n < m + 2:
             raise ValueError(f"X: need at least {m + 2} rows to fit {m} sensors")
-        self.n_features_in_ = m
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0)
-        self.scale_[self.scale_ < self.eps] = 1.0
-        Z = (X - self.mean_) / self.scale_
+        Z = self._fit_standardizer(X)
         mcd = MinCovDet(support_fraction=self.support_fraction, random_state=self.random_state)
         with warnings.catch_warnings():
             # Collinear sensors (e.g. lag features) make the raw covariance singular; the
@@ -67,7 +63,7 @@ class MahalanobisDetector(BaseDetector):
         return self
 
     def explain(self, X: np.ndarray) -> np.ndarray:
-        D = (self._check_input(X) - self.mean_) / self.scale_ - self.location_
+        D = self._standardize(X) - self.location_
         return D * (D @ self.precision_)
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:

@@ -32,14 +32,10 @@ class PCADetector(BaseDetector):
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> PCADetector:
         X = as_matrix(X)
-        n, m = X.shape
+        n = X.shape[0]
         if n < 3:
             raise ValueError("X: need at least 3 rows to fit")
-        self.n_features_in_ = m
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0)
-        self.scale_[self.scale_ < self.eps] = 1.0
-        Z = (X - self.mean_) / self.scale_
+        Z = self._fit_standardizer(X)
         _, singular, vt = np.linalg.svd(Z, full_matrices=False)
         variance = singular**2 / max(n - 1, 1)
         k = self._components(variance)
@@ -60,7 +56,7 @@ class PCADetector(BaseDetector):
         return max(1, min(k, m - 1 if m > 1 else 1))
 
     def _parts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        Z = (self._check_input(X) - self.mean_) / self.scale_
+        Z = self._standardize(X)
         t = Z @ self.components_
         residual = Z - t @ self.components_.T
         spe_parts = residual**2 / self.spe_scale_

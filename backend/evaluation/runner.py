@@ -7,7 +7,6 @@ raise ValueError before any work starts.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,22 +18,7 @@ from backend.evaluation.datasets import Dataset, load_dataset
 from backend.evaluation.protocol import DetectorResult, ProtocolConfig, run_protocol
 from backend.evaluation.recipes import RECIPES
 
-__all__ = ["EvaluationPlan", "Run", "parse_params", "plan_runs", "run_evaluation"]
-
-
-def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as JSON when possible)."""
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"param: expected NAME=VALUE, got {pair!r}")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        params[name.strip()] = value
-    return params
+__all__ = ["Run", "plan_runs", "run_evaluation"]
 
 
 @dataclass(frozen=True)
@@ -45,12 +29,6 @@ class Run:
     detector: str
     params: Mapping[str, Any]
     config: ProtocolConfig
-
-
-@dataclass(frozen=True)
-class EvaluationPlan:
-    dataset: Dataset
-    runs: list[Run]
 
 
 def plan_runs(

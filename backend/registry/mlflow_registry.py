@@ -21,6 +21,7 @@ from backend.detectors.model import AnomalyModel
 from backend.errors import NotFound, ServiceUnavailable
 from backend.registry.base import DatasetInfo, RegisteredVersion
 from backend.schemas.resources import ModelVersionOut
+from backend.settings import Settings
 
 __all__ = ["MlflowRegistry"]
 
@@ -49,6 +50,16 @@ class MlflowRegistry:
         self._client: Any = None
         self._experiment_id: str | None = None
         self._init_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MlflowRegistry:
+        """The registry MMLW's settings name (tracking URI, experiment, artifacts, prefix)."""
+        return cls(
+            settings.resolved_tracking_uri,
+            experiment=settings.mlflow_experiment,
+            artifact_root=settings.artifact_root,
+            model_prefix=settings.models.registered_model_prefix,
+        )
 
     # plumbing ------------------------------------------------------------------------
     @property

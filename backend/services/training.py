@@ -12,6 +12,7 @@ from backend.detectors.catalog import build_detector
 from backend.detectors.model import AnomalyModel
 from backend.detectors.threshold import quantile_threshold
 from backend.errors import InsufficientData, MMLWError
+from backend.evaluation.metrics import point_counts
 from backend.registry.base import CHAMPION, DatasetInfo, ModelRegistry
 from backend.registry.hashing import content_hash
 from backend.schemas.jobs import TrainRequest, TrainResult
@@ -25,12 +26,8 @@ log = logging.getLogger(__name__)
 
 def classification_metrics(labels: np.ndarray, flags: np.ndarray) -> dict[str, float]:
     """Precision, recall, F1, false-alarm and missed-alarm rates of flags vs 0/1 labels."""
-    labels = labels.astype(bool)
-    flags = flags.astype(bool)
-    tp = float(np.sum(flags & labels))
-    fp = float(np.sum(flags & ~labels))
-    fn = float(np.sum(~flags & labels))
-    tn = float(np.sum(~flags & ~labels))
+    counts = point_counts(labels, flags)
+    tp, fp, fn, tn = counts.tp, counts.fp, counts.fn, counts.tn
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete, func, select
 
@@ -28,6 +29,13 @@ class DeadLetterOut:
     headers: dict[str, Any]
     replayed_at: datetime | None = None
     replay_count: int = 0
+
+    def decoded_body(self) -> tuple[str, Literal["utf-8", "base64"]]:
+        """The body as text when it is UTF-8, else as base64, and which one it is."""
+        try:
+            return self.body.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            return base64.b64encode(self.body).decode("ascii"), "base64"
 
 
 def _out(row: DeadLetter) -> DeadLetterOut:

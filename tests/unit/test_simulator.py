@@ -25,7 +25,6 @@ from workers.simulator import (
 )
 
 START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-SKAB_VALVE = Path("/work/shared/data/skab/valve1/0.csv")
 
 
 def machine(**kwargs: object) -> SyntheticMachine:
@@ -249,10 +248,8 @@ def test_replay_errors_name_the_problem(tmp_path: Path) -> None:
         CsvReplay(good, "no spaces allowed")
 
 
-def test_replay_of_real_skab_file() -> None:
-    if not SKAB_VALVE.exists():
-        pytest.skip(f"SKAB data not present at {SKAB_VALVE}")
-    replay = CsvReplay(SKAB_VALVE, start=START)
+def test_replay_of_real_skab_file(skab_dir: Path) -> None:
+    replay = CsvReplay(skab_dir / "valve1" / "0.csv", start=START)
     assert replay.machine_id == "valve1-0" and len(replay.columns) == 8
     assert "anomaly" not in replay.columns and "changepoint" not in replay.columns
     frames = []

@@ -7,9 +7,8 @@ supported by clients and proxies.
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,34 +22,33 @@ router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 DeadLetterId = Annotated[int, Path(ge=1, description="dead letter id")]
 
 
-class DeadLetterItem(BaseModel):
+class DeadLetterSummary(BaseModel):
+    """What every dead-letter view shows (read from a stored record's attributes)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     received_at: datetime
     source: str
     routing_key: str | None
     message_id: str | None
     reason: str
+    replayed_at: datetime | None
+    replay_count: int
+
+
+class DeadLetterItem(DeadLetterSummary):
     body_preview: str
     body_bytes: int
-    replayed_at: datetime | None = None
-    replay_count: int = 0
 
 
-class DeadLetterDetail(BaseModel):
+class DeadLetterDetail(DeadLetterSummary):
     """The whole record; ``body`` is text when it is UTF-8, else base64 (``body_encoding``)."""
 
-    id: int
-    received_at: datetime
-    source: str
-    routing_key: str | None
-    message_id: str | None
-    reason: str
     headers: dict[str, object]
     body: str
     body_encoding: Literal["utf-8", "base64"]
     body_bytes: int
-    replayed_at: datetime | None
-    replay_count: int
 
 
 class ReplayRequest(BaseModel):
@@ -84,40 +82,26 @@ class Purged(BaseModel):
     purged: int
 
 
+def _summary(d: DeadLetterOut) -> dict[str, Any]:
+    return DeadLetterSummary.model_validate(d).model_dump()
+
+
 def _item(d: DeadLetterOut) -> DeadLetterItem:
     return DeadLetterItem(
-        id=d.id,
-        received_at=d.received_at,
-        source=d.source,
-        routing_key=d.routing_key,
-        message_id=d.message_id,
-        reason=d.reason,
+        **_summary(d),
         body_preview=d.body[:500].decode("utf-8", errors="replace"),
         body_bytes=len(d.body),
-        replayed_at=d.replayed_at,
-        replay_count=d.replay_count,
     )
 
 
 def _detail(d: DeadLetterOut) -> DeadLetterDetail:
-    encoding: Literal["utf-8", "base64"] = "utf-8"
-    try:
-        body = d.body.decode("utf-8")
-    except UnicodeDecodeError:
-        body, encoding = base64.b64encode(d.body).decode("ascii"), "base64"
+    body, encoding = d.decoded_body()
     return DeadLetterDetail(
-        id=d.id,
-        received_at=d.received_at,
-        source=d.source,
-        routing_key=d.routing_key,
-        message_id=d.message_id,
-        reason=d.reason,
+        **_summary(d),
         headers=d.headers,
         body=body,
         body_encoding=encoding,
         body_bytes=len(d.body),
-        replayed_at=d.replayed_at,
-        replay_count=d.replay_count,
     )
 
 
