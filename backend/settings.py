@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ApiSettings", "BrokerSettings", "ModelSettings", "Settings"]
+__all__ = ["ApiSettings", "BrokerSettings", "DashboardSettings", "ModelSettings", "Settings"]
 
 
 class BrokerSettings(BaseModel):
@@ -44,6 +44,25 @@ class ApiSettings(BaseModel):
     public_url: str = "http://127.0.0.1:8000"
 
 
+class DashboardSettings(BaseModel):
+    """The plotly dashboard: a separate web app that reads only the backend API."""
+
+    host: str = "127.0.0.1"
+    port: int = 8050
+    public_url: str = Field(
+        default="http://127.0.0.1:8050", description="base of links to dashboard pages"
+    )
+    api_url: str = Field(
+        default="http://127.0.0.1:8000", description="the backend API the dashboard reads"
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="key the dashboard reads with, when the API has keys"
+    )
+
+    def machine_url(self, machine_id: str) -> str:
+        return f"{self.public_url.rstrip('/')}/machines/{machine_id}"
+
+
 class ModelSettings(BaseModel):
     default_detector: str = "pca"
     threshold_quantile: float = Field(default=0.995, gt=0.5, lt=1.0)
@@ -70,6 +89,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     @field_validator("data_dir")
     @classmethod

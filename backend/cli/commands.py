@@ -1,90 +1,28 @@
-"""The ``mmlw`` command. Thin: every command calls the same functions as the API.
-
-Errors end in a non-zero exit and one line on stderr; ``--verbose`` shows more.
-"""
+"""The pipeline commands: demo, api, worker, ingest, simulate, publish, train, jobs, models,
+machines, evaluate, dlq, db."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
 import time
-import warnings
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from functools import wraps
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from pydantic import ValidationError
 
-from backend.errors import MMLWError
-from backend.schemas.readings import describe_validation_error
-from backend.settings import Settings
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-QUIET_LOGGERS = ("mlflow", "alembic", "kombu", "celery", "urllib3", "httpx", "git")
-
-
-def _configure_logging(verbose: bool) -> None:
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "ERROR")
-    if not verbose:
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:
-        for name in QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
+from backend.cli.core import (
+    main,
+    one_line_errors,
+    open_registry,
+    open_store,
+    parse_params,
+    require_broker,
+    settings_of,
+)
 
 
-def _settings(ctx: click.Context) -> Settings:
-    return ctx.find_object(dict)["settings"]  # type: ignore[no-any-return, index]
-
-
-def one_line_errors(func: F) -> F:
-    """Turn library errors into a one-line message and exit code 1."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (MMLWError, ValueError, OSError) as exc:
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="debug logging")
-@click.pass_context
-def main(ctx: click.Context, verbose: bool) -> None:
-    """MMLW: anomaly detection on machine sensor data, served from a message broker.
-
-    Configuration comes from MMLW_* environment variables (configs/settings.example.env).
-    """
-    _configure_logging(verbose)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise click.ClickException(f"settings: {describe_validation_error(exc)}") from exc
-    ctx.ensure_object(dict)["settings"] = settings
-
-
-def _require_broker(settings: Settings, command: str) -> None:
-    if settings.uses_local_broker:
-        raise click.ClickException(
-            f"{command}: MMLW_BROKER__URL is memory:// (in-process); point it at RabbitMQ, "
-            "e.g. amqp://guest:guest@127.0.0.1:5672//"
-        )
-
-
-# -- running the services -------------------------------------------------------------
 @main.command()
 @click.option("--machines", default=3, show_default=True, help="simulated machines")
 @click.option("--speedup", default=30.0, show_default=True, help="simulated seconds per second")
@@ -108,7 +46,7 @@ def demo(
     """Run the whole pipeline here: simulated machines -> broker -> workers -> MLflow -> API."""
     from workers.demo import DemoOptions, run_demo
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     updates: dict[str, Any] = {}
     if data_dir is not None:
         updates["data_dir"] = data_dir.expanduser().resolve()
@@ -139,7 +77,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     from backend.api.app import create_app
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     uvicorn.run(
         create_app(settings),
         host=host or settings.api.host,
@@ -169,8 +107,8 @@ def worker(ctx: click.Context, queues: str, concurrency: int, pool: str) -> None
     from backend.messaging.topology import Topology
     from workers.celery_app import create_celery
 
-    settings = _settings(ctx)
-    _require_broker(settings, "worker")
+    settings = settings_of(ctx)
+    require_broker(settings, "worker")
     topology = Topology(settings.broker.namespace)
     names = [topology.task_queue_name(q.strip()) for q in queues.split(",") if q.strip()]
     app = create_celery(settings)
@@ -190,8 +128,8 @@ def ingest(ctx: click.Context, prefetch: int) -> None:
     from workers.consumers.ingest import IngestConsumer
     from workers.context import WorkerContext
 
-    settings = _settings(ctx)
-    _require_broker(settings, "ingest")
+    settings = settings_of(ctx)
+    require_broker(settings, "ingest")
     context = WorkerContext(settings)
     with Connection(settings.broker.url) as connection:
         consumer = IngestConsumer.for_context(connection, context, prefetch)
@@ -232,13 +170,12 @@ def simulate(
     replay_files: tuple[Path, ...],
 ) -> None:
     """Publish readings of simulated machines (synthetic with faults, or CSV replays)."""
-    from datetime import UTC
 
     from backend.messaging.sink import open_readings_sink
     from workers.simulator import CsvReplay, Source, run_simulation, synthetic_fleet
 
-    settings = _settings(ctx)
-    _require_broker(settings, "simulate")
+    settings = settings_of(ctx)
+    require_broker(settings, "simulate")
     sources: list[Source]
     if replay_files:
         now = datetime.now(UTC).replace(microsecond=0)
@@ -287,8 +224,8 @@ def publish(
     from backend.messaging.sink import open_readings_sink
     from workers.simulator import CsvReplay, run_simulation
 
-    settings = _settings(ctx)
-    _require_broker(settings, "publish")
+    settings = settings_of(ctx)
+    require_broker(settings, "publish")
     source = CsvReplay(csv_file, machine_id, sep=sep, time_column=time_column)
     sink = open_readings_sink(settings.broker.url, settings.broker.namespace)
     try:
@@ -300,35 +237,7 @@ def publish(
     )
 
 
-def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as JSON when possible)."""
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"param: expected NAME=VALUE, got {pair!r}")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        params[name.strip()] = value
-    return params
-
-
 # -- models and jobs --------------------------------------------------------------------
-def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
-    from backend.store import Store
-
-    settings.ensure_data_dir()
-    return Store.open(settings.resolved_database_url)
-
-
-def _registry(settings: Settings):  # type: ignore[no-untyped-def]
-    from backend.registry.mlflow_registry import MlflowRegistry
-
-    return MlflowRegistry.from_settings(settings)
-
-
 @main.command()
 @click.argument("machine_id")
 @click.option("--detector", default="pca", show_default=True)
@@ -352,7 +261,6 @@ def train(
     inline: bool,
 ) -> None:
     """Train MACHINE_ID's detector on its stored readings and register a model version."""
-    from datetime import UTC
 
     from backend.messaging.dispatch import CeleryDispatcher
     from backend.messaging.topology import Topology
@@ -360,8 +268,8 @@ def train(
     from backend.services.jobs import create_training_job, submit_training
     from backend.services.training import run_train_job
 
-    settings = _settings(ctx)
-    parsed = _parse_params(params)
+    settings = settings_of(ctx)
+    parsed = parse_params(params)
     request = TrainRequest(
         machine_id=machine_id,
         detector=detector,
@@ -370,11 +278,11 @@ def train(
         end=end.replace(tzinfo=UTC) if end else None,
         last_n=last_n,
     )
-    store = _open_store(settings)
+    store = open_store(settings)
     if inline:
         job = create_training_job(request, store=store)
         run_train_job(
-            str(job.id), store=store, registry=_registry(settings), settings=settings.models
+            str(job.id), store=store, registry=open_registry(settings), settings=settings.models
         )
     else:
         if settings.uses_local_broker:
@@ -410,7 +318,7 @@ def train(
 @one_line_errors
 def jobs(ctx: click.Context, job_id: str | None, machine_id: str | None, limit: int) -> None:
     """List jobs (newest first), or show one job whole."""
-    store = _open_store(_settings(ctx))
+    store = open_store(settings_of(ctx))
     if job_id:
         click.echo(store.jobs.get(job_id).model_dump_json(indent=2))
         return
@@ -428,8 +336,8 @@ def jobs(ctx: click.Context, job_id: str | None, machine_id: str | None, limit: 
 @one_line_errors
 def models(ctx: click.Context, machine_id: str) -> None:
     """List MACHINE_ID's registered model versions with aliases and metrics."""
-    settings = _settings(ctx)
-    versions = _registry(settings).versions(machine_id)
+    settings = settings_of(ctx)
+    versions = open_registry(settings).versions(machine_id)
     if not versions:
         raise click.ClickException(f"models: no registered model for machine {machine_id!r}")
     for v in versions:
@@ -446,7 +354,7 @@ def models(ctx: click.Context, machine_id: str) -> None:
 @one_line_errors
 def machines(ctx: click.Context) -> None:
     """List machines with reading and score counts."""
-    store = _open_store(_settings(ctx))
+    store = open_store(settings_of(ctx))
     for m in store.machines.list():
         click.echo(
             f"{m.id:<16} {m.n_readings:>10} readings {m.n_scored:>10} scored  "
@@ -513,7 +421,7 @@ def evaluate(
     from backend.evaluation.report import metrics_markdown
     from backend.evaluation.runner import log_runs, plan_runs, run_evaluation
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if not 0.5 < threshold_quantile < 1.0:
         raise click.ClickException("--threshold-quantile: must be in (0.5, 1)")
     config = ProtocolConfig(
@@ -523,7 +431,7 @@ def evaluate(
         cp_rolling_max=cp_rolling_max,
         cp_edges=cp_edges,  # type: ignore[arg-type]
     )
-    runs = plan_runs(detectors, recipes, _parse_params(params), config)
+    runs = plan_runs(detectors, recipes, parse_params(params), config)
     dataset = load_dataset(dataset_path)
     if out is None:
         out = settings.data_dir / "evaluations" / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -563,7 +471,7 @@ def dlq() -> None:
 @one_line_errors
 def dlq_list(ctx: click.Context, limit: int, pending: bool) -> None:
     """List dead letters, newest first, with the reason each was rejected."""
-    store = _open_store(_settings(ctx))
+    store = open_store(settings_of(ctx))
     try:
         for d in store.dead_letters.list(limit, include_replayed=not pending):
             replayed = f"replayed x{d.replay_count}" if d.replayed_at else "pending"
@@ -581,7 +489,7 @@ def dlq_list(ctx: click.Context, limit: int, pending: bool) -> None:
 @one_line_errors
 def dlq_show(ctx: click.Context, dead_letter_id: int) -> None:
     """Show one dead letter whole; the body as text if UTF-8, else base64."""
-    store = _open_store(_settings(ctx))
+    store = open_store(settings_of(ctx))
     try:
         d = store.dead_letters.get(dead_letter_id)
     finally:
@@ -619,10 +527,10 @@ def dlq_replay(ctx: click.Context, dead_letter_id: int, body_file: Path | None) 
     from backend.messaging.sink import open_readings_sink
     from backend.services.dead_letters import replay
 
-    settings = _settings(ctx)
-    _require_broker(settings, "dlq replay")
+    settings = settings_of(ctx)
+    require_broker(settings, "dlq replay")
     body = body_file.read_bytes() if body_file is not None else None
-    store = _open_store(settings)
+    store = open_store(settings)
     try:
         sink = open_readings_sink(settings.broker.url, settings.broker.namespace)
         try:
@@ -654,7 +562,6 @@ def dlq_purge(
     ctx: click.Context, purge_all: bool, older_than_hours: float | None, yes: bool
 ) -> None:
     """Delete dead letters: --all, or those older than --older-than-hours."""
-    from datetime import UTC, timedelta
 
     if purge_all == (older_than_hours is not None):
         raise click.ClickException("dlq purge: give exactly one of --all or --older-than-hours")
@@ -666,7 +573,7 @@ def dlq_purge(
     what = "all dead letters" if purge_all else f"dead letters older than {older_than_hours} h"
     if not yes and not click.confirm(f"delete {what}?", err=True):
         raise click.ClickException("dlq purge: not confirmed; nothing deleted")
-    store = _open_store(_settings(ctx))
+    store = open_store(settings_of(ctx))
     try:
         count = store.dead_letters.purge(older_than=older_than, everything=purge_all)
     finally:
@@ -687,12 +594,8 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Create or migrate the schema of MMLW_DATABASE_URL."""
     from backend.store import Database
 
-    settings = _settings(ctx.parent) if ctx.parent else _settings(ctx)
+    settings = settings_of(ctx.parent) if ctx.parent else settings_of(ctx)
     settings.ensure_data_dir()
     database = Database(settings.resolved_database_url)
     database.migrate(revision)
     click.echo(f"database {database.engine.url.render_as_string(hide_password=True)} at {revision}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,10 @@
+"""The ``mmlw`` command. Thin: every command calls the same functions as the API.
+
+Errors end in a non-zero exit and one line on stderr; ``--verbose`` shows more. Each
+module of this package adds its commands to the one :data:`main` group.
+"""
+
+from backend.cli import commands  # noqa: F401  (registers the commands)
+from backend.cli.core import main
+
+__all__ = ["main"]
