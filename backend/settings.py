@@ -12,7 +12,15 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ApiSettings", "BrokerSettings", "DashboardSettings", "ModelSettings", "Settings"]
+__all__ = [
+    "AlertSettings",
+    "ApiSettings",
+    "BrokerSettings",
+    "DashboardSettings",
+    "ModelSettings",
+    "Settings",
+    "SmtpSettings",
+]
 
 
 class BrokerSettings(BaseModel):
@@ -42,6 +50,29 @@ class ApiSettings(BaseModel):
         description="API keys accepted in the X-API-Key header; empty = no authentication",
     )
     public_url: str = "http://127.0.0.1:8000"
+
+
+class SmtpSettings(BaseModel):
+    """The mail server alert e-mails go through (default: a local catcher such as
+    Mailpit or the one ``mmlw demo`` runs, on port 1025)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1025, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = Field(default=False, description="upgrade the connection with STARTTLS")
+    ssl: bool = Field(default=False, description="implicit TLS (SMTPS, usually port 465)")
+    from_addr: str = "mmlw@localhost"
+
+
+class AlertSettings(BaseModel):
+    rules_file: Path | None = Field(
+        default=None, description="alert rules YAML (configs/alerts.yaml); default: built in"
+    )
+    tick_s: float = Field(
+        default=15.0, gt=0, description="how often time-based alert conditions are evaluated"
+    )
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
 
 class DashboardSettings(BaseModel):
@@ -90,6 +121,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @field_validator("data_dir")
     @classmethod

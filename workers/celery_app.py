@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from backend.messaging.dispatch import celery_config
+from backend.messaging.dispatch import ALERTS_TICK_TASK, celery_config
 from backend.messaging.topology import Topology
 from backend.settings import Settings
 from workers.context import WorkerContext
@@ -18,6 +18,9 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
     topology = Topology(settings.broker.namespace)
     app = Celery("mmlw", set_as_current=False)
     app.conf.update(celery_config(settings.broker.url, topology, settings.broker.predict_prefetch))
+    app.conf.beat_schedule = {
+        "alerts-tick": {"task": ALERTS_TICK_TASK, "schedule": settings.alerts.tick_s},
+    }
     app.mmlw_context = context or WorkerContext(settings)  # type: ignore[attr-defined]
     register_tasks(app)
     return app

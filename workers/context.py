@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property
 
+from backend.alerts.config import AlertsConfig, load_alerts_config
 from backend.messaging.dispatch import CeleryDispatcher, Dispatcher
 from backend.messaging.topology import Topology
 from backend.registry.mlflow_registry import MlflowRegistry
@@ -45,3 +46,7 @@ class WorkerContext:
     @cached_property
     def dispatcher(self) -> Dispatcher:
         return CeleryDispatcher.from_broker(self.settings.broker.url, self.topology)
+
+    @cached_property
+    def alerts_config(self) -> AlertsConfig:
+        return load_alerts_config(self.settings.alerts.rules_file)

@@ -19,14 +19,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import uvicorn
 
+from backend.alerts.mailcatcher import MailCatcher
 from backend.api.app import create_app
 from backend.errors import MMLWError, ServiceUnavailable
 from backend.messaging.sink import open_readings_sink
 from backend.registry.base import CHAMPION
 from backend.schemas.jobs import JobState, TrainRequest
+from backend.services.alerting import tick
 from backend.services.jobs import submit_training
 from backend.settings import Settings
 from backend.store import Store
+from backend.store.tables import utcnow
 from workers.celery_app import create_celery
 from workers.context import WorkerContext
 from workers.runtime import ingest_consumer_thread, worker_thread
@@ -47,6 +50,7 @@ class DemoOptions:
     detector: str = "pca"
     serve_api: bool = True
     seed: int = 0
+    catch_mail: bool = True
 
 
 @dataclass
@@ -65,6 +69,8 @@ class MachineReport:
 class DemoReport:
     machines: list[MachineReport] = field(default_factory=list)
     api_url: str | None = None
+    alerts: list[str] = field(default_factory=list)
+    emails: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [
@@ -78,6 +84,10 @@ class DemoReport:
                 f"{_fmt(m.mean_score_normal):>13} {_fmt(m.mean_score_fault):>12} "
                 f"{_pct(m.flag_rate_normal):>15} {_pct(m.flag_rate_fault):>14}"
             )
+        out.append(f"alerts: {len(self.alerts)}")
+        out.extend(f"  {line}" for line in self.alerts)
+        out.append(f"alert e-mails captured: {len(self.emails)}")
+        out.extend(f"  {subject}" for subject in self.emails[:10])
         return out
 
 
@@ -124,6 +134,13 @@ def run_demo(
     if options.serve_api:
         _check_port_free(settings.api.host, settings.api.port)
     settings.ensure_data_dir()
+    catcher = None
+    if options.catch_mail:
+        # alert e-mails go to a local catcher (saved under data_dir/mail) on a free port
+        catcher = MailCatcher(save_dir=settings.data_dir / "mail").start()
+        smtp = settings.alerts.smtp.model_copy(update={"host": "127.0.0.1", "port": catcher.port})
+        alerts = settings.alerts.model_copy(update={"smtp": smtp})
+        settings = settings.model_copy(update={"alerts": alerts})
     context = WorkerContext(settings, migrate=True)
     app = create_celery(settings, context)
     store = context.store
@@ -157,6 +174,8 @@ def run_demo(
             "MLflow UI:  mlflow ui --backend-store-uri "
             f"{settings.resolved_tracking_uri} --port 5000"
         )
+        if catcher is not None:
+            echo(f"alert mail: smtp://127.0.0.1:{catcher.port}, saved in {catcher.save_dir}")
         fleet = synthetic_fleet(options.machines, seed=options.seed, warmup=options.warmup)
         latest: list[SimulationStats] = []
         simulator = threading.Thread(
@@ -175,6 +194,7 @@ def run_demo(
         simulator.start()
         started = time.monotonic()
         jobs: dict[str, str] = {}
+        last_tick = time.monotonic()
         try:
             while not stop.is_set():
                 if (
@@ -184,6 +204,10 @@ def run_demo(
                     break
                 _train_when_warm(store, context, options, jobs, echo)
                 _progress(store, jobs, started, echo)
+                if time.monotonic() - last_tick >= settings.alerts.tick_s:
+                    # the periodic evaluation Celery beat runs in a deployment
+                    tick(store=store, config=context.alerts_config, dispatcher=context.dispatcher)
+                    last_tick = time.monotonic()
                 stop.wait(2.0)
         except KeyboardInterrupt:
             echo("stopping ...")
@@ -194,6 +218,14 @@ def run_demo(
             for machine in store.machines.list():
                 champion = registry.alias_version(machine.id, CHAMPION)
                 report.machines.append(machine_report(store, machine.id, champion))
+            report.alerts = [
+                f"#{a.id} {a.machine_id} {a.rule} ({a.severity}) {a.state} "
+                f"since {a.started_at:%H:%M:%S}"
+                for a in store.alerts.list(utcnow(), limit=20)
+            ]
+            if catcher is not None:
+                report.emails = catcher.subjects()
+                catcher.stop()
             if server is not None:
                 server.should_exit = True
                 assert server_thread is not None

@@ -11,8 +11,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from backend import __version__
+from backend.alerts.config import load_alerts_config
 from backend.api.deps import ApiKey, AppState
-from backend.api.routers import dead_letters, health, jobs, machines, models, readings, scores
+from backend.api.routers import (
+    alerts,
+    dead_letters,
+    health,
+    jobs,
+    machines,
+    models,
+    readings,
+    scores,
+)
 from backend.errors import (
     ConflictError,
     InsufficientData,
@@ -74,6 +84,7 @@ def create_app(
             registry=the_registry,
             dispatcher=dispatcher or CeleryDispatcher.from_broker(settings.broker.url, topology),
             publisher=the_publisher,
+            alerts_config=load_alerts_config(settings.alerts.rules_file),
         )
         try:
             yield
@@ -107,7 +118,7 @@ def create_app(
 
     app.include_router(health.router)
     api = APIRouter(prefix=API_PREFIX, dependencies=[ApiKey])
-    for module in (machines, readings, scores, jobs, models, dead_letters):
+    for module in (machines, readings, scores, jobs, models, dead_letters, alerts):
         api.include_router(module.router)
     app.include_router(api)
     return app

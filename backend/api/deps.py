@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
+from backend.alerts.config import AlertsConfig
 from backend.messaging.dispatch import Dispatcher
 from backend.messaging.sink import ReadingsSink
 from backend.registry.base import ModelRegistry
@@ -24,6 +25,7 @@ class AppState:
     registry: ModelRegistry
     dispatcher: Dispatcher
     publisher: ReadingsSink
+    alerts_config: AlertsConfig
 
 
 def get_state(request: Request) -> AppState:

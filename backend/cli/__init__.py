@@ -4,6 +4,7 @@ Errors end in a non-zero exit and one line on stderr; ``--verbose`` shows more. 
 module of this package adds its commands to the one :data:`main` group.
 """
 
+from backend.cli import alerts as _alerts  # noqa: F401
 from backend.cli import commands  # noqa: F401  (registers the commands)
 from backend.cli.core import main
 

@@ -4,7 +4,9 @@ machines, evaluate, dlq, db."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +55,9 @@ def demo(
     if port is not None:
         updates["api"] = settings.api.model_copy(update={"port": port})
     settings = settings.model_copy(update=updates)
+    stop = threading.Event()
+    # SIGTERM (docker stop, a supervisor) ends the demo like Ctrl-C: with its report
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     run_demo(
         settings,
         DemoOptions(
@@ -63,6 +68,7 @@ def demo(
             duration_s=duration,
         ),
         echo=click.echo,
+        stop=stop,
     )
 
 
@@ -115,6 +121,27 @@ def worker(ctx: click.Context, queues: str, concurrency: int, pool: str) -> None
     app.worker_main(
         ["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", "INFO"]
     )
+
+
+@main.command()
+@click.option(
+    "--schedule-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="where beat keeps its state (default: <data dir>/celerybeat-schedule)",
+)
+@click.pass_context
+@one_line_errors
+def beat(ctx: click.Context, schedule_file: Path | None) -> None:
+    """Run Celery beat: the periodic alert evaluation (no data, pending, repeats) every
+    MMLW_ALERTS__TICK_S. Run exactly one per deployment."""
+    from workers.celery_app import create_celery
+
+    settings = settings_of(ctx)
+    require_broker(settings, "beat")
+    settings.ensure_data_dir()
+    schedule = schedule_file or settings.data_dir / "celerybeat-schedule"
+    create_celery(settings).Beat(schedule=str(schedule), loglevel="INFO").run()
 
 
 @main.command()

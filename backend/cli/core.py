@@ -20,7 +20,7 @@ from backend.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-QUIET_LOGGERS = ("mlflow", "alembic", "kombu", "celery", "urllib3", "httpx", "git")
+QUIET_LOGGERS = ("mlflow", "alembic", "kombu", "celery", "urllib3", "httpx", "git", "mail.log")
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -13,6 +13,8 @@ from celery import Celery
 from backend.messaging.topology import Topology
 
 __all__ = [
+    "ALERTS_TICK_TASK",
+    "NOTIFY_TASK",
     "PREDICT_TASK",
     "TRAIN_TASK",
     "CeleryDispatcher",
@@ -23,12 +25,16 @@ __all__ = [
 
 TRAIN_TASK = "mmlw.train"
 PREDICT_TASK = "mmlw.predict"
+NOTIFY_TASK = "mmlw.notify"
+ALERTS_TICK_TASK = "mmlw.alerts.tick"
 
 
 class Dispatcher(Protocol):
     def train(self, job_id: str) -> None: ...
 
     def predict(self, batch_id: int, version: int | None = None) -> None: ...
+
+    def notify(self, delivery_id: int) -> None: ...
 
 
 def transport_options(broker_url: str) -> dict[str, Any]:
@@ -58,6 +64,8 @@ def celery_config(broker_url: str, topology: Topology, predict_prefetch: int = 4
         "task_routes": {
             TRAIN_TASK: {"queue": topology.task_queue_name("train")},
             PREDICT_TASK: {"queue": topology.task_queue_name("predict")},
+            NOTIFY_TASK: {"queue": topology.task_queue_name("notify")},
+            ALERTS_TICK_TASK: {"queue": topology.task_queue_name("notify")},
         },
         "task_create_missing_queues": False,
         "worker_hijack_root_logger": False,
@@ -84,3 +92,7 @@ class CeleryDispatcher:
         """Score with the champion, or with ``version`` when given (backfills)."""
         kwargs = {} if version is None else {"version": version}
         self._app.send_task(PREDICT_TASK, args=[batch_id], kwargs=kwargs)
+
+    def notify(self, delivery_id: int) -> None:
+        """Send one alert notification (a delivery of the outbox)."""
+        self._app.send_task(NOTIFY_TASK, args=[delivery_id])

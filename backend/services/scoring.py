@@ -33,6 +33,7 @@ class ModelProvider(Protocol):
 class ScoreOutcome:
     status: Literal["scored", "duplicate", "no_model"]
     batch_id: int
+    machine_id: str
     n: int = 0
     n_flagged: int = 0
     model_version: int | None = None
@@ -51,7 +52,7 @@ def score_batch(
     else:
         loaded = models.get(batch.machine_id, CHAMPION)
     if loaded is None:
-        return ScoreOutcome("no_model", batch_id)
+        return ScoreOutcome("no_model", batch_id, batch.machine_id)
     scored = loaded.model.score(batch.frame())
     created = store.scores.add(
         ScoreRecord(
@@ -68,6 +69,7 @@ def score_batch(
     return ScoreOutcome(
         "scored" if created else "duplicate",
         batch_id,
+        batch.machine_id,
         n=len(scored.scores),
         n_flagged=int(scored.flags.sum()),
         model_version=loaded.version,

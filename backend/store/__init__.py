@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backend.store.alerts import AlertsRepository, DeliveriesRepository, SilencesRepository
 from backend.store.database import Database
 from backend.store.dead_letters import DeadLetterOut, DeadLettersRepository
 from backend.store.jobs import JobsRepository
@@ -32,6 +33,9 @@ class Store:
     scores: ScoresRepository
     jobs: JobsRepository
     dead_letters: DeadLettersRepository
+    alerts: AlertsRepository
+    silences: SilencesRepository
+    deliveries: DeliveriesRepository
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -45,7 +49,16 @@ class Store:
             scores=ScoresRepository(database),
             jobs=JobsRepository(database),
             dead_letters=DeadLettersRepository(database),
+            alerts=AlertsRepository(database),
+            silences=SilencesRepository(database),
+            deliveries=DeliveriesRepository(database),
         )
 
     def close(self) -> None:
         self.database.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -15,7 +15,7 @@ from backend.store.packing import pack, unpack, us_to_datetimes
 from backend.store.readings import StoredBatch
 from backend.store.tables import ReadingBatch, ScoreBatch, utcnow
 
-__all__ = ["ScoreRecord", "ScoresRepository", "StoredScores"]
+__all__ = ["RecentScores", "ScoreRecord", "ScoresRepository", "StoredScores"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,21 @@ class StoredScores:
     @property
     def flags(self) -> np.ndarray:
         return self.scores > self.threshold
+
+
+@dataclass(frozen=True)
+class RecentScores:
+    """A machine's newest champion-scored readings, oldest first, one row per reading."""
+
+    columns: list[str]
+    timestamps_us: np.ndarray
+    scores: np.ndarray
+    thresholds: np.ndarray
+    versions: np.ndarray
+    contributions: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
 
 
 class ScoresRepository:
@@ -112,21 +127,46 @@ class ScoresRepository:
         query = query.order_by(ScoreBatch.t_start.desc()).limit(limit_batches)
         with self._db.session() as session:
             rows = session.execute(query).all()
-        out = [
-            StoredScores(
-                batch_id=row.batch_id,
-                model_version=row.model_version,
-                role=row.role,
-                threshold=row.threshold,
-                columns=list(row.columns),
-                timestamps_us=unpack(ts, "i8"),
-                scores=unpack(row.scores, "f8"),
-                contributions=unpack(row.contributions, "f4", len(row.columns)),
-            )
-            for row, ts in rows
-        ]
+        out = [_stored(row, ts) for row, ts in rows]
         out.reverse()
         return out
+
+    def recent(self, machine_id: str, n: int) -> RecentScores | None:
+        """The newest ``n`` champion-scored readings of a machine (None: none scored)."""
+        parts: list[StoredScores] = []
+        total, page = 0, 8
+        while total < n:
+            query = (
+                select(ScoreBatch, ReadingBatch.timestamps_us)
+                .join(ReadingBatch, ReadingBatch.id == ScoreBatch.batch_id)
+                .where(ScoreBatch.machine_id == machine_id, ScoreBatch.role == "champion")
+                .order_by(ScoreBatch.t_end.desc(), ScoreBatch.id.desc())
+                .offset(len(parts))
+                .limit(page)
+            )
+            with self._db.session() as session:
+                rows = session.execute(query).all()
+            parts.extend(_stored(row, ts) for row, ts in rows)
+            total += sum(row.n for row, _ in rows)
+            if len(rows) < page:
+                break
+            page *= 2
+        if not parts:
+            return None
+        columns = parts[0].columns
+        parts = [p for p in parts if p.columns == columns]
+        timestamps = np.concatenate([p.timestamps_us for p in parts])
+        order = np.argsort(timestamps, kind="stable")[-n:]
+        return RecentScores(
+            columns=columns,
+            timestamps_us=timestamps[order],
+            scores=np.concatenate([p.scores for p in parts])[order],
+            thresholds=np.concatenate([np.full(len(p.scores), p.threshold) for p in parts])[order],
+            versions=np.concatenate([np.full(len(p.scores), p.model_version) for p in parts])[
+                order
+            ],
+            contributions=np.concatenate([p.contributions for p in parts])[order],
+        )
 
     def count(self, machine_id: str | None = None) -> int:
         query = select(func.coalesce(func.sum(ScoreBatch.n), 0))
@@ -134,6 +174,19 @@ class ScoresRepository:
             query = query.where(ScoreBatch.machine_id == machine_id)
         with self._db.session() as session:
             return int(session.scalar(query) or 0)
+
+
+def _stored(row: ScoreBatch, timestamps_us: bytes) -> StoredScores:
+    return StoredScores(
+        batch_id=row.batch_id,
+        model_version=row.model_version,
+        role=row.role,
+        threshold=row.threshold,
+        columns=list(row.columns),
+        timestamps_us=unpack(timestamps_us, "i8"),
+        scores=unpack(row.scores, "f8"),
+        contributions=unpack(row.contributions, "f4", len(row.columns)),
+    )
 
 
 def _from_us(value: int) -> datetime:

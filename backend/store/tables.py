@@ -27,7 +27,19 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "DeadLetter", "Job", "Machine", "ReadingBatch", "ScoreBatch", "UtcDateTime"]
+__all__ = [
+    "Alert",
+    "Base",
+    "DeadLetter",
+    "Delivery",
+    "DeliveryAttempt",
+    "Job",
+    "Machine",
+    "ReadingBatch",
+    "ScoreBatch",
+    "Silence",
+    "UtcDateTime",
+]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -137,6 +149,93 @@ class DeadLetter(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     replayed_at: Mapped[datetime | None]
     replay_count: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class Alert(Base):
+    """One alert instance; ``open_key`` is "rule/machine" while open and NULL once
+    resolved, so a unique index allows one open instance per group. ``revision`` makes
+    concurrent evaluations of one group optimistic: the loser retries."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_machine_started", "machine_id", "started_at"),
+        Index("ix_alerts_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    machine_id: Mapped[str] = mapped_column(String(64))
+    open_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime]
+    last_active_at: Mapped[datetime]
+    last_evaluated_at: Mapped[datetime]
+    fired_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    last_notified_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    ack_comment: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[int | None]
+    top_sensors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    revision: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": revision}
+
+
+class Silence(Base):
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    matchers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """A notification to send (the outbox: written with the alert change it reports)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_alert", "alert_id"),
+        Index("ix_deliveries_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    notifier: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    dispatched_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_delivery_attempts_delivery", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"))
+    attempt: Mapped[int]
+    at: Mapped[datetime]
+    ok: Mapped[bool]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(Float)
 
 
 def utcnow() -> datetime:

@@ -39,6 +39,7 @@ COMMANDS = (
     "models",
     "machines",
     "db",
+    "alerts",
 )
 JOB_LINE = re.compile(r"^job (?P<id>[0-9a-f-]{36}) (?P<state>\w+): ", re.MULTILINE)
 
@@ -385,3 +386,79 @@ def test_simulate_to_rabbitmq(cli: Cli, rabbitmq_url: str, broker_namespace: str
         assert message.delivery_info["routing_key"] == batch.machine_id
         assert len(batch.columns) == 8
     assert per_machine == {"machine-1": 20, "machine-2": 20}
+
+
+# --- mmlw alerts -------------------------------------------------------------------------
+
+
+def test_alerts_list_show_ack_unack_resolve_silence_and_deliveries(
+    cli: Cli, store_url: str
+) -> None:
+    from backend.alerts.config import load_alerts_config
+    from backend.alerts.engine import Evidence
+    from backend.store.tables import utcnow
+
+    config = load_alerts_config(None)
+    with Store.open(store_url) as store:
+        evidence = Evidence(
+            holds=True,
+            summary="4 of 5",
+            score=9.0,
+            threshold=1.5,
+            model_version=2,
+            top_sensors=(("temp", 0.7),),
+        )
+        store.alerts.evaluate(
+            config.rules[0], "press-1", evidence, utcnow(), {"operator-mail": "email"}
+        )
+
+    listed = cli("alerts", "list", "--state", "open")
+    assert listed.exit_code == 0, listed.output
+    (line,) = [row for row in listed.output.splitlines() if "press-1" in row]
+    assert "firing" in line and "anomalous-readings" in line and "temp" in line and "9/1.5" in line
+    alert_id = line.split()[0]
+
+    shown = json.loads(cli("alerts", "show", alert_id).output)
+    assert shown["model_version"] == 2 and shown["dashboard_url"].endswith("/machines/press-1")
+    assert [d["event"] for d in shown["deliveries"]] == ["firing"]
+
+    assert "acknowledged by alice" in cli("alerts", "ack", alert_id, "--by", "alice").output
+    assert " A-" in next(r for r in cli("alerts", "list").output.splitlines() if "press-1" in r)
+    assert cli("alerts", "unack", alert_id).exit_code == 0
+    assert "resolved by bob" in cli("alerts", "resolve", alert_id, "--by", "bob").output
+    again = cli("alerts", "resolve", alert_id, "--by", "bob")
+    assert again.exit_code == 1 and "already resolved" in again.output
+
+    silenced = cli("alerts", "silence", "--match", "machine_id=press-*", "--for", "30m")
+    assert silenced.exit_code == 0 and "machine_id" in silenced.output
+    assert "active" in cli("alerts", "silences", "--active").output
+    silence_id = silenced.output.split()[1]
+    assert cli("alerts", "unsilence", silence_id).exit_code == 0
+    assert cli("alerts", "silences", "--active").output.strip() == ""
+
+    log = cli("alerts", "deliveries")
+    assert log.exit_code == 0 and "operator-mail" in log.output and "queued" in log.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("alerts", "show", "999"), "alert 999 not found"),
+        (("alerts", "silence", "--match", "nonsense"), "--match: expected LABEL=PATTERN"),
+        (("alerts", "silence", "--match", "rule=x", "--for", "soon"), "expected a duration"),
+        (("alerts", "rules", "--file", "/nonexistent.yaml"), "cannot read alert rules"),
+    ],
+)
+def test_alerts_errors_are_one_line(cli: Cli, args: tuple[str, ...], message: str) -> None:
+    result = cli(*args)
+    assert result.exit_code == 1
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_alerts_rules_validates_a_file(cli: Cli, tmp_path: Path) -> None:
+    ok = cli("alerts", "rules")
+    assert ok.exit_code == 0 and "built-in defaults: 3 rules" in ok.output
+    bad = tmp_path / "alerts.yaml"
+    bad.write_text("rules: [{name: r, condition: {kind: scores, k: 9, n: 2}}]")
+    result = cli("alerts", "rules", "--file", str(bad))
+    assert result.exit_code == 1 and "k (9) cannot exceed n (2)" in result.output

@@ -58,10 +58,26 @@ def test_demo_trains_and_scores_simulated_machines(tmp_path: Path) -> None:
                 assert version["metrics"]["n_readings"] == 300
                 normal, fault = _mean_scores(client, base, machine["id"])
                 assert fault > 3 * normal, (machine["id"], normal, fault)
+            # the injected faults raise alerts, and their e-mails reach the demo's catcher
+            while time.monotonic() < deadline + 30 and not _alert_mails(tmp_path):
+                time.sleep(1)
+            alerts = client.get(f"{base}/alerts").json()
+            assert alerts and alerts[-1]["rule"] in (
+                "anomalous-readings",
+                "score-far-above-threshold",
+            )
+            assert alerts[-1]["top_sensors"] and alerts[-1]["model_version"] == 1
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=60)
     assert "API:" in output and "MLflow UI:" in output, output[-2000:]
+    mails = _alert_mails(tmp_path)
+    assert mails and "FIRING" in mails[0].read_text(), output[-2000:]
+    assert f"alert e-mails captured: {len(mails)}" in output, output[-2000:]
+
+
+def _alert_mails(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "data" / "mail").glob("*.eml"))
 
 
 def _mean_scores(client: httpx.Client, base: str, machine_id: str) -> tuple[float, float]:

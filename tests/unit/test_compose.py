@@ -24,8 +24,8 @@ EXAMPLE_ENV = ROOT / "configs" / "compose.example.env"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 INFRA_SERVICES = {"rabbitmq", "postgres", "mlflow"}
-APP_SERVICES = {"migrate", "api", "worker", "ingest", "simulator"}
-LONG_RUNNING_APP_SERVICES = {"api", "worker", "ingest"}
+APP_SERVICES = {"migrate", "api", "worker", "ingest", "simulator", "beat"}
+LONG_RUNNING_APP_SERVICES = {"api", "worker", "ingest", "beat"}
 SECRET_VARIABLES = {"POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "MMLW_API_KEYS"}
 SECRET_KEY_PATTERN = re.compile(r"PASS|SECRET|TOKEN|KEY", re.IGNORECASE)
 REQUIRED_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}")
@@ -335,10 +335,20 @@ def test_expected_subcommands(services: dict[str, Any]) -> None:
         "worker": ["mmlw", "worker"],
         "ingest": ["mmlw", "ingest"],
         "simulator": ["mmlw", "simulate"],
+        "beat": ["mmlw", "beat"],
     }
     worker_argv = interpolated(effective_argv(services["worker"]))
     queues = worker_argv[worker_argv.index("--queues") + 1]
     assert set(queues.split(",")) == {"train", "predict", "notify"}
+
+
+def test_alert_mail_goes_to_the_mailpit_catcher(services: dict[str, Any]) -> None:
+    env = environment_of(services["worker"])
+    assert interpolate(env["MMLW_ALERTS__SMTP__HOST"], filled_env()) == "mailpit"
+    assert interpolate(env["MMLW_ALERTS__SMTP__PORT"], filled_env()) == "1025"
+    assert services["mailpit"]["image"].startswith("axllent/mailpit")
+    assert any(str(p).endswith(":8025:8025") for p in services["mailpit"]["ports"])
+    assert "deploy" not in services["beat"]  # exactly one beat
 
 
 def test_mlflow_server_command(services: dict[str, Any]) -> None:

@@ -7,8 +7,9 @@ import logging
 from celery import Celery, Task
 
 from backend.errors import ServiceUnavailable
-from backend.messaging.dispatch import PREDICT_TASK, TRAIN_TASK
+from backend.messaging.dispatch import ALERTS_TICK_TASK, NOTIFY_TASK, PREDICT_TASK, TRAIN_TASK
 from backend.registry.base import CHAMPION
+from backend.services.alerting import evaluate_machine, send_delivery, tick
 from backend.services.scoring import backfill_scores, score_batch
 from backend.services.training import run_train_job
 from workers.context import WorkerContext
@@ -48,4 +49,30 @@ def register_tasks(app: Celery) -> None:
         ctx = context()
         outcome = score_batch(batch_id, store=ctx.store, models=ctx.models, version=version)
         log.debug("predict batch %s (version %s): %s", batch_id, version, outcome.status)
+        if outcome.status != "no_model" and version is None:
+            # backfills (an explicit version) score history and do not alert on it
+            try:
+                evaluate_machine(
+                    outcome.machine_id,
+                    store=ctx.store,
+                    config=ctx.alerts_config,
+                    dispatcher=ctx.dispatcher,
+                )
+            except Exception:  # the scores are stored; the next batch or tick re-evaluates
+                log.exception("alert evaluation after batch %s failed", batch_id)
         return {"status": outcome.status, "n": outcome.n, "flagged": outcome.n_flagged}
+
+    @app.task(name=NOTIFY_TASK, bind=True, shared=False, acks_late=True, reject_on_worker_lost=True)
+    def notify(self: Task, delivery_id: int) -> str:
+        ctx = context()
+        outcome = send_delivery(
+            delivery_id, store=ctx.store, config=ctx.alerts_config, settings=ctx.settings
+        )
+        if outcome.retry_in_s is not None:
+            raise self.retry(countdown=outcome.retry_in_s, max_retries=None)
+        return outcome.status
+
+    @app.task(name=ALERTS_TICK_TASK, bind=True, shared=False, ignore_result=True)
+    def alerts_tick(self: Task) -> int:
+        ctx = context()
+        return tick(store=ctx.store, config=ctx.alerts_config, dispatcher=ctx.dispatcher)

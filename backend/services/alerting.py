@@ -1,0 +1,151 @@
+"""Alerting as the pipeline uses it: evaluate a machine's rules after each scored batch
+(and on a periodic tick for time-based conditions), and send one delivery per call.
+
+Deliveries are an outbox: they are written in the same transaction as the alert change
+that calls for them, then handed to the ``notify`` queue; a tick re-sends any whose
+hand-off was lost. Sending re-checks acknowledge/silence, so a muted alert sends nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from backend.alerts.conditions import no_data_evidence, scores_evidence
+from backend.alerts.config import AlertsConfig, FlagsCondition
+from backend.alerts.notifiers import build_notifier
+from backend.messaging.dispatch import Dispatcher
+from backend.settings import Settings
+from backend.store import Store
+from backend.store.alerts import Evaluation
+from backend.store.tables import utcnow
+
+__all__ = ["SendOutcome", "evaluate_machine", "send_delivery", "tick"]
+
+log = logging.getLogger(__name__)
+
+REDISPATCH_AFTER = timedelta(seconds=60)
+
+
+def _channels(config: AlertsConfig) -> dict[str, str]:
+    return {name: n.type for name, n in config.notifiers.items()}
+
+
+def evaluate_machine(
+    machine_id: str,
+    *,
+    store: Store,
+    config: AlertsConfig,
+    dispatcher: Dispatcher,
+    now: datetime | None = None,
+) -> list[Evaluation]:
+    """Evaluate every rule that applies to ``machine_id`` and dispatch what they send."""
+    now = now or utcnow()
+    rules = config.rules_for(machine_id)
+    if not rules:
+        return []
+    n = max((r.condition.n for r in rules if isinstance(r.condition, FlagsCondition)), default=0)
+    recent = store.scores.recent(machine_id, n) if n else None
+    last_received = store.machines.get(machine_id).last_seen
+    channels = _channels(config)
+    out = []
+    for rule in rules:
+        if isinstance(rule.condition, FlagsCondition):
+            evidence = scores_evidence(rule.condition, recent)
+        else:
+            evidence = no_data_evidence(rule.condition, last_received, now)
+        evaluation = store.alerts.evaluate(rule, machine_id, evidence, now, channels)
+        if evaluation.event is not None:
+            log.info(
+                "alert %s on %s: %s (%d notifications)",
+                rule.name,
+                machine_id,
+                evaluation.event.value,
+                len(evaluation.delivery_ids),
+            )
+        _dispatch(evaluation.delivery_ids, store=store, dispatcher=dispatcher, now=now)
+        out.append(evaluation)
+    return out
+
+
+def tick(
+    *, store: Store, config: AlertsConfig, dispatcher: Dispatcher, now: datetime | None = None
+) -> int:
+    """Evaluate every machine (time-based conditions: no data, pending periods, keep
+    firing, repeats) and re-send lost hand-offs; returns how many machines."""
+    now = now or utcnow()
+    machines = store.machines.list()
+    for machine in machines:
+        evaluate_machine(machine.id, store=store, config=config, dispatcher=dispatcher, now=now)
+    lost = store.deliveries.undispatched(older_than=now - REDISPATCH_AFTER)
+    if lost:
+        log.warning("re-sending %d notifications whose hand-off was lost", len(lost))
+        _dispatch(lost, store=store, dispatcher=dispatcher, now=now)
+    return len(machines)
+
+
+def _dispatch(ids: list[int], *, store: Store, dispatcher: Dispatcher, now: datetime) -> None:
+    for delivery_id in ids:
+        dispatcher.notify(delivery_id)
+    store.deliveries.mark_dispatched(ids, now)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: str
+    retry_in_s: float | None = None
+
+
+def send_delivery(
+    delivery_id: int, *, store: Store, config: AlertsConfig, settings: Settings
+) -> SendOutcome:
+    """Make the next attempt of one delivery, log it, and say whether to retry when."""
+    work = store.deliveries.claim(delivery_id)
+    if work is None:
+        return SendOutcome("done")
+    now = utcnow()
+    if work.event != "resolved":
+        reason = store.alerts.is_quiet(work.alert_id, now)
+        if reason is not None:
+            store.deliveries.suppress(delivery_id, reason)
+            return SendOutcome("suppressed")
+    notifier_config = config.notifiers.get(work.notifier)
+    if notifier_config is None or notifier_config.type != work.channel:
+        store.deliveries.record_attempt(
+            delivery_id,
+            ok=False,
+            now=now,
+            duration_ms=0.0,
+            error=f"notifier {work.notifier!r} ({work.channel}) is no longer configured",
+            give_up=True,
+        )
+        return SendOutcome("failed")
+    payload = {
+        **work.payload,
+        "dashboard_url": settings.dashboard.machine_url(work.payload["machine_id"]),
+    }
+    started = utcnow()
+    result = build_notifier(notifier_config, settings.alerts.smtp).send(payload, delivery_id)
+    give_up = not result.ok and work.attempt >= notifier_config.max_attempts
+    status = store.deliveries.record_attempt(
+        delivery_id,
+        ok=result.ok,
+        now=started,
+        duration_ms=result.duration_ms,
+        status_code=result.status_code,
+        error=result.error,
+        give_up=give_up,
+    )
+    if status == "retrying":
+        log.warning(
+            "notification %d via %s failed (attempt %d): %s",
+            delivery_id,
+            work.notifier,
+            work.attempt,
+            result.error,
+        )
+        return SendOutcome(status, notifier_config.backoff * 2 ** (work.attempt - 1))
+    if status == "failed":
+        log.error("notification %d via %s: gave up: %s", delivery_id, work.notifier, result.error)
+    return SendOutcome(status)
