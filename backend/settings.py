@@ -8,6 +8,7 @@ the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +18,9 @@ __all__ = [
     "ApiSettings",
     "BrokerSettings",
     "DashboardSettings",
+    "DriftSettings",
     "ModelSettings",
+    "PromotionSettings",
     "Settings",
     "SmtpSettings",
 ]
@@ -94,11 +97,51 @@ class DashboardSettings(BaseModel):
         return f"{self.public_url.rstrip('/')}/machines/{machine_id}"
 
 
+class PromotionSettings(BaseModel):
+    """The gate a challenger passes to become champion.
+
+    ``labelled``: on the machine's newest labelled readings both versions are scored;
+    the challenger needs F1 >= champion F1 - ``f1_tolerance`` and a false-alarm rate at
+    most the champion's + ``far_tolerance``. ``shadow``: on the batches both scored
+    live, the challenger may flag at most ``max_alert_ratio`` x the champion's rate (or
+    ``min_flag_rate``, whichever is larger). ``auto``: labelled when there are at least
+    ``min_readings`` labelled readings with both classes, else shadow.
+    """
+
+    gate: Literal["auto", "labelled", "shadow"] = "auto"
+    min_readings: int = Field(default=200, ge=1)
+    f1_tolerance: float = Field(default=0.02, ge=0)
+    far_tolerance: float = Field(default=0.0, ge=0)
+    max_alert_ratio: float = Field(default=1.5, gt=0)
+    min_flag_rate: float = Field(default=0.01, ge=0, le=1)
+
+
+class DriftSettings(BaseModel):
+    """Page-Hinkley on log(score / threshold) per reading; see backend.detectors.drift."""
+
+    enabled: bool = True
+    delta: float = Field(default=0.5, ge=0)
+    threshold: float = Field(default=800.0, gt=0)
+    min_readings: int = Field(default=200, ge=1, description="readings before it may fire")
+    train_readings: int = Field(
+        default=300, ge=10, description="readings after the change to retrain on"
+    )
+
+
 class ModelSettings(BaseModel):
     default_detector: str = "pca"
     threshold_quantile: float = Field(default=0.995, gt=0.5, lt=1.0)
     alias_cache_ttl_s: float = Field(default=5.0, ge=0.0)
     registered_model_prefix: str = "mmlw-"
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    retrain_every_s: float | None = Field(
+        default=None, gt=0, description="scheduled retraining per machine (beat); None = off"
+    )
+    retrain_last_n: int = Field(default=5000, ge=10, description="window of scheduled retrains")
+    auto_promote: bool = Field(
+        default=False, description="beat promotes a challenger as soon as it passes the gate"
+    )
 
 
 class Settings(BaseSettings):

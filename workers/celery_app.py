@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from celery import Celery
 
-from backend.messaging.dispatch import ALERTS_TICK_TASK, celery_config
+from backend.messaging.dispatch import ALERTS_TICK_TASK, MODELS_MAINTAIN_TASK, celery_config
 from backend.messaging.topology import Topology
 from backend.settings import Settings
 from workers.context import WorkerContext
 from workers.tasks import register_tasks
 
-__all__ = ["create_celery", "worker_context"]
+__all__ = ["MODELS_MAINTAIN_EVERY_S", "create_celery", "worker_context"]
+
+MODELS_MAINTAIN_EVERY_S = 60.0  # how often beat looks for due retrains and promotions
 
 
 def create_celery(settings: Settings, context: WorkerContext | None = None) -> Celery:
@@ -21,6 +23,11 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
     app.conf.beat_schedule = {
         "alerts-tick": {"task": ALERTS_TICK_TASK, "schedule": settings.alerts.tick_s},
     }
+    if settings.models.retrain_every_s is not None or settings.models.auto_promote:
+        app.conf.beat_schedule["models-maintain"] = {
+            "task": MODELS_MAINTAIN_TASK,
+            "schedule": MODELS_MAINTAIN_EVERY_S,
+        }
     app.mmlw_context = context or WorkerContext(settings)  # type: ignore[attr-defined]
     register_tasks(app)
     return app

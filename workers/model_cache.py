@@ -1,8 +1,9 @@
 """Per-process cache of loaded models, keyed by machine and alias.
 
 An alias is re-resolved at most every ``ttl_s`` seconds, so an alias move reaches a
-running worker within that time without a restart. "No model yet" is never cached: the
-first champion of a machine is used by the very next batch (together with the backfill
+running worker within that time without a restart. "No champion yet" is never cached
+("no challenger" is, for ``ttl_s``: shadow scoring must not cost a registry call per
+batch): the first champion of a machine is used by the very next batch (together with the backfill
 the train task queues, no batch falls between the two). A new version is loaded completely
 before it replaces the old one: a batch is never scored by a half-loaded model.
 """
@@ -29,7 +30,7 @@ class ModelCache:
         self._registry = registry
         self._ttl_s = ttl_s
         self._clock = clock
-        self._entries: dict[tuple[str, str], tuple[float, LoadedModel]] = {}
+        self._entries: dict[tuple[str, str], tuple[float, LoadedModel | None]] = {}
         self._models: dict[tuple[str, int], LoadedModel] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -42,22 +43,24 @@ class ModelCache:
     def get(self, machine_id: str, alias: str = CHAMPION) -> LoadedModel | None:
         key = (machine_id, alias)
         if (hit := self._fresh(key)) is not None:
-            return hit
+            return hit[0]
         with self._lock(machine_id):
             if (hit := self._fresh(key)) is not None:
-                return hit
+                return hit[0]
             version = self._registry.alias_version(machine_id, alias)
             if version is None:
+                if alias != CHAMPION:
+                    self._entries[key] = (self._clock(), None)
                 return None
             loaded = self._load(machine_id, version)
             self._entries[key] = (self._clock(), loaded)
             return loaded
 
-    def _fresh(self, key: tuple[str, str]) -> LoadedModel | None:
+    def _fresh(self, key: tuple[str, str]) -> tuple[LoadedModel | None] | None:
         entry = self._entries.get(key)
         if entry is None or self._clock() - entry[0] >= self._ttl_s:
             return None
-        return entry[1]
+        return (entry[1],)
 
     def version(self, machine_id: str, version: int) -> LoadedModel:
         """A specific version (loaded once per process)."""

@@ -22,6 +22,7 @@ from backend.cli.core import (
     parse_params,
     require_broker,
     settings_of,
+    train_dispatcher,
 )
 
 
@@ -289,11 +290,8 @@ def train(
 ) -> None:
     """Train MACHINE_ID's detector on its stored readings and register a model version."""
 
-    from backend.messaging.dispatch import CeleryDispatcher
-    from backend.messaging.topology import Topology
     from backend.schemas.jobs import TrainRequest
-    from backend.services.jobs import create_training_job, submit_training
-    from backend.services.training import run_train_job
+    from backend.services.jobs import submit_training
 
     settings = settings_of(ctx)
     parsed = parse_params(params)
@@ -306,20 +304,9 @@ def train(
         last_n=last_n,
     )
     store = open_store(settings)
-    if inline:
-        job = create_training_job(request, store=store)
-        run_train_job(
-            str(job.id), store=store, registry=open_registry(settings), settings=settings.models
-        )
-    else:
-        if settings.uses_local_broker:
-            raise click.ClickException(
-                "train: MMLW_BROKER__URL is memory://; pass --inline or point it at RabbitMQ"
-            )
-        dispatcher = CeleryDispatcher.from_broker(
-            settings.broker.url, Topology(settings.broker.namespace)
-        )
-        job = submit_training(request, store=store, dispatcher=dispatcher)
+    dispatcher = train_dispatcher(settings, store, inline, "train")
+    job = submit_training(request, store=store, dispatcher=dispatcher)
+    if not inline:
         click.echo(f"job {job.id} queued")
         if not wait:
             return

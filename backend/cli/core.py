@@ -104,3 +104,18 @@ def open_registry(settings: Settings):  # type: ignore[no-untyped-def]
     from backend.registry.mlflow_registry import MlflowRegistry
 
     return MlflowRegistry.from_settings(settings)
+
+
+def train_dispatcher(settings: Settings, store: Any, inline: bool, command: str) -> Any:
+    """Where ``command`` sends train jobs: this process (``--inline``) or the workers."""
+    from backend.messaging.dispatch import CeleryDispatcher
+    from backend.messaging.topology import Topology
+    from backend.services.jobs import InlineTrainer
+
+    if inline:
+        return InlineTrainer(store, open_registry(settings), settings.models)
+    if settings.uses_local_broker:
+        raise click.ClickException(
+            f"{command}: MMLW_BROKER__URL is memory://; pass --inline or point it at RabbitMQ"
+        )
+    return CeleryDispatcher.from_broker(settings.broker.url, Topology(settings.broker.namespace))

@@ -36,6 +36,7 @@ __all__ = [
     "NAB_PROFILES",
     "NabCounts",
     "PointCounts",
+    "classification_metrics",
     "detection_windows",
     "nab_counts",
     "nab_scores",
@@ -182,3 +183,19 @@ def nab_scores(
     out["fp_cp"] = float(total.false_positives)
     out["true_cp"] = float(total.windows)
     return out
+
+
+def classification_metrics(labels: np.ndarray, flags: np.ndarray) -> dict[str, float]:
+    """Precision, recall, F1, false-alarm and missed-alarm rates of flags vs 0/1 labels."""
+    counts = point_counts(labels, flags)
+    tp, fp, fn, tn = counts.tp, counts.fp, counts.fn, counts.tn
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "far": fp / (fp + tn) if fp + tn else 0.0,
+        "mar": fn / (fn + tp) if fn + tp else 0.0,
+    }

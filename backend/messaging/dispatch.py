@@ -14,6 +14,7 @@ from backend.messaging.topology import Topology
 
 __all__ = [
     "ALERTS_TICK_TASK",
+    "MODELS_MAINTAIN_TASK",
     "NOTIFY_TASK",
     "PREDICT_TASK",
     "TRAIN_TASK",
@@ -27,6 +28,7 @@ TRAIN_TASK = "mmlw.train"
 PREDICT_TASK = "mmlw.predict"
 NOTIFY_TASK = "mmlw.notify"
 ALERTS_TICK_TASK = "mmlw.alerts.tick"
+MODELS_MAINTAIN_TASK = "mmlw.models.maintain"
 
 
 class Dispatcher(Protocol):
@@ -66,6 +68,7 @@ def celery_config(broker_url: str, topology: Topology, predict_prefetch: int = 4
             PREDICT_TASK: {"queue": topology.task_queue_name("predict")},
             NOTIFY_TASK: {"queue": topology.task_queue_name("notify")},
             ALERTS_TICK_TASK: {"queue": topology.task_queue_name("notify")},
+            MODELS_MAINTAIN_TASK: {"queue": topology.task_queue_name("train")},
         },
         "task_create_missing_queues": False,
         "worker_hijack_root_logger": False,

@@ -165,6 +165,13 @@ class MlflowRegistry:
     def set_alias(self, machine_id: str, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(self.model_name(machine_id), alias, str(version))
 
+    def delete_alias(self, machine_id: str, alias: str) -> None:
+        try:
+            self.client.delete_registered_model_alias(self.model_name(machine_id), alias)
+        except Exception as exc:
+            if not _is_missing(exc):
+                raise
+
     # reading -------------------------------------------------------------------------
     def alias_version(self, machine_id: str, alias: str) -> int | None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -43,6 +43,18 @@ class TrainOptions(BaseModel):
     last_n: int | None = Field(default=None, ge=10, le=5_000_000)
     threshold_quantile: float | None = Field(default=None, gt=0.5, lt=1.0)
     min_readings: int = Field(default=50, ge=10)
+    alias: Literal["auto", "champion", "challenger", "none"] = Field(
+        default="auto",
+        description="auto: champion if the machine has none, else challenger (shadow)",
+    )
+    exclude_flagged: bool = Field(
+        default=False,
+        description="leave out readings the champion flagged or that fall inside alerts",
+    )
+    reason: str = Field(default="trained", max_length=200, description="for the alias history")
+    group: str | None = Field(
+        default=None, max_length=64, description="jobs compared side by side share a group"
+    )
 
     @model_validator(mode="after")
     def _window(self) -> TrainOptions:
@@ -67,6 +79,11 @@ class TrainResult(BaseModel):
     threshold: float
     n_readings: int
     metrics: dict[str, float]
+    config_hash: str = ""
+    dataset_hash: str = ""
+    same_as: int | None = Field(
+        default=None, description="an earlier version with the same config on the same data"
+    )
 
 
 class JobOut(BaseModel):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from backend.detectors.catalog import build_detector
+from backend.errors import ServiceUnavailable
 from backend.messaging.dispatch import Dispatcher
+from backend.registry.base import ModelRegistry
 from backend.schemas.jobs import JobKind, JobOut, TrainRequest
+from backend.settings import ModelSettings
 from backend.store import Store
 
-__all__ = ["create_training_job", "submit_training"]
+__all__ = ["InlineTrainer", "create_training_job", "submit_training"]
 
 
 def create_training_job(request: TrainRequest, *, store: Store) -> JobOut:
@@ -22,3 +25,24 @@ def submit_training(request: TrainRequest, *, store: Store, dispatcher: Dispatch
     job = create_training_job(request, store=store)
     dispatcher.train(str(job.id))
     return job
+
+
+class InlineTrainer:
+    """A dispatcher that runs train jobs at once in this process (``--inline`` on the
+    CLI: no broker, no worker). It runs nothing else."""
+
+    def __init__(self, store: Store, registry: ModelRegistry, settings: ModelSettings) -> None:
+        self._store = store
+        self._registry = registry
+        self._settings = settings
+
+    def train(self, job_id: str) -> None:
+        from backend.services.training import run_train_job
+
+        run_train_job(job_id, store=self._store, registry=self._registry, settings=self._settings)
+
+    def predict(self, batch_id: int, version: int | None = None) -> None:
+        raise ServiceUnavailable("scoring needs a worker; the inline trainer only trains")
+
+    def notify(self, delivery_id: int) -> None:
+        raise ServiceUnavailable("notifications need a worker; the inline trainer only trains")

@@ -6,9 +6,11 @@ import logging
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+import numpy as np
+
 from backend.detectors.model import AnomalyModel
 from backend.messaging.dispatch import Dispatcher
-from backend.registry.base import CHAMPION
+from backend.registry.base import CHALLENGER, CHAMPION
 from backend.store import ScoreRecord, Store
 
 __all__ = ["LoadedModel", "ModelProvider", "ScoreOutcome", "backfill_scores", "score_batch"]
@@ -37,14 +39,19 @@ class ScoreOutcome:
     n: int = 0
     n_flagged: int = 0
     model_version: int | None = None
+    champion: LoadedModel | None = None
+    timestamps_us: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
 
 def score_batch(
     batch_id: int, *, store: Store, models: ModelProvider, version: int | None = None
 ) -> ScoreOutcome:
-    """Score with the champion (or the given champion ``version``, for backfills).
+    """Score with the champion (or the given champion ``version``, for backfills) and,
+    in shadow, with the challenger if there is one (stored with role ``challenger``:
+    compared at promotion, never alerting).
 
-    Scores are stored at most once per (batch, model version): safe to redeliver.
+    Scores are stored at most once per (batch, model version, role): safe to redeliver.
     """
     batch = store.readings.get(batch_id)
     if version is not None:
@@ -53,7 +60,8 @@ def score_batch(
         loaded = models.get(batch.machine_id, CHAMPION)
     if loaded is None:
         return ScoreOutcome("no_model", batch_id, batch.machine_id)
-    scored = loaded.model.score(batch.frame())
+    frame = batch.frame()
+    scored = loaded.model.score(frame)
     created = store.scores.add(
         ScoreRecord(
             batch=batch,
@@ -66,6 +74,22 @@ def score_batch(
             columns=scored.columns,
         )
     )
+    if version is None:
+        challenger = models.get(batch.machine_id, CHALLENGER)
+        if challenger is not None and challenger.version != loaded.version:
+            shadow = challenger.model.score(frame)
+            store.scores.add(
+                ScoreRecord(
+                    batch=batch,
+                    model_name=challenger.model_name,
+                    model_version=challenger.version,
+                    role=CHALLENGER,
+                    threshold=challenger.model.threshold,
+                    scores=shadow.scores,
+                    contributions=shadow.contributions,
+                    columns=shadow.columns,
+                )
+            )
     return ScoreOutcome(
         "scored" if created else "duplicate",
         batch_id,
@@ -73,6 +97,9 @@ def score_batch(
         n=len(scored.scores),
         n_flagged=int(scored.flags.sum()),
         model_version=loaded.version,
+        champion=loaded,
+        timestamps_us=batch.timestamps_us,
+        scores=scored.scores,
     )
 
 

@@ -2,42 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 
 import numpy as np
+import pandas as pd
 
 from backend import __version__
 from backend.detectors.catalog import build_detector
 from backend.detectors.model import AnomalyModel
 from backend.detectors.threshold import quantile_threshold
 from backend.errors import InsufficientData, MMLWError
-from backend.evaluation.metrics import point_counts
-from backend.registry.base import CHAMPION, DatasetInfo, ModelRegistry
+from backend.evaluation.metrics import classification_metrics
+from backend.registry.base import DatasetInfo, ModelRegistry
 from backend.registry.hashing import content_hash
 from backend.schemas.jobs import TrainRequest, TrainResult
+from backend.services.lifecycle import assign_new_version
 from backend.settings import ModelSettings
 from backend.store import Store
+from backend.store.tables import utcnow
 
-__all__ = ["classification_metrics", "run_train_job", "train_machine"]
+__all__ = ["run_train_job", "train_machine"]
 
 log = logging.getLogger(__name__)
-
-
-def classification_metrics(labels: np.ndarray, flags: np.ndarray) -> dict[str, float]:
-    """Precision, recall, F1, false-alarm and missed-alarm rates of flags vs 0/1 labels."""
-    counts = point_counts(labels, flags)
-    tp, fp, fn, tn = counts.tp, counts.fp, counts.fn, counts.tn
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "far": fp / (fp + tn) if fp + tn else 0.0,
-        "mar": fn / (fn + tp) if fn + tp else 0.0,
-    }
 
 
 def train_machine(
@@ -49,9 +38,11 @@ def train_machine(
         request.machine_id, request.start, request.end, request.last_n
     )
     if not values.empty:
-        complete = values.notna().all(axis=1).to_numpy()
-        values = values[complete]
-        labels = labels[complete] if labels is not None else None
+        keep = values.notna().all(axis=1).to_numpy()
+        if request.exclude_flagged:
+            keep = keep & ~_flagged_or_alerting(store, request.machine_id, values.index)
+        values = values[keep]
+        labels = labels[keep] if labels is not None else None
     if len(values) < request.min_readings:
         raise InsufficientData(
             f"machine {request.machine_id!r}: {len(values)} complete readings in the window, "
@@ -98,22 +89,32 @@ def train_machine(
         detector_name=request.detector,
         params=dict(request.params),
     )
+    params = {"detector": request.detector, "threshold_quantile": quantile, **detector.get_params()}
+    config_hash = _config_hash(params)
+    same_as = _same_training(registry, request.machine_id, config_hash, dataset.content_hash)
     registered = registry.register(
         request.machine_id,
         model,
-        params={
-            "detector": request.detector,
-            "threshold_quantile": quantile,
-            **detector.get_params(),
-        },
+        params=params,
         metrics=metrics,
-        tags={"mmlw.version": __version__, "mmlw.dataset_hash": dataset.content_hash},
+        tags={
+            "mmlw.version": __version__,
+            "mmlw.dataset_hash": dataset.content_hash,
+            "mmlw.config_hash": config_hash,
+            "mmlw.reason": request.reason,
+            **({"mmlw.same_as": str(same_as)} if same_as is not None else {}),
+        },
         dataset=dataset,
     )
-    aliases: list[str] = []
-    if registry.alias_version(request.machine_id, CHAMPION) is None:
-        registry.set_alias(request.machine_id, CHAMPION, registered.version)
-        aliases.append(CHAMPION)
+    aliases = assign_new_version(
+        request.machine_id,
+        registered.version,
+        request.alias,
+        store=store,
+        registry=registry,
+        actor="training",
+        reason=request.reason,
+    )
     log.info(
         "trained %s v%d on %d readings (%s) in %.2fs",
         registered.model_name,
@@ -130,7 +131,40 @@ def train_machine(
         threshold=threshold,
         n_readings=len(X),
         metrics=metrics,
+        config_hash=config_hash,
+        dataset_hash=dataset.content_hash,
+        same_as=same_as,
     )
+
+
+def _config_hash(params: dict[str, object]) -> str:
+    """What makes two trainings the same recipe (detector, its parameters, threshold)."""
+    text = json.dumps(params, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _same_training(
+    registry: ModelRegistry, machine_id: str, config_hash: str, dataset_hash: str
+) -> int | None:
+    """The newest earlier version trained with this config on this very data."""
+    for version in reversed(registry.versions(machine_id)):
+        tags = version.tags
+        if tags.get("mmlw.config_hash") == config_hash and tags.get("dataset_hash") == dataset_hash:
+            return version.version
+    return None
+
+
+def _flagged_or_alerting(store: Store, machine_id: str, index: pd.DatetimeIndex) -> np.ndarray:
+    """Readings the champion flagged, or inside an alert of this machine."""
+    drop = np.zeros(len(index), dtype=bool)
+    stamps = index.as_unit("us").asi8
+    for part in store.scores.query(machine_id, index[0], index[-1] + pd.Timedelta(microseconds=1)):
+        flagged = part.timestamps_us[part.flags]
+        drop |= np.isin(stamps, flagged)
+    for alert in store.alerts.list(utcnow(), machine_id=machine_id, limit=1000):
+        end = alert.resolved_at or utcnow()
+        drop |= (index >= alert.started_at) & (index <= end)
+    return drop
 
 
 def run_train_job(

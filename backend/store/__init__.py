@@ -8,6 +8,7 @@ from backend.store.alerts import AlertsRepository, DeliveriesRepository, Silence
 from backend.store.database import Database
 from backend.store.dead_letters import DeadLetterOut, DeadLettersRepository
 from backend.store.jobs import JobsRepository
+from backend.store.lifecycle import AliasHistoryRepository, DriftStatesRepository
 from backend.store.machines import MachinesRepository
 from backend.store.readings import IngestOutcome, ReadingsRepository, StoredBatch
 from backend.store.scores import ScoreRecord, ScoresRepository, StoredScores
@@ -36,6 +37,8 @@ class Store:
     alerts: AlertsRepository
     silences: SilencesRepository
     deliveries: DeliveriesRepository
+    alias_history: AliasHistoryRepository
+    drift: DriftStatesRepository
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -52,6 +55,8 @@ class Store:
             alerts=AlertsRepository(database),
             silences=SilencesRepository(database),
             deliveries=DeliveriesRepository(database),
+            alias_history=AliasHistoryRepository(database),
+            drift=DriftStatesRepository(database),
         )
 
     def close(self) -> None:

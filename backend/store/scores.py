@@ -8,6 +8,7 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from backend.store.database import Database
 from backend.store.machines import MachinesRepository
@@ -68,7 +69,7 @@ class ScoresRepository:
         self._db = database
 
     def add(self, record: ScoreRecord) -> bool:
-        """Store scores once per (batch, model version); False if they were already there."""
+        """Store scores once per (batch, model version, role); False if already there."""
         batch = record.batch
         first, last = int(batch.timestamps_us.min()), int(batch.timestamps_us.max())
         try:
@@ -78,6 +79,7 @@ class ScoresRepository:
                         ScoreBatch.batch_id == batch.id,
                         ScoreBatch.model_name == record.model_name,
                         ScoreBatch.model_version == record.model_version,
+                        ScoreBatch.role == record.role,
                     )
                 )
                 if exists is not None:
@@ -168,8 +170,59 @@ class ScoresRepository:
             contributions=np.concatenate([p.contributions for p in parts])[order],
         )
 
-    def count(self, machine_id: str | None = None) -> int:
-        query = select(func.coalesce(func.sum(ScoreBatch.n), 0))
+    def paired_flags(
+        self, machine_id: str, champion_version: int, challenger_version: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flags of the champion and of the shadow challenger on the batches both scored."""
+        champion = aliased(ScoreBatch)
+        challenger = aliased(ScoreBatch)
+        query = (
+            select(champion.scores, champion.threshold, challenger.scores, challenger.threshold)
+            .join(challenger, challenger.batch_id == champion.batch_id)
+            .where(
+                champion.machine_id == machine_id,
+                champion.role == "champion",
+                champion.model_version == champion_version,
+                challenger.role == "challenger",
+                challenger.model_version == challenger_version,
+            )
+        )
+        with self._db.session() as session:
+            rows = session.execute(query).all()
+        if not rows:
+            return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
+        champ = np.concatenate([unpack(a, "f8") > t for a, t, _, _ in rows])
+        chal = np.concatenate([unpack(b, "f8") > t for _, _, b, t in rows])
+        return champ, chal
+
+    def version_at(self, machine_id: str, at: datetime) -> int | None:
+        """The model version whose champion score covers the reading at ``at``."""
+        query = (
+            select(ScoreBatch.model_version)
+            .where(
+                ScoreBatch.machine_id == machine_id,
+                ScoreBatch.role == "champion",
+                ScoreBatch.t_start <= at,
+                ScoreBatch.t_end >= at,
+            )
+            .order_by(ScoreBatch.scored_at)
+            .limit(1)
+        )
+        with self._db.session() as session:
+            return session.scalar(query)
+
+    def count_since(self, machine_id: str, start: datetime) -> int:
+        """Champion-scored readings in batches that start at or after ``start``."""
+        query = select(func.coalesce(func.sum(ScoreBatch.n), 0)).where(
+            ScoreBatch.machine_id == machine_id,
+            ScoreBatch.role == "champion",
+            ScoreBatch.t_start >= start,
+        )
+        with self._db.session() as session:
+            return int(session.scalar(query) or 0)
+
+    def count(self, machine_id: str | None = None, role: str = "champion") -> int:
+        query = select(func.coalesce(func.sum(ScoreBatch.n), 0)).where(ScoreBatch.role == role)
         if machine_id is not None:
             query = query.where(ScoreBatch.machine_id == machine_id)
         with self._db.session() as session:

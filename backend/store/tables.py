@@ -29,10 +29,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Alert",
+    "AliasEvent",
     "Base",
     "DeadLetter",
     "Delivery",
     "DeliveryAttempt",
+    "DriftState",
     "Job",
     "Machine",
     "ReadingBatch",
@@ -98,7 +100,9 @@ class ReadingBatch(Base):
 class ScoreBatch(Base):
     __tablename__ = "score_batches"
     __table_args__ = (
-        UniqueConstraint("batch_id", "model_name", "model_version", name="uq_score_batch_model"),
+        UniqueConstraint(
+            "batch_id", "model_name", "model_version", "role", name="uq_score_batch_model_role"
+        ),
         Index("ix_score_batches_machine_t", "machine_id", "t_start"),
     )
 
@@ -236,6 +240,40 @@ class DeliveryAttempt(Base):
     status_code: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[float] = mapped_column(Float)
+
+
+class AliasEvent(Base):
+    """Every move of a model alias: who, when, why, from which version to which."""
+
+    __tablename__ = "alias_events"
+    __table_args__ = (Index("ix_alias_events_machine_at", "machine_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    machine_id: Mapped[str] = mapped_column(String(64))
+    alias: Mapped[str] = mapped_column(String(32))
+    from_version: Mapped[int | None]
+    to_version: Mapped[int | None]
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DriftState(Base):
+    """The drift detector of one machine's champion scores, and what it triggered."""
+
+    __tablename__ = "drift_states"
+
+    machine_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    champion_version: Mapped[int]
+    detector: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    change_at: Mapped[datetime | None]
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    updated_at: Mapped[datetime]
+    revision: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": revision}
 
 
 def utcnow() -> datetime:

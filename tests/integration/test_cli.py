@@ -194,7 +194,7 @@ def test_train_inline_then_list_models_jobs_and_machines(
     assert second.exit_code == 0, second.output
     assert f"{unique_prefix}mixer-1 v2 " in second.stdout
     assert "on 100 readings" in second.stdout
-    assert "champion" not in second.stdout  # the first version stays champion
+    assert "challenger" in second.stdout  # the first version stays champion
     second_job = JOB_LINE.search(second.stdout)["id"]  # type: ignore[index]
 
     models = cli("models", "mixer-1")
@@ -202,7 +202,12 @@ def test_train_inline_then_list_models_jobs_and_machines(
     lines = models.stdout.strip().splitlines()
     assert len(lines) == 2, models.stdout
     assert lines[0].split()[:4] == [f"{unique_prefix}mixer-1", "v1", "champion", "pca"]
-    assert lines[1].split()[:4] == [f"{unique_prefix}mixer-1", "v2", "-", "isolation_forest"]
+    assert lines[1].split()[:4] == [
+        f"{unique_prefix}mixer-1",
+        "v2",
+        "challenger",
+        "isolation_forest",
+    ]
 
     jobs = cli("jobs")
     assert jobs.exit_code == 0, jobs.output
@@ -462,3 +467,60 @@ def test_alerts_rules_validates_a_file(cli: Cli, tmp_path: Path) -> None:
     bad.write_text("rules: [{name: r, condition: {kind: scores, k: 9, n: 2}}]")
     result = cli("alerts", "rules", "--file", str(bad))
     assert result.exit_code == 1 and "k (9) cannot exceed n (2)" in result.output
+
+
+# --- model lifecycle ---------------------------------------------------------------------
+
+
+def test_promote_gate_rollback_and_alias_history(cli: Cli, seeded: Store) -> None:
+    assert cli("train", "mixer-1", "--inline").exit_code == 0
+    second = cli("train", "mixer-1", "--inline", "--last-n", "150")
+    assert second.exit_code == 0 and "challenger" in second.stdout
+
+    gate = cli("gate", "mixer-1")
+    assert gate.exit_code == 0 and "shadow gate: 0 readings scored by both" in gate.stdout
+    refused = cli("promote", "mixer-1", "--by", "alice")
+    assert refused.exit_code == 1 and "promotion of v2 refused" in refused.output
+    forced = cli("promote", "mixer-1", "--force", "--by", "alice", "--reason", "trust me")
+    assert forced.exit_code == 0 and "champion v1 -> v2" in forced.stdout
+    back = cli("rollback", "mixer-1", "1", "--by", "bob")
+    assert back.exit_code == 0 and "champion v2 -> v1" in back.stdout
+    again = cli("rollback", "mixer-1", "1")
+    assert again.exit_code == 1 and "already champion" in again.output
+    missing = cli("rollback", "mixer-1", "9")
+    assert missing.exit_code == 1 and "no model version 9" in missing.output
+
+    history = cli("aliases", "mixer-1").stdout.strip().splitlines()
+    moves = [line.split()[2:6] for line in history]
+    assert moves == [
+        ["champion", "-", "->", "v1"],
+        ["challenger", "-", "->", "v2"],
+        ["champion", "v1", "->", "v2"],
+        ["challenger", "v2", "->", "-"],
+        ["champion", "v2", "->", "v1"],
+    ]
+    assert "alice" in history[2] and "trust me" in history[2] and "rollback" in history[4]
+
+
+def test_compare_trains_configs_side_by_side_without_moving_aliases(
+    cli: Cli, seeded: Store, tmp_path: Path
+) -> None:
+    chart = tmp_path / "compare.html"
+    result = cli(
+        "compare", "mixer-1", "--inline", "--last-n", "150",
+        "--detector", "pca", "--detector", "isolation_forest:n_estimators=50",
+        "--detector", "robust_zscore", "--plot", str(chart),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines()[2:5]]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("pca", "v1"),
+        ("isolation_forest", "v2"),
+        ("robust_zscore", "v3"),
+    ]
+    assert all(float(r[2]) >= 0 and float(r[3]) >= 0 for r in rows)
+    assert "plotly" in chart.read_text() and "fit time" in chart.read_text()
+    # comparison versions get no alias: the machine still has no champion
+    assert cli("aliases", "mixer-1").stdout.strip() == ""
+    bad = cli("compare", "mixer-1", "--inline", "--detector", "pca", "--detector", "nope")
+    assert bad.exit_code == 1 and "nope" in bad.output

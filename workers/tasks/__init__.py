@@ -7,9 +7,17 @@ import logging
 from celery import Celery, Task
 
 from backend.errors import ServiceUnavailable
-from backend.messaging.dispatch import ALERTS_TICK_TASK, NOTIFY_TASK, PREDICT_TASK, TRAIN_TASK
+from backend.messaging.dispatch import (
+    ALERTS_TICK_TASK,
+    MODELS_MAINTAIN_TASK,
+    NOTIFY_TASK,
+    PREDICT_TASK,
+    TRAIN_TASK,
+)
 from backend.registry.base import CHAMPION
 from backend.services.alerting import evaluate_machine, send_delivery, tick
+from backend.services.drift import observe as observe_drift
+from backend.services.retraining import auto_promote, retrain_due
 from backend.services.scoring import backfill_scores, score_batch
 from backend.services.training import run_train_job
 from workers.context import WorkerContext
@@ -49,6 +57,17 @@ def register_tasks(app: Celery) -> None:
         ctx = context()
         outcome = score_batch(batch_id, store=ctx.store, models=ctx.models, version=version)
         log.debug("predict batch %s (version %s): %s", batch_id, version, outcome.status)
+        if outcome.status == "scored" and version is None and outcome.champion is not None:
+            assert outcome.timestamps_us is not None and outcome.scores is not None
+            observe_drift(
+                outcome.machine_id,
+                outcome.champion,
+                outcome.timestamps_us,
+                outcome.scores,
+                store=ctx.store,
+                dispatcher=ctx.dispatcher,
+                settings=ctx.settings.models.drift,
+            )
         if outcome.status != "no_model" and version is None:
             # backfills (an explicit version) score history and do not alert on it
             try:
@@ -76,3 +95,13 @@ def register_tasks(app: Celery) -> None:
     def alerts_tick(self: Task) -> int:
         ctx = context()
         return tick(store=ctx.store, config=ctx.alerts_config, dispatcher=ctx.dispatcher)
+
+    @app.task(name=MODELS_MAINTAIN_TASK, bind=True, shared=False, ignore_result=True)
+    def models_maintain(self: Task) -> dict[str, list[str]]:
+        ctx = context()
+        settings = ctx.settings.models
+        jobs = retrain_due(
+            store=ctx.store, registry=ctx.registry, dispatcher=ctx.dispatcher, settings=settings
+        )
+        promoted = auto_promote(store=ctx.store, registry=ctx.registry, settings=settings)
+        return {"retrain_jobs": jobs, "promoted": promoted}

@@ -1,0 +1,130 @@
+"""Drift-triggered retraining: a Page-Hinkley test per machine on the champion's
+log(score / threshold); when the machine's normal regime has moved (every reading now
+looks anomalous to the champion, for longer than a fault lasts), retrain on the readings
+since the change and make that version champion.
+
+One state per machine in the store (``drift_states``): ``watching`` -> ``detected``
+(waiting for ``train_readings`` readings after the change) -> ``retraining`` (one job);
+a new champion version starts a fresh test. Writes are optimistic, so concurrent
+predict tasks of one machine create exactly one job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+
+from backend.detectors.drift import PageHinkley
+from backend.messaging.dispatch import Dispatcher
+from backend.schemas.jobs import JobKind, JobState, TrainRequest
+from backend.services.scoring import LoadedModel
+from backend.settings import DriftSettings
+from backend.store import Store
+from backend.store.lifecycle import DriftRecord
+from backend.store.packing import us_to_datetimes
+from backend.store.tables import utcnow
+
+__all__ = ["LOG_RATIO_CLIP", "log_ratios", "observe"]
+
+log = logging.getLogger(__name__)
+
+LOG_RATIO_CLIP = 3.0  # a reading 20x over the threshold counts no more than that
+
+
+def log_ratios(scores: np.ndarray, threshold: float) -> np.ndarray:
+    ratio = np.maximum(scores / max(threshold, np.finfo(float).tiny), 1e-6)
+    return np.clip(np.log(ratio), -LOG_RATIO_CLIP, LOG_RATIO_CLIP)
+
+
+def observe(
+    machine_id: str,
+    champion: LoadedModel,
+    timestamps_us: np.ndarray,
+    scores: np.ndarray,
+    *,
+    store: Store,
+    dispatcher: Dispatcher,
+    settings: DriftSettings,
+) -> str | None:
+    """Feed one scored batch to the machine's drift test; returns the id of a retrain
+    job if this call created one."""
+    if not settings.enabled:
+        return None
+    values = log_ratios(scores, champion.model.threshold)
+    order = np.argsort(timestamps_us, kind="stable")
+    for _ in range(8):
+        current = store.drift.get(machine_id)
+        if current is None or current.champion_version != champion.version:
+            test = PageHinkley(settings.delta, settings.threshold, settings.min_readings)
+            record = DriftRecord(
+                machine_id, champion.version, test.to_dict(), "watching", None, None, utcnow()
+            )
+        else:
+            test = PageHinkley.from_dict(current.detector)
+            record = current
+        record, start_job = _advance(
+            record, test, values[order], timestamps_us[order], store, settings.train_readings
+        )
+        if not store.drift.save(record, expected=current):
+            continue  # another task moved it first: read again
+        if not start_job:
+            return None
+        return _start_retraining(machine_id, champion, record, store=store, dispatcher=dispatcher)
+    log.warning("drift state of %s kept changing; batch not observed", machine_id)
+    return None
+
+
+def _advance(
+    record: DriftRecord,
+    test: PageHinkley,
+    values: np.ndarray,
+    timestamps_us: np.ndarray,
+    store: Store,
+    train_readings: int,
+) -> tuple[DriftRecord, bool]:
+    now = utcnow()
+    if record.status == "watching":
+        if test.update(values, timestamps_us) and test.change_at is not None:
+            # change_at is the last reading before the change: start just after it
+            change_at = us_to_datetimes(np.array([test.change_at + 1]))[0]
+            log.warning("%s: drift detected, change began %s", record.machine_id, change_at)
+            record = replace(record, status="detected", change_at=change_at)
+        record = replace(record, detector=test.to_dict(), updated_at=now)
+    if record.status == "detected" and record.change_at is not None:
+        since = store.scores.count_since(record.machine_id, record.change_at)
+        if since >= train_readings:
+            return replace(record, status="retraining", updated_at=now), True
+    if record.status == "retraining" and record.job_id is not None:
+        job = store.jobs.get(record.job_id)
+        if job.state is JobState.FAILED:  # start over: watch the regime again
+            fresh = PageHinkley(test.delta, test.threshold, test.min_n)
+            record = replace(
+                record, status="watching", detector=fresh.to_dict(), job_id=None, updated_at=now
+            )
+    return record, False
+
+
+def _start_retraining(
+    machine_id: str,
+    champion: LoadedModel,
+    record: DriftRecord,
+    *,
+    store: Store,
+    dispatcher: Dispatcher,
+) -> str:
+    request = TrainRequest(
+        machine_id=machine_id,
+        detector=champion.model.detector_name,
+        params=dict(champion.model.params),  # type: ignore[arg-type]  # stored from a TrainRequest
+        start=record.change_at or utcnow(),
+        alias="champion",
+        reason=f"drift: regime changed at {record.change_at:%Y-%m-%d %H:%M:%S} UTC",
+    )
+    job = store.jobs.create(JobKind.TRAIN, machine_id, request.model_dump(mode="json"))
+    while not store.drift.save(replace(record, job_id=str(job.id)), expected=record):
+        record = store.drift.get(machine_id) or record
+    dispatcher.train(str(job.id))
+    log.warning("%s: retraining on the new regime (job %s)", machine_id, job.id)
+    return str(job.id)
