@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -24,6 +25,9 @@ __all__ = [
     "Settings",
     "SmtpSettings",
 ]
+
+
+DEFAULT_PASSWORDS = {"", "guest", "postgres", "password", "changeme", "admin", "secret", "mmlw"}
 
 
 class BrokerSettings(BaseModel):
@@ -50,7 +54,11 @@ class ApiSettings(BaseModel):
     port: int = 8000
     keys: list[SecretStr] = Field(
         default_factory=list,
-        description="API keys accepted in the X-API-Key header; empty = no authentication",
+        description="keys with every scope (bootstrap/admin); more with `mmlw keys create`",
+    )
+    public_read: bool = Field(default=False, description="GET routes need no key")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call the API (none)"
     )
     public_url: str = "http://127.0.0.1:8000"
 
@@ -165,6 +173,21 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=ModelSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+    @model_validator(mode="after")
+    def _no_default_passwords_in_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        for name, url in (("broker.url", self.broker.url), ("database_url", self.database_url)):
+            password = urlsplit(url).password if url and "://" in url else None
+            if url and "@" in url and (password or "").lower() in DEFAULT_PASSWORDS:
+                raise ValueError(f"{name}: a default or empty password is refused in production")
+        for key in self.api.keys:
+            if len(key.get_secret_value()) < 16:
+                raise ValueError(
+                    "api.keys: keys shorter than 16 characters are refused in production"
+                )
+        return self
 
     @field_validator("data_dir")
     @classmethod

@@ -1,5 +1,8 @@
 """The dashboard (Dash + plotly): reads the backend API only.
 
-Not built yet — tracked in the dashboard issue. The package exists so the distribution
-and the container images have their final layout.
+``create_dashboard(settings)`` builds the app; ``frontend.server`` serves it.
 """
+
+from frontend.app import create_dashboard
+
+__all__ = ["create_dashboard"]

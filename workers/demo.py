@@ -1,9 +1,9 @@
 """``mmlw demo``: the whole pipeline on one machine.
 
 Starts (in this process) the store, an in-process Celery worker, the ingest consumer,
-the HTTP API and a fleet of simulated machines; trains each machine's model once it has
-``warmup`` readings; keeps scoring; prints progress and, at the end, how the injected
-faults scored against normal operation. With ``MMLW_BROKER__URL=amqp://...`` the same
+the HTTP API, the dashboard and a fleet of simulated machines; trains each machine's model
+once it has ``warmup`` readings; keeps scoring; prints progress and, at the end, how the
+injected faults scored against normal operation. With ``MMLW_BROKER__URL=amqp://...`` the same
 pieces talk through RabbitMQ.
 """
 
@@ -170,6 +170,7 @@ def run_demo(
         echo(f"broker:     {settings.broker.url}")
         if report.api_url:
             echo(f"API:        {report.api_url}/docs  (machines: {report.api_url}/api/v1/machines)")
+        dashboard = _start_dashboard(settings, report.api_url, echo) if report.api_url else None
         echo(
             "MLflow UI:  mlflow ui --backend-store-uri "
             f"{settings.resolved_tracking_uri} --port 5000"
@@ -230,10 +231,36 @@ def run_demo(
                 server.should_exit = True
                 assert server_thread is not None
                 server_thread.join(10)
+            if dashboard is not None:
+                dashboard.should_exit = True
             sink.close()
     for line in report.lines():
         echo(line)
     return report
+
+
+def _start_dashboard(
+    settings: Settings, api_url: str, echo: Callable[[str], None]
+) -> uvicorn.Server | None:
+    """Serve the dashboard (reading this demo's API) in a thread; None if its port is busy."""
+    from frontend.app import create_dashboard
+
+    board = settings.dashboard
+    try:
+        _check_port_free(board.host, board.port)
+    except ServiceUnavailable:
+        echo(f"Dashboard:  port {board.port} is busy; set MMLW_DASHBOARD__PORT (running without)")
+        return None
+    key = board.api_key or (settings.api.keys[0] if settings.api.keys else None)
+    board = board.model_copy(update={"api_url": api_url, "api_key": key})
+    app = create_dashboard(settings.model_copy(update={"dashboard": board}))
+    config = uvicorn.Config(
+        app.server, host=board.host, port=board.port, interface="wsgi", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, name="dashboard", daemon=True).start()
+    echo(f"Dashboard:  http://{board.host}:{board.port}/")
+    return server
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from backend.observability.metrics import instruments
 from backend.registry.base import CHAMPION, ModelRegistry
 from backend.services.scoring import LoadedModel
 
@@ -70,7 +71,8 @@ class ModelCache:
     def _load(self, machine_id: str, version: int) -> LoadedModel:
         cached = self._models.get((machine_id, version))
         if cached is None:
-            model = self._registry.load(machine_id, version)
+            with instruments().model_load_seconds.time():
+                model = self._registry.load(machine_id, version)
             cached = LoadedModel(self._registry.model_name(machine_id), version, model)
             self._models[(machine_id, version)] = cached
             self.loads += 1

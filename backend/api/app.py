@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from backend import __version__
 from backend.alerts.config import load_alerts_config
@@ -42,6 +44,23 @@ from backend.store import Store
 __all__ = ["API_PREFIX", "create_app"]
 
 API_PREFIX = "/api/v1"
+
+
+class ErrorOut(BaseModel):
+    """Every error: ``detail`` names the field or the problem."""
+
+    detail: str | list[dict[str, Any]]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "the body is not readable JSON"},
+    401: {"model": ErrorOut, "description": "no valid X-API-Key"},
+    403: {"model": ErrorOut, "description": "the key lacks the scope this needs"},
+    404: {"model": ErrorOut, "description": "no such machine, job, alert, version, ..."},
+    409: {"model": ErrorOut, "description": "conflicts with the current state"},
+    422: {"model": ErrorOut, "description": "invalid input; detail names the field"},
+    503: {"model": ErrorOut, "description": "a service behind the API is unavailable"},
+}
 
 _STATUS = {
     NotFound: status.HTTP_404_NOT_FOUND,
@@ -116,8 +135,17 @@ def create_app(
     async def _value_error(_: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    if settings.api.cors_origins:  # closed unless origins are named
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Content-Type"],
+        )
     app.include_router(health.router)
-    api = APIRouter(prefix=API_PREFIX, dependencies=[ApiKey])
+    api = APIRouter(prefix=API_PREFIX, dependencies=[ApiKey], responses=ERROR_RESPONSES)
     for module in (machines, readings, scores, jobs, models, dead_letters, alerts):
         api.include_router(module.router)
     app.include_router(api)

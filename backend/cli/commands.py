@@ -102,6 +102,9 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
 )
 @click.option("--concurrency", type=int, default=2, show_default=True)
 @click.option(
+    "--metrics-port", type=int, default=None, help="serve this worker's Prometheus metrics"
+)
+@click.option(
     "--pool",
     type=click.Choice(["prefork", "threads", "solo"]),
     default="prefork",
@@ -109,7 +112,9 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
 )
 @click.pass_context
 @one_line_errors
-def worker(ctx: click.Context, queues: str, concurrency: int, pool: str) -> None:
+def worker(
+    ctx: click.Context, queues: str, concurrency: int, metrics_port: int | None, pool: str
+) -> None:
     """Run a Celery worker for train/predict/notify work (scale by running more)."""
     from backend.messaging.topology import Topology
     from workers.celery_app import create_celery
@@ -119,6 +124,13 @@ def worker(ctx: click.Context, queues: str, concurrency: int, pool: str) -> None
     topology = Topology(settings.broker.namespace)
     names = [topology.task_queue_name(q.strip()) for q in queues.split(",") if q.strip()]
     app = create_celery(settings)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from backend.observability.metrics import instruments
+
+        # with the prefork pool each child counts its own; use threads/solo for one view
+        start_http_server(metrics_port, registry=instruments().registry)
     app.worker_main(
         ["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", "INFO"]
     )

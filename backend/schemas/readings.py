@@ -21,6 +21,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -48,7 +49,15 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+def _iso_text(value: object) -> object:
+    """Numbers are not times here: the schema says ISO 8601 (epoch numbers are ambiguous
+    between seconds and milliseconds)."""
+    if isinstance(value, int | float):
+        raise ValueError("expected an ISO 8601 date-time string with a time zone")
+    return value
+
+
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_to_utc)]
 MachineId = Annotated[str, Field(pattern=MACHINE_ID_PATTERN)]
 SensorName = Annotated[str, Field(pattern=SENSOR_PATTERN)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]

@@ -23,12 +23,13 @@ class MachineOut(BaseModel):
 
 
 class ReadingsOut(BaseModel):
-    """Column-aligned readings; ``labels`` holds None where a batch carried no labels."""
+    """Column-aligned readings; ``labels`` holds None where a batch carried no labels,
+    ``values`` None where a batch lacked that sensor."""
 
     machine_id: str
     columns: list[str]
     timestamps: list[UtcDatetime]
-    values: list[list[float]]
+    values: list[list[float | None]]
     labels: list[int | None]
 
 

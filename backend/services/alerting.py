@@ -16,6 +16,7 @@ from backend.alerts.conditions import no_data_evidence, scores_evidence
 from backend.alerts.config import AlertsConfig, FlagsCondition
 from backend.alerts.notifiers import build_notifier
 from backend.messaging.dispatch import Dispatcher
+from backend.observability.metrics import instruments
 from backend.settings import Settings
 from backend.store import Store
 from backend.store.alerts import Evaluation
@@ -57,6 +58,7 @@ def evaluate_machine(
             evidence = no_data_evidence(rule.condition, last_received, now)
         evaluation = store.alerts.evaluate(rule, machine_id, evidence, now, channels)
         if evaluation.event is not None:
+            instruments().alerts_fired.labels(evaluation.event.value).inc()
             log.info(
                 "alert %s on %s: %s (%d notifications)",
                 rule.name,
@@ -137,6 +139,8 @@ def send_delivery(
         error=result.error,
         give_up=give_up,
     )
+    if not result.ok:
+        instruments().notifications_failed.labels(work.channel).inc()
     if status == "retrying":
         log.warning(
             "notification %d via %s failed (attempt %d): %s",

@@ -101,6 +101,8 @@ def train_machine(
             "mmlw.version": __version__,
             "mmlw.dataset_hash": dataset.content_hash,
             "mmlw.config_hash": config_hash,
+            "mmlw.train_start": dataset.start,
+            "mmlw.train_end": dataset.end,
             "mmlw.reason": request.reason,
             **({"mmlw.same_as": str(same_as)} if same_as is not None else {}),
         },

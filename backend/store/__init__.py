@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from backend.store.alerts import AlertsRepository, DeliveriesRepository, SilencesRepository
+from backend.store.api_keys import ApiKeysRepository
 from backend.store.database import Database
 from backend.store.dead_letters import DeadLetterOut, DeadLettersRepository
 from backend.store.jobs import JobsRepository
@@ -39,6 +41,7 @@ class Store:
     deliveries: DeliveriesRepository
     alias_history: AliasHistoryRepository
     drift: DriftStatesRepository
+    api_keys: ApiKeysRepository
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -57,7 +60,33 @@ class Store:
             deliveries=DeliveriesRepository(database),
             alias_history=AliasHistoryRepository(database),
             drift=DriftStatesRepository(database),
+            api_keys=ApiKeysRepository(database),
         )
+
+    def observability_totals(self) -> dict[str, Any]:
+        """Counts for /metrics: readings, scores, dead letters, alerts and deliveries."""
+        from sqlalchemy import func, select
+
+        from backend.store.tables import Alert, DeadLetter, Delivery, Machine
+
+        with self.database.session() as session:
+            readings = session.scalar(select(func.coalesce(func.sum(Machine.n_readings), 0)))
+            dead = session.scalar(select(func.count()).select_from(DeadLetter))
+            alerts = dict(
+                session.execute(select(Alert.state, func.count()).group_by(Alert.state)).all()
+            )
+            deliveries = dict(
+                session.execute(
+                    select(Delivery.status, func.count()).group_by(Delivery.status)
+                ).all()
+            )
+        return {
+            "readings": int(readings or 0),
+            "scores": self.scores.count(),
+            "dead_letters": int(dead or 0),
+            "alerts": {str(k): int(v) for k, v in alerts.items()},
+            "deliveries": {str(k): int(v) for k, v in deliveries.items()},
+        }
 
     def close(self) -> None:
         self.database.dispose()

@@ -276,5 +276,21 @@ class DriftState(Base):
     __mapper_args__ = {"version_id_col": revision}
 
 
+class ApiKey(Base):
+    """An API key: only its SHA-256 digest is stored; ``prefix`` helps people tell keys
+    apart without revealing them."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -23,6 +23,7 @@ from backend.api.app import create_app
 from backend.registry.mlflow_registry import MlflowRegistry
 from backend.schemas.readings import ReadingsBatch
 from backend.settings import Settings
+from backend.store import Store
 from workers.celery_app import create_celery
 from workers.context import WorkerContext
 from workers.runtime import ingest_consumer_thread, worker_thread
@@ -564,3 +565,19 @@ def test_invalid_messages_on_the_broker_become_dead_letters(pipeline: Pipeline) 
     )
     # nothing of them was stored as readings
     assert client.get(f"{API}/machines").json() == []
+
+
+def test_readings_of_batches_with_different_sensors_come_back_with_gaps(
+    make_settings: Callable[..., Settings], store: Store, registry: MlflowRegistry
+) -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    store.readings.add(
+        ReadingsBatch(machine_id="m", columns=["a", "b"], timestamps=[t0], values=[[1.0, 2.0]])
+    )
+    later = t0 + timedelta(seconds=1)
+    store.readings.add(
+        ReadingsBatch(machine_id="m", columns=["a"], timestamps=[later], values=[[3.0]])
+    )
+    with TestClient(create_app(make_settings(), store=store, registry=registry)) as client:
+        body = client.get(f"{API}/machines/m/readings").json()
+    assert body["columns"] == ["a", "b"] and body["values"] == [[1.0, 2.0], [3.0, None]]

@@ -26,7 +26,12 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 INFRA_SERVICES = {"rabbitmq", "postgres", "mlflow"}
 APP_SERVICES = {"migrate", "api", "worker", "ingest", "simulator", "beat"}
 LONG_RUNNING_APP_SERVICES = {"api", "worker", "ingest", "beat"}
-SECRET_VARIABLES = {"POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "MMLW_API_KEYS"}
+SECRET_VARIABLES = {
+    "POSTGRES_PASSWORD",
+    "RABBITMQ_PASSWORD",
+    "MMLW_API_KEYS",
+    "MMLW_DASHBOARD_API_KEY",
+}
 SECRET_KEY_PATTERN = re.compile(r"PASS|SECRET|TOKEN|KEY", re.IGNORECASE)
 REQUIRED_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}")
 URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:(?P<password>[^@\s]+)@")
@@ -401,6 +406,7 @@ def test_bind_mounts_exist(services: dict[str, Any]) -> None:
         ("postgres", "pg_isready"),
         ("mlflow", "localhost:5000/health"),
         ("api", ":8000/health"),
+        ("dashboard", ":8050/health"),
     ],
 )
 def test_healthchecks(services: dict[str, Any], name: str, probe: str) -> None:
@@ -488,3 +494,30 @@ def test_app_dockerfiles_install_the_project(services: dict[str, Any]) -> None:
 def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
     patterns = set(dockerignore_patterns())
     assert {".git", ".env", ".mmlw-data", "**/__pycache__", ".pytest_cache"} <= patterns
+
+
+def test_dashboard_reads_only_the_api(services: dict[str, Any]) -> None:
+    dashboard = services["dashboard"]
+    path, context = resolve_mmlw(interpolated(effective_argv(dashboard)))
+    assert path == ["mmlw", "dashboard"]
+    assert context.params["mlflow_url"].startswith("http")  # a URL browsers can open
+    env = environment_of(dashboard)
+    assert env["MMLW_DASHBOARD__HOST"] == "0.0.0.0"
+    assert env["MMLW_DASHBOARD__API_URL"] == "http://api:8000"
+    assert REQUIRED_REFERENCE.fullmatch(env["MMLW_DASHBOARD__API_KEY"])
+    # no credentials of the store or the broker: the dashboard talks to the API only
+    assert not {"MMLW_DATABASE_URL", "MMLW_BROKER__URL", "MMLW_MLFLOW_TRACKING_URI"} & set(env)
+    assert depends_on(dashboard) == {"api": "service_healthy"}
+    assert dashboard["build"]["dockerfile"] == "docker/dashboard.Dockerfile"
+    ports = [interpolate(str(p), filled_env()) for p in dashboard["ports"]]
+    assert ports == ["127.0.0.1:8050:8050"]
+
+
+def test_alert_links_point_at_the_dashboard(services: dict[str, Any]) -> None:
+    """Workers build alert links from MMLW_DASHBOARD__PUBLIC_URL (settings.dashboard)."""
+    for name in ("worker", "beat", "api"):
+        env = environment_of(services[name])
+        url = interpolate(env["MMLW_DASHBOARD__PUBLIC_URL"], filled_env())
+        assert url == interpolate(
+            environment_of(services["dashboard"])["MMLW_DASHBOARD__PUBLIC_URL"], filled_env()
+        )

@@ -14,6 +14,7 @@ from backend.messaging.dispatch import (
     PREDICT_TASK,
     TRAIN_TASK,
 )
+from backend.observability.metrics import instruments
 from backend.registry.base import CHAMPION
 from backend.services.alerting import evaluate_machine, send_delivery, tick
 from backend.services.drift import observe as observe_drift
@@ -55,7 +56,8 @@ def register_tasks(app: Celery) -> None:
     )
     def predict(self: Task, batch_id: int, version: int | None = None) -> dict[str, object]:
         ctx = context()
-        outcome = score_batch(batch_id, store=ctx.store, models=ctx.models, version=version)
+        with instruments().predict_seconds.time():
+            outcome = score_batch(batch_id, store=ctx.store, models=ctx.models, version=version)
         log.debug("predict batch %s (version %s): %s", batch_id, version, outcome.status)
         if outcome.status == "scored" and version is None and outcome.champion is not None:
             assert outcome.timestamps_us is not None and outcome.scores is not None

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from backend.api.deps import SettingsDep, StateDep, StoreDep
+from backend.api.deps import ROW_ID_MAX, SettingsDep, StateDep, StoreDep
 from backend.schemas.alerts import (
     AckRequest,
     AlertOut,
@@ -25,7 +25,7 @@ from backend.store.tables import utcnow
 
 router = APIRouter(tags=["alerts"])
 
-AlertId = Annotated[int, Path(ge=1, description="alert id")]
+AlertId = Annotated[int, Path(ge=1, le=ROW_ID_MAX, description="alert id")]
 StateFilter = Literal["pending", "firing", "resolved", "open"]
 Severity = Literal["info", "warning", "critical"]
 
@@ -108,7 +108,9 @@ def create_silence(silence: SilenceIn, store: StoreDep) -> SilenceOut:
 
 
 @router.delete("/silences/{silence_id}")
-def expire_silence(silence_id: Annotated[int, Path(ge=1)], store: StoreDep) -> SilenceOut:
+def expire_silence(
+    silence_id: Annotated[int, Path(ge=1, le=ROW_ID_MAX)], store: StoreDep
+) -> SilenceOut:
     """End a silence now (it stays listed, inactive)."""
     return store.silences.expire(silence_id, utcnow())
 

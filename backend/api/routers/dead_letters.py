@@ -13,13 +13,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import SettingsDep, StateDep, StoreDep
+from backend.api.deps import ROW_ID_MAX, SettingsDep, StateDep, StoreDep
+from backend.schemas.readings import UtcDatetime
 from backend.services.dead_letters import replay
 from backend.store import DeadLetterOut
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
-DeadLetterId = Annotated[int, Path(ge=1, description="dead letter id")]
+DeadLetterId = Annotated[int, Path(ge=1, le=ROW_ID_MAX, description="dead letter id")]
 
 
 class DeadLetterSummary(BaseModel):
@@ -74,8 +75,8 @@ class PurgeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     all: bool = False
-    ids: list[int] | None = None
-    older_than: datetime | None = Field(default=None, description="received before (UTC)")
+    ids: list[Annotated[int, Field(ge=1, le=ROW_ID_MAX)]] | None = None
+    older_than: UtcDatetime | None = Field(default=None, description="received before")
 
 
 class Purged(BaseModel):

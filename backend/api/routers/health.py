@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from backend import __version__
@@ -20,3 +20,21 @@ def health(state: StateDep) -> dict[str, str]:
         "database": state.store.database.dialect,
         "broker": state.settings.broker.url.split("://", 1)[0],
     }
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(state: StateDep) -> Response:
+    """Prometheus text format: store/broker totals and this process's instruments. Needs
+    no API key (counts only, no data), like /health."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    from backend.messaging.topology import TASK_QUEUES, Topology
+    from backend.observability.metrics import StoreCollector, instruments
+
+    topology = Topology(state.settings.broker.namespace)
+    queues = [topology.ingest_queue_name, topology.dead_queue_name]
+    queues += [topology.task_queue_name(q) for q in TASK_QUEUES]
+    totals = CollectorRegistry()
+    totals.register(StoreCollector(state.store, state.settings.broker.url, queues))
+    body = generate_latest(totals) + generate_latest(instruments().registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import RegistryDep, SettingsDep, StateDep, StoreDep
+from backend.api.deps import VERSION_MAX, RegistryDep, SettingsDep, StateDep, StoreDep
 from backend.errors import NotFound
 from backend.registry.base import CHALLENGER, CHAMPION
 from backend.schemas.readings import UtcDatetime
@@ -31,7 +31,9 @@ router = APIRouter(tags=["models"])
 class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int | None = Field(default=None, ge=1, description="default: the challenger")
+    version: int | None = Field(
+        default=None, ge=1, le=VERSION_MAX, description="default: the challenger"
+    )
     gated: bool = Field(default=True, description="False skips the promotion gate")
     by: str = Field(min_length=1, max_length=128)
     reason: str = Field(default="promoted", max_length=500)
@@ -40,7 +42,7 @@ class PromoteRequest(BaseModel):
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=VERSION_MAX)
     by: str = Field(min_length=1, max_length=128)
     reason: str = Field(default="rolled back", max_length=500)
 
@@ -111,7 +113,7 @@ def check_gate(
     store: StoreDep,
     registry: RegistryDep,
     settings: SettingsDep,
-    version: int | None = None,
+    version: Annotated[int | None, Query(ge=1, le=VERSION_MAX)] = None,
 ) -> dict[str, Any]:
     """How the challenger (or ``version``) compares with the champion; nothing moves."""
     store.machines.get(machine_id)

@@ -3,14 +3,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel
 
 from backend.api.deps import SettingsDep, StateDep, StoreDep
 from backend.schemas.readings import MachineId, ReadingsBatch
 from backend.schemas.resources import ReadingsOut
+from backend.services.downsample import downsample_indices
 
 router = APIRouter(prefix="/machines/{machine_id}/readings", tags=["readings"])
+
+TOTAL_COUNT_HEADER = "X-Total-Count"
+MaxPoints = Annotated[
+    int | None,
+    Query(
+        ge=10,
+        le=100_000,
+        description="downsample to at most this many rows, keeping every time bucket's "
+        f"extremes; the {TOTAL_COUNT_HEADER} header says how many rows were in range",
+    ),
+]
 
 
 class Accepted(BaseModel):
@@ -46,13 +58,21 @@ def post_readings(
 def get_readings(
     machine_id: str,
     store: StoreDep,
+    response: Response,
     start: datetime | None = None,
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
+    max_points: MaxPoints = None,
 ) -> ReadingsOut:
-    """Stored readings in ``[start, end)``, oldest first, at most the newest ``limit``."""
+    """Stored readings in ``[start, end)``, oldest first, at most the newest ``limit``;
+    with ``max_points``, each sensor's minimum and maximum per time bucket of those."""
     store.machines.get(machine_id)
     values, labels = store.readings.window(machine_id, start, end, last_n=limit)
+    response.headers[TOTAL_COUNT_HEADER] = str(len(values))
+    if max_points is not None and len(values) > max_points:
+        keep = downsample_indices(values.index.asi8, values.to_numpy(dtype=float), max_points)
+        values = values.iloc[keep]
+        labels = labels.iloc[keep] if labels is not None else None
     label_list: list[int | None] = (
         [None if v < 0 else int(v) for v in labels.to_numpy()]
         if labels is not None

@@ -4,11 +4,14 @@ from datetime import datetime
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from backend.api.deps import StoreDep
+from backend.api.routers.readings import TOTAL_COUNT_HEADER, MaxPoints
 from backend.schemas.resources import ScoresOut, SensorContribution
+from backend.services.downsample import downsample_indices
 from backend.store.packing import us_to_datetimes
+from backend.store.scores import StoredScores
 
 router = APIRouter(prefix="/machines/{machine_id}/scores", tags=["scores"])
 
@@ -17,15 +20,18 @@ router = APIRouter(prefix="/machines/{machine_id}/scores", tags=["scores"])
 def get_scores(
     machine_id: str,
     store: StoreDep,
+    response: Response,
     start: datetime | None = None,
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
     top: Annotated[int, Query(ge=0, le=32, description="top contributing sensors")] = 3,
+    max_points: MaxPoints = None,
 ) -> ScoresOut:
     """Champion scores in ``[start, end)``, oldest first, each with the version that made it
-    and its ``top`` contributing sensors."""
+    and its ``top`` contributing sensors. With ``max_points``: per time bucket the lowest
+    and highest score and the highest flagged one, so no anomaly is lost."""
     store.machines.get(machine_id)
-    parts = store.scores.query(machine_id, start, end)
+    parts = store.scores.query(machine_id, start, end, limit_batches=max(limit, 10_000))
     out = ScoresOut(
         machine_id=machine_id,
         columns=parts[-1].columns if parts else [],
@@ -37,6 +43,7 @@ def get_scores(
         top_sensors=[],
     )
     if not parts:
+        response.headers[TOTAL_COUNT_HEADER] = "0"
         return out
     timestamps = np.concatenate([p.timestamps_us for p in parts])
     keep = np.ones(len(timestamps), dtype=bool)
@@ -45,6 +52,9 @@ def get_scores(
     if end is not None:
         keep &= timestamps < int(end.timestamp() * 1e6)
     keep_idx = np.flatnonzero(keep)[-limit:]
+    response.headers[TOTAL_COUNT_HEADER] = str(len(keep_idx))
+    if max_points is not None and len(keep_idx) > max_points:
+        keep_idx = _downsampled(parts, timestamps, keep_idx, max_points)
     offset = 0
     for part in parts:
         n = len(part.scores)
@@ -65,3 +75,17 @@ def get_scores(
             for row, ranks in zip(contributions, order, strict=True)
         )
     return out
+
+
+def _downsampled(
+    parts: list[StoredScores], timestamps: np.ndarray, keep_idx: np.ndarray, max_points: int
+) -> np.ndarray:
+    """The rows of ``keep_idx`` (indices into the concatenated parts) worth drawing."""
+    scores = np.concatenate([p.scores for p in parts])[keep_idx]
+    thresholds = np.concatenate([np.full(len(p.scores), p.threshold) for p in parts])[keep_idx]
+    times = timestamps[keep_idx]
+    order = np.argsort(times, kind="stable")  # batches of one machine may overlap in time
+    chosen = downsample_indices(
+        times[order], scores[order], max_points, flagged=(scores > thresholds)[order]
+    )
+    return np.sort(keep_idx[order[chosen]])

@@ -1,0 +1,1 @@
+"""Prometheus metrics: per-process instruments and the store/broker-derived totals."""

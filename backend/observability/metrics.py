@@ -1,0 +1,127 @@
+"""What MMLW exposes to Prometheus.
+
+Two sources, because work runs in many processes:
+
+* **totals from the store and the broker**, read at scrape time by :class:`StoreCollector`
+  (readings and scores stored, batches dead-lettered, alerts by state, notifications by
+  status, queue depths): correct whichever process did the work;
+* **per-process instruments** (:func:`instruments`): predict latency, model load time,
+  alerts fired and notifications failed as seen by this process. Workers serve theirs
+  with ``mmlw worker --metrics-port``; the API serves its own at ``/metrics`` (in
+  ``mmlw demo`` that process is also the worker).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+__all__ = ["Instruments", "StoreCollector", "instruments"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Instruments:
+    registry: CollectorRegistry
+    predict_seconds: Histogram
+    model_load_seconds: Histogram
+    alerts_fired: Counter
+    notifications_failed: Counter
+
+
+_lock = threading.Lock()
+_instruments: Instruments | None = None
+
+
+def instruments() -> Instruments:
+    """This process's instruments, created on first use."""
+    global _instruments
+    with _lock:
+        if _instruments is None:
+            registry = CollectorRegistry()
+            _instruments = Instruments(
+                registry=registry,
+                predict_seconds=Histogram(
+                    "mmlw_predict_seconds",
+                    "time to score and store one readings batch (this process)",
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+                    registry=registry,
+                ),
+                model_load_seconds=Histogram(
+                    "mmlw_model_load_seconds",
+                    "time to load a model version from the registry (this process)",
+                    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                    registry=registry,
+                ),
+                alerts_fired=Counter(
+                    "mmlw_alerts_fired",
+                    "alert events notified by this process",
+                    ["event"],
+                    registry=registry,
+                ),
+                notifications_failed=Counter(
+                    "mmlw_notification_attempts_failed",
+                    "failed notification attempts made by this process",
+                    ["channel"],
+                    registry=registry,
+                ),
+            )
+        return _instruments
+
+
+class StoreCollector:
+    """Totals read from the store (and queue depths from the broker) at scrape time."""
+
+    def __init__(self, store: Any, broker_url: str, queues: list[str]) -> None:
+        self._store = store
+        self._broker_url = broker_url
+        self._queues = queues
+
+    def collect(self) -> Iterator[Any]:
+        totals = self._store.observability_totals()
+        readings = CounterMetricFamily("mmlw_readings_stored", "readings stored, all machines")
+        readings.add_metric([], totals["readings"])
+        yield readings
+        scores = CounterMetricFamily("mmlw_scores_stored", "champion scores stored")
+        scores.add_metric([], totals["scores"])
+        yield scores
+        dead = CounterMetricFamily("mmlw_batches_dead_lettered", "messages dead-lettered")
+        dead.add_metric([], totals["dead_letters"])
+        yield dead
+        alerts = GaugeMetricFamily("mmlw_alerts", "alert instances by state", labels=["state"])
+        for state, count in sorted(totals["alerts"].items()):
+            alerts.add_metric([state], count)
+        yield alerts
+        deliveries = GaugeMetricFamily(
+            "mmlw_notifications", "notifications by delivery status", labels=["status"]
+        )
+        for status, count in sorted(totals["deliveries"].items()):
+            deliveries.add_metric([status], count)
+        yield deliveries
+        depth = GaugeMetricFamily("mmlw_queue_depth", "messages waiting", labels=["queue"])
+        for queue, count in self._queue_depths().items():
+            depth.add_metric([queue], count)
+        yield depth
+
+    def _queue_depths(self) -> dict[str, int]:
+        if not self._broker_url.startswith(("amqp", "pyamqp")):
+            return {}
+        from kombu import Connection
+
+        depths: dict[str, int] = {}
+        try:
+            with Connection(self._broker_url, connect_timeout=2) as connection:
+                channel = connection.channel()
+                for queue in self._queues:
+                    declared = channel.queue_declare(queue, passive=True)
+                    depths[queue] = int(declared.message_count)
+        except Exception as exc:  # a scrape must not fail because the broker is away
+            log.warning("queue depth unavailable: %s", exc)
+        return depths

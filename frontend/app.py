@@ -1,0 +1,172 @@
+"""``create_dashboard(settings)``: the Dash app. Nothing is built or fetched at import time.
+
+The shell holds the navigation, the operator's name and API key (browser session
+storage; sent as ``X-API-Key`` on write actions only), and the refresh tick every page
+listens to. Pages are routed by path: ``/``, ``/machines/<id>[?range=7d]``,
+``/alerts[?machine=<id>]``, ``/models[/<id>]``, ``/jobs``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from dash import Dash, Input, Output, State, ctx, dcc, html
+from dash.exceptions import PreventUpdate
+
+from backend.settings import Settings
+from frontend.api_client import ApiClient
+from frontend.context import DashboardContext
+from frontend.links import mlflow_ui_url
+from frontend.pages import alerts, jobs, machine, models, overview
+
+__all__ = ["REFRESH_MS", "create_dashboard", "route"]
+
+REFRESH_MS = 3_000
+ASSETS = Path(__file__).parent / "assets"
+NAVIGATION = (("/", "Overview"), ("/alerts", "Alerts"), ("/models", "Models"), ("/jobs", "Jobs"))
+
+
+def create_dashboard(
+    settings: Settings,
+    *,
+    client: ApiClient | None = None,
+    mlflow_url: str | None = None,
+    refresh_ms: int = REFRESH_MS,
+) -> Dash:
+    """The dashboard for ``settings.dashboard``; it reads ``settings.dashboard.api_url``."""
+    context = DashboardContext(
+        settings=settings,
+        client=client or ApiClient.from_settings(settings),
+        mlflow_url=mlflow_url or mlflow_ui_url(settings),
+        refresh_ms=refresh_ms,
+    )
+    app = Dash(
+        "mmlw-dashboard",
+        title="MMLW",
+        assets_folder=str(ASSETS),
+        update_title="",
+        serve_locally=True,
+    )
+    app.layout = shell(context)
+    app.validation_layout = html.Div(  # type: ignore[assignment]
+        [
+            shell(context),
+            overview.layout(),
+            machine.layout("machine"),
+            alerts.layout(),
+            models.layout(),
+            jobs.layout(),
+        ]
+    )
+    _register_shell(app)
+    for page in (overview, machine, alerts, models, jobs):
+        page.register(app, context)
+
+    @app.server.route("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "api": settings.dashboard.api_url}
+
+    return app
+
+
+def shell(context: DashboardContext) -> html.Div:
+    return html.Div(
+        [
+            dcc.Location(id="url"),
+            dcc.Store(id="operator", storage_type="session"),
+            dcc.Interval(id="tick", interval=context.refresh_ms),
+            html.Header(
+                [
+                    html.Span("MMLW", className="brand"),
+                    html.Nav(
+                        [
+                            dcc.Link(label, href=href, className="nav-link")
+                            for href, label in NAVIGATION
+                        ]
+                    ),
+                    html.Div(
+                        [
+                            dcc.Input(
+                                id="operator-name",
+                                placeholder="your name",
+                                persistence=True,
+                                persistence_type="session",
+                            ),
+                            dcc.Input(
+                                id="operator-key",
+                                type="password",
+                                placeholder="API key (for actions)",
+                                autoComplete="off",
+                            ),
+                            html.Button("Use", id="operator-save", className="button"),
+                            html.Button("Forget", id="operator-forget", className="button"),
+                            html.Span(id="operator-state", className="operator-state"),
+                        ],
+                        className="operator",
+                    ),
+                ],
+                className="header",
+            ),
+            html.Main(id="page", className="main"),
+        ]
+    )
+
+
+def route(pathname: str | None, search: str | None = None) -> Any:
+    """The page for a path (the path part of the dashboard's links)."""
+    path = (pathname or "/").rstrip("/") or "/"
+    query = {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items()}
+    if path == "/":
+        return overview.layout()
+    if path.startswith("/machines/"):
+        return machine.layout(unquote(path.removeprefix("/machines/")), query.get("range"))
+    if path == "/alerts":
+        return alerts.layout(query.get("machine"))
+    if path == "/models" or path.startswith("/models/"):
+        return models.layout(unquote(path.removeprefix("/models").lstrip("/")) or None)
+    if path == "/jobs":
+        return jobs.layout()
+    return html.Div([html.H2("Not found"), html.P(f"No page at {pathname}.")], className="page")
+
+
+def _register_shell(app: Dash) -> None:
+    @app.callback(Output("page", "children"), Input("url", "pathname"), Input("url", "search"))
+    def show(pathname: str | None, search: str | None) -> Any:
+        return route(pathname, search)
+
+    @app.callback(
+        Output("operator", "data"),
+        Output("operator-key", "value"),
+        Input("operator-save", "n_clicks"),
+        Input("operator-forget", "n_clicks"),
+        State("operator-name", "value"),
+        State("operator-key", "value"),
+        State("operator", "data"),
+        prevent_initial_call=True,
+    )
+    def remember(
+        save: int | None,
+        forget: int | None,
+        name: str | None,
+        key: str | None,
+        current: dict[str, str] | None,
+    ) -> tuple[dict[str, str], str]:
+        if ctx.triggered_id == "operator-forget":
+            return {}, ""
+        if not save:
+            raise PreventUpdate
+        kept = dict(current or {})
+        kept["name"] = (name or "").strip()
+        if key:
+            kept["key"] = key.strip()
+        return kept, ""
+
+    @app.callback(Output("operator-state", "children"), Input("operator", "data"))
+    def describe(operator: dict[str, str] | None) -> str:
+        operator = operator or {}
+        if operator.get("key"):
+            name = operator.get("name") or "dashboard"
+            return f"acting as {name} (key set for this session)"
+        return "read-only: enter your name and API key to act"

@@ -1,0 +1,75 @@
+"""The dashboard against a real system, in headless Chromium.
+
+The browser is Debian's ``chromium`` driven by Playwright (never downloaded); without it
+the tests skip, or fail under CI=true. Screenshots go to ``test-artifacts/screenshots/``.
+The live system is in :mod:`tests.browser.system`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.registry.mlflow_registry import MlflowRegistry
+from tests.browser.system import LiveSystem, live_system, system_settings
+from tests.conftest import IN_CI
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+
+
+def require_chromium() -> None:
+    """Skip (locally) or fail (CI=true) without Debian's chromium."""
+    if CHROMIUM.is_file():
+        return
+    message = f"{CHROMIUM} not found (apt-get install chromium)"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: a missing browser fails the run)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (own session storage) and page, 1400x900."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    the_page = context.new_page()
+    the_page.set_default_timeout(30_000)
+    yield the_page
+    context.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def system_factory(
+    tmp_path_factory: pytest.TempPathFactory, tracking_uri: str, registry: MlflowRegistry
+) -> Callable[[], AbstractContextManager[LiveSystem]]:
+    # ``registry`` makes sure the session's MLflow store and experiment exist
+    def build() -> AbstractContextManager[LiveSystem]:
+        return live_system(system_settings(tmp_path_factory.mktemp("system"), tracking_uri))
+
+    return build

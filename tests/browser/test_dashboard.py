@@ -1,0 +1,344 @@
+"""Every page of the dashboard in headless Chromium, against a live simulated run.
+
+The module's system: three synthetic machines publish through the API; two are trained
+(the API's train endpoint) and keep publishing readings with injected faults, so they
+score anomalous and raise alerts; the third never gets a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from backend.schemas.readings import ReadingsBatch
+from frontend.status import Status
+from tests.browser.conftest import screenshot
+from tests.browser.system import OPERATOR_KEY, LiveSystem, machine_counts, post, publish
+from tests.integration.pipeline import wait_for
+from workers.simulator import SyntheticMachine
+
+pytestmark = pytest.mark.slow
+
+TRAINED = ("machine-1", "machine-2")
+UNTRAINED = "machine-3"
+WARMUP = 400
+
+
+def open_alerts(system: LiveSystem, **params: str) -> list[dict[str, Any]]:
+    response = system.api.get("/alerts", params={"state": "open", **params})
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def machines() -> dict[str, SyntheticMachine]:
+    return {
+        machine_id: SyntheticMachine(
+            machine_id, seed=10 + i, warmup=WARMUP, fault_every=150, fault_length=40
+        )
+        for i, machine_id in enumerate((*TRAINED, UNTRAINED))
+    }
+
+
+@pytest.fixture(scope="module")
+def system(
+    system_factory: Callable[[], AbstractContextManager[LiveSystem]],
+    machines: dict[str, SyntheticMachine],
+) -> Iterator[LiveSystem]:
+    with system_factory() as live:
+        for machine_id in TRAINED:
+            publish(live, machines[machine_id], WARMUP)
+        publish(live, machines[UNTRAINED], 100)
+        for machine_id in TRAINED:
+            wait_for(lambda m=machine_id: machine_counts(live, m)[0] == WARMUP, what=machine_id)
+            job = live.api.post(f"/machines/{machine_id}/train", json={"last_n": WARMUP})
+            assert job.status_code == 202, job.text
+            job_id = job.json()["id"]
+            wait_for(
+                lambda j=job_id: live.api.get(f"/jobs/{j}").json()["state"] == "succeeded",
+                what=f"training {machine_id}",
+            )
+        for machine_id in TRAINED:  # faults start after the warm-up readings
+            publish(live, machines[machine_id], 600)
+        for machine_id in TRAINED:
+            wait_for(
+                lambda m=machine_id: machine_counts(live, m) == (WARMUP + 600, WARMUP + 600),
+                what=f"{machine_id} scored",
+            )
+        yield live
+
+
+# --- helpers that read plotly's own state from the page --------------------------------
+
+PLOT_STATE = """(id) => {
+    const gd = document.querySelector(`#${id} .js-plotly-plot`);
+    if (!gd || !gd._fullData) return null;
+    return {
+        traces: gd._fullData.map(t => ({
+            name: t.name, type: t.type, n: t.x ? t.x.length : 0,
+        })),
+        shapes: (gd._fullLayout.shapes || []).length,
+        title: gd._fullLayout.title && gd._fullLayout.title.text,
+    };
+}"""
+
+
+def plot_state(page: Any, graph_id: str) -> dict[str, Any] | None:
+    return page.evaluate(PLOT_STATE, graph_id)  # type: ignore[no-any-return]
+
+
+def wait_for_plot(page: Any, graph_id: str, trace: str) -> dict[str, Any]:
+    page.wait_for_function(
+        """([id, name]) => {
+            const gd = document.querySelector(`#${id} .js-plotly-plot`);
+            return !!gd && !!gd._fullData && gd._fullData.some(t => t.name === name);
+        }""",
+        arg=[graph_id, trace],
+    )
+    state = plot_state(page, graph_id)
+    assert state is not None
+    return state
+
+
+def sign_in(page: Any, name: str) -> None:
+    page.wait_for_selector("#operator-state:has-text('read-only')")  # the shell is live
+    page.fill("#operator-name", name)
+    page.fill("#operator-key", OPERATOR_KEY)
+    page.click("#operator-save")
+    page.wait_for_selector(f"#operator-state:has-text('acting as {name}')")
+
+
+# --- the pages -------------------------------------------------------------------------
+
+
+def test_overview_lists_the_machines_worst_first(system: LiveSystem, page: Any) -> None:
+    page.goto(system.url("/"))
+    for machine_id in (*TRAINED, UNTRAINED):
+        page.wait_for_selector(f"table.overview tr[data-id='{machine_id}']")
+    rows = page.locator("table.overview tbody tr")
+    order = [rows.nth(i).get_attribute("data-id") for i in range(rows.count())]
+    statuses = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+    assert sorted(order) == sorted((*TRAINED, UNTRAINED))
+    ranks = [Status(s).rank for s in statuses]
+    assert ranks == sorted(ranks), list(zip(order, statuses, strict=True))
+    assert dict(zip(order, statuses, strict=True))[UNTRAINED] == Status.NO_MODEL.value
+    # each trained machine has a drawn sparkline (plotly's SVG, not just a div)
+    for machine_id in TRAINED:
+        row = page.locator(f"tr[data-id='{machine_id}']")
+        page.wait_for_selector(f"tr[data-id='{machine_id}'] .js-plotly-plot .scatterlayer .trace")
+        assert row.locator(".js-plotly-plot .scatterlayer .trace").count() == 3
+        assert "v1" in row.inner_text()
+    link = page.locator(f"tr[data-id='{TRAINED[0]}'] a.machine-link")
+    assert link.get_attribute("href") == f"/machines/{TRAINED[0]}"
+    screenshot(page, "overview")
+
+
+def test_machine_page_draws_scores_sensors_and_contributions(system: LiveSystem, page: Any) -> None:
+    machine_id = TRAINED[0]
+    page.goto(system.url(f"/machines/{machine_id}"))
+    score = wait_for_plot(page, "score-graph", "score")
+    names = [t["name"] for t in score["traces"]]
+    assert names == ["score", "threshold", "anomalous"]
+    assert score["traces"][0]["n"] == WARMUP + 600  # all of them: no downsampling needed
+    assert score["traces"][2]["n"] > 0  # the injected faults are flagged
+    # the SVG that plotly drew: three traces, a line path with points in it
+    assert page.locator("#score-graph .scatterlayer .trace").count() == 3
+    assert len(page.locator("#score-graph .scatterlayer .js-line").first.get_attribute("d")) > 100
+
+    sensors = wait_for_plot(page, "sensor-graph", "anomalous")
+    columns = system.api.get(f"/machines/{machine_id}").json()["columns"]
+    drawn = [t["name"] for t in sensors["traces"] if t["name"] != "anomalous"]
+    assert drawn == columns
+    assert page.locator("#sensor-graph .scatterlayer .trace").count() == 2 * len(columns)
+
+    page.wait_for_selector("#contributions-graph .barlayer .point")
+    bars = page.locator("#contributions-graph .barlayer .point").count()
+    assert bars == len(columns)
+    title = plot_state(page, "contributions-graph")["title"]  # type: ignore[index]
+    assert "score" in title and "threshold" in title
+
+    champion = page.locator("#champion-info")
+    assert "champion v1" in champion.inner_text()
+    (version,) = system.api.get(f"/machines/{machine_id}/models").json()
+    run_link = champion.locator("a.mlflow-run-link").get_attribute("href")
+    assert run_link.endswith(f"/#/runs/{version['run_id']}")
+    assert "readings in range" in page.inner_text("#machine-note")
+    screenshot(page, "machine")
+
+
+def test_clicking_a_moment_explains_it(system: LiveSystem, page: Any) -> None:
+    page.goto(system.url(f"/machines/{TRAINED[1]}"))
+    wait_for_plot(page, "score-graph", "anomalous")
+    page.wait_for_selector("#contributions-graph .barlayer .point")
+    before = plot_state(page, "contributions-graph")["title"]  # type: ignore[index]
+    # the first anomalous marker: older than the default (the newest anomalous reading)
+    page.locator("#score-graph .scatterlayer .trace").nth(2).locator(".point").first.click(
+        force=True
+    )
+    page.wait_for_function(
+        """(before) => {
+            const gd = document.querySelector('#contributions-graph .js-plotly-plot');
+            return gd && gd._fullLayout.title.text !== before;
+        }""",
+        arg=before,
+    )
+    after = plot_state(page, "contributions-graph")["title"]  # type: ignore[index]
+    assert "(anomalous)" in after
+    marker = page.evaluate(
+        "() => document.querySelector('#score-graph .js-plotly-plot')._fullLayout.shapes[0]"
+    )
+    assert marker["visible"] is True
+    assert marker["x0"][:19].replace("T", " ") in after
+
+
+def test_a_new_anomalous_batch_shows_up_without_reload(
+    system: LiveSystem, page: Any, machines: dict[str, SyntheticMachine]
+) -> None:
+    machine_id = TRAINED[0]
+    page.goto(system.url(f"/machines/{machine_id}"))
+    before = wait_for_plot(page, "score-graph", "anomalous")
+    page.evaluate("() => { window.__same_page = true; }")
+    frame = machines[machine_id].read(30)
+    wild = (np.asarray(frame.values) * 3.0).tolist()  # far off every learned correlation
+    newest = frame.timestamps[-1]
+    post(system, ReadingsBatch.of_rows(machine_id, frame.columns, frame.timestamps, wild))
+    expected = f"{newest:%Y-%m-%d %H:%M:%S}"
+    page.wait_for_function(
+        """([expected, n]) => {
+            const gd = document.querySelector('#score-graph .js-plotly-plot');
+            if (!gd || !gd._fullData) return false;
+            const flagged = gd._fullData.find(t => t.name === 'anomalous');
+            const xs = Array.from(flagged.x).map(v => new Date(v).toISOString().replace('T', ' '));
+            return flagged.x.length > n && xs.some(v => v.startsWith(expected));
+        }""",
+        arg=[expected, before["traces"][2]["n"]],
+    )
+    assert page.evaluate("() => window.__same_page === true"), "the page was reloaded"
+    screenshot(page, "machine-live-update")
+
+
+def test_jobs_page_lists_the_training_jobs(system: LiveSystem, page: Any) -> None:
+    page.goto(system.url("/jobs"))
+    page.wait_for_selector("table.jobs tbody tr")
+    jobs = system.api.get("/jobs").json()
+    assert len(jobs) >= len(TRAINED)
+    for job in jobs:
+        row = page.locator(f"table.jobs tr[data-id='{job['id']}']")
+        text = row.inner_text()
+        assert job["machine_id"] in text and job["state"] in text
+        if job["state"] == "succeeded":
+            assert f"version {job['result']['version']}" in text
+            assert " s" in text  # a duration
+    screenshot(page, "jobs")
+
+
+def test_models_page_trains_a_new_version_and_follows_the_job(
+    system: LiveSystem, page: Any
+) -> None:
+    machine_id = TRAINED[1]
+    page.goto(system.url(f"/models/{machine_id}"))
+    page.wait_for_selector("table.models tr[data-id='1']")
+    first = page.locator("table.models tr[data-id='1']")
+    assert "champion" in first.inner_text()
+    assert "400 readings" in first.inner_text()
+    (version,) = system.api.get(f"/machines/{machine_id}/models").json()
+    assert first.locator("a.run-link").get_attribute("href").endswith(version["run_id"])
+
+    page.click("#train-button")  # without a key: refused, nothing queued
+    page.wait_for_selector("#train-progress .message-error")
+    assert "401" in page.inner_text("#train-progress")
+    assert len(system.api.get("/jobs", params={"machine_id": machine_id}).json()) == 1
+
+    sign_in(page, "dana")
+    page.fill("#train-last-n", "500")
+    page.click("#train-button")
+    page.wait_for_selector("#train-progress .message-success", timeout=60_000)
+    assert "version 2" in page.inner_text("#train-progress")
+    page.wait_for_selector("table.models tr[data-id='2']")
+    assert "500 readings" in page.inner_text("table.models tr[data-id='2']")
+    screenshot(page, "models")
+
+
+# --- alerts: acknowledge and silence from the page ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def alert(system: LiveSystem) -> dict[str, Any]:
+    """An open, unacknowledged alert raised by the run's injected faults."""
+
+    def found() -> list[dict[str, Any]]:
+        return [a for a in open_alerts(system) if not a["acknowledged"]]
+
+    wait_for(lambda: bool(found()), what="an open alert from the injected faults")
+    return found()[0]
+
+
+def test_acknowledging_an_alert_in_the_page_changes_it_in_the_api(
+    system: LiveSystem, page: Any, alert: dict[str, Any]
+) -> None:
+    page.goto(system.url("/alerts"))
+    row = f"table.alerts tr[data-id='{alert['id']}']"
+    page.wait_for_selector(row)
+    assert alert["machine_id"] in page.inner_text(row)
+
+    page.click(f"{row} button:has-text('Acknowledge')")  # no key yet: refused
+    page.wait_for_selector("#alerts-feedback .message-error")
+    assert "401" in page.inner_text("#alerts-feedback")
+    assert system.api.get(f"/alerts/{alert['id']}").json()["acknowledged"] is False
+
+    sign_in(page, "alice")
+    page.click(f"{row} button:has-text('Acknowledge')")
+    page.wait_for_selector("#alerts-feedback .message-success")
+    wait_for(
+        lambda: system.api.get(f"/alerts/{alert['id']}").json()["acknowledged"],
+        what="the acknowledgement in the API",
+    )
+    stored = system.api.get(f"/alerts/{alert['id']}").json()
+    assert stored["acknowledged_by"] == "alice"
+    # it left the "open, not acknowledged" view and shows under "acknowledged"
+    page.wait_for_selector(row, state="detached")
+    page.click("#alerts-view label:has-text('acknowledged') >> nth=-1")
+    page.wait_for_selector(f"{row} button:has-text('Unacknowledge')")
+    screenshot(page, "alerts")
+
+
+def test_silencing_from_the_alerts_page(
+    system: LiveSystem, page: Any, alert: dict[str, Any]
+) -> None:
+    page.goto(system.url("/alerts"))
+    sign_in(page, "bob")
+    page.click("#alerts-view label:has-text('all')")
+    row = f"table.alerts tr[data-id='{alert['id']}']"
+    page.wait_for_selector(row)
+    page.click(f"{row} button:has-text('Silence')")
+    page.wait_for_selector("#alerts-feedback .message-success")
+    silences = system.api.get("/silences").json()
+    mine = [s for s in silences if s["created_by"] == "bob" and s["active"]]
+    assert len(mine) == 1
+    silence = mine[0]
+    assert silence["matchers"] == {"machine_id": alert["machine_id"], "rule": alert["rule"]}
+    assert timedelta(minutes=59) < _span(silence) <= timedelta(hours=1, minutes=1)
+
+    expire = f"table.silences tr[data-id='{silence['id']}'] button:has-text('Expire')"
+    page.wait_for_selector(expire)
+    screenshot(page, "alerts-silenced")
+    page.click(expire)
+    wait_for(
+        lambda: (
+            not any(
+                s["active"] for s in system.api.get("/silences").json() if s["id"] == silence["id"]
+            )
+        ),
+        what="the silence to expire",
+    )
+
+
+def _span(silence: dict[str, Any]) -> timedelta:
+    from datetime import datetime
+
+    return datetime.fromisoformat(silence["ends_at"]) - datetime.fromisoformat(silence["starts_at"])

@@ -1,0 +1,45 @@
+"""``mmlw dashboard`` as a process: it serves the Dash app and its health route."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.integration.test_demo import free_port
+
+
+def test_mmlw_dashboard_serves_the_app() -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLW_")}
+    command = [
+        sys.executable, "-m", "backend.cli", "dashboard", "--port", str(port),
+        "--api-url", "http://127.0.0.1:9", "--mlflow-url", "http://mlflow.example",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline, health = time.monotonic() + 60, None
+        with httpx.Client(timeout=5) as client:
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    health = client.get(f"{base}/health")
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.3)
+            assert health is not None and health.status_code == 200, "no /health"
+            assert health.json() == {"status": "ok", "api": "http://127.0.0.1:9"}
+            index = client.get(f"{base}/machines/pump-1")  # every page path serves the app
+            assert index.status_code == 200
+            assert "<title>MMLW</title>" in index.text
+            layout = client.get(f"{base}/_dash-layout")
+            assert layout.status_code == 200 and '"operator"' in layout.text
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert f"dashboard: http://127.0.0.1:{port}/" in output, output[-2000:]
