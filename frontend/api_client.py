@@ -137,6 +137,18 @@ class ApiClient:
         response = self._send("POST", f"/machines/{machine_id}/train", key, options)
         return JobOut.model_validate_json(response.content)
 
+    def promote(
+        self, machine_id: str, version: int | None, by: str, gated: bool, key: str | None
+    ) -> dict[str, Any]:
+        body = {"version": version, "by": by, "gated": gated, "reason": "from the dashboard"}
+        response = self._send("POST", f"/machines/{machine_id}/models/promote", key, body)
+        return dict(response.json())
+
+    def rollback(self, machine_id: str, version: int, by: str, key: str | None) -> dict[str, Any]:
+        body = {"version": version, "by": by, "reason": "from the dashboard"}
+        response = self._send("POST", f"/machines/{machine_id}/models/rollback", key, body)
+        return dict(response.json())
+
     def acknowledge(self, alert_id: int, by: str, key: str | None) -> AlertOut:
         response = self._send("POST", f"/alerts/{alert_id}/acknowledge", key, {"by": by})
         return AlertOut.model_validate_json(response.content)

@@ -1,5 +1,6 @@
 """Models page: a machine's registered versions, aliases, metrics and training window,
-links to MLflow, and a train button that starts a job and follows it."""
+links to MLflow, a train button that starts a job and follows it, and promotion (through
+the gate, or past it) and rollback of the champion."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def layout(machine_id: str | None = None) -> html.Div:
     return html.Div(
         [
             dcc.Store(id="train-job"),
+            dcc.Store(id="alias-moved"),
             html.H2("Models"),
             html.Div(
                 [
@@ -57,6 +59,30 @@ def layout(machine_id: str | None = None) -> html.Div:
                 className="controls",
             ),
             html.Div(id="train-progress"),
+            html.H3("Promote or roll back"),
+            html.Div(
+                [
+                    html.Label(
+                        [
+                            "version ",
+                            dcc.Input(id="alias-version", type="number", min=1, step=1),
+                            " (empty: the challenger)",
+                        ]
+                    ),
+                    dcc.Checklist(
+                        id="promote-force",
+                        options=[{"label": " skip the promotion gate", "value": "force"}],
+                        value=[],
+                        inline=True,
+                    ),
+                    html.Button("Promote to champion", id="promote-button", className="button"),
+                    html.Button(
+                        "Roll back to this version", id="rollback-button", className="button"
+                    ),
+                ],
+                className="controls",
+            ),
+            html.Div(id="alias-result"),
         ],
         className="page page-models",
     )
@@ -169,12 +195,14 @@ def register(app: Dash, context: DashboardContext) -> None:
         Input("models-machine", "value"),
         Input("tick", "n_intervals"),
         Input("train-job", "data"),
+        Input("alias-moved", "data"),
         State("models-machine", "options"),
     )
     def refresh(
         machine_id: str | None,
         _tick: int | None,
         _job: str | None,
+        _moved: int | None,
         shown_options: list[dict[str, str]] | None,
     ) -> tuple[Any, ...]:
         now = datetime.now(UTC)
@@ -234,3 +262,45 @@ def register(app: Dash, context: DashboardContext) -> None:
             return job_progress(client.job(job_id), datetime.now(UTC))
         except ApiError as exc:
             return message(f"cannot read job {job_id}: {exc}", "error")
+
+    @app.callback(
+        Output("alias-result", "children"),
+        Output("alias-moved", "data"),
+        Input("promote-button", "n_clicks"),
+        Input("rollback-button", "n_clicks"),
+        State("models-machine", "value"),
+        State("alias-version", "value"),
+        State("promote-force", "value"),
+        State("operator", "data"),
+        prevent_initial_call=True,
+    )
+    def move_champion(
+        _promote: int | None,
+        _rollback: int | None,
+        machine_id: str | None,
+        version: int | None,
+        force: list[str] | None,
+        operator: dict[str, str] | None,
+    ) -> tuple[Any, Any]:
+        if ctx.triggered_id not in ("promote-button", "rollback-button"):
+            raise PreventUpdate
+        if not machine_id:
+            return message("Choose a machine first.", "error"), no_update
+        who = (operator or {}).get("name") or "dashboard"
+        key = (operator or {}).get("key")
+        try:
+            if ctx.triggered_id == "rollback-button":
+                if not version:
+                    return message("Give the version to roll back to.", "error"), no_update
+                moved = client.rollback(machine_id, int(version), who, key)
+            else:
+                gated = "force" not in (force or [])
+                moved = client.promote(
+                    machine_id, int(version) if version else None, who, gated, key
+                )
+        except ApiError as exc:
+            hint = " - enter your API key above" if exc.status in (401, 403) else ""
+            return message(f"not moved: {exc}{hint}", "error"), no_update
+        event = moved["event"]
+        text = f"champion v{event['from_version']} -> v{event['to_version']}: {event['reason']}"
+        return message(text, "success"), event["id"]  # refreshes the versions table

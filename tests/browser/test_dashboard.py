@@ -261,7 +261,24 @@ def test_models_page_trains_a_new_version_and_follows_the_job(
     assert "version 2" in page.inner_text("#train-progress")
     page.wait_for_selector("table.models tr[data-id='2']")
     assert "500 readings" in page.inner_text("table.models tr[data-id='2']")
+    assert "challenger" in page.inner_text("table.models tr[data-id='2']")
     screenshot(page, "models")
+
+    # promote v2 past the gate, then roll back to v1: both visible in the API
+    page.check("#promote-force input[value='force']")
+    page.click("#promote-button")
+    page.wait_for_selector("#alias-result .message-success")
+    assert "champion v1 -> v2" in page.inner_text("#alias-result")
+    assert system.api.get(f"/machines/{machine_id}").json()["champion_version"] == 2
+    page.fill("#alias-version", "1")
+    page.click("#rollback-button")
+    page.wait_for_selector("#alias-result:has-text('champion v2 -> v1')")
+    history = system.api.get(f"/machines/{machine_id}/models/history").json()
+    assert [(e["alias"], e["to_version"], e["actor"]) for e in history][-3:] == [
+        ("champion", 2, "dana"),
+        ("challenger", None, "dana"),
+        ("champion", 1, "dana"),
+    ]
 
 
 # --- alerts: acknowledge and silence from the page ---------------------------------------
