@@ -104,6 +104,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.option(
     "--metrics-port", type=int, default=None, help="serve this worker's Prometheus metrics"
 )
+@click.option("--hostname", default=None, help="Celery node name (default: celery@<host>)")
 @click.option(
     "--pool",
     type=click.Choice(["prefork", "threads", "solo"]),
@@ -113,7 +114,12 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.pass_context
 @one_line_errors
 def worker(
-    ctx: click.Context, queues: str, concurrency: int, metrics_port: int | None, pool: str
+    ctx: click.Context,
+    queues: str,
+    concurrency: int,
+    metrics_port: int | None,
+    hostname: str | None,
+    pool: str,
 ) -> None:
     """Run a Celery worker for train/predict/notify work (scale by running more)."""
     from backend.messaging.topology import Topology
@@ -131,9 +137,8 @@ def worker(
 
         # with the prefork pool each child counts its own; use threads/solo for one view
         start_http_server(metrics_port, registry=instruments().registry)
-    app.worker_main(
-        ["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", "INFO"]
-    )
+    argv = ["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", "INFO"]
+    app.worker_main(argv + (["-n", hostname] if hostname else []))
 
 
 @main.command()
