@@ -48,7 +48,12 @@ def transport_options(broker_url: str) -> dict[str, Any]:
 
 
 def celery_config(broker_url: str, topology: Topology, predict_prefetch: int = 4) -> dict[str, Any]:
-    """The Celery configuration shared by senders and workers (JSON only, late acks)."""
+    """The Celery configuration shared by senders and workers (JSON only, late acks).
+
+    A worker process holds ``predict_prefetch`` unacknowledged tasks per pool slot: with
+    late acks nothing is lost by it, and the next task is already there when one ends
+    (with 1, every task waits a broker round trip after the previous one's ack).
+    """
     return {
         "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
@@ -60,7 +65,7 @@ def celery_config(broker_url: str, topology: Topology, predict_prefetch: int = 4
         "result_serializer": "json",
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
+        "worker_prefetch_multiplier": predict_prefetch,
         "task_queues": topology.task_queues(),
         "task_default_queue": topology.task_queue_name("predict"),
         "task_routes": {

@@ -84,6 +84,10 @@ class PikaReadingsPublisher:
     ) -> None:
         self.close()
 
+    def connect(self) -> None:
+        """Connect and declare the topology now (otherwise the first publish does)."""
+        self._connect()
+
     def _connect(self) -> pika.adapters.blocking_connection.BlockingChannel:
         if self._channel is not None and self._channel.is_open:
             return self._channel

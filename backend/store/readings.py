@@ -1,21 +1,27 @@
-"""Readings, stored one row per batch; idempotent on the batch's ``message_id``."""
+"""Readings, stored one row per batch; idempotent on the batch's ``message_id``.
+
+Ingest writes many batches per transaction (:meth:`ReadingsRepository.add_many`): one
+multi-row insert, and one counter update per machine.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import exists, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import JSON, BigInteger, Table, bindparam, case, exists, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from backend.errors import NotFound
 from backend.schemas.readings import ReadingsBatch
 from backend.store.database import Database
-from backend.store.machines import touch_machine
 from backend.store.packing import datetimes_to_us, pack, unpack
-from backend.store.tables import ReadingBatch, ScoreBatch, utcnow
+from backend.store.tables import Machine, ReadingBatch, ScoreBatch, UtcDateTime, utcnow
 
 __all__ = ["IngestOutcome", "ReadingsRepository", "StoredBatch"]
 
@@ -42,7 +48,8 @@ class StoredBatch:
         return pd.DataFrame(self.values, columns=self.columns, index=index)
 
 
-def _decode(row: ReadingBatch) -> StoredBatch:
+def _decode(row: Any) -> StoredBatch:
+    """A stored batch from an ORM object or a Core row of ``reading_batches``."""
     return StoredBatch(
         id=row.id,
         machine_id=row.machine_id,
@@ -54,46 +61,129 @@ def _decode(row: ReadingBatch) -> StoredBatch:
     )
 
 
+def _row(batch: ReadingsBatch, now: datetime) -> dict[str, Any]:
+    """The ``reading_batches`` row of a batch (arrays packed)."""
+    return {
+        "machine_id": batch.machine_id,
+        "message_id": str(batch.message_id),
+        "received_at": now,
+        "t_start": min(batch.timestamps),
+        "t_end": max(batch.timestamps),
+        "n": len(batch),
+        "columns": list(batch.columns),
+        "timestamps_us": pack(datetimes_to_us(batch.timestamps), "i8"),
+        "values": pack(np.asarray(batch.values, dtype=np.float64), "f8"),
+        "labels": None if batch.labels is None else pack(np.asarray(batch.labels), "i1"),
+    }
+
+
+def _dialect_insert(session: Session) -> Callable[..., Any]:
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _create_machines(session: Session, rows: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Create the machines of ``rows`` that do not exist yet (one statement)."""
+    columns = {row["machine_id"]: row["columns"] for row in rows}
+    new = [
+        {
+            "id": machine_id,
+            "columns": columns[machine_id],
+            "first_seen": now,
+            "last_seen": now,
+            "last_reading_at": None,
+            "n_readings": 0,
+            "n_scored": 0,
+        }
+        for machine_id in sorted(columns)
+    ]
+    insert = _dialect_insert(session)
+    session.execute(insert(Machine).values(new).on_conflict_do_nothing(index_elements=["id"]))
+
+
+def _count_readings(session: Session, created: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Add the created batches to their machines' counters: one statement for all
+    machines, applied in id order so that concurrent consumers never deadlock."""
+    per_machine: dict[str, dict[str, Any]] = {}
+    for row in created:  # arrival order: the last batch's columns win
+        entry = per_machine.setdefault(row["machine_id"], {"n": 0, "t_end": row["t_end"]})
+        entry["n"] += row["n"]
+        entry["t_end"] = max(entry["t_end"], row["t_end"])
+        entry["columns"] = row["columns"]
+    t_end = bindparam("t_end", type_=UtcDateTime())
+    later = or_(Machine.last_reading_at.is_(None), Machine.last_reading_at < t_end)
+    machines = cast(Table, Machine.__table__)  # Core: an executemany UPDATE with a WHERE
+    statement = (
+        update(machines)
+        .where(machines.c.id == bindparam("machine_id"))
+        .values(
+            columns=bindparam("columns", type_=JSON()),
+            last_seen=bindparam("now", type_=UtcDateTime()),
+            last_reading_at=case((later, t_end), else_=Machine.last_reading_at),
+            n_readings=Machine.n_readings + bindparam("n", type_=BigInteger()),
+        )
+    )
+    session.connection().execute(
+        statement,
+        [
+            {"machine_id": machine_id, "now": now, **per_machine[machine_id]}
+            for machine_id in sorted(per_machine)
+        ],
+    )
+
+
 class ReadingsRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
 
     def add(self, batch: ReadingsBatch) -> IngestOutcome:
         """Store ``batch`` once: a second call with the same ``message_id`` stores nothing."""
-        message_id = str(batch.message_id)
-        existing = self.find_id(message_id)
-        if existing is not None:
-            return IngestOutcome(existing, created=False)
-        timestamps = datetimes_to_us(batch.timestamps)
-        values = np.asarray(batch.values, dtype=np.float64)
+        return self.add_many([batch])[0]
+
+    def add_many(self, batches: Sequence[ReadingsBatch]) -> list[IngestOutcome]:
+        """Store many batches in one transaction, each once per ``message_id`` (also when
+        repeated within ``batches``, or stored concurrently by another consumer).
+
+        Returns one outcome per batch, in order; ``created`` is True for exactly one
+        occurrence of each newly stored message id. No query runs before the insert:
+        ``INSERT .. ON CONFLICT DO NOTHING RETURNING`` tells which rows are new.
+        """
+        if not batches:
+            return []
         now = utcnow()
-        try:
-            with self._db.session() as session:
-                t_first, t_last = min(batch.timestamps), max(batch.timestamps)
-                touch_machine(
-                    session, batch.machine_id, list(batch.columns), now, t_last, len(batch)
+        rows: dict[str, dict[str, Any]] = {}
+        for batch in batches:
+            message_id = str(batch.message_id)
+            if message_id not in rows:
+                rows[message_id] = _row(batch, now)
+        candidates = [rows[m] for m in sorted(rows)]  # one lock order for every consumer
+        with self._db.session() as session:
+            _create_machines(session, candidates, now)
+            insert = _dialect_insert(session)
+            inserted = session.execute(
+                insert(ReadingBatch)
+                .values(candidates)
+                .on_conflict_do_nothing(index_elements=["message_id"])
+                .returning(ReadingBatch.id, ReadingBatch.message_id)
+            ).all()
+            ids = {message_id: batch_id for batch_id, message_id in inserted}
+            if ids:
+                _count_readings(session, [rows[m] for m in rows if m in ids], now)
+            known = [m for m in rows if m not in ids]
+            if known:
+                existing = select(ReadingBatch.message_id, ReadingBatch.id).where(
+                    ReadingBatch.message_id.in_(known)
                 )
-                row = ReadingBatch(
-                    machine_id=batch.machine_id,
-                    message_id=message_id,
-                    received_at=now,
-                    t_start=t_first,
-                    t_end=t_last,
-                    n=len(batch),
-                    columns=list(batch.columns),
-                    timestamps_us=pack(timestamps, "i8"),
-                    values=pack(values, "f8"),
-                    labels=None if batch.labels is None else pack(np.asarray(batch.labels), "i1"),
-                )
-                session.add(row)
-                session.flush()
-                batch_id = row.id
-        except IntegrityError:
-            existing = self.find_id(message_id)
-            if existing is None:
-                raise
-            return IngestOutcome(existing, created=False)
-        return IngestOutcome(batch_id, created=True)
+                for message_id, batch_id in session.execute(existing):
+                    ids[message_id] = batch_id
+        new = set(ids) - set(known)
+        outcomes = []
+        for batch in batches:
+            message_id = str(batch.message_id)
+            created = message_id in new
+            new.discard(message_id)
+            outcomes.append(IngestOutcome(ids[message_id], created=created))
+        return outcomes
 
     def find_id(self, message_id: str) -> int | None:
         with self._db.session() as session:
@@ -114,11 +204,12 @@ class ReadingsRepository:
             return sorted(session.scalars(query))
 
     def get(self, batch_id: int) -> StoredBatch:
-        with self._db.session() as session:
-            row = session.get(ReadingBatch, batch_id)
-            if row is None:
-                raise NotFound(f"readings batch {batch_id} not found")
-            return _decode(row)
+        table = ReadingBatch.__table__
+        with self._db.engine.connect() as connection:
+            row = connection.execute(select(table).where(table.c.id == batch_id)).first()
+        if row is None:
+            raise NotFound(f"readings batch {batch_id} not found")
+        return _decode(row)
 
     def window(
         self,

@@ -1,0 +1,82 @@
+"""The machines: publish pre-encoded readings batches with the project's pika publisher
+(persistent messages, a publisher confirm per message), flat out or at a fixed rate.
+
+At a fixed rate the schedule is open-loop: message ``i`` is due at ``start + i * size /
+rate`` whatever happened before, and its latency is measured from that due time, so a
+publisher that falls behind shows up as latency instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from backend.bench.payloads import BodyPool
+from backend.messaging.pika_publisher import PikaReadingsPublisher
+from backend.messaging.topology import Topology
+
+__all__ = ["PublishLog", "publish_readings"]
+
+
+@dataclass
+class PublishLog:
+    """When each message was due and when its publish returned (epoch seconds)."""
+
+    due: dict[str, float] = field(default_factory=dict)
+    confirmed: dict[str, float] = field(default_factory=dict)
+    readings: int = 0
+    messages: int = 0
+    first_s: float = 0.0
+    last_s: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def max_lag_s(self) -> float:
+        """How far the publisher fell behind its schedule at worst."""
+        return max((self.confirmed[m] - self.due[m] for m in self.due), default=0.0)
+
+
+def publish_readings(
+    url: str,
+    topology: Topology,
+    pools: Sequence[BodyPool],
+    total_readings: int,
+    *,
+    rate: float | None = None,
+    log: PublishLog | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> PublishLog:
+    """Publish ``total_readings`` round-robin over ``pools`` (one pool per machine).
+
+    ``rate`` is readings/s for the whole fleet; None publishes as fast as confirms allow.
+    ``log`` may be shared with a progress reporter (its counters grow as it runs).
+    """
+    log = log or PublishLog()
+    batch_size = pools[0].batch_size
+    messages = -(-total_readings // batch_size)
+    with PikaReadingsPublisher(url, topology) as publisher:
+        publisher.connect()  # connect and declare before the clock starts
+        start = time.time()
+        log.first_s = start
+        for i in range(messages):
+            if should_stop():
+                break
+            pool = pools[i % len(pools)]
+            due = start + i * batch_size / rate if rate else time.time()
+            if rate:
+                delay = due - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+            message_id, body = pool.next_body(datetime.fromtimestamp(due, UTC))
+            publisher.publish_raw(pool.machine_id, body, message_id=message_id)
+            confirmed = time.time()
+            with log.lock:
+                log.due[message_id] = due
+                log.confirmed[message_id] = confirmed
+                log.readings += batch_size
+                log.messages += 1
+                log.last_s = confirmed
+    return log

@@ -1,0 +1,261 @@
+"""Fault injection on the real RabbitMQ, PostgreSQL and separate processes: after each
+fault and recovery, every published reading is stored once and scored once.
+
+(a) ``kill -9`` of the worker process group while it holds unacknowledged batches;
+(b) RabbitMQ stopped and started (``rabbitmqctl stop_app`` / ``start_app``) while a
+publisher streams; (c) the API and the ingest consumer killed and restarted while a
+client streams through HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from backend.messaging.pika_publisher import PikaReadingsPublisher
+from backend.messaging.topology import Topology
+from tests.conftest import IN_CI, _create_pg_database, _drop_pg_database
+from tests.integration.pipeline import delete_topology
+from tests.integration.test_demo import free_port
+from tests.integration.test_processes import mmlw, poll
+from workers.simulator import SyntheticMachine
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
+
+
+class Deployment:
+    """ingest, worker and API as separate processes (each its own process group)."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], base: str) -> None:
+        self.tmp_path, self.env, self.base = tmp_path, env, base
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.client = httpx.Client(timeout=10)
+        self._starts = 0
+
+    def start(self, name: str) -> None:
+        commands = {
+            "ingest": mmlw("ingest"),
+            "worker": mmlw(
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "2",
+                "--hostname",
+                f"fault{self._starts}@%h",
+            ),
+            "api": mmlw("api"),
+        }
+        self._starts += 1
+        log = (self.tmp_path / f"{name}-{self._starts}.log").open("w")
+        self.processes[name] = subprocess.Popen(
+            commands[name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def kill(self, name: str) -> None:
+        """SIGKILL to the whole process group: no warm shutdown, no acks."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            process = self.processes.pop(name)
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    def machine(self, machine_id: str) -> dict[str, Any]:
+        response = self.client.get(f"{self.base}/api/v1/machines/{machine_id}")
+        if response.status_code == 404:  # nothing stored yet
+            return {"n_readings": 0, "n_scored": 0}
+        response.raise_for_status()
+        return dict(response.json())
+
+    def train(self, machine_id: str) -> None:
+        api = f"{self.base}/api/v1"
+        job = self.client.post(f"{api}/machines/{machine_id}/train", json={}).json()
+        done = poll(
+            "the train job",
+            lambda: (
+                (j := self.client.get(f"{api}/jobs/{job['id']}").json())["state"]
+                in ("succeeded", "failed")
+                and j
+            ),
+        )
+        assert done["state"] == "succeeded", done["error"]
+
+
+@pytest.fixture
+def deployment(
+    tmp_path: Path, rabbitmq_url: str, postgres_admin_url: str, tracking_uri: str
+) -> Iterator[Deployment]:
+    namespace = f"f{uuid.uuid4().hex[:10]}"
+    db_name, db_url = _create_pg_database(postgres_admin_url)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLW_")}
+    env |= {
+        "MMLW_BROKER__URL": rabbitmq_url,
+        "MMLW_BROKER__NAMESPACE": namespace,
+        "MMLW_DATABASE_URL": db_url,
+        "MMLW_MLFLOW_TRACKING_URI": tracking_uri,
+        "MMLW_MODELS__REGISTERED_MODEL_PREFIX": f"{namespace}-",
+        "MMLW_MODELS__DRIFT__ENABLED": "false",
+        "MMLW_DATA_DIR": str(tmp_path / "data"),
+        "MMLW_API__PORT": str(port),
+    }
+    subprocess.run(mmlw("db", "upgrade"), env=env, check=True, capture_output=True, timeout=120)
+    running = Deployment(tmp_path, env, f"http://127.0.0.1:{port}")
+    try:
+        for name in ("ingest", "worker", "api"):
+            running.start(name)
+        poll("the API", lambda: running.client.get(f"{running.base}/health").status_code == 200)
+        yield running
+    finally:
+        running.stop_all()
+        delete_topology(rabbitmq_url, Topology(namespace))
+        _drop_pg_database(postgres_admin_url, db_name)
+
+
+def stored_counts(db_url: str, machine_id: str) -> tuple[int, int, int]:
+    """(readings, champion scores, score rows per batch at most) straight from the tables."""
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            readings = conn.scalar(
+                sa.text("SELECT COALESCE(SUM(n), 0) FROM reading_batches WHERE machine_id = :m"),
+                {"m": machine_id},
+            )
+            scores = conn.scalar(
+                sa.text(
+                    "SELECT COALESCE(SUM(n), 0) FROM score_batches "
+                    "WHERE machine_id = :m AND role = 'champion'"
+                ),
+                {"m": machine_id},
+            )
+            per_batch = conn.scalar(
+                sa.text(
+                    "SELECT COALESCE(MAX(c), 0) FROM (SELECT COUNT(*) AS c FROM score_batches "
+                    "WHERE machine_id = :m AND role = 'champion' GROUP BY batch_id) t"
+                ),
+                {"m": machine_id},
+            )
+    finally:
+        engine.dispose()
+    return int(readings), int(scores), int(per_batch)
+
+
+def warm_up(deployment: Deployment, pub: PikaReadingsPublisher, machine: SyntheticMachine) -> None:
+    for _ in range(8):
+        pub.publish(machine.read(50).to_batch())
+    poll("400 readings", lambda: deployment.machine(machine.machine_id)["n_readings"] == 400)
+    deployment.train(machine.machine_id)
+    poll("backfill", lambda: deployment.machine(machine.machine_id)["n_scored"] == 400)
+
+
+def test_kill_9_of_the_worker_holding_unacked_batches_loses_and_doubles_nothing(
+    deployment: Deployment, rabbitmq_url: str
+) -> None:
+    topology = Topology(deployment.env["MMLW_BROKER__NAMESPACE"])
+    machine = SyntheticMachine("press-9", seed=9, faults=())
+    with PikaReadingsPublisher(rabbitmq_url, topology) as pub:
+        warm_up(deployment, pub, machine)
+        for _ in range(150):
+            pub.publish(machine.read(20).to_batch())
+    total = 400 + 150 * 20
+    poll("scoring under way", lambda: deployment.machine("press-9")["n_scored"] > 600, 60)
+    deployment.kill("worker")
+    in_flight = deployment.machine("press-9")["n_scored"]
+    assert in_flight < total, "the worker finished before it could be killed"
+    deployment.start("worker")
+    poll(
+        f"all {total} scored",
+        lambda: (m := deployment.machine("press-9"))["n_scored"] == total and m,
+        120,
+    )
+    readings, scores, per_batch = stored_counts(deployment.env["MMLW_DATABASE_URL"], "press-9")
+    assert (readings, scores, per_batch) == (total, total, 1)
+
+
+def test_api_and_ingest_killed_and_restarted_while_a_client_streams(
+    deployment: Deployment,
+) -> None:
+    machine = SyntheticMachine("lathe-7", seed=7, faults=())
+    batches = [machine.read(25).to_batch() for _ in range(80)]
+    url = f"{deployment.base}/api/v1/machines/lathe-7/readings"
+    headers = {"content-type": "application/json"}
+    retried = 0
+    for i, batch in enumerate(batches):
+        if i == 30:  # mid-stream: both die at once, and come back a moment later
+            deployment.kill("api")
+            deployment.kill("ingest")
+            deployment.start("ingest")
+            deployment.start("api")
+        while True:  # a client that retries the same message (same message_id) until 202
+            try:
+                response = deployment.client.post(url, content=batch.to_wire(), headers=headers)
+                if response.status_code == 202:
+                    break
+            except httpx.HTTPError:
+                pass
+            retried += 1
+            time.sleep(0.2)
+    assert retried > 0, "the restart was not noticed by the client"
+    poll("every batch stored", lambda: deployment.machine("lathe-7")["n_readings"] == 2000, 90)
+    time.sleep(1.0)
+    readings, _scores, _ = stored_counts(deployment.env["MMLW_DATABASE_URL"], "lathe-7")
+    assert readings == 2000
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def test_rabbitmq_stopped_and_started_while_a_publisher_streams(
+    deployment: Deployment, rabbitmq_url: str
+) -> None:
+    if shutil.which("rabbitmqctl") is None:
+        if IN_CI:
+            pytest.fail("rabbitmqctl not found (CI=true)", pytrace=False)
+        pytest.skip("rabbitmqctl not found")
+    topology = Topology(deployment.env["MMLW_BROKER__NAMESPACE"])
+    machine = SyntheticMachine("mill-4", seed=4, faults=())
+    with ExitStack() as stack:
+        pub = stack.enter_context(PikaReadingsPublisher(rabbitmq_url, topology))
+        warm_up(deployment, pub, machine)
+        for i in range(120):
+            if i == 40:
+                _rabbitmqctl("stop_app")
+                stack.callback(_rabbitmqctl, "start_app")  # restart even if the test fails
+
+                def restart() -> None:
+                    time.sleep(3.0)
+                    _rabbitmqctl("start_app")
+
+                import threading
+
+                threading.Thread(target=restart, daemon=True).start()
+            pub.publish(machine.read(20).to_batch())  # waits, reconnects and resends
+    total = 400 + 120 * 20
+    poll(
+        f"all {total} stored and scored after the broker came back",
+        lambda: (m := deployment.machine("mill-4"))["n_scored"] == total and m,
+        180,
+    )
+    readings, scores, per_batch = stored_counts(deployment.env["MMLW_DATABASE_URL"], "mill-4")
+    assert (readings, scores, per_batch) == (total, total, 1)
