@@ -93,10 +93,6 @@ class Transition:
     created: bool = False
     discard: bool = False
 
-    @property
-    def changed(self) -> bool:
-        return self.after is not None or self.discard
-
 
 def step(
     timing: RuleTiming,

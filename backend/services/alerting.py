@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from backend.alerts.conditions import no_data_evidence, scores_evidence
-from backend.alerts.config import AlertsConfig, FlagsCondition
+from backend.alerts.config import AlertsConfig, FlagsCondition, NoDataCondition
 from backend.alerts.notifiers import build_notifier
 from backend.messaging.dispatch import Dispatcher
 from backend.observability.metrics import instruments
@@ -48,7 +48,8 @@ def evaluate_machine(
         return []
     n = max((r.condition.n for r in rules if isinstance(r.condition, FlagsCondition)), default=0)
     recent = store.scores.recent(machine_id, n) if n else None
-    last_received = store.machines.get(machine_id).last_seen
+    needs_last_seen = any(isinstance(r.condition, NoDataCondition) for r in rules)
+    last_received = store.machines.get(machine_id).last_seen if needs_last_seen else None
     channels = _channels(config)
     out = []
     for rule in rules:

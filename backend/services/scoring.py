@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
+import pandas as pd
 
-from backend.detectors.model import AnomalyModel
+from backend.detectors.model import AnomalyModel, ScoredFrame
 from backend.messaging.dispatch import Dispatcher
 from backend.registry.base import CHALLENGER, CHAMPION
-from backend.store import ScoreRecord, Store
+from backend.store import ScoreRecord, Store, StoredBatch
 
 __all__ = ["LoadedModel", "ModelProvider", "ScoreOutcome", "backfill_scores", "score_batch"]
 
@@ -61,35 +62,11 @@ def score_batch(
     if loaded is None:
         return ScoreOutcome("no_model", batch_id, batch.machine_id)
     frame = batch.frame()
-    scored = loaded.model.score(frame)
-    created = store.scores.add(
-        ScoreRecord(
-            batch=batch,
-            model_name=loaded.model_name,
-            model_version=loaded.version,
-            role=CHAMPION,
-            threshold=loaded.model.threshold,
-            scores=scored.scores,
-            contributions=scored.contributions,
-            columns=scored.columns,
-        )
-    )
+    scored, created = _score_and_store(batch, frame, loaded, CHAMPION, store)
     if version is None:
         challenger = models.get(batch.machine_id, CHALLENGER)
         if challenger is not None and challenger.version != loaded.version:
-            shadow = challenger.model.score(frame)
-            store.scores.add(
-                ScoreRecord(
-                    batch=batch,
-                    model_name=challenger.model_name,
-                    model_version=challenger.version,
-                    role=CHALLENGER,
-                    threshold=challenger.model.threshold,
-                    scores=shadow.scores,
-                    contributions=shadow.contributions,
-                    columns=shadow.columns,
-                )
-            )
+            _score_and_store(batch, frame, challenger, CHALLENGER, store)
     return ScoreOutcome(
         "scored" if created else "duplicate",
         batch_id,
@@ -101,6 +78,26 @@ def score_batch(
         timestamps_us=batch.timestamps_us,
         scores=scored.scores,
     )
+
+
+def _score_and_store(
+    batch: StoredBatch, frame: pd.DataFrame, loaded: LoadedModel, role: str, store: Store
+) -> tuple[ScoredFrame, bool]:
+    """Score ``frame`` with ``loaded`` and store it under ``role``; (scores, created)."""
+    scored = loaded.model.score(frame)
+    created = store.scores.add(
+        ScoreRecord(
+            batch=batch,
+            model_name=loaded.model_name,
+            model_version=loaded.version,
+            role=role,
+            threshold=loaded.model.threshold,
+            scores=scored.scores,
+            contributions=scored.contributions,
+            columns=scored.columns,
+        )
+    )
+    return scored, created
 
 
 def backfill_scores(machine_id: str, version: int, *, store: Store, dispatcher: Dispatcher) -> int:

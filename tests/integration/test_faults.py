@@ -29,7 +29,7 @@ from backend.messaging.topology import Topology
 from tests.conftest import IN_CI, _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology
 from tests.integration.test_demo import free_port
-from tests.integration.test_processes import mmlw, poll
+from tests.integration.test_processes import mmlw, poll, process_env
 from workers.simulator import SyntheticMachine
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
@@ -108,17 +108,10 @@ def deployment(
     namespace = f"f{uuid.uuid4().hex[:10]}"
     db_name, db_url = _create_pg_database(postgres_admin_url)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLW_")}
-    env |= {
-        "MMLW_BROKER__URL": rabbitmq_url,
-        "MMLW_BROKER__NAMESPACE": namespace,
-        "MMLW_DATABASE_URL": db_url,
-        "MMLW_MLFLOW_TRACKING_URI": tracking_uri,
-        "MMLW_MODELS__REGISTERED_MODEL_PREFIX": f"{namespace}-",
-        "MMLW_MODELS__DRIFT__ENABLED": "false",
-        "MMLW_DATA_DIR": str(tmp_path / "data"),
-        "MMLW_API__PORT": str(port),
-    }
+    env = process_env(
+        tmp_path, rabbitmq_url, db_url, tracking_uri, namespace, port,
+        MMLW_MODELS__DRIFT__ENABLED="false",
+    )  # fmt: skip
     subprocess.run(mmlw("db", "upgrade"), env=env, check=True, capture_output=True, timeout=120)
     running = Deployment(tmp_path, env, f"http://127.0.0.1:{port}")
     try:

@@ -31,6 +31,30 @@ def mmlw(*args: str) -> list[str]:
     return [sys.executable, "-m", "backend.cli", *args]
 
 
+def process_env(
+    tmp_path: Path,
+    rabbitmq_url: str,
+    db_url: str,
+    tracking_uri: str,
+    namespace: str,
+    port: int,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of every ``mmlw`` process of one test deployment (no MMLW_* of the
+    caller leaks in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLW_")}
+    return env | {
+        "MMLW_BROKER__URL": rabbitmq_url,
+        "MMLW_BROKER__NAMESPACE": namespace,
+        "MMLW_DATABASE_URL": db_url,
+        "MMLW_MLFLOW_TRACKING_URI": tracking_uri,
+        "MMLW_MODELS__REGISTERED_MODEL_PREFIX": f"{namespace}-",
+        "MMLW_DATA_DIR": str(tmp_path / "data"),
+        "MMLW_API__PORT": str(port),
+        **extra,
+    }
+
+
 @pytest.fixture
 def deployment(
     tmp_path: Path, rabbitmq_url: str, postgres_admin_url: str, tracking_uri: str
@@ -38,17 +62,10 @@ def deployment(
     namespace = f"p{uuid.uuid4().hex[:10]}"
     db_name, db_url = _create_pg_database(postgres_admin_url)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLW_")}
-    env |= {
-        "MMLW_BROKER__URL": rabbitmq_url,
-        "MMLW_BROKER__NAMESPACE": namespace,
-        "MMLW_DATABASE_URL": db_url,
-        "MMLW_MLFLOW_TRACKING_URI": tracking_uri,
-        "MMLW_MODELS__REGISTERED_MODEL_PREFIX": f"{namespace}-",
-        "MMLW_MODELS__ALIAS_CACHE_TTL_S": "1",
-        "MMLW_DATA_DIR": str(tmp_path / "data"),
-        "MMLW_API__PORT": str(port),
-    }
+    env = process_env(
+        tmp_path, rabbitmq_url, db_url, tracking_uri, namespace, port,
+        MMLW_MODELS__ALIAS_CACHE_TTL_S="1",
+    )  # fmt: skip
     subprocess.run(mmlw("db", "upgrade"), env=env, check=True, capture_output=True, timeout=120)
     logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("ingest", "worker", "api")}
     commands = {
