@@ -411,6 +411,13 @@ def machines(ctx: click.Context) -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="detector parameter")
 @click.option("--threshold-quantile", type=float, default=0.99, show_default=True)
 @click.option(
+    "--threshold-factor",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="threshold = quantile of training scores x this factor",
+)
+@click.option(
     "--smoothing",
     type=click.Choice(["none", "rolling_median", "k_of_n"]),
     default="none",
@@ -418,6 +425,16 @@ def machines(ctx: click.Context) -> None:
     help="alarm smoothing over --smoothing-window rows",
 )
 @click.option("--smoothing-window", type=int, default=3, show_default=True)
+@click.option("--smoothing-k", type=int, default=2, show_default=True, help="k for k_of_n")
+@click.option("--hold", type=int, default=0, show_default=True, help="alarms keep firing N rows")
+@click.option(
+    "--cp-window",
+    type=int,
+    default=0,
+    show_default=True,
+    help="changepoints from --cp-k of the last N raw flags (0 = from the alarms)",
+)
+@click.option("--cp-k", type=int, default=1, show_default=True)
 @click.option("--cp-rolling-max", type=int, default=0, show_default=True, help="0 = none")
 @click.option(
     "--cp-edges", type=click.Choice(["rising", "both"]), default="rising", show_default=True
@@ -434,8 +451,13 @@ def evaluate(
     recipes: tuple[str, ...],
     params: tuple[str, ...],
     threshold_quantile: float,
+    threshold_factor: float,
     smoothing: str,
     smoothing_window: int,
+    smoothing_k: int,
+    hold: int,
+    cp_window: int,
+    cp_k: int,
     cp_rolling_max: int,
     cp_edges: str,
     out: Path | None,
@@ -455,10 +477,23 @@ def evaluate(
     settings = settings_of(ctx)
     if not 0.5 < threshold_quantile < 1.0:
         raise click.ClickException("--threshold-quantile: must be in (0.5, 1)")
+    if threshold_factor <= 0:
+        raise click.ClickException("--threshold-factor: must be positive")
+    if min(hold, cp_window, cp_rolling_max) < 0 or smoothing_k < 1 or cp_k < 1:
+        raise click.ClickException(
+            "--hold, --cp-window, --cp-rolling-max, --smoothing-k, --cp-k: "
+            "must not be negative (k at least 1)"
+        )
     config = ProtocolConfig(
+        threshold_rule="quantile" if threshold_factor == 1.0 else "quantile_multiple",
         threshold_quantile=threshold_quantile,
+        threshold_factor=threshold_factor,
         smoothing=smoothing,  # type: ignore[arg-type]
         smoothing_window=smoothing_window,
+        smoothing_k=smoothing_k,
+        smoothing_hold=hold,
+        cp_k=cp_k,
+        cp_window=cp_window,
         cp_rolling_max=cp_rolling_max,
         cp_edges=cp_edges,  # type: ignore[arg-type]
     )

@@ -17,6 +17,7 @@ from backend.detectors.autoencoder import AutoencoderDetector
 from backend.detectors.features import TemporalFeatures
 from backend.detectors.half_space_trees import HalfSpaceTreesDetector
 from backend.detectors.isolation_forest import IsolationForestDetector
+from backend.detectors.level_change import LevelChangeDetector
 from backend.detectors.lof import LOFDetector
 from backend.detectors.mahalanobis import MahalanobisDetector
 from backend.detectors.pca import PCADetector
@@ -33,6 +34,7 @@ DETECTORS: Mapping[str, type[BaseEstimator]] = {
     "robust_zscore": RobustZScoreDetector,
     "half_space_trees": HalfSpaceTreesDetector,
     "pca_temporal": TemporalFeatures,  # base=None -> PCADetector on lags/rolling/diffs
+    "level_change": LevelChangeDetector,
 }
 
 

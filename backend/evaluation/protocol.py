@@ -8,8 +8,11 @@ For every file, with one fixed detector configuration for the whole benchmark:
    are ever used;
 4. score the test rows; ``flag = score > threshold`` (strict, like scikit-learn's
    ``predict`` with ``contamination``);
-5. optional smoothing of the 0/1 alarm series (:func:`smooth_flags`);
-6. changepoint predictions from the alarm series (:func:`alarm_changepoints`).
+5. optional smoothing of the 0/1 alarm series (:func:`smooth_flags`), then an optional
+   hold (an alarm keeps firing for ``smoothing_hold`` rows, like an alert rule's
+   ``keep_firing_for``);
+6. changepoint predictions from the alarm series, or from their own k-of-n smoothing of
+   the raw flags (:func:`changepoint_alarms`, :func:`alarm_changepoints`).
 
 Files whose training part is shorter than ``train_size`` rows or whose test part is
 empty raise ValueError naming the file.
@@ -17,6 +20,7 @@ empty raise ValueError naming the file.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -41,12 +45,13 @@ __all__ = [
     "FileResult",
     "ProtocolConfig",
     "alarm_changepoints",
+    "changepoint_alarms",
     "run_protocol",
     "smooth_flags",
     "training_threshold",
 ]
 
-ThresholdRule = Literal["quantile", "max", "mean_std"]
+ThresholdRule = Literal["quantile", "quantile_multiple", "max", "mean_std"]
 Smoothing = Literal["none", "rolling_median", "k_of_n"]
 Edges = Literal["rising", "both"]
 
@@ -56,11 +61,16 @@ class ProtocolConfig:
     """Every knob of the protocol; the defaults are our generic setting.
 
     * ``threshold_rule``: ``quantile`` (``threshold_quantile`` of training scores),
-      ``max`` (largest training score, times ``threshold_factor``) or ``mean_std``
-      (mean + ``threshold_factor`` * std of training scores).
+      ``quantile_multiple`` (that quantile times ``threshold_factor``), ``max`` (largest
+      training score, times ``threshold_factor``) or ``mean_std`` (mean +
+      ``threshold_factor`` * std of training scores).
     * ``smoothing``: ``rolling_median`` of ``smoothing_window`` trailing rows (first
       ``window - 1`` rows become 0, as pandas' NaN filled with 0), or ``k_of_n``: a row
       alarms when at least ``smoothing_k`` of the last ``smoothing_window`` raw flags do.
+      ``smoothing_hold`` > 0 then keeps each alarm on for that many further rows.
+    * ``cp_k`` / ``cp_window``: if ``cp_window > 0`` changepoints come from a k-of-n
+      smoothing of the **raw** flags (``cp_k`` of the last ``cp_window``) instead of from
+      the point alarms, so a hold that suits point-wise alarms does not blur the edges.
     * ``cp_rolling_max``: if ``w > 1``, a trailing rolling max over ``w`` rows is applied
       to the alarms before taking edges, with pandas' ``rolling(w).max().diff()``
       semantics: the rolled series is undefined for the first ``w - 1`` rows, so no edge
@@ -78,6 +88,9 @@ class ProtocolConfig:
     smoothing: Smoothing = "none"
     smoothing_window: int = 3
     smoothing_k: int = 2
+    smoothing_hold: int = 0
+    cp_k: int = 1
+    cp_window: int = 0
     cp_rolling_max: int = 0
     cp_edges: Edges = "rising"
     nab_window_s: float = 60.0
@@ -90,8 +103,11 @@ class ProtocolConfig:
 def training_threshold(train_scores: np.ndarray, config: ProtocolConfig) -> float:
     """The threshold chosen from training scores only, by ``config.threshold_rule``."""
     scores = np.asarray(train_scores, dtype=np.float64)
-    if config.threshold_rule == "quantile":
-        return quantile_threshold(scores, config.threshold_quantile)
+    if config.threshold_rule in ("quantile", "quantile_multiple"):
+        threshold = quantile_threshold(scores, config.threshold_quantile)
+        if config.threshold_rule == "quantile":
+            return threshold
+        return float(threshold * config.threshold_factor)
     if scores.size == 0 or not np.isfinite(scores).all():
         raise ValueError("train_scores: need a non-empty finite array")
     if config.threshold_rule == "max":
@@ -108,19 +124,31 @@ def _trailing_sum(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def smooth_flags(flags: np.ndarray, config: ProtocolConfig) -> np.ndarray:
-    """The 0/1 alarm series after ``config.smoothing`` (int8, same length)."""
+    """The 0/1 alarm series after ``config.smoothing`` and ``smoothing_hold`` (int8)."""
     f = np.asarray(flags).astype(np.int64)
     n = int(config.smoothing_window)
     if config.smoothing == "none" or n <= 1:
-        return f.astype(np.int8)
-    sums = _trailing_sum(f, n)
-    if config.smoothing == "rolling_median":
-        out = sums > n / 2  # median of 0/1 values over a full window
+        out = f > 0
+    elif config.smoothing == "rolling_median":
+        out = _trailing_sum(f, n) > n / 2  # median of 0/1 values over a full window
         out[: n - 1] = False
-        return out.astype(np.int8)
-    if config.smoothing == "k_of_n":
-        return (sums >= int(config.smoothing_k)).astype(np.int8)
-    raise ValueError(f"smoothing: unknown {config.smoothing!r}")
+    elif config.smoothing == "k_of_n":
+        out = _trailing_sum(f, n) >= int(config.smoothing_k)
+    else:
+        raise ValueError(f"smoothing: unknown {config.smoothing!r}")
+    hold = int(config.smoothing_hold)
+    if hold > 0:  # on while any alarm fired in this row or the ``hold`` rows before it
+        out = _trailing_sum(out.astype(np.int64), hold + 1) > 0
+    return out.astype(np.int8)
+
+
+def changepoint_alarms(flags: np.ndarray, alarms: np.ndarray, config: ProtocolConfig) -> np.ndarray:
+    """The series changepoints are taken from: ``alarms``, or (``cp_window > 0``) the raw
+    ``flags`` with ``cp_k`` of the last ``cp_window`` set."""
+    if int(config.cp_window) <= 0:
+        return np.asarray(alarms).astype(np.int8)
+    sums = _trailing_sum(np.asarray(flags).astype(np.int64), int(config.cp_window))
+    return (sums >= int(config.cp_k)).astype(np.int8)
 
 
 def alarm_changepoints(alarms: np.ndarray, config: ProtocolConfig) -> np.ndarray:
@@ -156,6 +184,8 @@ class FileResult:
     pred_cp: np.ndarray
     counts: PointCounts
     nab: NabCounts
+    fit_time_s: float = 0.0
+    score_time_s: float = 0.0  # scoring the test rows
 
 
 @dataclass
@@ -191,11 +221,16 @@ def evaluate_file(
     if len(file.frame) <= n:
         raise ValueError(f"{file.name}: {len(file.frame)} rows, need more than {n} (train_size)")
     X = file.frame.to_numpy(dtype=np.float64)
+    started = time.perf_counter()
     detector = clone(prototype).fit(X[:n])
+    fit_s = time.perf_counter() - started
     threshold = training_threshold(detector.score_samples(X[:n]), config)
+    started = time.perf_counter()
     scores = np.asarray(detector.score_samples(X[n:]), dtype=np.float64)
-    alarms = smooth_flags(scores > threshold, config)
-    pred_cp = alarm_changepoints(alarms, config)
+    score_s = time.perf_counter() - started
+    flags = scores > threshold
+    alarms = smooth_flags(flags, config)
+    pred_cp = alarm_changepoints(changepoint_alarms(flags, alarms, config), config)
     times = file.frame.index[n:]
     anomaly, cp = file.anomaly[n:], file.changepoint[n:]
     return FileResult(
@@ -209,6 +244,8 @@ def evaluate_file(
         pred_cp=pred_cp,
         counts=point_counts(anomaly, alarms),
         nab=nab_counts(_seconds(pd.DatetimeIndex(times)), cp, pred_cp, config.nab_window_s),
+        fit_time_s=fit_s,
+        score_time_s=score_s,
     )
 
 

@@ -13,6 +13,14 @@ exceeds the ``1 - contamination`` = 0.9995 quantile of training scores (strict `
 Our ``isolation_forest`` detector standardises sensors first; isolation trees choose
 split values uniformly between per-feature min and max, so a per-feature affine map
 gives the same partitions and the same scores up to float rounding.
+
+``skab_level_change`` — ours: :class:`~backend.detectors.level_change.LevelChangeDetector`
+with its defaults; threshold 2.5 x the 99 % quantile of the file's training scores;
+point alarms need 3 of the last 5 raw flags and keep firing for 29 rows after (the
+onset and return transitions that SKAB labels anomalous rise and fade slowly);
+changepoints are both edges of a separate 8-of-10 smoothing of the raw flags. One fixed
+configuration for all 34 files, chosen by us on the benchmark (README: "Evaluation on
+SKAB" gives how it fares when chosen on valve1 only and scored on the other files).
 """
 
 from __future__ import annotations
@@ -53,5 +61,24 @@ RECIPES: Mapping[str, Recipe] = {
             nab_window_s=60.0,
         ),
         published="Isolation forest",
+    ),
+    "skab_level_change": Recipe(
+        name="skab_level_change",
+        detector="level_change",
+        params={"window": 10, "slow_ratio": 0.95, "change_lag": 60, "reference_quantile": 0.99},
+        config=ProtocolConfig(
+            train_size=400,
+            threshold_rule="quantile_multiple",
+            threshold_quantile=0.99,
+            threshold_factor=2.5,
+            smoothing="k_of_n",
+            smoothing_window=5,
+            smoothing_k=3,
+            smoothing_hold=29,
+            cp_k=8,
+            cp_window=10,
+            cp_edges="both",
+            nab_window_s=60.0,
+        ),
     ),
 }

@@ -22,6 +22,7 @@ from backend.evaluation.metrics import (
 from backend.evaluation.protocol import (
     ProtocolConfig,
     alarm_changepoints,
+    changepoint_alarms,
     run_protocol,
     smooth_flags,
     training_threshold,
@@ -206,6 +207,8 @@ def test_training_threshold_rules() -> None:
     assert training_threshold(scores, cfg) == 2000.0
     cfg = ProtocolConfig(threshold_rule="mean_std", threshold_factor=1.0)
     assert training_threshold(np.array([1.0, 3.0]), cfg) == 3.0
+    cfg = ProtocolConfig(threshold_rule="quantile_multiple", threshold_factor=2.5)
+    assert training_threshold(scores, cfg) == 2475.0  # 2.5 x the 99 % quantile, 990
 
 
 def test_smoothing_by_hand() -> None:
@@ -216,6 +219,27 @@ def test_smoothing_by_hand() -> None:
     k_of_n = ProtocolConfig(smoothing="k_of_n", smoothing_window=3, smoothing_k=3)
     assert smooth_flags(flags, k_of_n).tolist() == [0, 0, 0, 0, 0, 1, 0, 0]
     assert smooth_flags(flags, ProtocolConfig()).tolist() == flags.tolist()
+
+
+def test_hold_keeps_alarms_firing_by_hand() -> None:
+    flags = np.array([0, 1, 0, 0, 0, 0, 1, 1, 0, 0])
+    held = ProtocolConfig(smoothing_hold=2)  # on while a flag fired in this row or 2 before
+    assert smooth_flags(flags, held).tolist() == [0, 1, 1, 1, 0, 0, 1, 1, 1, 1]
+    # smoothing first (2 of the last 2 -> only row 7), then the hold
+    both = ProtocolConfig(smoothing="k_of_n", smoothing_window=2, smoothing_k=2, smoothing_hold=1)
+    assert smooth_flags(flags, both).tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 1, 0]
+
+
+def test_changepoints_from_their_own_smoothing_by_hand() -> None:
+    flags = np.array([1, 0, 1, 1, 1, 0, 0, 0])
+    alarms = np.ones(8, dtype=np.int8)
+    # default: the point alarms as they are
+    assert changepoint_alarms(flags, alarms, ProtocolConfig()).tolist() == [1] * 8
+    # 2 of the last 3 raw flags: trailing sums 1,1,2,2,3,2,1,0
+    own = ProtocolConfig(cp_k=2, cp_window=3, cp_edges="both")
+    series = changepoint_alarms(flags, alarms, own)
+    assert series.tolist() == [0, 0, 1, 1, 1, 1, 0, 0]
+    assert alarm_changepoints(series, own).tolist() == [0, 0, 1, 0, 0, 0, 1, 0]
 
 
 def test_changepoints_from_alarms_by_hand() -> None:
