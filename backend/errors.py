@@ -10,11 +10,14 @@ HTTP status codes, CLI exit codes or dead letters.
     ├── ConflictError         a request that contradicts stored state (-> 409)
     ├── InsufficientData      too few readings to train on (-> 422)
     └── ServiceUnavailable    broker, store or registry cannot be reached (-> 503)
+        └── BrokerBusy        the broker refused a message: its queue is full (-> 503
+                              with Retry-After)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BrokerBusy",
     "ConflictError",
     "InsufficientData",
     "InvalidMessage",
@@ -55,3 +58,14 @@ class InsufficientData(MMLWError):
 
 class ServiceUnavailable(MMLWError):
     pass
+
+
+class BrokerBusy(ServiceUnavailable):
+    """The broker refused a message (basic.nack: the ingest queue is at its length limit).
+
+    Backpressure, not an outage: try the same message again after ``retry_after_s``.
+    """
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

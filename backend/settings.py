@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "INGEST_MAX_LENGTH",
     "AlertSettings",
     "ApiSettings",
     "BrokerSettings",
@@ -26,6 +27,12 @@ __all__ = [
     "SmtpSettings",
 ]
 
+
+# 100,000 messages: hours of backlog for a plant of machines (100 machines sending a batch
+# every 10 s fill it in ~3 h), about 0.9 GB of broker disk at 50-reading batches (~9 KB of
+# JSON each, 8 sensors), and a per-queue refusal long before the node-wide memory or disk
+# alarm, at which RabbitMQ blocks every publisher on the node (Celery's too).
+INGEST_MAX_LENGTH = 100_000
 
 DEFAULT_PASSWORDS = {"", "guest", "postgres", "password", "changeme", "admin", "secret", "mmlw"}
 
@@ -47,6 +54,31 @@ class BrokerSettings(BaseModel):
     publish_confirm_timeout_s: float = 10.0
     max_batch_readings: int = Field(default=10_000, ge=1)
     predict_prefetch: int = Field(default=4, ge=1)
+    predict_batches_per_task: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="stored batches one predict task scores together (one transaction, "
+        "alert rules once per machine); ingest groups each written buffer into such tasks",
+    )
+    ingest_max_length: int | None = Field(
+        default=INGEST_MAX_LENGTH,
+        ge=1,
+        description="messages <ns>.ingest holds before the broker refuses (nacks) publishes "
+        "(x-max-length + x-overflow reject-publish); part of the queue's identity",
+    )
+    predict_backlog_limit: int | None = Field(
+        default=10_000,
+        ge=1,
+        description="ingest consumers stop taking readings while <ns>.predict holds more "
+        "tasks than this, and resume below half of it (none: never pause)",
+    )
+    spool_path: Path | None = Field(
+        default=None,
+        description="mmlw simulate/publish keep batches the broker cannot take in this "
+        "SQLite file and send them later (none: fail instead)",
+    )
+    spool_max_mb: float = Field(default=256, gt=0, description="size limit of the spool")
 
 
 class ApiSettings(BaseModel):
@@ -61,6 +93,9 @@ class ApiSettings(BaseModel):
         default_factory=list, description="browser origins allowed to call the API (none)"
     )
     public_url: str = "http://127.0.0.1:8000"
+    max_import_mb: float = Field(
+        default=256, gt=0, description="largest file POST /machines/{id}/imports accepts"
+    )
 
 
 class SmtpSettings(BaseModel):
@@ -149,6 +184,11 @@ class ModelSettings(BaseModel):
     retrain_last_n: int = Field(default=5000, ge=10, description="window of scheduled retrains")
     auto_promote: bool = Field(
         default=False, description="beat promotes a challenger as soon as it passes the gate"
+    )
+    extra_sensors: Literal["ignore", "reject"] = Field(
+        default="ignore",
+        description="a batch's sensors that the model's input schema lacks: dropped before "
+        "scoring, or the batch is dead-lettered (missing sensors always dead-letter it)",
     )
 
 

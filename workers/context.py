@@ -27,7 +27,7 @@ class WorkerContext:
 
     @cached_property
     def topology(self) -> Topology:
-        return Topology(self.settings.broker.namespace)
+        return Topology.from_settings(self.settings.broker)
 
     @cached_property
     def store(self) -> Store:

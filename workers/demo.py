@@ -22,7 +22,7 @@ import uvicorn
 from backend.alerts.mailcatcher import MailCatcher
 from backend.api.app import create_app
 from backend.errors import MMLWError, ServiceUnavailable
-from backend.messaging.sink import open_readings_sink
+from backend.messaging.sink import sink_from_settings
 from backend.registry.base import CHAMPION
 from backend.schemas.jobs import JobState, TrainRequest
 from backend.services.alerting import tick
@@ -146,7 +146,7 @@ def run_demo(
     store = context.store
     registry = context.registry
     registry.experiment_id()  # create the MLflow store before the first train job
-    sink = open_readings_sink(settings.broker.url, settings.broker.namespace)
+    sink = sink_from_settings(settings.broker)
     report = DemoReport()
     with worker_thread(app, concurrency=2), ingest_consumer_thread(settings, context):
         server, server_thread = None, None
@@ -156,7 +156,7 @@ def run_demo(
                 store=store,
                 registry=registry,
                 dispatcher=context.dispatcher,
-                publisher=open_readings_sink(settings.broker.url, settings.broker.namespace),
+                publisher=sink_from_settings(settings.broker),
             )
             config = uvicorn.Config(
                 api, host=settings.api.host, port=settings.api.port, log_level="warning"

@@ -186,6 +186,15 @@ def ingest(ctx: click.Context, prefetch: int) -> None:
 
 
 # -- publishing ------------------------------------------------------------------------
+spool_option = click.option(
+    "--spool",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="keep batches the broker cannot take in this local file and send them later "
+    "(default: MMLW_BROKER__SPOOL_PATH; none: fail)",
+)
+
+
 @main.command()
 @click.option("--machines", default=3, show_default=True, help="synthetic machines")
 @click.option("--speedup", default=1.0, show_default=True, help="simulated seconds per second")
@@ -201,6 +210,7 @@ def ingest(ctx: click.Context, prefetch: int) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="replay a CSV (SKAB layout) as a live machine instead; repeatable",
 )
+@spool_option
 @click.pass_context
 @one_line_errors
 def simulate(
@@ -213,10 +223,11 @@ def simulate(
     warmup: int,
     seed: int,
     replay_files: tuple[Path, ...],
+    spool: Path | None,
 ) -> None:
     """Publish readings of simulated machines (synthetic with faults, or CSV replays)."""
 
-    from backend.messaging.sink import open_readings_sink
+    from backend.messaging.sink import sink_from_settings
     from workers.simulator import CsvReplay, Source, run_simulation, synthetic_fleet
 
     settings = settings_of(ctx)
@@ -227,7 +238,7 @@ def simulate(
         sources = [CsvReplay(path, start=now) for path in replay_files]
     else:
         sources = list(synthetic_fleet(machines, seed=seed, warmup=warmup))
-    sink = open_readings_sink(settings.broker.url, settings.broker.namespace)
+    sink = sink_from_settings(settings.broker, spool_path=spool or settings.broker.spool_path)
 
     def progress(stats: Any) -> None:
         click.echo(f"{stats.elapsed_s:7.1f}s  {stats.readings} readings in {stats.batches} batches")
@@ -246,7 +257,16 @@ def simulate(
         return
     finally:
         sink.close()
-    click.echo(f"published {stats.readings} readings: {json.dumps(stats.per_machine)}")
+    click.echo(
+        f"published {stats.readings} readings: {json.dumps(stats.per_machine)}"
+        + _spooled_note(sink)
+    )
+
+
+def _spooled_note(sink: object) -> str:
+    """What a publisher with a local spool still holds (the next run sends it first)."""
+    waiting = int(getattr(sink, "spooled", 0))
+    return f"; {waiting} batch(es) kept in the local spool for later" if waiting else ""
 
 
 @main.command()
@@ -255,6 +275,7 @@ def simulate(
 @click.option("--batch-size", default=500, show_default=True)
 @click.option("--sep", default=None, help="column separator (default: sniff ; or ,)")
 @click.option("--time-column", default="datetime", show_default=True)
+@spool_option
 @click.pass_context
 @one_line_errors
 def publish(
@@ -264,21 +285,23 @@ def publish(
     batch_size: int,
     sep: str | None,
     time_column: str,
+    spool: Path | None,
 ) -> None:
     """Publish a CSV of readings (datetime column + sensors) to the broker, batched."""
-    from backend.messaging.sink import open_readings_sink
+    from backend.messaging.sink import sink_from_settings
     from workers.simulator import CsvReplay, run_simulation
 
     settings = settings_of(ctx)
     require_broker(settings, "publish")
     source = CsvReplay(csv_file, machine_id, sep=sep, time_column=time_column)
-    sink = open_readings_sink(settings.broker.url, settings.broker.namespace)
+    sink = sink_from_settings(settings.broker, spool_path=spool or settings.broker.spool_path)
     try:
         stats = run_simulation([source], sink, batch_size=batch_size, speedup=0)
     finally:
         sink.close()
     click.echo(
         f"published {stats.readings} readings of {source.machine_id} in {stats.batches} batches"
+        + _spooled_note(sink)
     )
 
 
@@ -590,7 +613,7 @@ def dlq_show(ctx: click.Context, dead_letter_id: int) -> None:
 @one_line_errors
 def dlq_replay(ctx: click.Context, dead_letter_id: int, body_file: Path | None) -> None:
     """Validate and publish a dead letter again through the readings exchange."""
-    from backend.messaging.sink import open_readings_sink
+    from backend.messaging.sink import sink_from_settings
     from backend.services.dead_letters import replay
 
     settings = settings_of(ctx)
@@ -598,7 +621,7 @@ def dlq_replay(ctx: click.Context, dead_letter_id: int, body_file: Path | None) 
     body = body_file.read_bytes() if body_file is not None else None
     store = open_store(settings)
     try:
-        sink = open_readings_sink(settings.broker.url, settings.broker.namespace)
+        sink = sink_from_settings(settings.broker)
         try:
             done = replay(
                 dead_letter_id,

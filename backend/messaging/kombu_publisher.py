@@ -1,7 +1,9 @@
 """Publishes readings batches with kombu: used by the HTTP API and the in-process demo.
 
 On RabbitMQ the connection uses publisher confirms, so :meth:`publish` returns only after
-the broker has taken the message; messages are persistent.
+the broker has taken the message; messages are persistent. A refusal (nack: the ingest
+queue is at its length limit) raises :class:`BrokerBusy` at once -- the HTTP API answers
+503 with Retry-After and the client sends the same message again later.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import threading
 
+from amqp.exceptions import MessageNacked
 from kombu import Connection, Producer
 
-from backend.errors import ServiceUnavailable
+from backend.errors import BrokerBusy, ServiceUnavailable
 from backend.messaging.dispatch import transport_options
 from backend.messaging.topology import Topology
 from backend.schemas.readings import ReadingsBatch
@@ -22,8 +25,15 @@ __all__ = ["KombuReadingsPublisher"]
 class KombuReadingsPublisher:
     """Thread-safe publisher to ``<ns>.readings`` (routing key = machine id)."""
 
-    def __init__(self, broker_url: str, topology: Topology, confirm_timeout_s: float = 10.0):
+    def __init__(
+        self,
+        broker_url: str,
+        topology: Topology,
+        confirm_timeout_s: float = 10.0,
+        retry_after_s: float = 1.0,
+    ) -> None:
         self._topology = topology
+        self._retry_after_s = retry_after_s
         self._connection = Connection(
             broker_url, transport_options=transport_options(broker_url), connect_timeout=5
         )
@@ -42,14 +52,29 @@ class KombuReadingsPublisher:
         body = batch.to_wire()
         with self._lock:
             try:
+                self._publish_retrying(batch, body)
+            except MessageNacked as exc:
+                raise BrokerBusy(
+                    f"broker: queue {self._topology.ingest_queue_name} is full and refused the "
+                    "batch; send it again later",
+                    retry_after_s=self._retry_after_s,
+                ) from exc
+
+    def _publish_retrying(self, batch: ReadingsBatch, body: bytes) -> None:
+        """Once, and once more on a fresh connection if the first was lost."""
+        try:
+            self._publish_once(batch, body)
+        except MessageNacked:
+            raise
+        except (*self._connection.recoverable_connection_errors, OSError):
+            self._reset()
+            try:
                 self._publish_once(batch, body)
-            except (*self._connection.recoverable_connection_errors, OSError):
+            except MessageNacked:
+                raise
+            except Exception as exc:
                 self._reset()
-                try:
-                    self._publish_once(batch, body)
-                except Exception as exc:
-                    self._reset()
-                    raise ServiceUnavailable(f"broker: cannot publish ({exc})") from exc
+                raise ServiceUnavailable(f"broker: cannot publish ({exc})") from exc
 
     def _publish_once(self, batch: ReadingsBatch, body: bytes) -> None:
         producer = self._ensure_producer()

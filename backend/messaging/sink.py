@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from backend.schemas.readings import ReadingsBatch
+from backend.settings import INGEST_MAX_LENGTH, BrokerSettings
 
-__all__ = ["ListSink", "ReadingsSink", "open_readings_sink"]
+__all__ = ["ListSink", "ReadingsSink", "open_readings_sink", "sink_from_settings"]
 
 
 @runtime_checkable
@@ -31,15 +33,43 @@ class ListSink:
         return None
 
 
-def open_readings_sink(broker_url: str, namespace: str = "mmlw") -> ReadingsSink:
-    """pika (what machines use) for RabbitMQ URLs, kombu for every other transport."""
+def open_readings_sink(
+    broker_url: str,
+    namespace: str = "mmlw",
+    *,
+    ingest_max_length: int | None = INGEST_MAX_LENGTH,
+    spool_path: Path | None = None,
+    spool_max_bytes: int = 256 * 2**20,
+) -> ReadingsSink:
+    """pika (what machines use) for RabbitMQ URLs, kombu for every other transport.
+
+    ``spool_path``: keep what the broker cannot take in that local spool (RabbitMQ only).
+    """
     from backend.messaging.topology import Topology
 
-    topology = Topology(namespace)
+    topology = Topology(namespace, ingest_max_length)
     if broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
         from backend.messaging.pika_publisher import PikaReadingsPublisher
 
-        return PikaReadingsPublisher(broker_url.replace("pyamqp://", "amqp://", 1), topology)
+        return PikaReadingsPublisher(
+            broker_url.replace("pyamqp://", "amqp://", 1),
+            topology,
+            spool_path=spool_path,
+            spool_max_bytes=spool_max_bytes,
+        )
+    if spool_path is not None:
+        raise ValueError(f"a local spool needs a RabbitMQ broker, not {broker_url.split(':')[0]}")
     from backend.messaging.kombu_publisher import KombuReadingsPublisher
 
     return KombuReadingsPublisher(broker_url, topology)
+
+
+def sink_from_settings(broker: BrokerSettings, *, spool_path: Path | None = None) -> ReadingsSink:
+    """The sink ``broker`` describes; a spool only when ``spool_path`` names one."""
+    return open_readings_sink(
+        broker.url,
+        broker.namespace,
+        ingest_max_length=broker.ingest_max_length,
+        spool_path=spool_path,
+        spool_max_bytes=int(broker.spool_max_mb * 2**20),
+    )

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,17 +80,23 @@ def deployment(
     try:
         yield {"env": env, "base": f"http://127.0.0.1:{port}", "processes": processes}
     finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        terminate_all(processes.values())
         for handle in logs.values():
             handle.close()
         delete_topology(rabbitmq_url, Topology(namespace))
         _drop_pg_database(postgres_admin_url, db_name)
+
+
+def terminate_all(processes: Iterable[subprocess.Popen[Any]]) -> None:
+    """SIGTERM to each, then wait up to 30 s for each before SIGKILL."""
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def poll(what: str, check, timeout_s: float = 90.0):  # type: ignore[no-untyped-def]

@@ -1,12 +1,18 @@
 """The ingest consumer: validate -> store -> enqueue predict -> ack, in micro-batches.
 
 Valid messages are buffered and written together: one transaction stores every batch of
-the buffer (:meth:`ReadingsRepository.add_many`), then one predict task per stored batch
-is enqueued, then each message is acknowledged. A buffer is written when it holds
+the buffer (:meth:`ReadingsRepository.add_many`), then predict tasks of up to
+``predict_batches_per_task`` stored batches each are enqueued, then each message is
+acknowledged. A buffer is written when it holds
 ``batch_messages`` messages or ``batch_readings`` readings, when no further message
 arrives within ``batch_idle_s``, or when its oldest message has waited ``batch_delay_s``,
 whichever comes first: buffers fill up only while messages queue up, and a lone message
 is written at once.
+
+Backpressure: with ``predict_backlog_limit``, the consumer stops taking messages (cancels
+its broker consumer, keeps writing and acking what it holds) while ``<ns>.predict`` holds
+more tasks than that, and resumes below half of it (:mod:`workers.consumers.backpressure`),
+so a backlog waits in the length-limited ingest queue, whose publishers are then refused.
 
 A message that breaks the contract is handled on its own, at once: recorded as a dead
 letter (reason and raw body) and rejected without requeue, which on RabbitMQ routes it to
@@ -35,6 +41,7 @@ from backend.messaging.dispatch import Dispatcher
 from backend.messaging.topology import Topology
 from backend.schemas.readings import ReadingsBatch, parse_readings_message
 from backend.store import Store
+from workers.consumers.backpressure import BacklogGate, QueueDepthProbe
 from workers.context import WorkerContext
 
 __all__ = ["IngestConsumer", "IngestStats", "decode_message", "relax_gc"]
@@ -50,6 +57,7 @@ class IngestStats:
     dead_letters: int = 0
     requeued: int = 0
     flushes: int = 0
+    pauses: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -119,6 +127,9 @@ class IngestConsumer(ConsumerMixin):
         batch_delay_s: float = 0.02,
         batch_idle_s: float = 0.002,
         requeue_delay_s: float = 1.0,
+        predict_backlog_limit: int | None = None,
+        backlog_check_s: float = 0.25,
+        predict_batches_per_task: int = 16,
         on_batch: Callable[[ReadingsBatch], None] | None = None,
     ) -> None:
         self.connection = connection
@@ -132,8 +143,14 @@ class IngestConsumer(ConsumerMixin):
         self.batch_delay_s = batch_delay_s
         self.batch_idle_s = batch_idle_s
         self.requeue_delay_s = requeue_delay_s
+        self.predict_backlog_limit = predict_backlog_limit
+        self.backlog_check_s = backlog_check_s
+        self.predict_batches_per_task = max(1, int(predict_batches_per_task))
         self.on_batch = on_batch
         self.stats = IngestStats()
+        self._gate: BacklogGate | None = None
+        self._probe: QueueDepthProbe | None = None
+        self._paused = False
         self._stopping = threading.Event()
         self._pending: list[_Pending] = []
         self._pending_readings = 0
@@ -167,12 +184,15 @@ class IngestConsumer(ConsumerMixin):
         comes; with nothing buffered, wait up to ``safety_interval`` (default 1 s)."""
         idle_wait = safety_interval or 1.0
         waited = 0.0
-        with self.consumer_context(**kwargs) as (connection, _channel, _consumers):
+        with self.consumer_context(**kwargs) as (connection, _channel, consumers):
             for _ in range(limit) if limit else itertools.count():
                 if self.should_stop:
                     break
                 self.on_iteration()
+                self._apply_backpressure(consumers)
                 wait = self.batch_idle_s if self._pending else idle_wait
+                if self._paused:
+                    wait = min(wait, self.backlog_check_s)
                 try:
                     connection.drain_events(timeout=wait)
                 except TimeoutError:
@@ -194,6 +214,35 @@ class IngestConsumer(ConsumerMixin):
     ) -> None:
         # Messages buffered on a lost channel are redelivered by the broker: forget them.
         self._pending, self._pending_readings = [], 0
+        self._paused = False  # fresh consumers are consuming
+        if self._probe is not None:
+            self._probe.close()
+        if self.predict_backlog_limit is not None:
+            self._probe = QueueDepthProbe(connection, self.topology.task_queue("predict"))
+            self._gate = BacklogGate(
+                self._probe, self.predict_backlog_limit, ttl_s=self.backlog_check_s
+            )
+
+    def _apply_backpressure(self, consumers: list[Consumer]) -> None:
+        """Cancel the broker consumers while the predict backlog is too deep, and
+        consume again once it has gone down (messages already received are kept)."""
+        if self._gate is None or self._gate.paused() == self._paused:
+            return
+        self._paused = not self._paused
+        for consumer in consumers:
+            if self._paused:
+                consumer.cancel()
+            else:
+                consumer.consume()
+        if self._paused:
+            self.stats.add(pauses=1)
+        log.info(
+            "%s taking readings: %s holds %s tasks (limit %d)",
+            "paused" if self._paused else "resumed",
+            self.topology.task_queue_name("predict"),
+            self._gate.last_depth,
+            self._gate.limit,
+        )
 
     def on_iteration(self) -> None:
         if self._pending and time.monotonic() - self._oldest >= self.batch_delay_s:
@@ -262,8 +311,13 @@ class IngestConsumer(ConsumerMixin):
     def _write(self, pending: list[_Pending]) -> bool:
         try:
             outcomes = self.store.readings.add_many([p.batch for p in pending])
-            for batch_id in dict.fromkeys(o.batch_id for o in outcomes):
-                self.dispatcher.predict(batch_id)
+            # duplicates too: a redelivered batch may have been stored but never scored
+            batch_ids = list(dict.fromkeys(o.batch_id for o in outcomes))
+            size = self.predict_batches_per_task
+            for first in range(0, len(batch_ids), size):
+                self.dispatcher.predict_many(batch_ids[first : first + size])
+            if self._gate is not None:
+                self._gate.note_enqueued(-(-len(batch_ids) // size))
         except Exception:
             log.exception("storing %d buffered message(s) failed", len(pending))
             return False
@@ -300,6 +354,8 @@ class IngestConsumer(ConsumerMixin):
             max_readings=context.settings.broker.max_batch_readings,
             prefetch=prefetch,
             batch_messages=min(64, prefetch),
+            predict_backlog_limit=context.settings.broker.predict_backlog_limit,
+            predict_batches_per_task=context.settings.broker.predict_batches_per_task,
         )
 
 
