@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from backend.detectors.base import Detector
+from backend.detectors.input_schema import InputSchema
 
 __all__ = ["AnomalyModel", "ScoredFrame"]
 
@@ -29,6 +30,11 @@ class AnomalyModel:
     columns: list[str]
     detector_name: str
     params: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def input_schema(self) -> InputSchema:
+        """What this model reads: its sensors in order (its MLflow signature)."""
+        return InputSchema.of(self.columns)
 
     def align(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.columns if c not in frame.columns]

@@ -119,8 +119,9 @@ class MlflowRegistry:
 
         name = self.model_name(machine_id)
         experiment_id = self.experiment_id()
+        schema = model.input_schema
         signature = ModelSignature(
-            inputs=Schema([ColSpec("double", column) for column in model.columns]),
+            inputs=Schema([ColSpec(schema.dtype, column) for column in schema.columns]),
             outputs=Schema([ColSpec("double", "score"), ColSpec("boolean", "anomaly")]),
         )
         with _FLUENT_LOCK:

@@ -82,6 +82,16 @@ class DeadLettersRepository:
             session.flush()
             return row.id
 
+    def exists(self, *, source: str, message_id: str, reason: str) -> bool:
+        """Whether this message was already dead-lettered from ``source`` for ``reason``."""
+        query = select(DeadLetter.id).where(
+            DeadLetter.source == source,
+            DeadLetter.message_id == message_id,
+            DeadLetter.reason == reason,
+        )
+        with self._db.session() as session:
+            return session.scalar(query.limit(1)) is not None
+
     def get(self, dead_letter_id: int) -> DeadLetterOut:
         """The dead letter, or :class:`NotFound`."""
         with self._db.session() as session:
