@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,13 +20,16 @@ from backend.api.routers import (
     alerts,
     dead_letters,
     health,
+    imports,
     jobs,
     machines,
     models,
     readings,
     scores,
+    tuning,
 )
 from backend.errors import (
+    BrokerBusy,
     ConflictError,
     InsufficientData,
     InvalidMessage,
@@ -83,7 +87,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        topology = Topology(settings.broker.namespace)
+        topology = Topology.from_settings(settings.broker)
         owned_store = store is None
         owned_publisher = publisher is None
         settings.ensure_data_dir()
@@ -123,7 +127,12 @@ def create_app(
     @app.exception_handler(MMLWError)
     async def _mmlw_error(_: Request, exc: MMLWError) -> JSONResponse:
         code = next((c for t, c in _STATUS.items() if isinstance(exc, t)), 500)
-        return JSONResponse({"detail": str(exc)}, status_code=code)
+        headers = (
+            {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+            if isinstance(exc, BrokerBusy)
+            else None
+        )
+        return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -146,7 +155,7 @@ def create_app(
         )
     app.include_router(health.router)
     api = APIRouter(prefix=API_PREFIX, dependencies=[ApiKey], responses=ERROR_RESPONSES)
-    for module in (machines, readings, scores, jobs, models, dead_letters, alerts):
+    for module in (machines, readings, imports, scores, jobs, tuning, models, dead_letters, alerts):
         api.include_router(module.router)
     app.include_router(api)
     return app

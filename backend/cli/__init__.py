@@ -7,8 +7,10 @@ module of this package adds its commands to the one :data:`main` group.
 from backend.cli import alerts as _alerts  # noqa: F401
 from backend.cli import bench, commands  # noqa: F401  (registers the commands)
 from backend.cli import dashboard as _dashboard  # noqa: F401
+from backend.cli import importing as _importing  # noqa: F401
 from backend.cli import keys as _keys  # noqa: F401
 from backend.cli import lifecycle as _lifecycle  # noqa: F401
+from backend.cli import tuning as _tuning  # noqa: F401
 from backend.cli.core import main
 
 __all__ = ["main"]

@@ -35,6 +35,7 @@ def log_evaluation(
     artifact_paths: Iterable[Path] | None = None,
     artifact_root: Path | None = None,
     parent_run_id: str | None = None,
+    kind: str = "evaluation",
 ) -> str:
     """Log one finished MLflow run (a child of ``parent_run_id`` if given); returns its id.
 
@@ -42,12 +43,13 @@ def log_evaluation(
     ``artifact_paths`` (relative layout under ``artifacts_dir`` kept), or the whole of
     ``artifacts_dir`` when ``artifact_paths`` is None. A new experiment stores artifacts
     under ``artifact_root`` (default: ``artifacts/`` beside a SQLite tracking database).
+    ``kind`` is the ``mmlw.kind`` tag (``evaluation``, ``tuning``).
     """
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
     experiment_id = _experiment_id(client, experiment, tracking_uri, artifact_root)
-    tags = {"mmlw.kind": "evaluation"}
+    tags = {"mmlw.kind": kind}
     if parent_run_id is not None:
         tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, run_name=detector, tags=tags)

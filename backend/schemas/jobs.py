@@ -15,6 +15,7 @@ __all__ = ["JobKind", "JobOut", "JobState", "TrainOptions", "TrainRequest", "Tra
 
 class JobKind(enum.StrEnum):
     TRAIN = "train"
+    TUNE = "tune"  # configuration ranking (backend.services.tuning)
 
 
 class JobState(enum.StrEnum):
@@ -37,7 +38,9 @@ class TrainOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     detector: str = Field(default="pca", pattern=r"^[a-z][a-z0-9_]{0,40}$")
-    params: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+    params: dict[str, float | int | str | bool | list[int] | None] = Field(
+        default_factory=dict, description="lists of integers for e.g. lags and windows"
+    )
     start: UtcDatetime | None = None
     end: UtcDatetime | None = None
     last_n: int | None = Field(default=None, ge=10, le=5_000_000)

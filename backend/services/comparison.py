@@ -28,7 +28,7 @@ class DetectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     detector: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
-    params: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+    params: dict[str, float | int | str | bool | list[int] | None] = Field(default_factory=dict)
 
 
 class CompareRequest(BaseModel):
@@ -105,22 +105,15 @@ def comparison_rows(group: str, store: Store) -> list[CompareRow]:
 
 def comparison_figure(rows: list[CompareRow]) -> Any:
     """Fit time, score time and training flag rate per config, side by side (plotly)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    from backend.services.charts import bar_panels
 
     done = [r for r in rows if r.state == "succeeded"]
-    labels = [f"{r.detector} v{r.version}" for r in done]
-    figure = make_subplots(
-        rows=1, cols=3, subplot_titles=("fit time (s)", "score time (s)", "flag rate on training")
+    return bar_panels(
+        [f"{r.detector} v{r.version}" for r in done],
+        [
+            ("fit time (s)", [r.fit_time_s for r in done]),
+            ("score time (s)", [r.score_time_s for r in done]),
+            ("flag rate on training", [r.train_flag_rate for r in done]),
+        ],
+        f"model comparison ({len(done)} of {len(rows)} trained)",
     )
-    for col, values in enumerate(
-        (
-            [r.fit_time_s for r in done],
-            [r.score_time_s for r in done],
-            [r.train_flag_rate for r in done],
-        ),
-        start=1,
-    ):
-        figure.add_trace(go.Bar(x=labels, y=values, showlegend=False), row=1, col=col)
-    figure.update_layout(title=f"model comparison ({len(done)} of {len(rows)} trained)", height=420)
-    return figure

@@ -1,16 +1,26 @@
-"""Submitting work: the same function behind ``POST .../train`` and ``mmlw train``."""
+"""Submitting work: the same function behind ``POST .../train`` and ``mmlw train``; and
+running a queued job once (:func:`run_job`, shared by train and tune jobs)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel
+
 from backend.detectors.catalog import build_detector
-from backend.errors import ServiceUnavailable
+from backend.errors import MMLWError, ServiceUnavailable
 from backend.messaging.dispatch import Dispatcher
 from backend.registry.base import ModelRegistry
 from backend.schemas.jobs import JobKind, JobOut, TrainRequest
 from backend.settings import ModelSettings
 from backend.store import Store
 
-__all__ = ["InlineTrainer", "create_training_job", "submit_training"]
+__all__ = ["InlineTrainer", "create_training_job", "run_job", "submit_training"]
+
+log = logging.getLogger(__name__)
+R = TypeVar("R", bound=BaseModel)
 
 
 def create_training_job(request: TrainRequest, *, store: Store) -> JobOut:
@@ -25,6 +35,29 @@ def submit_training(request: TrainRequest, *, store: Store, dispatcher: Dispatch
     job = create_training_job(request, store=store)
     dispatcher.train(str(job.id))
     return job
+
+
+def run_job(job_id: str, work: Callable[[JobOut], R], *, store: Store) -> R | None:
+    """Run a queued job once with ``work``; a redelivery of a finished job does nothing.
+
+    Our errors and ValueError fail the job (returns None); anything else fails it and is
+    raised. On success the job's result is ``work``'s, as JSON.
+    """
+    job = store.jobs.start(job_id)
+    if job is None:
+        log.info("job %s already finished; skipping", job_id)
+        return None
+    try:
+        result = work(job)
+    except (MMLWError, ValueError) as exc:
+        store.jobs.finish(job_id, error=str(exc))
+        log.warning("%s job %s failed: %s", job.kind.value, job_id, exc)
+        return None
+    except Exception as exc:
+        store.jobs.finish(job_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    store.jobs.finish(job_id, result=result.model_dump(mode="json"))
+    return result
 
 
 class InlineTrainer:
@@ -44,5 +77,11 @@ class InlineTrainer:
     def predict(self, batch_id: int, version: int | None = None) -> None:
         raise ServiceUnavailable("scoring needs a worker; the inline trainer only trains")
 
+    def predict_many(self, batch_ids: Sequence[int], version: int | None = None) -> None:
+        raise ServiceUnavailable("scoring needs a worker; the inline trainer only trains")
+
     def notify(self, delivery_id: int) -> None:
         raise ServiceUnavailable("notifications need a worker; the inline trainer only trains")
+
+    def tune(self, job_id: str) -> None:
+        raise ServiceUnavailable("tune jobs need a worker; `mmlw tune` runs in this process")

@@ -6,6 +6,9 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -14,17 +17,18 @@ from backend import __version__
 from backend.detectors.catalog import build_detector
 from backend.detectors.model import AnomalyModel
 from backend.detectors.threshold import quantile_threshold
-from backend.errors import InsufficientData, MMLWError
+from backend.errors import InsufficientData
 from backend.evaluation.metrics import classification_metrics
 from backend.registry.base import DatasetInfo, ModelRegistry
 from backend.registry.hashing import content_hash
-from backend.schemas.jobs import TrainRequest, TrainResult
+from backend.schemas.jobs import JobOut, TrainRequest, TrainResult
+from backend.services.jobs import run_job
 from backend.services.lifecycle import assign_new_version
 from backend.settings import ModelSettings
 from backend.store import Store
 from backend.store.tables import utcnow
 
-__all__ = ["run_train_job", "train_machine"]
+__all__ = ["complete_window", "run_train_job", "train_machine"]
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +37,13 @@ def train_machine(
     request: TrainRequest, *, store: Store, registry: ModelRegistry, settings: ModelSettings
 ) -> TrainResult:
     """Fit, calibrate, log and register; the first version of a machine becomes champion."""
-    store.machines.get(request.machine_id)
-    values, labels = store.readings.window(
-        request.machine_id, request.start, request.end, request.last_n
+
+    def flagged(index: pd.DatetimeIndex) -> np.ndarray:
+        return _flagged_or_alerting(store, request.machine_id, index)
+
+    values, labels = complete_window(
+        request, store=store, exclude=flagged if request.exclude_flagged else None
     )
-    if not values.empty:
-        keep = values.notna().all(axis=1).to_numpy()
-        if request.exclude_flagged:
-            keep = keep & ~_flagged_or_alerting(store, request.machine_id, values.index)
-        values = values[keep]
-        labels = labels[keep] if labels is not None else None
-    if len(values) < request.min_readings:
-        raise InsufficientData(
-            f"machine {request.machine_id!r}: {len(values)} complete readings in the window, "
-            f"need at least {request.min_readings}"
-        )
     detector = build_detector(request.detector, request.params)
     X = values.to_numpy(dtype=np.float64)
     started = time.perf_counter()
@@ -139,6 +135,47 @@ def train_machine(
     )
 
 
+class Window(Protocol):
+    """Where training data comes from (TrainRequest, TuneRequest)."""
+
+    @property
+    def machine_id(self) -> str: ...
+    @property
+    def start(self) -> datetime | None: ...
+    @property
+    def end(self) -> datetime | None: ...
+    @property
+    def last_n(self) -> int | None: ...
+    @property
+    def min_readings(self) -> int: ...
+
+
+def complete_window(
+    window: Window,
+    *,
+    store: Store,
+    exclude: Callable[[pd.DatetimeIndex], np.ndarray] | None = None,
+) -> tuple[pd.DataFrame, pd.Series | None]:
+    """The window's readings without a missing sensor (and without ``exclude``'s rows),
+    with their labels; InsufficientData if fewer than ``min_readings`` remain."""
+    store.machines.get(window.machine_id)
+    values, labels = store.readings.window(
+        window.machine_id, window.start, window.end, window.last_n
+    )
+    if not values.empty:
+        keep = values.notna().all(axis=1).to_numpy()
+        if exclude is not None:
+            keep = keep & ~exclude(pd.DatetimeIndex(values.index))
+        values = values[keep]
+        labels = labels[keep] if labels is not None else None
+    if len(values) < window.min_readings:
+        raise InsufficientData(
+            f"machine {window.machine_id!r}: {len(values)} complete readings in the window, "
+            f"need at least {window.min_readings}"
+        )
+    return values, labels
+
+
 def _config_hash(params: dict[str, object]) -> str:
     """What makes two trainings the same recipe (detector, its parameters, threshold)."""
     text = json.dumps(params, sort_keys=True, default=str)
@@ -176,19 +213,9 @@ def run_train_job(
 
     Returns the result, or None if the job failed or had already finished.
     """
-    job = store.jobs.start(job_id)
-    if job is None:
-        log.info("train job %s already finished; skipping", job_id)
-        return None
-    try:
+
+    def work(job: JobOut) -> TrainResult:
         request = TrainRequest.model_validate(job.request)
-        result = train_machine(request, store=store, registry=registry, settings=settings)
-    except (MMLWError, ValueError) as exc:
-        store.jobs.finish(job_id, error=str(exc))
-        log.warning("train job %s failed: %s", job_id, exc)
-        return None
-    except Exception as exc:
-        store.jobs.finish(job_id, error=f"{type(exc).__name__}: {exc}")
-        raise
-    store.jobs.finish(job_id, result=result.model_dump(mode="json"))
-    return result
+        return train_machine(request, store=store, registry=registry, settings=settings)
+
+    return run_job(job_id, work, store=store)

@@ -75,6 +75,13 @@ class JobsRepository:
             row.attempts += 1
             return _out(row)
 
+    def progress(self, job_id: str, done: int, total: int) -> None:
+        """Record ``{"progress": {"done", "total"}}`` as a running job's partial result."""
+        with self._db.session() as session:
+            row = session.get(Job, job_id)
+            if row is not None and row.state == JobState.RUNNING.value:
+                row.result = {"progress": {"done": done, "total": total}}
+
     def finish(
         self, job_id: str, *, result: dict[str, Any] | None = None, error: str | None = None
     ) -> JobOut:

@@ -38,6 +38,11 @@ def job_rows(jobs: list[JobOut], now: datetime) -> html.Table | html.P:
         outcome: Any = "-"
         if job.error:
             outcome = html.Span(job.error, className="error-text")
+        elif job.result and "progress" in job.result:  # a running tune job
+            outcome = "{done} of {total} configs".format(**job.result["progress"])
+        elif job.result and "rows" in job.result:  # a tune job: the ranking
+            best = next((r["label"] for r in job.result["rows"] if not r.get("error")), "-")
+            outcome = f"{job.result.get('n_configs')} configs by {job.result.get('metric')}: {best}"
         elif job.result:
             outcome = dcc.Link(
                 f"version {job.result.get('version')}", href=models_path(job.machine_id)
