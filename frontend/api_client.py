@@ -1,20 +1,23 @@
-"""The dashboard's only way to the system: the backend's HTTP API (``/api/v1``).
+"""The dashboard's only way to the system: the backend's HTTP API, through
+:class:`backend.client.Client`.
 
 Reads use the dashboard's configured key (``settings.dashboard.api_key``), if any; write
 calls take the operator's key explicitly, so nothing the dashboard does on its own can
-change the system. Every failure becomes an :class:`ApiError` with the API's message.
+change the system. Every failure is an :class:`ApiError` (``backend.client.ClientError``)
+with the API's message and ``status`` (None when the API was not reached).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Unpack
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
 
+from backend.client import Client, Page
+from backend.client import ClientError as ApiError
+from backend.client._data import ScoresWindow, Window
 from backend.schemas.alerts import AlertOut, SilenceOut
 from backend.schemas.jobs import JobOut
 from backend.schemas.resources import MachineOut, ModelVersionOut, ReadingsOut, ScoresOut
@@ -22,27 +25,8 @@ from backend.settings import Settings
 
 __all__ = ["ApiClient", "ApiError", "Page"]
 
-API_PREFIX = "/api/v1"
-TOTAL_COUNT_HEADER = "X-Total-Count"
 MAX_LIMIT = 1_000_000
-
-M = TypeVar("M", bound=BaseModel)
-
-
-class ApiError(Exception):
-    """The API refused or could not be reached; ``status`` is None when unreachable."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Page(Generic[M]):
-    """A (possibly downsampled) response and how many rows the range held in total."""
-
-    item: M
-    total: int
+FROM_DASHBOARD = "from the dashboard"
 
 
 class ApiClient:
@@ -56,13 +40,7 @@ class ApiClient:
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        headers = {"X-API-Key": read_key} if read_key else {}
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/") + API_PREFIX,
-            headers=headers,
-            timeout=timeout_s,
-            transport=transport,
-        )
+        self._api = Client(base_url, api_key=read_key, timeout=timeout_s, transport=transport)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiClient:
@@ -70,50 +48,36 @@ class ApiClient:
         return cls(settings.dashboard.api_url, read_key=key.get_secret_value() if key else None)
 
     def close(self) -> None:
-        self._http.close()
+        self._api.close()
+
+    def _as(self, key: str | None) -> Client:
+        """The operator's key replaces the dashboard's read key on writes."""
+        return self._api.with_api_key(key or "")
 
     # --- reading ---------------------------------------------------------------------
     def machines(self) -> list[MachineOut]:
-        return _list(MachineOut, self._get("/machines"))
+        return self._api.machines.list()
 
     def machine(self, machine_id: str) -> MachineOut:
-        return MachineOut.model_validate_json(self._get(f"/machines/{machine_id}").content)
+        return self._api.machines.get(machine_id)
 
-    def readings(
-        self,
-        machine_id: str,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = MAX_LIMIT,
-        max_points: int | None = None,
-    ) -> Page[ReadingsOut]:
-        params = _params(start=start, end=end, limit=limit, max_points=max_points)
-        response = self._get(f"/machines/{machine_id}/readings", params)
-        return _page(ReadingsOut, response)
+    def readings(self, machine_id: str, **window: Unpack[Window]) -> Page[ReadingsOut]:
+        window.setdefault("limit", MAX_LIMIT)
+        return self._api.readings.page(machine_id, **window)
 
-    def scores(
-        self,
-        machine_id: str,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = MAX_LIMIT,
-        max_points: int | None = None,
-        top: int = 0,
-    ) -> Page[ScoresOut]:
-        params = _params(start=start, end=end, limit=limit, max_points=max_points, top=top)
-        response = self._get(f"/machines/{machine_id}/scores", params)
-        return _page(ScoresOut, response)
+    def scores(self, machine_id: str, **window: Unpack[ScoresWindow]) -> Page[ScoresOut]:
+        window.setdefault("limit", MAX_LIMIT)
+        window.setdefault("top", 0)
+        return self._api.scores.page(machine_id, **window)
 
     def models(self, machine_id: str) -> list[ModelVersionOut]:
-        return _list(ModelVersionOut, self._get(f"/machines/{machine_id}/models"))
+        return self._api.models.list(machine_id)
 
     def jobs(self, machine_id: str | None = None, limit: int = 100) -> list[JobOut]:
-        return _list(JobOut, self._get("/jobs", _params(machine_id=machine_id, limit=limit)))
+        return self._api.jobs.list(machine_id, limit)
 
     def job(self, job_id: str) -> JobOut:
-        return JobOut.model_validate_json(self._get(f"/jobs/{job_id}").content)
+        return self._api.jobs.get(job_id)
 
     def alerts(
         self,
@@ -123,43 +87,40 @@ class ApiClient:
         severity: str | None = None,
         limit: int = 500,
     ) -> list[AlertOut]:
-        params = _params(machine_id=machine_id, state=state, severity=severity, limit=limit)
-        return _list(AlertOut, self._get("/alerts", params))
+        return self._api.alerts.list(
+            machine_id=machine_id, state=state, severity=severity, limit=limit
+        )
 
     def alert(self, alert_id: int) -> AlertOut:
-        return AlertOut.model_validate_json(self._get(f"/alerts/{alert_id}").content)
+        return self._api.alerts.get(alert_id)
 
     def silences(self) -> list[SilenceOut]:
-        return _list(SilenceOut, self._get("/silences"))
+        return self._api.silences.list()
 
     # --- writing (the operator's key) -------------------------------------------------
     def train(self, machine_id: str, options: Mapping[str, Any], key: str | None) -> JobOut:
-        response = self._send("POST", f"/machines/{machine_id}/train", key, options)
-        return JobOut.model_validate_json(response.content)
+        return self._as(key).jobs.train(machine_id, options)
 
     def promote(
         self, machine_id: str, version: int | None, by: str, gated: bool, key: str | None
     ) -> dict[str, Any]:
-        body = {"version": version, "by": by, "gated": gated, "reason": "from the dashboard"}
-        response = self._send("POST", f"/machines/{machine_id}/models/promote", key, body)
-        return dict(response.json())
+        moved = self._as(key).models.promote(
+            machine_id, by=by, version=version, gated=gated, reason=FROM_DASHBOARD
+        )
+        return moved.model_dump(mode="json")
 
     def rollback(self, machine_id: str, version: int, by: str, key: str | None) -> dict[str, Any]:
-        body = {"version": version, "by": by, "reason": "from the dashboard"}
-        response = self._send("POST", f"/machines/{machine_id}/models/rollback", key, body)
-        return dict(response.json())
+        moved = self._as(key).models.rollback(machine_id, version, by=by, reason=FROM_DASHBOARD)
+        return moved.model_dump(mode="json")
 
     def acknowledge(self, alert_id: int, by: str, key: str | None) -> AlertOut:
-        response = self._send("POST", f"/alerts/{alert_id}/acknowledge", key, {"by": by})
-        return AlertOut.model_validate_json(response.content)
+        return self._as(key).alerts.acknowledge(alert_id, by=by)
 
     def unacknowledge(self, alert_id: int, key: str | None) -> AlertOut:
-        response = self._send("POST", f"/alerts/{alert_id}/unacknowledge", key, None)
-        return AlertOut.model_validate_json(response.content)
+        return self._as(key).alerts.unacknowledge(alert_id)
 
     def resolve(self, alert_id: int, by: str, key: str | None) -> AlertOut:
-        response = self._send("POST", f"/alerts/{alert_id}/resolve", key, {"by": by})
-        return AlertOut.model_validate_json(response.content)
+        return self._as(key).alerts.resolve(alert_id, by=by)
 
     def silence(
         self,
@@ -169,67 +130,7 @@ class ApiClient:
         key: str | None,
         comment: str | None = None,
     ) -> SilenceOut:
-        body = {
-            "matchers": dict(matchers),
-            "ends_at": ends_at.isoformat(),
-            "created_by": by,
-            "comment": comment,
-        }
-        return SilenceOut.model_validate_json(self._send("POST", "/silences", key, body).content)
+        return self._as(key).silences.create(matchers, ends_at, created_by=by, comment=comment)
 
     def expire_silence(self, silence_id: int, key: str | None) -> None:
-        self._send("DELETE", f"/silences/{silence_id}", key, None)
-
-    # --- plumbing ---------------------------------------------------------------------
-    def _get(self, path: str, params: Mapping[str, str] | None = None) -> httpx.Response:
-        return self._checked(lambda: self._http.get(path, params=params))
-
-    def _send(
-        self, method: str, path: str, key: str | None, body: Mapping[str, Any] | None
-    ) -> httpx.Response:
-        # the operator's key replaces the dashboard's read key on writes
-        headers = {"X-API-Key": key or ""}
-        return self._checked(lambda: self._http.request(method, path, json=body, headers=headers))
-
-    @staticmethod
-    def _checked(call: Any) -> httpx.Response:
-        try:
-            response: httpx.Response = call()
-        except httpx.HTTPError as exc:
-            raise ApiError(f"API unreachable: {exc}") from exc
-        if response.is_success:
-            return response
-        raise ApiError(_detail(response), response.status_code)
-
-
-def _params(**values: object) -> dict[str, str]:
-    return {
-        name: value.isoformat() if isinstance(value, datetime) else str(value)
-        for name, value in values.items()
-        if value is not None
-    }
-
-
-def _list(model: type[M], response: httpx.Response) -> list[M]:
-    return TypeAdapter(list[model]).validate_json(response.content)  # type: ignore[valid-type]
-
-
-def _page(model: type[M], response: httpx.Response) -> Page[M]:
-    item = model.model_validate_json(response.content)
-    total = int(response.headers.get(TOTAL_COUNT_HEADER, "-1"))
-    return Page(item, total)
-
-
-def _detail(response: httpx.Response) -> str:
-    """The API's error message ("detail"), flattened to one line."""
-    try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        detail = response.text
-    if isinstance(detail, list):
-        detail = "; ".join(
-            ".".join(str(p) for p in item.get("loc", [])[1:]) + ": " + str(item.get("msg", ""))
-            for item in detail
-            if isinstance(item, dict)
-        )
-    return f"{response.status_code}: {detail}"
+        self._as(key).silences.delete(silence_id)

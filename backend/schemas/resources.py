@@ -6,7 +6,22 @@ from pydantic import BaseModel, ConfigDict
 
 from backend.schemas.readings import UtcDatetime
 
-__all__ = ["MachineOut", "ModelVersionOut", "ReadingsOut", "ScoresOut", "SensorContribution"]
+__all__ = [
+    "Accepted",
+    "MachineOut",
+    "ModelVersionOut",
+    "ReadingsOut",
+    "ScoresOut",
+    "SensorContribution",
+]
+
+
+class Accepted(BaseModel):
+    """A readings batch the broker confirmed (``POST .../readings``, 202)."""
+
+    message_id: str
+    machine_id: str
+    readings: int
 
 
 class MachineOut(BaseModel):

@@ -6,26 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import select
 
-from backend.schemas.readings import UtcDatetime
+from backend.schemas.lifecycle import AliasEventOut
 from backend.store.database import Database
 from backend.store.tables import AliasEvent, DriftState
 
 __all__ = ["AliasEventOut", "AliasHistoryRepository", "DriftRecord", "DriftStatesRepository"]
-
-
-class AliasEventOut(BaseModel):
-    id: int
-    machine_id: str
-    alias: str
-    from_version: int | None
-    to_version: int | None
-    at: UtcDatetime
-    actor: str
-    reason: str
-    details: dict[str, Any]
 
 
 class AliasHistoryRepository:

@@ -7,13 +7,19 @@ supported by clients and proxies.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import ROW_ID_MAX, SettingsDep, StateDep, StoreDep
+from backend.schemas.dead_letters import (
+    DeadLetterDetail,
+    DeadLetterItem,
+    DeadLetterSummary,
+    Purged,
+    ReplayAccepted,
+)
 from backend.schemas.readings import UtcDatetime
 from backend.services.dead_letters import replay
 from backend.store import DeadLetterOut
@@ -21,35 +27,6 @@ from backend.store import DeadLetterOut
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
 DeadLetterId = Annotated[int, Path(ge=1, le=ROW_ID_MAX, description="dead letter id")]
-
-
-class DeadLetterSummary(BaseModel):
-    """What every dead-letter view shows (read from a stored record's attributes)."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    received_at: datetime
-    source: str
-    routing_key: str | None
-    message_id: str | None
-    reason: str
-    replayed_at: datetime | None
-    replay_count: int
-
-
-class DeadLetterItem(DeadLetterSummary):
-    body_preview: str
-    body_bytes: int
-
-
-class DeadLetterDetail(DeadLetterSummary):
-    """The whole record; ``body`` is text when it is UTF-8, else base64 (``body_encoding``)."""
-
-    headers: dict[str, object]
-    body: str
-    body_encoding: Literal["utf-8", "base64"]
-    body_bytes: int
 
 
 class ReplayRequest(BaseModel):
@@ -60,15 +37,6 @@ class ReplayRequest(BaseModel):
     )
 
 
-class ReplayAccepted(BaseModel):
-    id: int
-    message_id: str
-    machine_id: str
-    readings: int
-    replayed_at: datetime | None
-    replay_count: int
-
-
 class PurgeRequest(BaseModel):
     """Which dead letters to delete: ``all``, or those matching every criterion given."""
 
@@ -77,10 +45,6 @@ class PurgeRequest(BaseModel):
     all: bool = False
     ids: list[Annotated[int, Field(ge=1, le=ROW_ID_MAX)]] | None = None
     older_than: UtcDatetime | None = Field(default=None, description="received before")
-
-
-class Purged(BaseModel):
-    purged: int
 
 
 def _summary(d: DeadLetterOut) -> dict[str, Any]:

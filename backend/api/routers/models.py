@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backend.api.deps import VERSION_MAX, RegistryDep, SettingsDep, StateDep, StoreDep
 from backend.errors import NotFound
 from backend.registry.base import CHALLENGER, CHAMPION
-from backend.schemas.readings import UtcDatetime
+from backend.schemas.lifecycle import AliasEventOut, AliasMove, ComparisonStarted, ModelAt
 from backend.schemas.resources import ModelVersionOut
 from backend.services.comparison import (
     CompareRequest,
@@ -23,7 +23,6 @@ from backend.services.comparison import (
     start_comparison,
 )
 from backend.services.lifecycle import gate_report, promote, rollback
-from backend.store.lifecycle import AliasEventOut
 
 router = APIRouter(tags=["models"])
 
@@ -45,18 +44,6 @@ class RollbackRequest(BaseModel):
     version: int = Field(ge=1, le=VERSION_MAX)
     by: str = Field(min_length=1, max_length=128)
     reason: str = Field(default="rolled back", max_length=500)
-
-
-class AliasMove(BaseModel):
-    event: AliasEventOut
-    gate: dict[str, Any] | None
-
-
-class ModelAt(BaseModel):
-    machine_id: str
-    at: UtcDatetime
-    scored_by: int | None = Field(description="the version whose stored score covers `at`")
-    champion: int | None = Field(description="the version that was champion at `at`")
 
 
 @router.get("/machines/{machine_id}/models")
@@ -148,11 +135,6 @@ def model_at(machine_id: str, at: datetime, store: StoreDep) -> ModelAt:
         scored_by=store.scores.version_at(machine_id, at),
         champion=store.alias_history.version_at(machine_id, CHAMPION, at),
     )
-
-
-class ComparisonStarted(BaseModel):
-    group: str
-    job_ids: list[str]
 
 
 @router.post("/machines/{machine_id}/compare", status_code=status.HTTP_202_ACCEPTED)

@@ -4,11 +4,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from pydantic import BaseModel
 
 from backend.api.deps import SettingsDep, StateDep, StoreDep
 from backend.schemas.readings import MachineId, ReadingsBatch
-from backend.schemas.resources import ReadingsOut
+from backend.schemas.resources import Accepted, ReadingsOut
 from backend.services.downsample import downsample_indices
 
 router = APIRouter(prefix="/machines/{machine_id}/readings", tags=["readings"])
@@ -25,12 +24,6 @@ MaxPoints = Annotated[
 ]
 
 
-class Accepted(BaseModel):
-    message_id: str
-    machine_id: str
-    readings: int
-
-
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
 def post_readings(
     machine_id: MachineId, batch: ReadingsBatch, state: StateDep, settings: SettingsDep
@@ -38,7 +31,8 @@ def post_readings(
     """Publish a readings batch (the AMQP contract) to the readings exchange.
 
     202 means the broker confirmed the message; storage and scoring follow
-    asynchronously and idempotently on ``message_id``.
+    asynchronously and idempotently on ``message_id``. 503 with ``Retry-After`` while the
+    ingest queue is full (or the broker is unreachable): send the same body again later.
     """
     if batch.machine_id != machine_id:
         raise HTTPException(
