@@ -6,6 +6,7 @@ consumer enqueues predict work. Task names are the contract with ``workers.tasks
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from celery import Celery
@@ -18,6 +19,7 @@ __all__ = [
     "NOTIFY_TASK",
     "PREDICT_TASK",
     "TRAIN_TASK",
+    "TUNE_TASK",
     "CeleryDispatcher",
     "Dispatcher",
     "celery_config",
@@ -29,6 +31,7 @@ PREDICT_TASK = "mmlw.predict"
 NOTIFY_TASK = "mmlw.notify"
 ALERTS_TICK_TASK = "mmlw.alerts.tick"
 MODELS_MAINTAIN_TASK = "mmlw.models.maintain"
+TUNE_TASK = "mmlw.tune"  # configuration ranking, on the train queue
 
 
 class Dispatcher(Protocol):
@@ -36,7 +39,11 @@ class Dispatcher(Protocol):
 
     def predict(self, batch_id: int, version: int | None = None) -> None: ...
 
+    def predict_many(self, batch_ids: Sequence[int], version: int | None = None) -> None: ...
+
     def notify(self, delivery_id: int) -> None: ...
+
+    def tune(self, job_id: str) -> None: ...
 
 
 def transport_options(broker_url: str) -> dict[str, Any]:
@@ -74,6 +81,7 @@ def celery_config(broker_url: str, topology: Topology, predict_prefetch: int = 4
             NOTIFY_TASK: {"queue": topology.task_queue_name("notify")},
             ALERTS_TICK_TASK: {"queue": topology.task_queue_name("notify")},
             MODELS_MAINTAIN_TASK: {"queue": topology.task_queue_name("train")},
+            TUNE_TASK: {"queue": topology.task_queue_name("train")},
         },
         "task_create_missing_queues": False,
         "worker_hijack_root_logger": False,
@@ -101,6 +109,17 @@ class CeleryDispatcher:
         kwargs = {} if version is None else {"version": version}
         self._app.send_task(PREDICT_TASK, args=[batch_id], kwargs=kwargs)
 
+    def predict_many(self, batch_ids: Sequence[int], version: int | None = None) -> None:
+        """One predict task for several batches (scored together, stored in one
+        transaction, alert rules evaluated once per machine)."""
+        if batch_ids:
+            kwargs = {} if version is None else {"version": version}
+            self._app.send_task(PREDICT_TASK, args=[list(batch_ids)], kwargs=kwargs)
+
     def notify(self, delivery_id: int) -> None:
         """Send one alert notification (a delivery of the outbox)."""
         self._app.send_task(NOTIFY_TASK, args=[delivery_id])
+
+    def tune(self, job_id: str) -> None:
+        """Rank detector configs on a machine's history (a tune job)."""
+        self._app.send_task(TUNE_TASK, args=[job_id])

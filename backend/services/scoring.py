@@ -1,20 +1,35 @@
-"""Score one stored readings batch with the machine's champion model and store it."""
+"""Score stored readings batches with their machines' champion models and store them."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
 
+from backend.detectors.input_schema import ExtraSensors, SchemaMismatch, conform
 from backend.detectors.model import AnomalyModel, ScoredFrame
 from backend.messaging.dispatch import Dispatcher
 from backend.registry.base import CHALLENGER, CHAMPION
 from backend.store import ScoreRecord, Store, StoredBatch
 
-__all__ = ["LoadedModel", "ModelProvider", "ScoreOutcome", "backfill_scores", "score_batch"]
+__all__ = [
+    "SCHEMA_DEAD_LETTER_SOURCE",
+    "LoadedModel",
+    "ModelProvider",
+    "ScoreOutcome",
+    "alerting_machines",
+    "backfill_scores",
+    "drift_inputs",
+    "score_batch",
+    "score_batches",
+]
+
+SCHEMA_DEAD_LETTER_SOURCE = "predict"
+BACKFILL_BATCHES_PER_TASK = 16
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +49,7 @@ class ModelProvider(Protocol):
 
 @dataclass(frozen=True)
 class ScoreOutcome:
-    status: Literal["scored", "duplicate", "no_model"]
+    status: Literal["scored", "duplicate", "no_model", "rejected"]
     batch_id: int
     machine_id: str
     n: int = 0
@@ -46,46 +61,133 @@ class ScoreOutcome:
 
 
 def score_batch(
-    batch_id: int, *, store: Store, models: ModelProvider, version: int | None = None
+    batch_id: int,
+    *,
+    store: Store,
+    models: ModelProvider,
+    version: int | None = None,
+    extra_sensors: ExtraSensors = "ignore",
 ) -> ScoreOutcome:
-    """Score with the champion (or the given champion ``version``, for backfills) and,
-    in shadow, with the challenger if there is one (stored with role ``challenger``:
-    compared at promotion, never alerting).
+    """:func:`score_batches` for one batch."""
+    (outcome,) = score_batches(
+        [batch_id], store=store, models=models, version=version, extra_sensors=extra_sensors
+    )
+    return outcome
+
+
+def score_batches(
+    batch_ids: Sequence[int],
+    *,
+    store: Store,
+    models: ModelProvider,
+    version: int | None = None,
+    extra_sensors: ExtraSensors = "ignore",
+) -> list[ScoreOutcome]:
+    """Score each batch with its machine's champion (or the given champion ``version``,
+    for backfills) and, in shadow, with the challenger if there is one (stored with role
+    ``challenger``: compared at promotion, never alerting). One outcome per batch, in
+    order; the batches are read in one query and all scores stored in one transaction.
+
+    Each batch is first fitted to the model's input schema
+    (:func:`~backend.detectors.input_schema.conform`); a batch that does not fit the
+    champion's is dead-lettered (source ``predict``, reason naming the sensors and the
+    version) and gets no score (status ``rejected``); one that does not fit the
+    challenger's only loses its shadow score.
 
     Scores are stored at most once per (batch, model version, role): safe to redeliver.
     """
-    batch = store.readings.get(batch_id)
-    if version is not None:
-        loaded: LoadedModel | None = models.version(batch.machine_id, version)
-    else:
-        loaded = models.get(batch.machine_id, CHAMPION)
-    if loaded is None:
-        return ScoreOutcome("no_model", batch_id, batch.machine_id)
-    frame = batch.frame()
-    scored, created = _score_and_store(batch, frame, loaded, CHAMPION, store)
-    if version is None:
-        challenger = models.get(batch.machine_id, CHALLENGER)
-        if challenger is not None and challenger.version != loaded.version:
-            _score_and_store(batch, frame, challenger, CHALLENGER, store)
-    return ScoreOutcome(
-        "scored" if created else "duplicate",
-        batch_id,
-        batch.machine_id,
-        n=len(scored.scores),
-        n_flagged=int(scored.flags.sum()),
-        model_version=loaded.version,
-        champion=loaded,
-        timestamps_us=batch.timestamps_us,
-        scores=scored.scores,
+    records: list[ScoreRecord] = []
+    pending: list[tuple[StoredBatch, LoadedModel, ScoredFrame, int] | ScoreOutcome] = []
+    for batch in store.readings.get_many(batch_ids):
+        if version is not None:
+            loaded: LoadedModel | None = models.version(batch.machine_id, version)
+        else:
+            loaded = models.get(batch.machine_id, CHAMPION)
+        if loaded is None:
+            pending.append(ScoreOutcome("no_model", batch.id, batch.machine_id))
+            continue
+        frame = batch.frame()
+        try:
+            fitted = conform(frame, loaded.model.input_schema, extra_sensors)
+        except SchemaMismatch as exc:
+            _dead_letter(batch, loaded, exc, store)
+            pending.append(
+                ScoreOutcome("rejected", batch.id, batch.machine_id, model_version=loaded.version)
+            )
+            continue
+        scored = _score(batch, fitted, loaded, CHAMPION, records)
+        pending.append((batch, loaded, scored, len(records) - 1))
+        if version is None:
+            challenger = models.get(batch.machine_id, CHALLENGER)
+            if challenger is not None and challenger.version != loaded.version:
+                try:
+                    shadow = conform(frame, challenger.model.input_schema, extra_sensors)
+                except SchemaMismatch as exc:
+                    log.warning(
+                        "batch %s: no shadow score by v%s: %s", batch.id, challenger.version, exc
+                    )
+                else:
+                    _score(batch, shadow, challenger, CHALLENGER, records)
+    created = store.scores.add_many(records)
+    outcomes = []
+    for item in pending:
+        if isinstance(item, ScoreOutcome):
+            outcomes.append(item)
+            continue
+        batch, loaded, scored, index = item
+        outcomes.append(
+            ScoreOutcome(
+                "scored" if created[index] else "duplicate",
+                batch.id,
+                batch.machine_id,
+                n=len(scored.scores),
+                n_flagged=int(scored.flags.sum()),
+                model_version=loaded.version,
+                champion=loaded,
+                timestamps_us=batch.timestamps_us,
+                scores=scored.scores,
+            )
+        )
+    return outcomes
+
+
+def drift_inputs(
+    outcomes: Sequence[ScoreOutcome],
+) -> list[tuple[str, LoadedModel, np.ndarray, np.ndarray]]:
+    """Newly champion-scored readings per (machine, champion version), concatenated in
+    batch order: what the drift test observes once per task instead of once per batch."""
+    groups: dict[tuple[str, int], list[ScoreOutcome]] = {}
+    for o in outcomes:
+        if o.status == "scored" and o.champion is not None:
+            groups.setdefault((o.machine_id, o.champion.version), []).append(o)
+    result = []
+    for (machine_id, _), group in groups.items():
+        champion = group[0].champion
+        assert champion is not None
+        timestamps = np.concatenate([o.timestamps_us for o in group if o.timestamps_us is not None])
+        scores = np.concatenate([o.scores for o in group if o.scores is not None])
+        result.append((machine_id, champion, timestamps, scores))
+    return result
+
+
+def alerting_machines(outcomes: Sequence[ScoreOutcome]) -> list[str]:
+    """Machines whose alert rules need evaluating after these outcomes (a stored or
+    already-stored champion score; not for unscored, rejected batches), each once."""
+    return list(
+        dict.fromkeys(o.machine_id for o in outcomes if o.status in ("scored", "duplicate"))
     )
 
 
-def _score_and_store(
-    batch: StoredBatch, frame: pd.DataFrame, loaded: LoadedModel, role: str, store: Store
-) -> tuple[ScoredFrame, bool]:
-    """Score ``frame`` with ``loaded`` and store it under ``role``; (scores, created)."""
+def _score(
+    batch: StoredBatch,
+    frame: pd.DataFrame,
+    loaded: LoadedModel,
+    role: str,
+    records: list[ScoreRecord],
+) -> ScoredFrame:
+    """Score ``frame`` with ``loaded`` and append the record to store under ``role``."""
     scored = loaded.model.score(frame)
-    created = store.scores.add(
+    records.append(
         ScoreRecord(
             batch=batch,
             model_name=loaded.model_name,
@@ -97,13 +199,38 @@ def _score_and_store(
             columns=scored.columns,
         )
     )
-    return scored, created
+    return scored
+
+
+def _dead_letter(
+    batch: StoredBatch, loaded: LoadedModel, exc: SchemaMismatch, store: Store
+) -> None:
+    """Keep the batch as a replayable dead letter, once per (batch, reason)."""
+    reason = f"{exc.reason} for model {loaded.model_name} version {loaded.version}"
+    source = SCHEMA_DEAD_LETTER_SOURCE
+    if store.dead_letters.exists(source=source, message_id=batch.message_id, reason=reason):
+        return
+    store.dead_letters.add(
+        source=source,
+        reason=reason,
+        body=batch.to_batch().to_wire(),
+        routing_key=batch.machine_id,
+        message_id=batch.message_id,
+        headers={
+            "batch_id": batch.id,
+            "model_name": loaded.model_name,
+            "model_version": loaded.version,
+            "missing": exc.missing,
+            "extra": exc.extra,
+        },
+    )
+    log.warning("batch %s dead-lettered: %s", batch.id, reason)
 
 
 def backfill_scores(machine_id: str, version: int, *, store: Store, dispatcher: Dispatcher) -> int:
     """Queue scoring by ``version`` for the machine's batches that have no champion score
     (readings that arrived before its first model); returns how many were queued."""
     batch_ids = store.readings.unscored_ids(machine_id)
-    for batch_id in batch_ids:
-        dispatcher.predict(batch_id, version)
+    for first in range(0, len(batch_ids), BACKFILL_BATCHES_PER_TASK):
+        dispatcher.predict_many(batch_ids[first : first + BACKFILL_BATCHES_PER_TASK], version)
     return len(batch_ids)

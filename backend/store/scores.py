@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from backend.store.database import Database
 from backend.store.machines import MachinesRepository
@@ -70,43 +72,55 @@ class ScoresRepository:
 
     def add(self, record: ScoreRecord) -> bool:
         """Store scores once per (batch, model version, role); False if already there."""
-        batch = record.batch
-        first, last = int(batch.timestamps_us.min()), int(batch.timestamps_us.max())
+        (created,) = self.add_many([record])
+        return created
+
+    def add_many(self, records: Sequence[ScoreRecord]) -> list[bool]:
+        """Store many batches' scores in one transaction: one look-up of what is already
+        there, one multi-row insert, one counter update per machine. Idempotent like
+        :meth:`add` (per record: True if stored now, False if it was already there); when
+        a concurrent writer gets in between, each record is retried on its own."""
+        if not records:
+            return []
+        now = utcnow()
         try:
             with self._db.session() as session:
-                exists = session.scalar(
-                    select(ScoreBatch.id).where(
-                        ScoreBatch.batch_id == batch.id,
-                        ScoreBatch.model_name == record.model_name,
-                        ScoreBatch.model_version == record.model_version,
-                        ScoreBatch.role == record.role,
-                    )
-                )
-                if exists is not None:
-                    return False
-                session.add(
-                    ScoreBatch(
-                        batch_id=batch.id,
-                        machine_id=batch.machine_id,
-                        model_name=record.model_name,
-                        model_version=record.model_version,
-                        role=record.role,
-                        threshold=record.threshold,
-                        scored_at=utcnow(),
-                        t_start=_from_us(first),
-                        t_end=_from_us(last),
-                        n=len(record.scores),
-                        n_flagged=int((record.scores > record.threshold).sum()),
-                        columns=record.columns,
-                        scores=pack(record.scores, "f8"),
-                        contributions=pack(record.contributions, "f4"),
-                    )
-                )
-                if record.role == "champion":
-                    MachinesRepository.add_scored(session, batch.machine_id, len(record.scores))
+                done = self._existing(session, records)
+                rows, created, scored = [], [], Counter[str]()
+                for record in records:
+                    key = _key(record)
+                    if key in done:
+                        created.append(False)
+                        continue
+                    done.add(key)
+                    rows.append(_score_row(record, now))
+                    created.append(True)
+                    if record.role == "champion":
+                        scored[record.batch.machine_id] += len(record.scores)
+                if rows:
+                    session.execute(insert(ScoreBatch), rows)
+                for machine_id, n in scored.items():
+                    MachinesRepository.add_scored(session, machine_id, n)
+            return created
         except IntegrityError:
-            return False
-        return True
+            if len(records) == 1:
+                return [False]
+            return [self.add_many([record])[0] for record in records]
+
+    @staticmethod
+    def _existing(
+        session: Session, records: Sequence[ScoreRecord]
+    ) -> set[tuple[int, str, int, str]]:
+        batch_ids = {record.batch.id for record in records}
+        rows = session.execute(
+            select(
+                ScoreBatch.batch_id,
+                ScoreBatch.model_name,
+                ScoreBatch.model_version,
+                ScoreBatch.role,
+            ).where(ScoreBatch.batch_id.in_(batch_ids))
+        )
+        return {(r.batch_id, r.model_name, r.model_version, r.role) for r in rows}
 
     def query(
         self,
@@ -227,6 +241,30 @@ class ScoresRepository:
             query = query.where(ScoreBatch.machine_id == machine_id)
         with self._db.session() as session:
             return int(session.scalar(query) or 0)
+
+
+def _key(record: ScoreRecord) -> tuple[int, str, int, str]:
+    return (record.batch.id, record.model_name, record.model_version, record.role)
+
+
+def _score_row(record: ScoreRecord, now: datetime) -> dict[str, object]:
+    batch = record.batch
+    return {
+        "batch_id": batch.id,
+        "machine_id": batch.machine_id,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "role": record.role,
+        "threshold": record.threshold,
+        "scored_at": now,
+        "t_start": _from_us(int(batch.timestamps_us.min())),
+        "t_end": _from_us(int(batch.timestamps_us.max())),
+        "n": len(record.scores),
+        "n_flagged": int((record.scores > record.threshold).sum()),
+        "columns": record.columns,
+        "scores": pack(record.scores, "f8"),
+        "contributions": pack(record.contributions, "f4"),
+    }
 
 
 def _stored(row: ScoreBatch, timestamps_us: bytes) -> StoredScores:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pika
 
+from backend.errors import NotFound
 from backend.messaging.pika_publisher import pika_url
 from backend.messaging.topology import TASK_QUEUES, Topology
 from backend.settings import Settings
@@ -39,11 +40,18 @@ def wait_for(
     timeout_s: float = 60.0,
     what: str | Callable[[], str] = "",
 ) -> None:
-    """Poll until ``predicate()`` holds; fail with ``what`` after ``timeout_s``."""
+    """Poll until ``predicate()`` holds; fail with ``what`` after ``timeout_s``.
+
+    A predicate that raises NotFound (the machine or job is not stored yet) counts as
+    not holding yet.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        try:
+            if predicate():
+                return
+        except NotFound:
+            pass
         time.sleep(0.1)
     description = what() if callable(what) else what
     raise AssertionError(f"timed out after {timeout_s}s waiting for {description or predicate}")

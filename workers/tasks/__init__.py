@@ -13,14 +13,21 @@ from backend.messaging.dispatch import (
     NOTIFY_TASK,
     PREDICT_TASK,
     TRAIN_TASK,
+    TUNE_TASK,
 )
 from backend.observability.metrics import instruments
 from backend.registry.base import CHAMPION
 from backend.services.alerting import evaluate_machine, send_delivery, tick
 from backend.services.drift import observe as observe_drift
 from backend.services.retraining import auto_promote, retrain_due
-from backend.services.scoring import backfill_scores, score_batch
+from backend.services.scoring import (
+    alerting_machines,
+    backfill_scores,
+    drift_inputs,
+    score_batches,
+)
 from backend.services.training import run_train_job
+from backend.services.tuning import run_tune_job
 from workers.context import WorkerContext
 
 __all__ = ["register_tasks"]
@@ -44,6 +51,11 @@ def register_tasks(app: Celery) -> None:
             machine_id = ctx.store.jobs.get(job_id).machine_id
             backfill_scores(machine_id, result.version, store=ctx.store, dispatcher=ctx.dispatcher)
 
+    @app.task(name=TUNE_TASK, bind=True, shared=False, acks_late=True, reject_on_worker_lost=True)
+    def tune(self: Task, job_id: str) -> None:
+        ctx = context()
+        run_tune_job(job_id, store=ctx.store, settings=ctx.settings, dispatcher=ctx.dispatcher)
+
     @app.task(
         name=PREDICT_TASK,
         bind=True,
@@ -54,34 +66,48 @@ def register_tasks(app: Celery) -> None:
         retry_backoff=True,
         max_retries=8,
     )
-    def predict(self: Task, batch_id: int, version: int | None = None) -> dict[str, object]:
+    def predict(
+        self: Task, batch_id: int | list[int], version: int | None = None
+    ) -> dict[str, object]:
+        """Score one stored batch or several (``batch_id`` a list), then run each
+        machine's drift test and alert rules once for all of its batches."""
         ctx = context()
+        batch_ids = [batch_id] if isinstance(batch_id, int) else list(batch_id)
         with instruments().predict_seconds.time():
-            outcome = score_batch(batch_id, store=ctx.store, models=ctx.models, version=version)
-        log.debug("predict batch %s (version %s): %s", batch_id, version, outcome.status)
-        if outcome.status == "scored" and version is None and outcome.champion is not None:
-            assert outcome.timestamps_us is not None and outcome.scores is not None
-            observe_drift(
-                outcome.machine_id,
-                outcome.champion,
-                outcome.timestamps_us,
-                outcome.scores,
+            outcomes = score_batches(
+                batch_ids,
                 store=ctx.store,
-                dispatcher=ctx.dispatcher,
-                settings=ctx.settings.models.drift,
+                models=ctx.models,
+                version=version,
+                extra_sensors=ctx.settings.models.extra_sensors,
             )
-        if outcome.status != "no_model" and version is None:
-            # backfills (an explicit version) score history and do not alert on it
-            try:
-                evaluate_machine(
-                    outcome.machine_id,
+        log.debug("predict batches %s (version %s): %s", batch_ids, version, outcomes)
+        if version is None:  # backfills (an explicit version) score history: no drift, alerts
+            for machine_id, champion, timestamps_us, scores in drift_inputs(outcomes):
+                observe_drift(
+                    machine_id,
+                    champion,
+                    timestamps_us,
+                    scores,
                     store=ctx.store,
-                    config=ctx.alerts_config,
                     dispatcher=ctx.dispatcher,
+                    settings=ctx.settings.models.drift,
                 )
-            except Exception:  # the scores are stored; the next batch or tick re-evaluates
-                log.exception("alert evaluation after batch %s failed", batch_id)
-        return {"status": outcome.status, "n": outcome.n, "flagged": outcome.n_flagged}
+            for machine_id in alerting_machines(outcomes):
+                try:
+                    evaluate_machine(
+                        machine_id,
+                        store=ctx.store,
+                        config=ctx.alerts_config,
+                        dispatcher=ctx.dispatcher,
+                    )
+                except Exception:  # the scores are stored; the next batch or tick re-evaluates
+                    log.exception("alert evaluation of %s after %s failed", machine_id, batch_ids)
+        return {
+            "status": [o.status for o in outcomes],
+            "n": sum(o.n for o in outcomes),
+            "flagged": sum(o.n_flagged for o in outcomes),
+        }
 
     @app.task(name=NOTIFY_TASK, bind=True, shared=False, acks_late=True, reject_on_worker_lost=True)
     def notify(self: Task, delivery_id: int) -> str:
