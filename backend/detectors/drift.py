@@ -44,16 +44,24 @@ class PageHinkley:
         shift is detected. ``change_at`` is then the position where it began."""
         values = np.asarray(values, dtype=np.float64)
         positions = np.asarray(positions)
-        detected = False
-        for x, where in zip(values.tolist(), positions.tolist(), strict=True):
-            self.n += 1
-            self.mean += (x - self.mean) / self.n
-            self.cumsum += x - self.mean - self.delta
-            if self.cumsum < self.min_cumsum or self.change_at is None:
-                self.min_cumsum = min(self.cumsum, self.min_cumsum)
-                self.change_at = int(where)
-            if self.n >= self.min_n and self.cumsum - self.min_cumsum > self.threshold:
-                detected = True
+        if values.shape != positions.shape:
+            raise ValueError("values and positions: need the same length")
+        if not len(values):
+            return False
+        # the per-observation recursion, vectorized: running mean, statistic, running min
+        counts = self.n + np.arange(1, len(values) + 1)
+        means = (self.n * self.mean + np.cumsum(values)) / counts
+        stats = self.cumsum + np.cumsum(values - means - self.delta)
+        before = np.minimum.accumulate(np.concatenate([[self.min_cumsum], stats[:-1]]))
+        lowest = np.minimum(before, stats)
+        new_low = np.flatnonzero(stats < before)
+        if len(new_low):
+            self.change_at = int(positions[new_low[-1]])
+        elif self.change_at is None:
+            self.change_at = int(positions[0])
+        detected = bool(((counts >= self.min_n) & (stats - lowest > self.threshold)).any())
+        self.n, self.mean = int(counts[-1]), float(means[-1])
+        self.cumsum, self.min_cumsum = float(stats[-1]), float(lowest[-1])
         return detected
 
     def to_dict(self) -> dict[str, Any]:

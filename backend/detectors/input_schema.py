@@ -29,7 +29,7 @@ import pandas as pd
 
 from backend.errors import InvalidMessage
 
-__all__ = ["ExtraSensors", "InputSchema", "SchemaMismatch", "conform"]
+__all__ = ["ExtraSensors", "InputSchema", "SchemaMismatch", "conform", "conform_matrix"]
 
 ExtraSensors = Literal["ignore", "reject"]
 
@@ -64,20 +64,49 @@ def conform(
     """``frame`` with exactly the schema's columns in its order, as float64, or
     :class:`SchemaMismatch` naming what does not fit."""
     present = [str(c) for c in frame.columns]
-    missing = [c for c in schema.columns if c not in present]
-    unknown = [c for c in present if c not in schema.columns]
-    if missing:
-        raise SchemaMismatch(f"columns: missing sensors {missing}", missing=missing, extra=unknown)
-    if unknown and extra == "reject":
-        raise SchemaMismatch(f"columns: unknown sensors {unknown}", extra=unknown)
+    _check_columns(present, schema, extra)
     selected = frame[list(schema.columns)]
     try:
         values = selected.to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
         bad = [c for c in schema.columns if not pd.api.types.is_numeric_dtype(selected[c])]
         raise SchemaMismatch(f"columns: non-numeric sensors {bad}") from None
+    _check_finite(values, schema)
+    return pd.DataFrame(values, index=frame.index, columns=list(schema.columns))
+
+
+def conform_matrix(
+    columns: Sequence[str], values: np.ndarray, schema: InputSchema, extra: ExtraSensors = "ignore"
+) -> np.ndarray:
+    """:func:`conform` for a float matrix with named ``columns`` (the predict path: no
+    DataFrame): the schema's columns in its order, or :class:`SchemaMismatch`.
+
+    >>> conform_matrix(["b", "a"], np.array([[2.0, 1.0]]), InputSchema(("a", "b"))).tolist()
+    [[1.0, 2.0]]
+    """
+    present = [str(c) for c in columns]
+    _check_columns(present, schema, extra)
+    if present == list(schema.columns):
+        matrix = np.asarray(values, dtype=np.float64)
+    else:
+        position = {c: i for i, c in enumerate(present)}
+        matrix = np.asarray(values, dtype=np.float64)[:, [position[c] for c in schema.columns]]
+    _check_finite(matrix, schema)
+    return matrix
+
+
+def _check_columns(present: list[str], schema: InputSchema, extra: ExtraSensors) -> None:
+    known = set(schema.columns)
+    missing = [c for c in schema.columns if c not in set(present)]
+    unknown = [c for c in present if c not in known]
+    if missing:
+        raise SchemaMismatch(f"columns: missing sensors {missing}", missing=missing, extra=unknown)
+    if unknown and extra == "reject":
+        raise SchemaMismatch(f"columns: unknown sensors {unknown}", extra=unknown)
+
+
+def _check_finite(values: np.ndarray, schema: InputSchema) -> None:
     finite = np.isfinite(values)
     if not finite.all():
         bad = [c for c, ok in zip(schema.columns, finite.all(axis=0), strict=True) if not ok]
         raise SchemaMismatch(f"values: NaN or infinite readings of sensors {bad}")
-    return pd.DataFrame(values, index=frame.index, columns=list(schema.columns))

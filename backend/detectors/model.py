@@ -43,7 +43,10 @@ class AnomalyModel:
         return frame[self.columns].to_numpy(dtype=np.float64)
 
     def score(self, frame: pd.DataFrame) -> ScoredFrame:
-        X = self.align(frame)
+        return self.score_matrix(self.align(frame))
+
+    def score_matrix(self, X: np.ndarray) -> ScoredFrame:
+        """Score rows whose columns are already :attr:`columns`, in that order."""
         contributions = self.detector.explain(X)
         scores = contributions.sum(axis=1)
         return ScoredFrame(

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
-import pandas as pd
 
-from backend.detectors.input_schema import ExtraSensors, SchemaMismatch, conform
+from backend.detectors.input_schema import ExtraSensors, SchemaMismatch, conform_matrix
 from backend.detectors.model import AnomalyModel, ScoredFrame
 from backend.messaging.dispatch import Dispatcher
 from backend.registry.base import CHALLENGER, CHAMPION
@@ -106,9 +105,10 @@ def score_batches(
         if loaded is None:
             pending.append(ScoreOutcome("no_model", batch.id, batch.machine_id))
             continue
-        frame = batch.frame()
         try:
-            fitted = conform(frame, loaded.model.input_schema, extra_sensors)
+            fitted = conform_matrix(
+                batch.columns, batch.values, loaded.model.input_schema, extra_sensors
+            )
         except SchemaMismatch as exc:
             _dead_letter(batch, loaded, exc, store)
             pending.append(
@@ -121,7 +121,9 @@ def score_batches(
             challenger = models.get(batch.machine_id, CHALLENGER)
             if challenger is not None and challenger.version != loaded.version:
                 try:
-                    shadow = conform(frame, challenger.model.input_schema, extra_sensors)
+                    shadow = conform_matrix(
+                        batch.columns, batch.values, challenger.model.input_schema, extra_sensors
+                    )
                 except SchemaMismatch as exc:
                     log.warning(
                         "batch %s: no shadow score by v%s: %s", batch.id, challenger.version, exc
@@ -180,13 +182,14 @@ def alerting_machines(outcomes: Sequence[ScoreOutcome]) -> list[str]:
 
 def _score(
     batch: StoredBatch,
-    frame: pd.DataFrame,
+    values: np.ndarray,
     loaded: LoadedModel,
     role: str,
     records: list[ScoreRecord],
 ) -> ScoredFrame:
-    """Score ``frame`` with ``loaded`` and append the record to store under ``role``."""
-    scored = loaded.model.score(frame)
+    """Score ``values`` (in the model's column order) with ``loaded`` and append the
+    record to store under ``role``."""
+    scored = loaded.model.score_matrix(values)
     records.append(
         ScoreRecord(
             batch=batch,

@@ -311,8 +311,12 @@ class IngestConsumer(ConsumerMixin):
     def _write(self, pending: list[_Pending]) -> bool:
         try:
             outcomes = self.store.readings.add_many([p.batch for p in pending])
-            # duplicates too: a redelivered batch may have been stored but never scored
-            batch_ids = list(dict.fromkeys(o.batch_id for o in outcomes))
+            # duplicates too: a redelivered batch may have been stored but never scored;
+            # one machine's batches together, so a task runs few machines' rules and drift
+            machines = {
+                o.batch_id: p.batch.machine_id for p, o in zip(pending, outcomes, strict=True)
+            }
+            batch_ids = sorted(machines, key=machines.__getitem__)
             size = self.predict_batches_per_task
             for first in range(0, len(batch_ids), size):
                 self.dispatcher.predict_many(batch_ids[first : first + size])
