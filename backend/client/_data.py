@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
+from typing import Any, Literal, TypedDict, Unpack
 
 from backend.client._http import Page, Session
 from backend.schemas.readings import ReadingsBatch
-from backend.schemas.resources import Accepted, MachineOut, ReadingsOut, ScoresOut
-
-if TYPE_CHECKING:
-    from backend.api.routers.imports import ImportOut
+from backend.schemas.resources import Accepted, ImportOut, MachineOut, ReadingsOut, ScoresOut
 
 __all__ = ["Machines", "Readings", "Scores", "ScoresWindow", "Window"]
 
@@ -84,8 +81,6 @@ class Readings:
     ) -> ImportOut:
         """Import history from CSV or Parquet (``kind``; by default from a path's suffix,
         else CSV) straight into the store; idempotent (see README, History import)."""
-        from backend.api.routers.imports import ImportOut
-
         if isinstance(data, Path):
             kind = kind or ("parquet" if data.suffix.lower() == ".parquet" else "csv")
             data = data.read_bytes()

@@ -8,6 +8,7 @@ from backend.schemas.readings import UtcDatetime
 
 __all__ = [
     "Accepted",
+    "ImportOut",
     "MachineOut",
     "ModelVersionOut",
     "ReadingsOut",
@@ -78,3 +79,19 @@ class ModelVersionOut(BaseModel):
     threshold: float | None
     metrics: dict[str, float]
     tags: dict[str, str]
+
+
+class ImportOut(BaseModel):
+    """What a history import stored (see README, History import)."""
+
+    machine_id: str
+    columns: list[str]
+    label_column: str | None
+    rows: int
+    batches: int
+    new_rows: int
+    new_batches: int
+    dropped_rows: int
+    ignored_columns: list[str]
+    queued_for_scoring: int
+    scoring_version: int | None

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from backend.api.deps import StateDep
 from backend.schemas.readings import MachineId
+from backend.schemas.resources import ImportOut
 from backend.services.import_sources import Source, csv_source, parquet_source
 from backend.services.importing import (
     MAX_BATCH_ROWS,
@@ -48,20 +49,6 @@ class ImportQuery(BaseModel):
     tz: str = Field(default="UTC", description="time zone of times without an offset")
     batch_rows: int = Field(default=1000, ge=1, le=MAX_BATCH_ROWS)
     score: bool = Field(default=True, description="queue new batches for the champion")
-
-
-class ImportOut(BaseModel):
-    machine_id: str
-    columns: list[str]
-    label_column: str | None
-    rows: int
-    batches: int
-    new_rows: int
-    new_batches: int
-    dropped_rows: int
-    ignored_columns: list[str]
-    queued_for_scoring: int
-    scoring_version: int | None
 
 
 @router.post(
