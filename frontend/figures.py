@@ -10,15 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from backend.schemas.alerts import AlertOut
 from backend.schemas.resources import ReadingsOut, ScoresOut, SensorContribution
+from backend.services.downsample import downsample_indices
 
 __all__ = [
     "MAX_SENSOR_MARKERS",
@@ -45,6 +48,11 @@ OPEN_ALERT_FILL = "rgba(214, 39, 40, 0.15)"
 CLOSED_ALERT_FILL = "rgba(127, 127, 127, 0.15)"
 SELECTED_COLOR = "#ff7f0e"
 _MARGIN = {"l": 60, "r": 20, "t": 30, "b": 40}
+# Room for what plotly would otherwise push the margins out for (legend above the plot,
+# two-line date ticks and an axis title below): a push means drawing the figure twice.
+_SCORE_MARGIN = {"l": 70, "r": 20, "t": 40, "b": 72}
+_SENSOR_MARGIN = {"l": 60, "r": 20, "t": 46, "b": 72}
+_CONTRIBUTIONS_MARGIN = {"l": 110, "r": 20, "t": 60, "b": 56}
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ def empty_figure(message: str, *, height: int = 260) -> go.Figure:
     )
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
-    figure.update_layout(height=height, margin=_MARGIN, template="plotly_white")
+    figure.update_layout(height=height, margin=_MARGIN, template=_template())
     return figure
 
 
@@ -124,7 +132,7 @@ def sparkline(scores: ScoresOut, *, height: int = 48, width: int = 180) -> go.Fi
         width=width,
         margin={"l": 0, "r": 0, "t": 0, "b": 0},
         showlegend=False,
-        template="plotly_white",
+        template=_template(),
         hovermode=False,
     )
     return figure
@@ -181,8 +189,8 @@ def score_figure(
     figure.update_xaxes(title_text="time (UTC)", type="date")
     figure.update_layout(
         height=300,
-        margin=_MARGIN,
-        template="plotly_white",
+        margin=_SCORE_MARGIN,
+        template=_template(),
         legend={"orientation": "h", "y": 1.12, "x": 0},
         uirevision=revision or None,
         hovermode="closest",
@@ -228,16 +236,25 @@ def sensor_figure(
     *,
     selected: datetime | None = None,
     revision: str = "",
+    buckets: int | None = None,
 ) -> go.Figure:
     """One panel per sensor on a shared time axis, anomalous readings marked on each trace,
-    alert periods shaded across all panels."""
+    alert periods shaded across all panels.
+
+    ``buckets``: the readings were downsampled in that many time buckets (each sensor's
+    minimum and maximum per bucket, the rows of all sensors together); each panel then
+    draws only its own sensor's extremes of those buckets, the same picture in a fraction
+    of the points, with the anomalous readings' markers on that drawn line."""
     if not readings.timestamps:
         return empty_figure("no readings in this range")
     columns = readings.columns
     times = epoch_ms(readings.timestamps)
     table = np.asarray(readings.values, dtype=float)
     flagged_at, flagged = flagged_values(readings, scores)
-    scatter = _scatter_type(len(times))
+    lines = [_own_extremes(times, table[:, j], buckets) for j in range(len(columns))]
+    if buckets is not None and flagged_at.size:
+        flagged = np.column_stack([np.interp(flagged_at, x, y) for x, y in lines])
+    scatter = _scatter_type(max(len(x) for x, _ in lines))
     figure = make_subplots(
         rows=len(columns),
         cols=1,
@@ -248,8 +265,8 @@ def sensor_figure(
     for j, name in enumerate(columns):
         figure.add_trace(
             scatter(
-                x=times,
-                y=table[:, j],
+                x=lines[j][0],
+                y=lines[j][1],
                 mode="lines",
                 name=name,
                 line={"color": SENSOR_COLOR, "width": 1},
@@ -280,8 +297,8 @@ def sensor_figure(
     figure.update_annotations(font_size=12)
     figure.update_layout(
         height=90 + 120 * len(columns),
-        margin=_MARGIN,
-        template="plotly_white",
+        margin=_SENSOR_MARGIN,
+        template=_template(),
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
         uirevision=revision or None,
         hovermode="closest",
@@ -320,8 +337,8 @@ def contributions_figure(
     figure.update_layout(
         title={"text": title, "font": {"size": 13}},
         height=max(220, 60 + 26 * len(ordered)),
-        margin={**_MARGIN, "l": 110, "t": 60},
-        template="plotly_white",
+        margin=_CONTRIBUTIONS_MARGIN,
+        template=_template(),
         xaxis_title="contribution to the score",
     )
     return figure
@@ -343,6 +360,44 @@ def _utc(values: Sequence[datetime]) -> pd.DatetimeIndex:
     """Naive UTC times: plotly.js has no time zones, so we draw (and label) UTC."""
     index = pd.DatetimeIndex(values)
     return index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
+
+
+def _own_extremes(
+    times: np.ndarray, column: np.ndarray, buckets: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The points of one sensor's trace: all, or its own extremes of ``buckets`` buckets
+    (the first and last point included, so the buckets are the ones downsampling used)."""
+    if buckets is None:
+        return times, column
+    keep = downsample_indices(times, column, 2 * buckets + 2)
+    return times[keep], column[keep]
+
+
+@cache
+def _template() -> go.layout.Template:
+    """plotly's "plotly_white" cut to what 2-D scatter and bar figures use: the same look,
+    a fraction of the template to validate here and to send and apply in the browser."""
+    white = pio.templates["plotly_white"]
+    layout = {k: v for k, v in white.layout.to_plotly_json().items() if k in _TEMPLATE_LAYOUT}
+    data = {k: v for k, v in white.data.to_plotly_json().items() if k in _TEMPLATE_TRACES}
+    return go.layout.Template(layout=layout, data=data)
+
+
+_TEMPLATE_TRACES = ("scatter", "scattergl", "bar")
+_TEMPLATE_LAYOUT = (
+    "annotationdefaults",
+    "autotypenumbers",
+    "colorway",
+    "font",
+    "hoverlabel",
+    "hovermode",
+    "paper_bgcolor",
+    "plot_bgcolor",
+    "shapedefaults",
+    "title",
+    "xaxis",
+    "yaxis",
+)
 
 
 def _scatter_type(n: int) -> type[go.Scatter] | type[go.Scattergl]:

@@ -6,6 +6,7 @@ multi-row insert, and one counter update per machine.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from backend.errors import NotFound
 from backend.schemas.readings import ReadingsBatch
 from backend.store.database import Database
-from backend.store.packing import datetimes_to_us, pack, unpack
+from backend.store.packing import datetimes_to_us, pack, unpack, us_to_datetimes
 from backend.store.tables import Machine, ReadingBatch, ScoreBatch, UtcDateTime, utcnow
 
 __all__ = ["IngestOutcome", "ReadingsRepository", "StoredBatch"]
@@ -46,6 +47,16 @@ class StoredBatch:
         """Values as a DataFrame indexed by UTC time, one column per sensor."""
         index = pd.to_datetime(self.timestamps_us, unit="us", utc=True)
         return pd.DataFrame(self.values, columns=self.columns, index=index)
+
+    def to_batch(self) -> ReadingsBatch:
+        """The wire message of this batch again (same ``message_id``): replayable."""
+        return ReadingsBatch.of_rows(
+            self.machine_id,
+            self.columns,
+            us_to_datetimes(self.timestamps_us),
+            self.values.tolist(),
+            None if self.labels is None else self.labels.tolist(),
+        ).model_copy(update={"message_id": uuid.UUID(self.message_id)})
 
 
 def _decode(row: Any) -> StoredBatch:
@@ -204,12 +215,21 @@ class ReadingsRepository:
             return sorted(session.scalars(query))
 
     def get(self, batch_id: int) -> StoredBatch:
+        (batch,) = self.get_many([batch_id])
+        return batch
+
+    def get_many(self, batch_ids: Sequence[int]) -> list[StoredBatch]:
+        """The batches with these ids, in that order, in one query; NotFound names the
+        first id that is not stored."""
         table = ReadingBatch.__table__
+        wanted = list(dict.fromkeys(int(i) for i in batch_ids))
         with self._db.engine.connect() as connection:
-            row = connection.execute(select(table).where(table.c.id == batch_id)).first()
-        if row is None:
-            raise NotFound(f"readings batch {batch_id} not found")
-        return _decode(row)
+            rows = connection.execute(select(table).where(table.c.id.in_(wanted))).all()
+        found = {row.id: row for row in rows}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotFound(f"readings batch {missing[0]} not found")
+        return [_decode(found[int(i)]) for i in batch_ids]
 
     def window(
         self,
@@ -223,44 +243,104 @@ class ReadingsRepository:
         Returns the values (columns aligned by name across batches; a sensor missing in
         a batch is NaN) and the labels (None when no batch in the window had labels).
         """
-        query = select(ReadingBatch).where(ReadingBatch.machine_id == machine_id)
+        table = ReadingBatch.__table__
+        query = select(table).where(table.c.machine_id == machine_id)
         if start is not None:
-            query = query.where(ReadingBatch.t_end >= start)
+            query = query.where(table.c.t_end >= start)
         if end is not None:
-            query = query.where(ReadingBatch.t_start < end)
-        query = query.order_by(ReadingBatch.t_start.desc(), ReadingBatch.id.desc())
-        batches: list[StoredBatch] = []
-        rows = 0
-        with self._db.session() as session:
-            for row in session.scalars(query.execution_options(yield_per=200)):
-                batches.append(_decode(row))
-                rows += row.n
-                if last_n is not None and rows >= last_n + 2 * row.n:
+            query = query.where(table.c.t_start < end)
+        query = query.order_by(table.c.t_start.desc(), table.c.id.desc())
+        rows: list[Any] = []  # Core rows of reading_batches, newest first
+        count = 0
+        with self._db.engine.connect() as connection:
+            for row in connection.execution_options(yield_per=200).execute(query):
+                rows.append(row)
+                count += row.n
+                if last_n is not None and count >= last_n + 2 * row.n:
                     break
-        batches.reverse()
-        if not batches:
+        rows.reverse()
+        if not rows:
             return pd.DataFrame(), None
-        frames = [b.frame() for b in batches]
-        values = pd.concat(frames).sort_index(kind="stable")
-        has_labels = any(b.labels is not None for b in batches)
-        labels = None
-        if has_labels:
-            parts = [
-                pd.Series(
-                    b.labels if b.labels is not None else np.full(len(b.timestamps_us), -1),
-                    index=f.index,
-                )
-                for b, f in zip(batches, frames, strict=True)
-            ]
-            labels = pd.concat(parts).sort_index(kind="stable").astype("int8")
-        mask = np.ones(len(values), dtype=bool)
+        if not rows[0].columns or any(list(r.columns) != list(rows[0].columns) for r in rows):
+            return _aligned_window([_decode(r) for r in rows], start, end, last_n)
+        return _stacked_window(rows, start, end, last_n)
+
+
+def _stacked_window(
+    rows: Sequence[Any],
+    start: datetime | None,
+    end: datetime | None,
+    last_n: int | None,
+) -> tuple[pd.DataFrame, pd.Series | None]:
+    """:meth:`ReadingsRepository.window` of stored batches (``reading_batches`` rows)
+    with the same columns: decoded straight into one array (one sensor per row, as
+    pandas keeps it, so each column is contiguous), one frame over it."""
+    columns = list(rows[0].columns)
+    sizes = [len(r.timestamps_us) // 8 for r in rows]
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    times = np.empty(bounds[-1], dtype=np.int64)
+    values = np.empty((len(columns), bounds[-1]), dtype=np.float64)
+    labels = (
+        np.full(bounds[-1], -1, dtype=np.int8) if any(r.labels is not None for r in rows) else None
+    )
+    for row, first, last in zip(rows, bounds[:-1], bounds[1:], strict=True):
+        times[first:last] = np.frombuffer(row.timestamps_us, dtype="<i8")
+        values[:, first:last] = np.frombuffer(row.values, dtype="<f8").reshape(-1, len(columns)).T
+        if labels is not None and row.labels is not None:
+            labels[first:last] = np.frombuffer(row.labels, dtype="<i1")
+    lo, hi = 0, len(times)
+    keep: slice | np.ndarray = slice(lo, hi)
+    if np.all(times[1:] >= times[:-1]):  # the usual case: batches in time order
         if start is not None:
-            mask &= values.index >= pd.Timestamp(start)
+            lo = int(np.searchsorted(times, datetimes_to_us([start])[0], side="left"))
         if end is not None:
-            mask &= values.index < pd.Timestamp(end)
-        values = values[mask]
-        labels = labels[mask] if labels is not None else None
-        if last_n is not None:
-            values = values.iloc[-last_n:]
-            labels = labels.iloc[-last_n:] if labels is not None else None
-        return values, labels
+            hi = max(lo, int(np.searchsorted(times, datetimes_to_us([end])[0], side="left")))
+        newest = range(lo, hi)[-last_n:] if last_n is not None else range(lo, hi)
+        keep = slice(newest.start, newest.stop)
+    else:
+        order = np.argsort(times, kind="stable")
+        inside = np.ones(len(order), dtype=bool)
+        if start is not None:
+            inside &= times[order] >= datetimes_to_us([start])[0]
+        if end is not None:
+            inside &= times[order] < datetimes_to_us([end])[0]
+        keep = order[inside][-last_n:] if last_n is not None else order[inside]
+    index = pd.DatetimeIndex(times[keep].view("datetime64[us]")).tz_localize("UTC")
+    frame = pd.DataFrame(values[:, keep].T, columns=columns, index=index, copy=False)
+    if labels is None:
+        return frame, None
+    return frame, pd.Series(labels[keep], index=index)
+
+
+def _aligned_window(
+    batches: Sequence[StoredBatch],
+    start: datetime | None,
+    end: datetime | None,
+    last_n: int | None,
+) -> tuple[pd.DataFrame, pd.Series | None]:
+    """:meth:`ReadingsRepository.window` of batches whose columns differ: aligned by name
+    (a sensor missing in a batch is NaN)."""
+    frames = [b.frame() for b in batches]
+    values = pd.concat(frames).sort_index(kind="stable")
+    has_labels = any(b.labels is not None for b in batches)
+    labels = None
+    if has_labels:
+        parts = [
+            pd.Series(
+                b.labels if b.labels is not None else np.full(len(b.timestamps_us), -1),
+                index=f.index,
+            )
+            for b, f in zip(batches, frames, strict=True)
+        ]
+        labels = pd.concat(parts).sort_index(kind="stable").astype("int8")
+    mask = np.ones(len(values), dtype=bool)
+    if start is not None:
+        mask &= values.index >= pd.Timestamp(start)
+    if end is not None:
+        mask &= values.index < pd.Timestamp(end)
+    values = values[mask]
+    labels = labels[mask] if labels is not None else None
+    if last_n is not None:
+        values = values.iloc[-last_n:]
+        labels = labels.iloc[-last_n:] if labels is not None else None
+    return values, labels

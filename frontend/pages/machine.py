@@ -1,8 +1,10 @@
 """Machine page: sensor traces, anomaly score vs threshold, contributions, champion model.
 
 Large ranges are downsampled by the API (each sensor's min/max per time bucket, every
-anomaly kept); zooming fetches the zoomed window again at full detail. The page refreshes
-on the shell's tick, but only re-draws when the machine's counters or alerts changed.
+anomaly kept), and each sensor panel draws only its own sensor's extremes of those rows;
+zooming fetches the zoomed window again at full detail. One drawing reads the API in
+parallel where it can. The page refreshes on the shell's tick, but only re-draws when
+the machine's counters or alerts changed.
 
 Measured on the 2-core test machine (headless Chromium without a GPU): plotly's SVG traces
 draw the downsampled ~4,000 rows x 8 sensors about three times faster than WebGL does in
@@ -112,6 +114,8 @@ class MachineView:
     scores: Page[ScoresOut]
     champion: ModelVersionOut | None
     alerts_error: str | None = None
+    explained: Any = None  # the contributions figure of the selected moment
+    marked: datetime | None = None  # that moment (None: nothing to explain)
 
 
 def signature(machine: MachineOut, alerts: list[AlertOut]) -> list[Any]:
@@ -131,10 +135,13 @@ def fetch_view(
     start: datetime | None,
     end: datetime | None,
     alerts_error: str | None = None,
+    selected: str | None = None,
 ) -> MachineView:
-    """Readings, scores and the champion model in parallel (the API downsamples)."""
-    reading_points = min(MAX_POINTS, 2 * max(len(machine.columns), 1) * BUCKETS + 2)
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    """Readings, scores and the champion model in parallel (the API downsamples), and
+    the contributions of ``selected`` (default: :func:`default_moment`) once the scores
+    are in, while the readings are still on their way."""
+    reading_points = _reading_points(machine)
+    with ThreadPoolExecutor(max_workers=4) as pool:
         readings = pool.submit(
             client.readings, machine.id, start=start, end=end, max_points=reading_points
         )
@@ -142,14 +149,38 @@ def fetch_view(
             client.scores, machine.id, start=start, end=end, max_points=3 * SCORE_BUCKETS + 2
         )
         models = pool.submit(client.models, machine.id) if machine.champion_version else None
+        explained = pool.submit(
+            lambda: explain_moment(
+                client, machine.id, selected or default_moment(scores.result().item)
+            )
+        )
         champion = None
         if models is not None:
             champion = next(
                 (v for v in models.result() if v.version == machine.champion_version), None
             )
+        figure, marked = explained.result()
         return MachineView(
-            machine, alerts, readings.result(), scores.result(), champion, alerts_error
+            machine,
+            alerts,
+            readings.result(),
+            scores.result(),
+            champion,
+            alerts_error,
+            explained=figure,
+            marked=marked,
         )
+
+
+def _reading_points(machine: MachineOut) -> int:
+    return min(MAX_POINTS, 2 * max(len(machine.columns), 1) * BUCKETS + 2)
+
+
+def reading_buckets(view: MachineView) -> int | None:
+    """The time buckets the API downsampled the readings in (None: all rows came)."""
+    if view.readings.total <= len(view.readings.item.timestamps):
+        return None
+    return max(1, (_reading_points(view.machine) - 2) // (2 * max(len(view.machine.columns), 1)))
 
 
 def default_moment(scores: ScoresOut) -> str | None:
@@ -299,11 +330,13 @@ def register(app: Dash, context: DashboardContext) -> None:
         selected: str | None,
     ) -> tuple[Any, ...]:
         now = datetime.now(UTC)
-        try:
-            machine = client.machine(machine_id)
-        except ApiError as exc:
-            return _failed(f"cannot read {machine_id}: {exc}")
-        alerts, alerts_error = _machine_alerts(client, machine_id)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            alerts_read = pool.submit(_machine_alerts, client, machine_id)
+            try:
+                machine = client.machine(machine_id)
+            except ApiError as exc:
+                return _failed(f"cannot read {machine_id}: {exc}")
+            alerts, alerts_error = alerts_read.result()
         current = signature(machine, alerts)
         start: datetime | None
         end: datetime | None
@@ -312,23 +345,27 @@ def register(app: Dash, context: DashboardContext) -> None:
         else:
             start, end = window_for(range_key, machine.last_reading_at)
         try:
-            view = fetch_view(client, machine, alerts, start, end, alerts_error)
+            view = fetch_view(client, machine, alerts, start, end, alerts_error, selected)
         except ApiError as exc:
             return _failed(str(exc))
-        moment = selected or default_moment(view.scores.item)
-        explained, marked = explain_moment(client, machine_id, moment)
+        marked = view.marked
         periods = alert_periods(alerts)
         revision = f"{machine_id}:{range_key}:{window}"
         scores = score_figure(
             view.scores.item, periods, selected=marked, log_y="log" in log, revision=revision
         )
         sensors = sensor_figure(
-            view.readings.item, view.scores.item, periods, selected=marked, revision=revision
+            view.readings.item,
+            view.scores.item,
+            periods,
+            selected=marked,
+            revision=revision,
+            buckets=reading_buckets(view),
         )
         return (
             scores,
             sensors,
-            explained,
+            view.explained,
             header(view, context.mlflow_url, now),
             note(view),
             current,

@@ -171,6 +171,29 @@ def test_machine_page_draws_scores_sensors_and_contributions(system: LiveSystem,
     screenshot(page, "machine")
 
 
+def test_a_page_load_brings_its_page_plotly_once_and_the_browsers_own_parsing(
+    system: LiveSystem, page: Any
+) -> None:
+    page.add_init_script(
+        "window.__native = [parseFloat, parseInt, String.prototype.trim, Number.parseFloat];"
+    )
+    plotly_requests: list[str] = []
+    page.on("request", lambda r: plotly_requests.append(r.url) if "plotly.min.js" in r.url else 0)
+    page.goto(system.url(f"/machines/{TRAINED[0]}"))
+    wait_for_plot(page, "sensor-graph", "anomalous")
+    assert len(plotly_requests) == 1  # the preload; dcc.Graph ran it from memory
+    assert page.locator("script[src*='plotly.min.js']").count() == 1
+    kept = page.evaluate(
+        """() => [parseFloat, parseInt, String.prototype.trim, Number.parseFloat]
+            .map((f, i) => f === window.__native[i])"""
+    )
+    assert kept == [True, True, True, True]  # not babel-polyfill's slow replacements
+    page.click("nav a:has-text('Overview')")  # in-app navigation still routes
+    page.wait_for_selector(f"table.overview tr[data-id='{TRAINED[0]}']")
+    page.go_back()
+    wait_for_plot(page, "score-graph", "score")
+
+
 def test_clicking_a_moment_explains_it(system: LiveSystem, page: Any) -> None:
     page.goto(system.url(f"/machines/{TRAINED[1]}"))
     wait_for_plot(page, "score-graph", "anomalous")

@@ -120,3 +120,38 @@ def test_dead_letters_keep_reason_and_body(store: Store) -> None:
 def test_migrations_are_idempotent(database_url: str) -> None:
     Store.open(database_url).close()
     Store.open(database_url).close()
+
+
+def test_the_stacked_window_equals_the_aligned_one(sqlite_store: Store) -> None:
+    """The fast window (same columns: decoded into one array) against the pandas path
+    (concat + sort + mask), on out-of-order batches with and without labels."""
+    from backend.store.readings import _aligned_window
+
+    rng = np.random.default_rng(5)
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    ids = []
+    for k in rng.permutation(12):  # batches arrive out of time order
+        n = int(rng.integers(1, 40))
+        times = [t0 + timedelta(seconds=int(k) * 100 + i) for i in range(n)]
+        labels = rng.integers(0, 2, n).tolist() if k % 3 else None
+        batch = ReadingsBatch.of_rows(
+            "m", ["a", "b", "c"], times, rng.normal(size=(n, 3)).tolist(), labels
+        )
+        ids.append(sqlite_store.readings.add(batch).batch_id)
+    batches = sqlite_store.readings.get_many(ids)
+    cases = [(None, None, None), (None, None, 25), (t0 + timedelta(seconds=250), None, None)]
+    cases += [
+        (t0 + timedelta(seconds=130), t0 + timedelta(seconds=905), 60),
+        (None, t0 + timedelta(seconds=3), None),
+    ]
+    for start, end, last_n in cases:
+        fast, fast_labels = sqlite_store.readings.window("m", start, end, last_n=last_n)
+        slow, slow_labels = _aligned_window(batches, start, end, last_n)
+        assert fast.index.equals(slow.index), (start, end, last_n)
+        assert np.array_equal(fast.to_numpy(), slow.to_numpy())
+        assert list(fast.columns) == list(slow.columns)
+        assert slow_labels is not None  # some of all the batches carry labels
+        if fast_labels is None:  # none of the batches in this window did
+            assert (slow_labels.to_numpy() == -1).all()
+        else:
+            assert fast_labels.to_numpy().tolist() == slow_labels.to_numpy().tolist()

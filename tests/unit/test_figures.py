@@ -418,3 +418,52 @@ def test_routes() -> None:
     assert find(route("/models/pump-1"), "models-machine").value == "pump-1"
     assert "jobs-body" in ids(route("/jobs/"))
     assert "No page" in str(route("/nope"))
+
+
+def test_downsampled_sensor_panels_draw_only_their_own_extremes() -> None:
+    # two sensors, 4 buckets of 10 readings: the rows are the union of both sensors'
+    # per-bucket extremes, as the API sends them; each panel keeps its own
+    n, buckets = 40, 4
+    a = [float(i % 10) for i in range(n)]  # a saw: min at 0, max at 9 of each bucket
+    b = [0.0] * n
+    b[15] = 7.0  # one spike in bucket 1
+    readings = readings_of([[x, y] for x, y in zip(a, b, strict=True)])
+    flags = [i == 15 for i in range(n)]
+    scores = scores_of([2.0 if f else 0.0 for f in flags])
+    full = sensor_figure(readings, scores)
+    thin = sensor_figure(readings, scores, buckets=buckets)
+    full_a, thin_a = trace(full, "a"), trace(thin, "a")
+    thin_b = trace(thin, "b")
+    assert len(full_a.y) == n
+    assert len(thin_a.y) <= 2 * buckets + 2 and len(thin_b.y) <= 2 * buckets + 2
+    assert sorted(set(thin_a.y)) == [0.0, 9.0]  # every bucket's min and max of a
+    assert max(thin_b.y) == 7.0  # the spike survives
+    marks = [t for t in thin.data if t.mode == "markers"]
+    assert list(marks[1].y) == [7.0]  # the anomaly's marker sits on b's drawn line
+    assert list(marks[0].y) == pytest.approx(
+        [np.interp(ms(T0 + timedelta(seconds=15)), list(thin_a.x), list(thin_a.y))]
+    )
+
+
+def test_figures_leave_room_for_what_plotly_would_push_the_margins_out_for() -> None:
+    # a margin pushed out by the legend, date ticks or an axis title re-draws the figure
+    score = score_figure(scores_of([0.5, 2.0]))
+    sensors = sensor_figure(readings_of([[1.0, 2.0], [3.0, 4.0]]), scores_of([0.5, 2.0]))
+    for figure in (score, sensors):
+        assert figure.layout.margin.t >= 40 and figure.layout.margin.b >= 70
+    assert score.layout.template.layout.plot_bgcolor == "white"  # plotly_white's look
+
+
+def test_a_page_load_gets_its_page_with_the_layout() -> None:
+    from dash import Dash
+
+    from frontend.app import opened
+
+    app = Dash("test-routes")
+    address, page = opened("http://dash.example:8050/machines/pump-1?range=7d", app) or ("", None)
+    assert address == "/machines/pump-1?range=7d"
+    assert page.children[0].data == "pump-1"  # the machine page's machine-id store
+    assert opened(None, app) is None
+    assert opened("http://dash.example:8050/", app) is not None
+    prefixed = Dash("test-prefixed", requests_pathname_prefix="/dash/")
+    assert opened("http://proxy.example/other/machines/pump-1", prefixed) is None
