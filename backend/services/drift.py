@@ -31,10 +31,11 @@ __all__ = ["LOG_RATIO_CLIP", "log_ratios", "observe"]
 log = logging.getLogger(__name__)
 
 LOG_RATIO_CLIP = 3.0  # a reading 20x over the threshold counts no more than that
+MAX_REPLAY = 200_000  # stored readings re-read to place a detected change in time order
 
 
-def log_ratios(scores: np.ndarray, threshold: float) -> np.ndarray:
-    ratio = np.maximum(scores / max(threshold, np.finfo(float).tiny), 1e-6)
+def log_ratios(scores: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
+    ratio = np.maximum(scores / np.maximum(threshold, np.finfo(float).tiny), 1e-6)
     return np.clip(np.log(ratio), -LOG_RATIO_CLIP, LOG_RATIO_CLIP)
 
 
@@ -88,7 +89,8 @@ def _advance(
     if record.status == "watching":
         if test.update(values, timestamps_us) and test.change_at is not None:
             # change_at is the last reading before the change: start just after it
-            change_at = us_to_datetimes(np.array([test.change_at + 1]))[0]
+            last_before = _change_in_time_order(store, record, test)
+            change_at = us_to_datetimes(np.array([last_before + 1]))[0]
             log.warning("%s: drift detected, change began %s", record.machine_id, change_at)
             record = replace(record, status="detected", change_at=change_at)
         record = replace(record, detector=test.to_dict(), updated_at=now)
@@ -104,6 +106,29 @@ def _advance(
                 record, status="watching", detector=fresh.to_dict(), job_id=None, updated_at=now
             )
     return record, False
+
+
+def _change_in_time_order(store: Store, record: DriftRecord, test: PageHinkley) -> int:
+    """Where the change began, from the stored scores in time order.
+
+    Predict tasks run concurrently, so the online test may have seen a later batch before
+    an earlier one, which corrupts its estimate of *where* the statistic's minimum was
+    (not *that* it crossed the threshold). Re-run the same test over this champion's
+    stored scores, sorted by time (at most the newest ``MAX_REPLAY`` readings); fall back
+    to the online estimate when they are not there.
+    """
+    recent = store.scores.recent(record.machine_id, min(test.n, MAX_REPLAY))
+    fallback = int(test.change_at) if test.change_at is not None else 0
+    if recent is None:
+        return fallback
+    mine = recent.versions == record.champion_version
+    if not mine.any():
+        return fallback
+    replay = PageHinkley(test.delta, test.threshold, test.min_n)
+    replay.update(
+        log_ratios(recent.scores[mine], recent.thresholds[mine]), recent.timestamps_us[mine]
+    )
+    return int(replay.change_at) if replay.change_at is not None else fallback
 
 
 def _start_retraining(

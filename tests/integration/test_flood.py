@@ -98,6 +98,8 @@ def flood(
         tmp_path, rabbitmq_url, db_url, tracking_uri, namespace, free_port(),
         MMLW_BROKER__INGEST_MAX_LENGTH=str(INGEST_LIMIT),
         MMLW_BROKER__PREDICT_BACKLOG_LIMIT=str(PREDICT_LIMIT),
+        # one batch per predict task: the per-task cost keeps the one worker slow enough
+        MMLW_BROKER__PREDICT_BATCHES_PER_TASK="1",
         MMLW_MODELS__DRIFT__ENABLED="false",
     )  # fmt: skip
     subprocess.run(mmlw("db", "upgrade"), env=env, check=True, capture_output=True, timeout=120)
