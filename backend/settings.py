@@ -54,6 +54,19 @@ class BrokerSettings(BaseModel):
     publish_confirm_timeout_s: float = 10.0
     max_batch_readings: int = Field(default=10_000, ge=1)
     predict_prefetch: int = Field(default=4, ge=1)
+    ingest_batch_delay_ms: float = Field(
+        default=50.0,
+        ge=0,
+        le=1000,
+        description="longest an ingest consumer holds a message before writing its buffer "
+        "(more messages per transaction and predict task, at most this much added latency)",
+    )
+    ingest_idle_ms: float = Field(
+        default=15.0,
+        ge=0,
+        le=1000,
+        description="an ingest consumer writes its buffer when no message came for this long",
+    )
     predict_batches_per_task: int = Field(
         default=16,
         ge=1,

@@ -6,8 +6,10 @@ the buffer (:meth:`ReadingsRepository.add_many`), then predict tasks of up to
 acknowledged. A buffer is written when it holds
 ``batch_messages`` messages or ``batch_readings`` readings, when no further message
 arrives within ``batch_idle_s``, or when its oldest message has waited ``batch_delay_s``,
-whichever comes first: buffers fill up only while messages queue up, and a lone message
-is written at once.
+whichever comes first (settings ``MMLW_BROKER__INGEST_IDLE_MS``, 15, and
+``..._BATCH_DELAY_MS``, 50): under load buffers fill up, and a lone message waits at most
+``batch_idle_s``. At 100 small messages a second that groups about five of them per
+transaction and predict task, which is what lets one worker keep up (bench/RESULTS.md).
 
 Backpressure: with ``predict_backlog_limit``, the consumer stops taking messages (cancels
 its broker consumer, keeps writing and acking what it holds) while ``<ns>.predict`` holds
@@ -124,8 +126,8 @@ class IngestConsumer(ConsumerMixin):
         prefetch: int = 128,
         batch_messages: int = 64,
         batch_readings: int = 100_000,
-        batch_delay_s: float = 0.02,
-        batch_idle_s: float = 0.002,
+        batch_delay_s: float = 0.05,
+        batch_idle_s: float = 0.015,
         requeue_delay_s: float = 1.0,
         predict_backlog_limit: int | None = None,
         backlog_check_s: float = 0.25,
@@ -360,6 +362,8 @@ class IngestConsumer(ConsumerMixin):
             batch_messages=min(64, prefetch),
             predict_backlog_limit=context.settings.broker.predict_backlog_limit,
             predict_batches_per_task=context.settings.broker.predict_batches_per_task,
+            batch_delay_s=context.settings.broker.ingest_batch_delay_ms / 1000,
+            batch_idle_s=context.settings.broker.ingest_idle_ms / 1000,
         )
 
 
