@@ -42,27 +42,57 @@ class PageHinkley:
     def update(self, values: np.ndarray, positions: np.ndarray) -> bool:
         """Add observations (``positions``: e.g. timestamps, same length); True once the
         shift is detected. ``change_at`` is then the position where it began."""
-        values = np.asarray(values, dtype=np.float64)
-        positions = np.asarray(positions)
-        if values.shape != positions.shape:
-            raise ValueError("values and positions: need the same length")
+        values, positions = self._checked(values, positions)
         if not len(values):
             return False
-        # the per-observation recursion, vectorized: running mean, statistic, running min
-        counts = self.n + np.arange(1, len(values) + 1)
-        means = (self.n * self.mean + np.cumsum(values)) / counts
-        stats = self.cumsum + np.cumsum(values - means - self.delta)
-        before = np.minimum.accumulate(np.concatenate([[self.min_cumsum], stats[:-1]]))
-        lowest = np.minimum(before, stats)
-        new_low = np.flatnonzero(stats < before)
+        counts, means, stats, lowest, new_low = self._trace(values)
         if len(new_low):
             self.change_at = int(positions[new_low[-1]])
         elif self.change_at is None:
             self.change_at = int(positions[0])
-        detected = bool(((counts >= self.min_n) & (stats - lowest > self.threshold)).any())
+        detected = bool(self._alarms(counts, stats, lowest).any())
         self.n, self.mean = int(counts[-1]), float(means[-1])
         self.cumsum, self.min_cumsum = float(stats[-1]), float(lowest[-1])
         return detected
+
+    def locate(self, values: np.ndarray, positions: np.ndarray) -> int | None:
+        """Where the change began as this test would place it when it first detects it,
+        given these observations in order; None if they never set it off. Leaves the test
+        unchanged (later observations, in which the running mean catches up with the new
+        level, do not move the estimate)."""
+        values, positions = self._checked(values, positions)
+        if not len(values):
+            return None
+        counts, _, stats, lowest, new_low = self._trace(values)
+        alarms = np.flatnonzero(self._alarms(counts, stats, lowest))
+        if not len(alarms):
+            return None
+        before = new_low[new_low <= alarms[0]]
+        if len(before):
+            return int(positions[before[-1]])
+        return self.change_at if self.change_at is not None else int(positions[0])
+
+    @staticmethod
+    def _checked(values: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values = np.asarray(values, dtype=np.float64)
+        positions = np.asarray(positions)
+        if values.shape != positions.shape:
+            raise ValueError("values and positions: need the same length")
+        return values, positions
+
+    def _trace(
+        self, values: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The per-observation recursion, vectorized: counts, running means, statistic,
+        its running minimum, and the indexes where a new minimum was set."""
+        counts = self.n + np.arange(1, len(values) + 1)
+        means = (self.n * self.mean + np.cumsum(values)) / counts
+        stats = self.cumsum + np.cumsum(values - means - self.delta)
+        before = np.minimum.accumulate(np.concatenate([[self.min_cumsum], stats[:-1]]))
+        return counts, means, stats, np.minimum(before, stats), np.flatnonzero(stats < before)
+
+    def _alarms(self, counts: np.ndarray, stats: np.ndarray, lowest: np.ndarray) -> np.ndarray:
+        return (counts >= self.min_n) & (stats - lowest > self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

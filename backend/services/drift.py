@@ -114,8 +114,10 @@ def _change_in_time_order(store: Store, record: DriftRecord, test: PageHinkley) 
     Predict tasks run concurrently, so the online test may have seen a later batch before
     an earlier one, which corrupts its estimate of *where* the statistic's minimum was
     (not *that* it crossed the threshold). Re-run the same test over this champion's
-    stored scores, sorted by time (at most the newest ``MAX_REPLAY`` readings); fall back
-    to the online estimate when they are not there.
+    stored scores, sorted by time (at most the newest ``MAX_REPLAY`` readings), placing the
+    change where that test first detects it (:meth:`PageHinkley.locate`; scores stored
+    since then must not move it); fall back to the online estimate when they are not
+    there or do not set it off.
     """
     recent = store.scores.recent(record.machine_id, min(test.n, MAX_REPLAY))
     fallback = int(test.change_at) if test.change_at is not None else 0
@@ -125,10 +127,10 @@ def _change_in_time_order(store: Store, record: DriftRecord, test: PageHinkley) 
     if not mine.any():
         return fallback
     replay = PageHinkley(test.delta, test.threshold, test.min_n)
-    replay.update(
+    found = replay.locate(
         log_ratios(recent.scores[mine], recent.thresholds[mine]), recent.timestamps_us[mine]
     )
-    return int(replay.change_at) if replay.change_at is not None else fallback
+    return found if found is not None else fallback
 
 
 def _start_retraining(

@@ -54,3 +54,19 @@ def test_an_empty_update_changes_nothing() -> None:
     ph = PageHinkley()
     assert ph.update(np.array([]), np.array([])) is False
     assert ph.to_dict() == PageHinkley().to_dict()
+
+
+def test_locate_places_the_change_where_the_test_first_fires() -> None:
+    """After a long shift the running mean catches up and the statistic falls again, so
+    the minimum over *all* observations moves late; ``locate`` answers as the online test
+    does at the moment it fires."""
+    rng = np.random.default_rng(1)
+    values = np.r_[rng.normal(0.0, 0.1, 300), rng.normal(1.0, 0.1, 3000)]
+    positions = np.arange(len(values))
+    everything = PageHinkley(delta=0.5, threshold=30.0, min_n=50)
+    assert everything.update(values, positions)
+    assert everything.change_at is not None and everything.change_at > 3000  # moved late
+    fresh = PageHinkley(delta=0.5, threshold=30.0, min_n=50)
+    assert fresh.locate(values, positions) == 299  # the last reading before the shift
+    assert fresh.n == 0  # locate leaves the test as it was
+    assert fresh.locate(values[:300], positions[:300]) is None  # no shift, no answer
