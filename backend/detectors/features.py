@@ -10,7 +10,20 @@ from sklearn.base import BaseEstimator, clone
 from backend.detectors.base import BaseDetector, as_matrix
 from backend.detectors.pca import PCADetector
 
-__all__ = ["TemporalFeatures", "temporal_features"]
+__all__ = ["TemporalFeatures", "temporal_features", "trailing_mean"]
+
+
+def trailing_mean(Z: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each column over the trailing ``window`` rows (shorter at the start).
+
+    >>> trailing_mean(np.array([[1.0], [3.0], [5.0]]), 2).ravel().tolist()
+    [1.0, 2.0, 4.0]
+    """
+    n = len(Z)
+    cumsum = np.vstack([np.zeros((1, Z.shape[1])), np.cumsum(Z, axis=0)])
+    end = np.arange(1, n + 1)
+    start = np.maximum(end - int(window), 0)
+    return (cumsum[end] - cumsum[start]) / (end - start)[:, None]
 
 
 def temporal_features(
@@ -34,14 +47,9 @@ def temporal_features(
     index = np.arange(n)
     for lag in lags:
         blocks.append(X[np.maximum(index - int(lag), 0)])
-    padded = np.vstack([np.zeros((1, m)), X])
-    cumsum = np.cumsum(padded, axis=0)
-    cumsq = np.cumsum(padded**2, axis=0)
     for window in windows:
-        start = np.maximum(index + 1 - int(window), 0)
-        count = (index + 1 - start)[:, None]
-        mean = (cumsum[index + 1] - cumsum[start]) / count
-        square = (cumsq[index + 1] - cumsq[start]) / count
+        mean = trailing_mean(X, int(window))
+        square = trailing_mean(X**2, int(window))
         blocks += [mean, np.sqrt(np.maximum(square - mean**2, 0.0))]
     if diffs:
         blocks.append(np.diff(X, axis=0, prepend=X[:1]))

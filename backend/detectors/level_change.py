@@ -17,21 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from backend.detectors.base import BaseDetector, as_matrix
+from backend.detectors.features import trailing_mean
 
-__all__ = ["LevelChangeDetector", "persistence_ratio", "trailing_mean"]
-
-
-def trailing_mean(Z: np.ndarray, window: int) -> np.ndarray:
-    """Mean of each column over the trailing ``window`` rows (shorter at the start).
-
-    >>> trailing_mean(np.array([[1.0], [3.0], [5.0]]), 2).ravel().tolist()
-    [1.0, 2.0, 4.0]
-    """
-    n = len(Z)
-    cumsum = np.vstack([np.zeros((1, Z.shape[1])), np.cumsum(Z, axis=0)])
-    end = np.arange(1, n + 1)
-    start = np.maximum(end - int(window), 0)
-    return (cumsum[end] - cumsum[start]) / (end - start)[:, None]
+__all__ = ["LevelChangeDetector", "persistence_ratio"]
 
 
 def persistence_ratio(X: np.ndarray, eps: float = 1e-9) -> np.ndarray:

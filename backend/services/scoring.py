@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 import numpy as np
@@ -96,14 +96,15 @@ def score_batches(
     Scores are stored at most once per (batch, model version, role): safe to redeliver.
     """
     records: list[ScoreRecord] = []
-    pending: list[tuple[StoredBatch, LoadedModel, ScoredFrame, int] | ScoreOutcome] = []
+    outcomes: list[ScoreOutcome] = []
+    champion_records: list[tuple[int, int]] = []  # (outcome, record) of champion scores
     for batch in store.readings.get_many(batch_ids):
         if version is not None:
             loaded: LoadedModel | None = models.version(batch.machine_id, version)
         else:
             loaded = models.get(batch.machine_id, CHAMPION)
         if loaded is None:
-            pending.append(ScoreOutcome("no_model", batch.id, batch.machine_id))
+            outcomes.append(ScoreOutcome("no_model", batch.id, batch.machine_id))
             continue
         try:
             fitted = conform_matrix(
@@ -111,12 +112,25 @@ def score_batches(
             )
         except SchemaMismatch as exc:
             _dead_letter(batch, loaded, exc, store)
-            pending.append(
+            outcomes.append(
                 ScoreOutcome("rejected", batch.id, batch.machine_id, model_version=loaded.version)
             )
             continue
         scored = _score(batch, fitted, loaded, CHAMPION, records)
-        pending.append((batch, loaded, scored, len(records) - 1))
+        champion_records.append((len(outcomes), len(records) - 1))
+        outcomes.append(
+            ScoreOutcome(
+                "scored",
+                batch.id,
+                batch.machine_id,
+                n=len(scored.scores),
+                n_flagged=int(scored.flags.sum()),
+                model_version=loaded.version,
+                champion=loaded,
+                timestamps_us=batch.timestamps_us,
+                scores=scored.scores,
+            )
+        )
         if version is None:
             challenger = models.get(batch.machine_id, CHALLENGER)
             if challenger is not None and challenger.version != loaded.version:
@@ -131,25 +145,9 @@ def score_batches(
                 else:
                     _score(batch, shadow, challenger, CHALLENGER, records)
     created = store.scores.add_many(records)
-    outcomes = []
-    for item in pending:
-        if isinstance(item, ScoreOutcome):
-            outcomes.append(item)
-            continue
-        batch, loaded, scored, index = item
-        outcomes.append(
-            ScoreOutcome(
-                "scored" if created[index] else "duplicate",
-                batch.id,
-                batch.machine_id,
-                n=len(scored.scores),
-                n_flagged=int(scored.flags.sum()),
-                model_version=loaded.version,
-                champion=loaded,
-                timestamps_us=batch.timestamps_us,
-                scores=scored.scores,
-            )
-        )
+    for outcome, record in champion_records:
+        if not created[record]:  # already stored: a redelivery
+            outcomes[outcome] = replace(outcomes[outcome], status="duplicate")
     return outcomes
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from backend.detectors.catalog import DETECTORS
-from backend.detectors.level_change import LevelChangeDetector, persistence_ratio, trailing_mean
+from backend.detectors.features import trailing_mean
+from backend.detectors.level_change import LevelChangeDetector, persistence_ratio
 
 
 def test_doctests_of_every_registered_detector_module() -> None:
