@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from backend.errors import NotFound
 from backend.schemas.readings import ReadingsBatch
+from backend.schemas.readings_arrays import ReadingsArrays
 from backend.store.database import Database
 from backend.store.packing import datetimes_to_us, pack, unpack, us_to_datetimes
 from backend.store.tables import Machine, ReadingBatch, ScoreBatch, UtcDateTime, utcnow
@@ -72,19 +73,19 @@ def _decode(row: Any) -> StoredBatch:
     )
 
 
-def _row(batch: ReadingsBatch, now: datetime) -> dict[str, Any]:
+def _row(batch: ReadingsArrays, now: datetime) -> dict[str, Any]:
     """The ``reading_batches`` row of a batch (arrays packed)."""
     return {
         "machine_id": batch.machine_id,
-        "message_id": str(batch.message_id),
+        "message_id": batch.message_id,
         "received_at": now,
-        "t_start": min(batch.timestamps),
-        "t_end": max(batch.timestamps),
+        "t_start": batch.t_start,
+        "t_end": batch.t_end,
         "n": len(batch),
         "columns": list(batch.columns),
-        "timestamps_us": pack(datetimes_to_us(batch.timestamps), "i8"),
-        "values": pack(np.asarray(batch.values, dtype=np.float64), "f8"),
-        "labels": None if batch.labels is None else pack(np.asarray(batch.labels), "i1"),
+        "timestamps_us": pack(batch.timestamps_us, "i8"),
+        "values": pack(batch.values, "f8"),
+        "labels": None if batch.labels is None else pack(batch.labels, "i1"),
     }
 
 
@@ -147,13 +148,15 @@ class ReadingsRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    def add(self, batch: ReadingsBatch) -> IngestOutcome:
+    def add(self, batch: ReadingsBatch | ReadingsArrays) -> IngestOutcome:
         """Store ``batch`` once: a second call with the same ``message_id`` stores nothing."""
         return self.add_many([batch])[0]
 
-    def add_many(self, batches: Sequence[ReadingsBatch]) -> list[IngestOutcome]:
+    def add_many(self, batches: Sequence[ReadingsBatch | ReadingsArrays]) -> list[IngestOutcome]:
         """Store many batches in one transaction, each once per ``message_id`` (also when
-        repeated within ``batches``, or stored concurrently by another consumer).
+        repeated within ``batches``, or stored concurrently by another consumer). The
+        ingest consumer hands over arrays (:mod:`backend.schemas.readings_arrays`); a
+        validated :class:`ReadingsBatch` is converted first.
 
         Returns one outcome per batch, in order; ``created`` is True for exactly one
         occurrence of each newly stored message id. No query runs before the insert:
@@ -162,11 +165,11 @@ class ReadingsRepository:
         if not batches:
             return []
         now = utcnow()
+        arrays = [ReadingsArrays.of(batch) for batch in batches]
         rows: dict[str, dict[str, Any]] = {}
-        for batch in batches:
-            message_id = str(batch.message_id)
-            if message_id not in rows:
-                rows[message_id] = _row(batch, now)
+        for batch in arrays:
+            if batch.message_id not in rows:
+                rows[batch.message_id] = _row(batch, now)
         candidates = [rows[m] for m in sorted(rows)]  # one lock order for every consumer
         with self._db.session() as session:
             _create_machines(session, candidates, now)
@@ -189,11 +192,10 @@ class ReadingsRepository:
                     ids[message_id] = batch_id
         new = set(ids) - set(known)
         outcomes = []
-        for batch in batches:
-            message_id = str(batch.message_id)
-            created = message_id in new
-            new.discard(message_id)
-            outcomes.append(IngestOutcome(ids[message_id], created=created))
+        for batch in arrays:
+            created = batch.message_id in new
+            new.discard(batch.message_id)
+            outcomes.append(IngestOutcome(ids[batch.message_id], created=created))
         return outcomes
 
     def find_id(self, message_id: str) -> int | None:
