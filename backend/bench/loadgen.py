@@ -59,6 +59,8 @@ def publish_readings(
     messages = -(-total_readings // batch_size)
     with PikaReadingsPublisher(url, topology) as publisher:
         publisher.connect()  # connect and declare before the clock starts
+        for pool in pools:
+            pool.prepare(-(-messages // len(pools)))
         start = time.time()
         log.first_s = start
         for i in range(messages):

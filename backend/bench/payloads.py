@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -69,22 +69,42 @@ def _utc_text(value: datetime) -> bytes:
 class _Template:
     head: bytes  # ... "message_id":"
     middle: bytes  # ","machine_id":...,"sent_at":"
-    tail: bytes  # ","columns":...
+    before_times: bytes  # ","columns":...,"timestamps":
+    tail: bytes  # ,"values":...
 
-    def render(self, message_id: str, sent_at: datetime) -> bytes:
+    def render(self, message_id: str, sent_at: datetime, times: bytes) -> bytes:
         return b"".join(
-            (self.head, message_id.encode(), self.middle, _utc_text(sent_at), self.tail)
+            (
+                self.head,
+                message_id.encode(),
+                self.middle,
+                _utc_text(sent_at),
+                self.before_times,
+                times,
+                self.tail,
+            )
         )
+
+
+def _times_json(first_s: int, n: int) -> bytes:
+    """``n`` readings one second apart from ``first_s`` after the pool's start, as the
+    JSON list the wire contract has (``YYYY-MM-DDTHH:MM:SSZ``)."""
+    stamps = np.datetime64(_START.replace(tzinfo=None), "s") + np.arange(first_s, first_s + n)
+    return ('["' + 'Z","'.join(np.datetime_as_string(stamps).tolist()) + 'Z"]').encode()
 
 
 @dataclass
 class BodyPool:
-    """``distinct`` pre-encoded batches of one machine, sent round-robin."""
+    """``distinct`` pre-encoded batches of one machine's values, sent round-robin; each
+    send is stamped with a fresh ``message_id``, its ``sent_at`` and the next
+    ``batch_size`` seconds of the machine's time, as a real machine's batches go on in
+    time (a re-sent body with the same times would look like a replay to the store)."""
 
     machine_id: str
     batch_size: int
     templates: list[_Template]
     _cursor: int = 0
+    _times: dict[int, bytes] = field(default_factory=dict)
 
     @classmethod
     def build(cls, machine_id: str, batch_size: int, distinct: int = 8, seed: int = 0) -> BodyPool:
@@ -104,15 +124,24 @@ class BodyPool:
             body = batch.to_wire()
             head, _, rest = body.partition(str(_PLACEHOLDER_ID).encode())
             sent_text = json.dumps(batch.sent_at.isoformat().replace("+00:00", "Z")).encode()
-            middle, _, tail = rest.partition(sent_text)
+            middle, _, rest = rest.partition(sent_text)
+            times = _times_json(i * batch_size, batch_size)
+            before_times, _, tail = rest.partition(times)
             if not tail:
-                raise RuntimeError("wire body layout changed: sent_at not found")
-            templates.append(_Template(head, middle + b'"', b'"' + tail))
+                raise RuntimeError("wire body layout changed: sent_at or timestamps not found")
+            templates.append(_Template(head, middle + b'"', b'"' + before_times, tail))
         return cls(machine_id, batch_size, templates)
+
+    def prepare(self, messages: int) -> None:
+        """Encode the times of the next ``messages`` sends now (before a timed run)."""
+        for k in range(self._cursor, self._cursor + messages):
+            self._times.setdefault(k, _times_json(k * self.batch_size, self.batch_size))
 
     def next_body(self, sent_at: datetime | None = None) -> tuple[str, bytes]:
         """A body with a new message id; ``sent_at`` defaults to now."""
-        template = self.templates[self._cursor % len(self.templates)]
+        k = self._cursor
         self._cursor += 1
+        times = self._times.pop(k, None) or _times_json(k * self.batch_size, self.batch_size)
+        template = self.templates[k % len(self.templates)]
         message_id = str(uuid.uuid4())
-        return message_id, template.render(message_id, sent_at or datetime.now(UTC))
+        return message_id, template.render(message_id, sent_at or datetime.now(UTC), times)

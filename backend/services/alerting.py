@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from backend.alerts.conditions import no_data_evidence, scores_evidence
-from backend.alerts.config import AlertsConfig, FlagsCondition, NoDataCondition
+from backend.alerts.config import AlertRule, AlertsConfig, FlagsCondition, NoDataCondition
+from backend.alerts.engine import Evidence
 from backend.alerts.notifiers import build_notifier
 from backend.messaging.dispatch import Dispatcher
 from backend.observability.metrics import instruments
 from backend.settings import Settings
 from backend.store import Store
 from backend.store.alerts import Evaluation
+from backend.store.scores import RecentScores
 from backend.store.tables import utcnow
 
 __all__ = ["SendOutcome", "evaluate_machine", "send_delivery", "tick"]
@@ -41,7 +43,8 @@ def evaluate_machine(
     dispatcher: Dispatcher,
     now: datetime | None = None,
 ) -> list[Evaluation]:
-    """Evaluate every rule that applies to ``machine_id`` and dispatch what they send."""
+    """Evaluate every rule that applies to ``machine_id`` (in one transaction) and
+    dispatch what they send."""
     now = now or utcnow()
     rules = config.rules_for(machine_id)
     if not rules:
@@ -50,14 +53,9 @@ def evaluate_machine(
     recent = store.scores.recent(machine_id, n) if n else None
     needs_last_seen = any(isinstance(r.condition, NoDataCondition) for r in rules)
     last_received = store.machines.get(machine_id).last_seen if needs_last_seen else None
-    channels = _channels(config)
-    out = []
-    for rule in rules:
-        if isinstance(rule.condition, FlagsCondition):
-            evidence = scores_evidence(rule.condition, recent)
-        else:
-            evidence = no_data_evidence(rule.condition, last_received, now)
-        evaluation = store.alerts.evaluate(rule, machine_id, evidence, now, channels)
+    checks = [(rule, _evidence(rule, recent, last_received, now)) for rule in rules]
+    evaluations = store.alerts.evaluate_all(machine_id, checks, now, _channels(config))
+    for rule, evaluation in zip(rules, evaluations, strict=True):
         if evaluation.event is not None:
             instruments().alerts_fired.labels(evaluation.event.value).inc()
             log.info(
@@ -68,8 +66,15 @@ def evaluate_machine(
                 len(evaluation.delivery_ids),
             )
         _dispatch(evaluation.delivery_ids, store=store, dispatcher=dispatcher, now=now)
-        out.append(evaluation)
-    return out
+    return evaluations
+
+
+def _evidence(
+    rule: AlertRule, recent: RecentScores | None, last_received: datetime | None, now: datetime
+) -> Evidence:
+    if isinstance(rule.condition, FlagsCondition):
+        return scores_evidence(rule.condition, recent)
+    return no_data_evidence(rule.condition, last_received, now)
 
 
 def tick(

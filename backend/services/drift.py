@@ -68,11 +68,14 @@ def observe(
         record, start_job = _advance(
             record, test, values[order], timestamps_us[order], store, settings.train_readings
         )
-        if not store.drift.save(record, expected=current):
+        if record == current:
+            return None  # waiting (for readings after the change, or for the job): no news
+        saved = store.drift.save(record, expected=current)
+        if saved is None:
             continue  # another task moved it first: read again
         if not start_job:
             return None
-        return _start_retraining(machine_id, champion, record, store=store, dispatcher=dispatcher)
+        return _start_retraining(machine_id, champion, saved, store=store, dispatcher=dispatcher)
     log.warning("drift state of %s kept changing; batch not observed", machine_id)
     return None
 
@@ -150,7 +153,7 @@ def _start_retraining(
         reason=f"drift: regime changed at {record.change_at:%Y-%m-%d %H:%M:%S} UTC",
     )
     job = store.jobs.create(JobKind.TRAIN, machine_id, request.model_dump(mode="json"))
-    while not store.drift.save(replace(record, job_id=str(job.id)), expected=record):
+    while store.drift.save(replace(record, job_id=str(job.id)), expected=record) is None:
         record = store.drift.get(machine_id) or record
     dispatcher.train(str(job.id))
     log.warning("%s: retraining on the new regime (job %s)", machine_id, job.id)

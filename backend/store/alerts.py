@@ -1,10 +1,11 @@
 """Alert instances, silences and the notification outbox (deliveries and attempts).
 
-:meth:`AlertsRepository.evaluate` is the only writer of alert state from rules: it
-reads the group's open instance, lets the pure engine decide, and writes the new state
-together with the deliveries it calls for, in one transaction. Concurrent evaluations
-of one group are serialised optimistically (``revision``, and a unique ``open_key``):
-the loser re-reads and decides again, so an event is never notified twice.
+:meth:`AlertsRepository.evaluate_all` (:meth:`~AlertsRepository.evaluate` for one rule)
+is the only writer of alert state from rules: it reads a machine's open instances of
+those rules, lets the pure engine decide, and writes the new states together with the
+deliveries they call for, in one transaction. Concurrent evaluations of one group are
+serialised optimistically (``revision``, and a unique ``open_key``): the loser re-reads
+and decides again, so an event is never notified twice.
 """
 
 from __future__ import annotations
@@ -158,9 +159,29 @@ class AlertsRepository:
     ) -> Evaluation:
         """Apply ``rule``'s evidence for ``machine_id`` at ``now``; ``channels`` maps each
         notifier name to its channel (email/webhook) for the deliveries it creates."""
+        (evaluation,) = self.evaluate_all(machine_id, [(rule, evidence)], now, channels)
+        return evaluation
+
+    def evaluate_all(
+        self,
+        machine_id: str,
+        checks: Sequence[tuple[AlertRule, Evidence]],
+        now: datetime,
+        channels: dict[str, str],
+    ) -> list[Evaluation]:
+        """Apply each (rule, evidence) for ``machine_id`` at ``now`` as :meth:`evaluate`
+        would, one evaluation per check in order, in one transaction: one query for the
+        open instances of these rules, one for the active silences only if an instance is
+        open or some evidence holds (otherwise nothing else is read, nothing written).
+        A concurrent writer makes the whole transaction run again."""
+        keys = [_open_key(rule.name, machine_id) for rule, _ in checks]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"each rule at most once per evaluation, got {keys}")
+        if not checks:
+            return []
         return self._retrying(
-            f"alert {rule.name}/{machine_id}",
-            lambda session: self._apply(session, rule, machine_id, evidence, now, channels),
+            f"alert {', '.join(keys)}",
+            lambda session: self._apply_all(session, machine_id, checks, keys, now, channels),
         )
 
     def _retrying(self, what: str, work: Callable[[Session], _T]) -> _T:
@@ -173,6 +194,29 @@ class AlertsRepository:
                 log.debug("%s changed concurrently (try %d)", what, attempt)
         raise ConflictError(f"{what}: changed concurrently too often; try again")
 
+    def _apply_all(
+        self,
+        session: Session,
+        machine_id: str,
+        checks: Sequence[tuple[AlertRule, Evidence]],
+        keys: Sequence[str],
+        now: datetime,
+        channels: dict[str, str],
+    ) -> list[Evaluation]:
+        rows = {
+            row.rule: row for row in session.scalars(select(Alert).where(Alert.open_key.in_(keys)))
+        }
+        # with no open instance and no evidence that holds, the engine opens nothing and
+        # never asks whether it is silenced
+        needs_silences = bool(rows) or any(evidence.holds for _, evidence in checks)
+        silences = _active_silences(session, now) if needs_silences else []
+        return [
+            self._apply(
+                session, rule, machine_id, evidence, now, channels, rows.get(rule.name), silences
+            )
+            for rule, evidence in checks
+        ]
+
     def _apply(
         self,
         session: Session,
@@ -181,17 +225,18 @@ class AlertsRepository:
         evidence: Evidence,
         now: datetime,
         channels: dict[str, str],
+        row: Alert | None,
+        silences: Sequence[Silence],
     ) -> Evaluation:
+        """Move ``rule``'s open instance ``row`` (None: there is none) and write it."""
         labels = {**rule.labels, "rule": rule.name, "machine_id": machine_id}
         labels["severity"] = rule.severity
-        row = session.scalar(
-            select(Alert).where(Alert.open_key == _open_key(rule.name, machine_id))
-        )
         current = _snapshot(row) if row is not None else None
-        silenced = _silenced(_active_silences(session, now), labels, now)
+        silenced = _silenced(silences, labels, now)
         transition = step(rule.timing, current, evidence, now, silenced=silenced)
         if transition.discard and row is not None:
             session.delete(row)
+            session.flush()  # before a later rule's insert, as when each rule ran alone
             return Evaluation(alert=None, event=None, delivery_ids=[])
         if transition.after is None:
             return Evaluation(alert=None, event=None, delivery_ids=[])

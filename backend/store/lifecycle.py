@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from backend.schemas.lifecycle import AliasEventOut
 from backend.store.database import Database
@@ -90,6 +91,7 @@ class DriftRecord:
     change_at: datetime | None
     job_id: str | None
     updated_at: datetime
+    revision: int = 0  # the stored state's, as read or written (0: never stored)
 
 
 class DriftStatesRepository:
@@ -101,31 +103,37 @@ class DriftStatesRepository:
             row = session.get(DriftState, machine_id)
             return None if row is None else _drift(row)
 
-    def save(self, record: DriftRecord, expected: DriftRecord | None) -> bool:
-        """Write ``record`` if the stored state is still ``expected`` (None: absent);
-        False when another process changed it first (the caller re-reads)."""
-        from sqlalchemy.exc import IntegrityError
-        from sqlalchemy.orm.exc import StaleDataError
-
+    def save(self, record: DriftRecord, expected: DriftRecord | None) -> DriftRecord | None:
+        """Write ``record`` if the stored state is still ``expected`` (None: absent), in
+        one statement (an update of that revision, or an insert); returns what is stored
+        now (with its new revision), or None when another process changed it first (the
+        caller re-reads). ``record.revision`` is not looked at."""
+        table = cast(Table, DriftState.__table__)  # Core: no ORM unit of work needed
+        revision = 1 if expected is None else expected.revision + 1
+        values = {
+            "champion_version": record.champion_version,
+            "detector": record.detector,
+            "status": record.status,
+            "change_at": record.change_at,
+            "job_id": record.job_id,
+            "updated_at": record.updated_at,
+            "revision": revision,
+        }
         try:
             with self._db.session() as session:
-                row = session.get(DriftState, record.machine_id)
-                if (row is None) != (expected is None):
-                    return False
-                if row is not None and expected is not None and _drift(row) != expected:
-                    return False
-                if row is None:
-                    row = DriftState(machine_id=record.machine_id)
-                    session.add(row)
-                row.champion_version = record.champion_version
-                row.detector = record.detector
-                row.status = record.status
-                row.change_at = record.change_at
-                row.job_id = record.job_id
-                row.updated_at = record.updated_at
-        except (StaleDataError, IntegrityError):
-            return False
-        return True
+                connection = session.connection()
+                if expected is None:
+                    connection.execute(insert(table).values(machine_id=record.machine_id, **values))
+                else:
+                    if_unchanged = update(table).where(
+                        table.c.machine_id == record.machine_id,
+                        table.c.revision == expected.revision,
+                    )
+                    if connection.execute(if_unchanged.values(values)).rowcount != 1:
+                        return None
+        except IntegrityError:  # inserted concurrently
+            return None
+        return replace(record, revision=revision)
 
 
 def _drift(row: DriftState) -> DriftRecord:
@@ -137,4 +145,5 @@ def _drift(row: DriftState) -> DriftRecord:
         change_at=row.change_at,
         job_id=row.job_id,
         updated_at=row.updated_at,
+        revision=row.revision,
     )

@@ -174,12 +174,17 @@ class ReadingsRepository:
         with self._db.session() as session:
             _create_machines(session, candidates, now)
             insert = _dialect_insert(session)
-            inserted = session.execute(
-                insert(ReadingBatch)
-                .values(candidates)
-                .on_conflict_do_nothing(index_elements=["message_id"])
-                .returning(ReadingBatch.id, ReadingBatch.message_id)
-            ).all()
+            table = cast(Table, ReadingBatch.__table__)  # Core executemany: compiled once
+            inserted = (
+                session.connection()
+                .execute(
+                    insert(table)
+                    .on_conflict_do_nothing(index_elements=["message_id"])
+                    .returning(table.c.id, table.c.message_id),
+                    candidates,
+                )
+                .all()
+            )
             ids = {message_id: batch_id for batch_id, message_id in inserted}
             if ids:
                 _count_readings(session, [rows[m] for m in rows if m in ids], now)

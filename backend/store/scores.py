@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -16,9 +17,12 @@ from backend.store.database import Database
 from backend.store.machines import MachinesRepository
 from backend.store.packing import pack, unpack, us_to_datetimes
 from backend.store.readings import StoredBatch
-from backend.store.tables import ReadingBatch, ScoreBatch, utcnow
+from backend.store.tables import ReadingBatch, ScoreBatch, UtcDateTime, utcnow
 
 __all__ = ["RecentScores", "ScoreRecord", "ScoresRepository", "StoredScores"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SCORES = cast(Table, ScoreBatch.__table__)
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ class ScoresRepository:
                     if record.role == "champion":
                         scored[record.batch.machine_id] += len(record.scores)
                 if rows:
-                    session.execute(insert(ScoreBatch), rows)
+                    session.connection().execute(insert(_SCORES), rows)  # Core
                 for machine_id, n in scored.items():
                     MachinesRepository.add_scored(session, machine_id, n)
             return created
@@ -129,8 +133,13 @@ class ScoresRepository:
         end: datetime | None = None,
         role: str = "champion",
         limit_batches: int = 10_000,
+        last_n: int | None = None,
     ) -> list[StoredScores]:
-        """Scored batches of a machine overlapping ``[start, end)``, oldest first."""
+        """Scored batches of a machine overlapping ``[start, end)``, oldest first; with
+        ``last_n``, only the newest batches that hold its newest ``last_n`` readings (read
+        newest first, stopping two batches past that count, as
+        :meth:`~backend.store.readings.ReadingsRepository.window` does, so batches that
+        overlap in time are not missed)."""
         query = (
             select(ScoreBatch, ReadingBatch.timestamps_us)
             .join(ReadingBatch, ReadingBatch.id == ScoreBatch.batch_id)
@@ -141,32 +150,37 @@ class ScoresRepository:
         if end is not None:
             query = query.where(ScoreBatch.t_start < end)
         query = query.order_by(ScoreBatch.t_start.desc()).limit(limit_batches)
+        out: list[StoredScores] = []
+        count = 0
         with self._db.session() as session:
-            rows = session.execute(query).all()
-        out = [_stored(row, ts) for row, ts in rows]
+            for row, ts in session.execute(query.execution_options(yield_per=100)):
+                out.append(_stored(row, ts))
+                count += row.n
+                if last_n is not None and count >= last_n + 2 * row.n:
+                    break
         out.reverse()
         return out
 
     def recent(self, machine_id: str, n: int) -> RecentScores | None:
-        """The newest ``n`` champion-scored readings of a machine (None: none scored)."""
+        """The newest ``n`` champion-scored readings of a machine (None: none scored), of
+        the columns of its newest batch.
+
+        Reads batches newest first (by ``t_end``), one at first, then at least twice as
+        many each time, until they hold ``n`` readings and the next batch ends before the
+        oldest of the ``n`` newest read (batches may overlap in time): usually one."""
+        if n < 1:
+            return None
         parts: list[StoredScores] = []
-        total, page = 0, 8
-        while total < n:
-            query = (
-                select(ScoreBatch, ReadingBatch.timestamps_us)
-                .join(ReadingBatch, ReadingBatch.id == ScoreBatch.batch_id)
-                .where(ScoreBatch.machine_id == machine_id, ScoreBatch.role == "champion")
-                .order_by(ScoreBatch.t_end.desc(), ScoreBatch.id.desc())
-                .offset(len(parts))
-                .limit(page)
-            )
-            with self._db.session() as session:
-                rows = session.execute(query).all()
-            parts.extend(_stored(row, ts) for row, ts in rows)
-            total += sum(row.n for row, _ in rows)
-            if len(rows) < page:
+        total, page = 0, 1
+        while True:
+            rows = self._newest(machine_id, offset=len(parts), limit=page)
+            parts.extend(_stored(row, ts) for row, ts, _ in rows)
+            total += sum(row.n for row, _, _ in rows)
+            following = rows[-1][2] if rows else None  # where the next, unread batch ends
+            if following is None or (total >= n and not _may_hold_newer(parts, n, following)):
                 break
-            page *= 2
+            # twice as many, or enough for the rest if the next batches are as large
+            page = max(2 * page, -(-(n - total) // max(1, total // len(parts))))
         if not parts:
             return None
         columns = parts[0].columns
@@ -183,6 +197,32 @@ class ScoresRepository:
             ],
             contributions=np.concatenate([p.contributions for p in parts])[order],
         )
+
+    def _newest(
+        self, machine_id: str, *, offset: int, limit: int
+    ) -> list[tuple[ScoreBatch, bytes, datetime | None]]:
+        """Champion score batches newest first (by ``t_end``), with their reading times
+        and where the batch after each ends (None: none after it)."""
+        order = (ScoreBatch.t_end.desc(), ScoreBatch.id.desc())
+        page = (  # over the narrow columns only: the wide ones are read for this page
+            select(
+                ScoreBatch.id,
+                func.lead(ScoreBatch.t_end, type_=UtcDateTime()).over(order_by=order).label("ends"),
+            )
+            .where(ScoreBatch.machine_id == machine_id, ScoreBatch.role == "champion")
+            .order_by(*order)
+            .offset(offset)
+            .limit(limit)
+            .subquery()
+        )
+        query = (
+            select(ScoreBatch, ReadingBatch.timestamps_us, page.c.ends)
+            .join(page, page.c.id == ScoreBatch.id)
+            .join(ReadingBatch, ReadingBatch.id == ScoreBatch.batch_id)
+            .order_by(*order)
+        )
+        with self._db.session() as session:
+            return [(row, ts, ends) for row, ts, ends in session.execute(query)]
 
     def paired_flags(
         self, machine_id: str, champion_version: int, challenger_version: int
@@ -280,5 +320,20 @@ def _stored(row: ScoreBatch, timestamps_us: bytes) -> StoredScores:
     )
 
 
+def _may_hold_newer(parts: Sequence[StoredScores], n: int, t_end: datetime) -> bool:
+    """Whether a batch ending at ``t_end`` may hold one of the ``n`` newest readings of
+    ``parts`` of the first part's columns (not if those are fewer than ``n``)."""
+    columns = parts[0].columns
+    stamps = np.concatenate([p.timestamps_us for p in parts if p.columns == columns])
+    if len(stamps) < n:
+        return False
+    oldest_kept = np.partition(stamps, len(stamps) - n)[len(stamps) - n]
+    return _to_us(t_end) >= oldest_kept
+
+
 def _from_us(value: int) -> datetime:
     return us_to_datetimes(np.array([value]))[0]
+
+
+def _to_us(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)

@@ -104,6 +104,7 @@ class ScoreBatch(Base):
             "batch_id", "model_name", "model_version", "role", name="uq_score_batch_model_role"
         ),
         Index("ix_score_batches_machine_t", "machine_id", "t_start"),
+        Index("ix_score_batches_machine_role_end", "machine_id", "role", "t_end", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

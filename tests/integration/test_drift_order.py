@@ -3,7 +3,6 @@ stored scores in time order, not by the order the online test happened to see th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -15,24 +14,7 @@ from backend.services.drift import observe
 from backend.services.scoring import LoadedModel
 from backend.settings import DriftSettings
 from backend.store import ScoreRecord, Store
-
-
-class Jobs:
-    """Records what the drift service dispatches (the Dispatcher protocol, no broker)."""
-
-    def __init__(self) -> None:
-        self.trained: list[str] = []
-
-    def train(self, job_id: str) -> None:
-        self.trained.append(job_id)
-
-    def predict(self, batch_id: int, version: int | None = None) -> None: ...
-
-    def predict_many(self, batch_ids: Sequence[int], version: int | None = None) -> None: ...
-
-    def notify(self, delivery_id: int) -> None: ...
-
-    def tune(self, job_id: str) -> None: ...
+from tests.integration.dispatchers import Jobs
 
 
 def test_a_late_normal_batch_does_not_move_the_change_point(sqlite_store: Store) -> None:

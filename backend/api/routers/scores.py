@@ -31,7 +31,9 @@ def get_scores(
     and its ``top`` contributing sensors. With ``max_points``: per time bucket the lowest
     and highest score and the highest flagged one, so no anomaly is lost."""
     store.machines.get(machine_id)
-    parts = store.scores.query(machine_id, start, end, limit_batches=max(limit, 10_000))
+    parts = store.scores.query(
+        machine_id, start, end, limit_batches=max(limit, 10_000), last_n=limit
+    )
     out = ScoresOut(
         machine_id=machine_id,
         columns=parts[-1].columns if parts else [],

@@ -1,0 +1,149 @@
+"""All of a machine's alert rules in one transaction (``AlertsRepository.evaluate_all``
+and the ``evaluate_machine`` service), on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import event
+
+from backend.alerts.config import AlertRule, AlertsConfig
+from backend.alerts.engine import Event, Evidence
+from backend.schemas import ReadingsBatch
+from backend.schemas.alerts import SilenceIn
+from backend.services.alerting import evaluate_machine
+from backend.store import ScoreRecord, Store
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+CONFIG = AlertsConfig.model_validate(
+    {
+        "notifiers": {"mail": {"type": "email", "to": ["ops@example.com"]}},
+        "rules": [
+            {"name": "flagged", "condition": {"kind": "scores", "k": 2, "n": 3},
+             "notify": ["mail"]},
+            {"name": "slow", "condition": {"kind": "scores", "k": 1, "n": 1}, "for": "60s",
+             "notify": ["mail"]},
+            {"name": "silent", "condition": {"kind": "no_data", "seconds": 30},
+             "labels": {"team": "night"}, "notify": ["mail"]},
+        ],
+    }
+)  # fmt: skip
+CHANNELS = {"mail": "email"}
+HOLDS = Evidence(holds=True, summary="bad", score=5.0, threshold=1.0)
+FINE = Evidence(holds=False, summary="fine")
+
+
+class Dispatcher:
+    """Records the notifications handed over (the Dispatcher protocol, no broker)."""
+
+    def __init__(self) -> None:
+        self.notified: list[int] = []
+
+    def train(self, job_id: str) -> None: ...
+
+    def predict(self, batch_id: int, version: int | None = None) -> None: ...
+
+    def predict_many(self, batch_ids: Sequence[int], version: int | None = None) -> None: ...
+
+    def notify(self, delivery_id: int) -> None:
+        self.notified.append(delivery_id)
+
+    def tune(self, job_id: str) -> None: ...
+
+
+def statements(store: Store) -> list[str]:
+    seen: list[str] = []
+
+    def note(*args: object) -> None:
+        seen.append(str(args[2]).split()[0])
+
+    event.listen(store.database.engine, "before_cursor_execute", note)
+    return seen
+
+
+def checks(*evidence: Evidence) -> list[tuple[AlertRule, Evidence]]:
+    return list(zip(CONFIG.rules, evidence, strict=True))
+
+
+def test_a_quiet_machine_costs_one_read_and_writes_nothing(store: Store) -> None:
+    seen = statements(store)
+    evaluations = store.alerts.evaluate_all("m1", checks(FINE, FINE, FINE), T0, CHANNELS)
+    assert [(e.alert, e.event, e.delivery_ids) for e in evaluations] == [(None, None, [])] * 3
+    assert seen == ["SELECT"]
+    assert store.alerts.list(T0) == []
+
+
+def test_every_rule_moves_as_it_would_on_its_own(store: Store) -> None:
+    store.silences.create(
+        SilenceIn(matchers={"team": "night"}, ends_at=T0 + timedelta(hours=1), created_by="bob"),
+        T0,
+    )
+    first = store.alerts.evaluate_all("m1", checks(HOLDS, HOLDS, HOLDS), T0, CHANNELS)
+    assert [e.event for e in first] == [Event.FIRING, None, None]
+    assert [e.alert.state if e.alert else None for e in first] == ["firing", "pending", "firing"]
+    assert len(first[0].delivery_ids) == 1 and first[1].delivery_ids == first[2].delivery_ids == []
+    assert first[2].alert is not None and first[2].alert.silenced  # fires, sends nothing
+
+    later = T0 + timedelta(seconds=10)
+    second = store.alerts.evaluate_all("m1", checks(FINE, FINE, HOLDS), later, CHANNELS)
+    assert [e.event for e in second] == [Event.RESOLVED, None, None]
+    assert second[1].alert is None  # the pending one is dropped: it never fired
+    assert len(second[0].delivery_ids) == 1
+    states = {a.rule: a.state for a in store.alerts.list(later)}
+    assert states == {"flagged": "resolved", "silent": "firing"}
+
+    # one rule alone, through evaluate: the same engine, the same instances
+    again = store.alerts.evaluate(CONFIG.rules[0], "m1", HOLDS, later, CHANNELS)
+    assert again.event is Event.FIRING and again.alert is not None
+    assert again.alert.id not in {e.alert.id for e in first if e.alert is not None}
+
+
+def test_rules_are_evaluated_at_most_once_per_call(store: Store) -> None:
+    rule = CONFIG.rules[0]
+    with pytest.raises(ValueError, match="at most once"):
+        store.alerts.evaluate_all("m1", [(rule, HOLDS), (rule, FINE)], T0, CHANNELS)
+    assert store.alerts.evaluate_all("m1", [], T0, CHANNELS) == []
+
+
+def test_evaluate_machine_scores_and_dispatches_once(store: Store) -> None:
+    times = [T0 + timedelta(seconds=i) for i in range(3)]
+    added = store.readings.add(ReadingsBatch.of_rows("m1", ["a", "b"], times, [[0.0, 0.0]] * 3))
+    scores = np.array([0.1, 5.0, 6.0])  # two of the last three above the threshold (1.0)
+    store.scores.add(
+        ScoreRecord(store.readings.get(added.batch_id), "m-model", 1, "champion", 1.0, scores,
+                    np.tile([0.9, 0.1], (3, 1)), ["a", "b"])
+    )  # fmt: skip
+    dispatcher = Dispatcher()
+    now = T0 + timedelta(seconds=5)
+    evaluations = evaluate_machine("m1", store=store, config=CONFIG, dispatcher=dispatcher, now=now)
+    assert [e.event for e in evaluations] == [Event.FIRING, None, None]
+    assert [e.alert.state if e.alert else None for e in evaluations] == ["firing", "pending", None]
+    assert dispatcher.notified == evaluations[0].delivery_ids and len(dispatcher.notified) == 1
+    assert store.deliveries.undispatched(older_than=now + timedelta(days=1)) == []
+    fired = evaluations[0].alert
+    assert fired is not None and fired.last_score == 6.0 and fired.top_sensors[0].sensor == "a"
+    again = evaluate_machine("m1", store=store, config=CONFIG, dispatcher=dispatcher, now=now)
+    assert [e.event for e in again] == [None, None, None] and len(dispatcher.notified) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_concurrent_evaluations_notify_each_event_once(store: Store) -> None:
+    results = []
+
+    def evaluate() -> None:
+        results.append(store.alerts.evaluate_all("m1", checks(HOLDS, HOLDS, FINE), T0, CHANNELS))
+
+    threads = [threading.Thread(target=evaluate) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 6
+    fired = [e for evaluations in results for e in evaluations if e.event is not None]
+    assert [e.event for e in fired] == [Event.FIRING]  # one task sent it, the others saw it
+    assert len(store.deliveries.list()) == 1
+    assert sorted(a.rule for a in store.alerts.list(T0)) == ["flagged", "slow"]
