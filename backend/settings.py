@@ -67,8 +67,15 @@ class BrokerSettings(BaseModel):
         le=1000,
         description="an ingest consumer writes its buffer when no message came for this long",
     )
+    ingest_batch_messages: int = Field(
+        default=256,
+        ge=1,
+        le=4096,
+        description="most messages an ingest consumer writes in one transaction (bounded "
+        "by its prefetch too)",
+    )
     predict_batches_per_task: int = Field(
-        default=16,
+        default=64,
         ge=1,
         le=256,
         description="stored batches one predict task scores together (one transaction, "

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from backend.messaging.pika_publisher import pika_url
 from backend.messaging.topology import TASK_QUEUES, Topology
-from backend.settings import BrokerSettings, Settings
+from backend.settings import Settings
 
 __all__ = ["Sandbox", "delete_topology", "sandbox", "settings_env"]
 
@@ -32,6 +32,18 @@ class Sandbox:
         return Topology(self.settings.broker.namespace)
 
 
+# the broker settings a bench run passes on to its children (MMLW_BROKER__... in its own
+# environment sets them, e.g. MMLW_BROKER__PREDICT_BATCHES_PER_TASK=64 mmlw bench)
+_TUNABLES = (
+    "predict_prefetch",
+    "max_batch_readings",
+    "ingest_batch_messages",
+    "ingest_batch_delay_ms",
+    "ingest_idle_ms",
+    "predict_batches_per_task",
+)
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The ``MMLW_*`` variables that give a child process the same settings."""
     return {
@@ -42,8 +54,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "MMLW_MLFLOW_EXPERIMENT": settings.mlflow_experiment,
         "MMLW_BROKER__URL": settings.broker.url,
         "MMLW_BROKER__NAMESPACE": settings.broker.namespace,
-        "MMLW_BROKER__PREDICT_PREFETCH": str(settings.broker.predict_prefetch),
-        "MMLW_BROKER__MAX_BATCH_READINGS": str(settings.broker.max_batch_readings),
+        **{
+            f"MMLW_BROKER__{name.upper()}": str(getattr(settings.broker, name))
+            for name in _TUNABLES
+        },
         "MMLW_MODELS__REGISTERED_MODEL_PREFIX": settings.models.registered_model_prefix,
         "MMLW_MODELS__ALIAS_CACHE_TTL_S": str(settings.models.alias_cache_ttl_s),
     }
@@ -79,12 +93,7 @@ def sandbox(
             "data_dir": directory / "data",
             "database_url": database_url,
             "mlflow_tracking_uri": f"sqlite:///{directory / 'mlflow.db'}",
-            "broker": BrokerSettings(
-                url=broker_url,
-                namespace=namespace,
-                predict_prefetch=base.broker.predict_prefetch,
-                max_batch_readings=base.broker.max_batch_readings,
-            ),
+            "broker": base.broker.model_copy(update={"url": broker_url, "namespace": namespace}),
             "models": base.models.model_copy(update={"registered_model_prefix": f"{namespace}-"}),
         }
     )

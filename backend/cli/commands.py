@@ -163,7 +163,13 @@ def beat(ctx: click.Context, schedule_file: Path | None) -> None:
 
 
 @main.command()
-@click.option("--prefetch", type=int, default=32, show_default=True)
+@click.option(
+    "--prefetch",
+    type=int,
+    default=256,
+    show_default=True,
+    help="unacknowledged messages held; bounds the messages written per transaction",
+)
 @click.pass_context
 @one_line_errors
 def ingest(ctx: click.Context, prefetch: int) -> None:

@@ -12,7 +12,7 @@ Thresholds and flags are not a detector's job (see :mod:`backend.detectors.thres
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -41,6 +41,10 @@ def as_matrix(X: object) -> np.ndarray:
 
 class BaseDetector(BaseEstimator):
     """Shared plumbing: input checks and the fitted-state guard."""
+
+    #: each row's score depends on that row alone, so the rows of several batches may be
+    #: scored in one call; detectors over trailing windows of rows set False
+    rowwise: ClassVar[bool] = True
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -79,6 +80,8 @@ class TemporalFeatures(BaseDetector):
     >>> int(scores.argmax()) in (25, 26), det.explain(jumpy).shape
     (True, (50, 2))
     """
+
+    rowwise: ClassVar[bool] = False  # lags and rolling windows span rows
 
     def __init__(
         self,

@@ -14,6 +14,8 @@ about √2 ≈ 1.41 for white noise, near 0 for a slowly drifting signal. Sensor
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from backend.detectors.base import BaseDetector, as_matrix
@@ -68,6 +70,8 @@ class LevelChangeDetector(BaseDetector):
     >>> bool(scores[110:150].min() > 2.5), int(det.explain(later)[120].argmax())
     (True, 1)
     """
+
+    rowwise: ClassVar[bool] = False  # trailing means span rows
 
     def __init__(
         self,

@@ -36,6 +36,12 @@ class AnomalyModel:
         """What this model reads: its sensors in order (its MLflow signature)."""
         return InputSchema.of(self.columns)
 
+    @property
+    def rowwise(self) -> bool:
+        """Whether each row's score depends on that row alone (so rows of several batches
+        may be scored in one call); detectors with trailing windows say False."""
+        return bool(getattr(self.detector, "rowwise", True))
+
     def align(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:

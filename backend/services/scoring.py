@@ -95,9 +95,8 @@ def score_batches(
 
     Scores are stored at most once per (batch, model version, role): safe to redeliver.
     """
-    records: list[ScoreRecord] = []
+    jobs: list[_Job] = []
     outcomes: list[ScoreOutcome] = []
-    champion_records: list[tuple[int, int]] = []  # (outcome, record) of champion scores
     for batch in store.readings.get_many(batch_ids):
         if version is not None:
             loaded: LoadedModel | None = models.version(batch.machine_id, version)
@@ -116,19 +115,15 @@ def score_batches(
                 ScoreOutcome("rejected", batch.id, batch.machine_id, model_version=loaded.version)
             )
             continue
-        scored = _score(batch, fitted, loaded, CHAMPION, records)
-        champion_records.append((len(outcomes), len(records) - 1))
+        jobs.append(_Job(batch, fitted, loaded, CHAMPION, outcome=len(outcomes)))
         outcomes.append(
             ScoreOutcome(
                 "scored",
                 batch.id,
                 batch.machine_id,
-                n=len(scored.scores),
-                n_flagged=int(scored.flags.sum()),
                 model_version=loaded.version,
                 champion=loaded,
                 timestamps_us=batch.timestamps_us,
-                scores=scored.scores,
             )
         )
         if version is None:
@@ -143,11 +138,21 @@ def score_batches(
                         "batch %s: no shadow score by v%s: %s", batch.id, challenger.version, exc
                     )
                 else:
-                    _score(batch, shadow, challenger, CHALLENGER, records)
+                    jobs.append(_Job(batch, shadow, challenger, CHALLENGER))
+    records = []
+    for job, scored in zip(jobs, _score_jobs(jobs), strict=True):
+        records.append(_record(job, scored))
+        if job.outcome is not None:
+            outcomes[job.outcome] = replace(
+                outcomes[job.outcome],
+                n=len(scored.scores),
+                n_flagged=int(scored.flags.sum()),
+                scores=scored.scores,
+            )
     created = store.scores.add_many(records)
-    for outcome, record in champion_records:
-        if not created[record]:  # already stored: a redelivery
-            outcomes[outcome] = replace(outcomes[outcome], status="duplicate")
+    for job, stored_now in zip(jobs, created, strict=True):
+        if job.outcome is not None and not stored_now:  # already stored: a redelivery
+            outcomes[job.outcome] = replace(outcomes[job.outcome], status="duplicate")
     return outcomes
 
 
@@ -178,29 +183,58 @@ def alerting_machines(outcomes: Sequence[ScoreOutcome]) -> list[str]:
     )
 
 
-def _score(
-    batch: StoredBatch,
-    values: np.ndarray,
-    loaded: LoadedModel,
-    role: str,
-    records: list[ScoreRecord],
-) -> ScoredFrame:
-    """Score ``values`` (in the model's column order) with ``loaded`` and append the
-    record to store under ``role``."""
-    scored = loaded.model.score_matrix(values)
-    records.append(
-        ScoreRecord(
-            batch=batch,
-            model_name=loaded.model_name,
-            model_version=loaded.version,
-            role=role,
-            threshold=loaded.model.threshold,
-            scores=scored.scores,
-            contributions=scored.contributions,
-            columns=scored.columns,
-        )
+@dataclass(frozen=True)
+class _Job:
+    """One batch's rows (in ``loaded``'s column order) to score in ``role``; ``outcome``
+    is the index of the batch's outcome for champion scores."""
+
+    batch: StoredBatch
+    values: np.ndarray
+    loaded: LoadedModel
+    role: str
+    outcome: int | None = None
+
+
+def _score_jobs(jobs: Sequence[_Job]) -> list[ScoredFrame]:
+    """Each job's scores, in order. The jobs of one model whose detector scores each row
+    on its own are scored in one call (a call costs a detector like Isolation Forest far
+    more than its rows at 100-row batches); others, one call per batch."""
+    out: list[ScoredFrame | None] = [None] * len(jobs)
+    groups: dict[int, list[int]] = {}
+    for i, job in enumerate(jobs):
+        if job.loaded.model.rowwise:
+            groups.setdefault(id(job.loaded.model), []).append(i)
+        else:
+            out[i] = job.loaded.model.score_matrix(job.values)
+    for members in groups.values():
+        model = jobs[members[0]].loaded.model
+        if len(members) == 1:
+            out[members[0]] = model.score_matrix(jobs[members[0]].values)
+            continue
+        scored = model.score_matrix(np.concatenate([jobs[i].values for i in members]))
+        bounds = np.cumsum([len(jobs[i].values) for i in members])[:-1]
+        for i, scores, flags, contributions in zip(
+            members,
+            np.split(scored.scores, bounds),
+            np.split(scored.flags, bounds),
+            np.split(scored.contributions, bounds),
+            strict=True,
+        ):
+            out[i] = ScoredFrame(scores, flags, contributions, scored.columns)
+    return [frame for frame in out if frame is not None]
+
+
+def _record(job: _Job, scored: ScoredFrame) -> ScoreRecord:
+    return ScoreRecord(
+        batch=job.batch,
+        model_name=job.loaded.model_name,
+        model_version=job.loaded.version,
+        role=job.role,
+        threshold=job.loaded.model.threshold,
+        scores=scored.scores,
+        contributions=scored.contributions,
+        columns=scored.columns,
     )
-    return scored
 
 
 def _dead_letter(

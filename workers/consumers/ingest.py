@@ -117,15 +117,15 @@ class IngestConsumer(ConsumerMixin):
         store: Store,
         dispatcher: Dispatcher,
         max_readings: int = 10_000,
-        prefetch: int = 128,
-        batch_messages: int = 64,
+        prefetch: int = 256,
+        batch_messages: int = 256,
         batch_readings: int = 100_000,
         batch_delay_s: float = 0.05,
         batch_idle_s: float = 0.015,
         requeue_delay_s: float = 1.0,
         predict_backlog_limit: int | None = None,
         backlog_check_s: float = 0.25,
-        predict_batches_per_task: int = 16,
+        predict_batches_per_task: int = 64,
         on_batch: Callable[[ReadingsArrays], None] | None = None,
     ) -> None:
         self.connection = connection
@@ -343,7 +343,7 @@ class IngestConsumer(ConsumerMixin):
 
     @classmethod
     def for_context(
-        cls, connection: Connection, context: WorkerContext, prefetch: int = 128
+        cls, connection: Connection, context: WorkerContext, prefetch: int = 256
     ) -> IngestConsumer:
         """A consumer wired to a worker context's store, dispatcher and settings."""
         return cls(
@@ -353,7 +353,7 @@ class IngestConsumer(ConsumerMixin):
             dispatcher=context.dispatcher,
             max_readings=context.settings.broker.max_batch_readings,
             prefetch=prefetch,
-            batch_messages=min(64, prefetch),
+            batch_messages=min(context.settings.broker.ingest_batch_messages, prefetch),
             predict_backlog_limit=context.settings.broker.predict_backlog_limit,
             predict_batches_per_task=context.settings.broker.predict_batches_per_task,
             batch_delay_s=context.settings.broker.ingest_batch_delay_ms / 1000,
