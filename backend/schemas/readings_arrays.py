@@ -134,8 +134,8 @@ def _fast(body: bytes | str, max_readings: int | None) -> ReadingsArrays | None:
     if columns is None or times is None or (max_readings is not None and len(times) > max_readings):
         return None
     values = _values(raw["values"], len(times), len(columns))
-    labels = raw.get("labels")
-    if values is None or (labels is not None and (labels := _labels(labels, len(times))) is None):
+    labels = None if raw.get("labels") is None else _labels(raw["labels"], len(times))
+    if values is None or (labels is None and raw.get("labels") is not None):
         return None
     if "sent_at" in raw and not _valid_sent_at(raw["sent_at"]):
         return None

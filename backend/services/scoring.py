@@ -208,9 +208,6 @@ def _score_jobs(jobs: Sequence[_Job]) -> list[ScoredFrame]:
             out[i] = job.loaded.model.score_matrix(job.values)
     for members in groups.values():
         model = jobs[members[0]].loaded.model
-        if len(members) == 1:
-            out[members[0]] = model.score_matrix(jobs[members[0]].values)
-            continue
         scored = model.score_matrix(np.concatenate([jobs[i].values for i in members]))
         bounds = np.cumsum([len(jobs[i].values) for i in members])[:-1]
         for i, scores, flags, contributions in zip(

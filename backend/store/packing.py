@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-__all__ = ["datetimes_to_us", "pack", "unpack", "us_to_datetimes"]
+__all__ = ["datetime_to_us", "datetimes_to_us", "pack", "unpack", "us_to_datetimes"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -31,12 +31,13 @@ def datetimes_to_us(values: Sequence[datetime]) -> np.ndarray:
         return _datetimes_to_us_loop(values)
 
 
+def datetime_to_us(value: datetime) -> int:
+    """Microseconds since the Unix epoch of one tz-aware datetime."""
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
 def _datetimes_to_us_loop(values: Sequence[datetime]) -> np.ndarray:
-    return np.fromiter(
-        ((v - _EPOCH) // np.timedelta64(1, "us").item() for v in values),
-        dtype=np.int64,
-        count=len(values),
-    )
+    return np.fromiter((datetime_to_us(v) for v in values), dtype=np.int64, count=len(values))
 
 
 def us_to_datetimes(values: np.ndarray) -> list[datetime]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import cast
 
 import numpy as np
@@ -15,13 +15,12 @@ from sqlalchemy.orm import Session, aliased
 
 from backend.store.database import Database
 from backend.store.machines import MachinesRepository
-from backend.store.packing import pack, unpack, us_to_datetimes
+from backend.store.packing import datetime_to_us, pack, unpack, us_to_datetimes
 from backend.store.readings import StoredBatch
 from backend.store.tables import ReadingBatch, ScoreBatch, UtcDateTime, utcnow
 
 __all__ = ["RecentScores", "ScoreRecord", "ScoresRepository", "StoredScores"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SCORES = cast(Table, ScoreBatch.__table__)
 
 
@@ -328,12 +327,8 @@ def _may_hold_newer(parts: Sequence[StoredScores], n: int, t_end: datetime) -> b
     if len(stamps) < n:
         return False
     oldest_kept = np.partition(stamps, len(stamps) - n)[len(stamps) - n]
-    return _to_us(t_end) >= oldest_kept
+    return datetime_to_us(t_end) >= oldest_kept
 
 
 def _from_us(value: int) -> datetime:
     return us_to_datetimes(np.array([value]))[0]
-
-
-def _to_us(value: datetime) -> int:
-    return (value - _EPOCH) // timedelta(microseconds=1)
