@@ -132,6 +132,22 @@ def test_migration_applies_to_a_fresh_database_and_is_idempotent(database_url: s
         with database.engine.connect() as conn:
             head = max(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("0*.py"))
             assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == head
+            if database.engine.dialect.name == "postgresql":  # packed arrays: no pglz
+                storage = conn.execute(
+                    sa.text(
+                        "SELECT c.relname, a.attname, a.attstorage FROM pg_attribute a "
+                        "JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname IN "
+                        "('reading_batches', 'score_batches') AND a.atttypid = 'bytea'::regtype"
+                    )
+                ).all()
+                assert {(t, c) for t, c, _ in storage} == {
+                    ("reading_batches", "timestamps_us"),
+                    ("reading_batches", "values"),
+                    ("reading_batches", "labels"),
+                    ("score_batches", "scores"),
+                    ("score_batches", "contributions"),
+                }
+                assert {s for _, _, s in storage} == {"e"}
     finally:
         database.dispose()
 
