@@ -195,6 +195,13 @@ class ModelSettings(BaseModel):
     default_detector: str = "pca"
     threshold_quantile: float = Field(default=0.995, gt=0.5, lt=1.0)
     alias_cache_ttl_s: float = Field(default=5.0, ge=0.0)
+    preload_machines: int = Field(
+        default=64,
+        ge=0,
+        description="each worker process loads the champion and challenger of this many "
+        "most recently seen machines as it starts, so no batch waits for a model load "
+        "after a restart (0: load on a machine's first batch)",
+    )
     registered_model_prefix: str = "mmlw-"
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)

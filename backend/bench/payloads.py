@@ -41,12 +41,18 @@ _PLACEHOLDER_ID = uuid.UUID(int=0)
 _PLACEHOLDER_SENT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+SENSOR_DECIMALS = 4  # 6 significant digits around 10, what SKAB's sensors report
+
+
 def sensor_values(n: int, seed: int) -> np.ndarray:
-    """``n`` readings of 8 correlated sensors: three latent drivers plus noise."""
+    """``n`` readings of 8 correlated sensors: three latent drivers plus noise, at the
+    resolution real sensors report (:data:`SENSOR_DECIMALS`; full 17-digit doubles
+    would make a 1000-reading message 172 KB instead of about 100 KB)."""
     rng = np.random.default_rng(seed)
     mixing = np.random.default_rng(7).normal(size=(3, len(SENSORS)))
     latent = rng.normal(size=(n, 3))
-    return latent @ mixing + 0.1 * rng.normal(size=(n, len(SENSORS))) + 10.0
+    values = latent @ mixing + 0.1 * rng.normal(size=(n, len(SENSORS))) + 10.0
+    return np.round(values, SENSOR_DECIMALS)
 
 
 def training_frame(n: int, seed: int) -> pd.DataFrame:

@@ -123,13 +123,15 @@ def worker(
 ) -> None:
     """Run a Celery worker for train/predict/notify work (scale by running more)."""
     from backend.messaging.topology import Topology
-    from workers.celery_app import create_celery
+    from workers.celery_app import create_celery, worker_context
+    from workers.warm_start import connect_warm_start
 
     settings = settings_of(ctx)
     require_broker(settings, "worker")
     topology = Topology(settings.broker.namespace)
     names = [topology.task_queue_name(q.strip()) for q in queues.split(",") if q.strip()]
     app = create_celery(settings)
+    connect_warm_start(worker_context(app))
     if metrics_port is not None:
         from prometheus_client import start_http_server
 

@@ -52,6 +52,12 @@ class MachinesRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
 
+    def recent(self, limit: int) -> list[str]:
+        """Ids of the ``limit`` most recently seen machines, newest first."""
+        with self._db.session() as session:
+            query = select(Machine.id).order_by(Machine.last_seen.desc(), Machine.id).limit(limit)
+            return list(session.scalars(query))
+
     def list(self) -> list[Machine]:
         with self._db.session() as session:
             return list(session.scalars(select(Machine).order_by(Machine.id)))

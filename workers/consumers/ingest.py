@@ -45,7 +45,7 @@ from backend.store import Store
 from workers.consumers.backpressure import BacklogGate, QueueDepthProbe
 from workers.context import WorkerContext
 
-__all__ = ["IngestConsumer", "IngestStats", "decode_message", "relax_gc"]
+__all__ = ["IngestConsumer", "IngestStats", "decode_message", "predict_tasks", "relax_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,38 @@ class IngestStats:
         with self.lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+
+def predict_tasks(batches: list[tuple[int, str]], size: int) -> list[list[int]]:
+    """The predict tasks of a written buffer: ``(batch id, machine id)`` pairs grouped
+    machine by machine into tasks of at most ``size`` batches, a machine split across
+    tasks only when its batches do not fit in one of their own. A task runs its
+    machines' alert rules and drift test once each, so the fewer machines per task, the
+    less of that work per batch.
+
+    >>> predict_tasks([(1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "b")], size=3)
+    [[1, 3], [2, 5, 4]]
+    >>> predict_tasks([(1, "a"), (2, "a"), (3, "a"), (4, "b")], size=2)
+    [[1, 2], [3, 4]]
+    """
+    per_machine: dict[str, list[int]] = {}
+    for batch_id, machine_id in batches:
+        per_machine.setdefault(machine_id, []).append(batch_id)
+    tasks: list[list[int]] = []
+    current: list[int] = []
+    for machine_id in sorted(per_machine):
+        ids = per_machine[machine_id]
+        if current and len(current) + len(ids) > size:
+            tasks.append(current)
+            current = []
+        while len(current) + len(ids) > size:  # a machine larger than a task
+            room = size - len(current)
+            tasks.append(current + ids[:room])
+            current, ids = [], ids[room:]
+        current = current + ids
+    if current:
+        tasks.append(current)
+    return tasks
 
 
 def decode_message(
@@ -307,17 +339,15 @@ class IngestConsumer(ConsumerMixin):
     def _write(self, pending: list[_Pending]) -> bool:
         try:
             outcomes = self.store.readings.add_many([p.batch for p in pending])
-            # duplicates too: a redelivered batch may have been stored but never scored;
-            # one machine's batches together, so a task runs few machines' rules and drift
-            machines = {
-                o.batch_id: p.batch.machine_id for p, o in zip(pending, outcomes, strict=True)
-            }
-            batch_ids = sorted(machines, key=machines.__getitem__)
-            size = self.predict_batches_per_task
-            for first in range(0, len(batch_ids), size):
-                self.dispatcher.predict_many(batch_ids[first : first + size])
+            # duplicates too: a redelivered batch may have been stored but never scored
+            tasks = predict_tasks(
+                [(o.batch_id, p.batch.machine_id) for p, o in zip(pending, outcomes, strict=True)],
+                self.predict_batches_per_task,
+            )
+            for batch_ids in tasks:
+                self.dispatcher.predict_many(batch_ids)
             if self._gate is not None:
-                self._gate.note_enqueued(-(-len(batch_ids) // size))
+                self._gate.note_enqueued(len(tasks))
         except Exception:
             log.exception("storing %d buffered message(s) failed", len(pending))
             return False

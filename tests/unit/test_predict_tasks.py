@@ -1,0 +1,50 @@
+"""How the ingest consumer groups a written buffer into predict tasks."""
+
+from __future__ import annotations
+
+import doctest
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workers.consumers import ingest
+from workers.consumers.ingest import predict_tasks
+
+
+def test_doctest() -> None:
+    assert doctest.testmod(ingest).failed == 0
+
+
+buffers = st.lists(st.sampled_from("abcdef"), max_size=300).map(
+    lambda machines: [(i, m) for i, m in enumerate(machines)]
+)
+
+
+@given(buffers, st.integers(min_value=1, max_value=80))
+def test_every_batch_once_in_tasks_no_larger_than_the_limit(
+    batches: list[tuple[int, str]], size: int
+) -> None:
+    tasks = predict_tasks(batches, size)
+    assert sorted(i for task in tasks for i in task) == [i for i, _ in batches]
+    assert all(1 <= len(task) <= size for task in tasks)
+
+
+@given(buffers, st.integers(min_value=1, max_value=80))
+def test_a_machine_spans_no_more_tasks_than_it_needs(
+    batches: list[tuple[int, str]], size: int
+) -> None:
+    tasks = predict_tasks(batches, size)
+    machine = dict(batches)
+    for m in set(machine.values()):
+        count = sum(1 for _, x in batches if x == m)
+        spans = sum(1 for task in tasks if any(machine[i] == m for i in task))
+        assert spans <= -(-count // size) + 1  # its own share, plus one task it shares
+    # and a machine that fits in a task is never split
+    for m in set(machine.values()):
+        if sum(1 for _, x in batches if x == m) <= size:
+            assert sum(1 for task in tasks if any(machine[i] == m for i in task)) == 1
+
+
+def test_a_machine_keeps_its_arrival_order() -> None:
+    tasks = predict_tasks([(5, "b"), (3, "a"), (9, "b"), (1, "a")], size=64)
+    assert tasks == [[3, 1, 5, 9]]
