@@ -52,7 +52,7 @@ def evaluate_machine(
     n = max((r.condition.n for r in rules if isinstance(r.condition, FlagsCondition)), default=0)
     recent = store.scores.recent(machine_id, n) if n else None
     needs_last_seen = any(isinstance(r.condition, NoDataCondition) for r in rules)
-    last_received = store.machines.get(machine_id).last_seen if needs_last_seen else None
+    last_received = store.machines.last_seen(machine_id) if needs_last_seen else None
     checks = [(rule, _evidence(rule, recent, last_received, now)) for rule in rules]
     evaluations = store.alerts.evaluate_all(machine_id, checks, now, _channels(config))
     for rule, evaluation in zip(rules, evaluations, strict=True):

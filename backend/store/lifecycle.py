@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Row, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from backend.schemas.lifecycle import AliasEventOut
@@ -99,9 +99,10 @@ class DriftStatesRepository:
         self._db = database
 
     def get(self, machine_id: str) -> DriftRecord | None:
-        with self._db.session() as session:
-            row = session.get(DriftState, machine_id)
-            return None if row is None else _drift(row)
+        table = cast(Table, DriftState.__table__)  # Core: read for every scored machine
+        with self._db.engine.connect() as connection:
+            row = connection.execute(select(table).where(table.c.machine_id == machine_id)).first()
+        return None if row is None else _drift(row)
 
     def save(self, record: DriftRecord, expected: DriftRecord | None) -> DriftRecord | None:
         """Write ``record`` if the stored state is still ``expected`` (None: absent), in
@@ -120,8 +121,7 @@ class DriftStatesRepository:
             "revision": revision,
         }
         try:
-            with self._db.session() as session:
-                connection = session.connection()
+            with self._db.engine.begin() as connection:
                 if expected is None:
                     connection.execute(insert(table).values(machine_id=record.machine_id, **values))
                 else:
@@ -136,7 +136,7 @@ class DriftStatesRepository:
         return replace(record, revision=revision)
 
 
-def _drift(row: DriftState) -> DriftRecord:
+def _drift(row: DriftState | Row[Any]) -> DriftRecord:
     return DriftRecord(
         machine_id=row.machine_id,
         champion_version=row.champion_version,

@@ -62,6 +62,15 @@ class MachinesRepository:
         with self._db.session() as session:
             return list(session.scalars(select(Machine).order_by(Machine.id)))
 
+    def last_seen(self, machine_id: str) -> datetime:
+        """When ``machine_id`` last sent readings (NotFound if it never did); one Core
+        read, as alert rules ask it for every machine a predict task scores."""
+        with self._db.engine.connect() as connection:
+            seen = connection.scalar(select(Machine.last_seen).where(Machine.id == machine_id))
+        if seen is None:
+            raise NotFound(f"machine {machine_id!r} not found")
+        return seen
+
     def get(self, machine_id: str) -> Machine:
         with self._db.session() as session:
             machine = session.get(Machine, machine_id)

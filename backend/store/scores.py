@@ -6,10 +6,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Row, Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -199,29 +199,36 @@ class ScoresRepository:
 
     def _newest(
         self, machine_id: str, *, offset: int, limit: int
-    ) -> list[tuple[ScoreBatch, bytes, datetime | None]]:
+    ) -> list[tuple[Any, bytes, datetime | None]]:
         """Champion score batches newest first (by ``t_end``), with their reading times
-        and where the batch after each ends (None: none after it)."""
-        order = (ScoreBatch.t_end.desc(), ScoreBatch.id.desc())
+        and where the batch after each ends (None: none after it). Core rows: a predict
+        task reads this for every machine it scores, and ORM objects would cost more
+        than the query."""
+        order = (_SCORES.c.t_end.desc(), _SCORES.c.id.desc())
         page = (  # over the narrow columns only: the wide ones are read for this page
             select(
-                ScoreBatch.id,
-                func.lead(ScoreBatch.t_end, type_=UtcDateTime()).over(order_by=order).label("ends"),
+                _SCORES.c.id,
+                func.lead(_SCORES.c.t_end, type_=UtcDateTime()).over(order_by=order).label("ends"),
             )
-            .where(ScoreBatch.machine_id == machine_id, ScoreBatch.role == "champion")
+            .where(_SCORES.c.machine_id == machine_id, _SCORES.c.role == "champion")
             .order_by(*order)
             .offset(offset)
             .limit(limit)
             .subquery()
         )
+        readings = cast(Table, ReadingBatch.__table__)
         query = (
-            select(ScoreBatch, ReadingBatch.timestamps_us, page.c.ends)
-            .join(page, page.c.id == ScoreBatch.id)
-            .join(ReadingBatch, ReadingBatch.id == ScoreBatch.batch_id)
+            select(
+                *(_SCORES.c[name] for name in _STORED_COLUMNS),
+                readings.c.timestamps_us,
+                page.c.ends,
+            )
+            .join(page, page.c.id == _SCORES.c.id)
+            .join(readings, readings.c.id == _SCORES.c.batch_id)
             .order_by(*order)
         )
-        with self._db.session() as session:
-            return [(row, ts, ends) for row, ts, ends in session.execute(query)]
+        with self._db.engine.connect() as connection:
+            return [(row, row.timestamps_us, row.ends) for row in connection.execute(query)]
 
     def paired_flags(
         self, machine_id: str, champion_version: int, challenger_version: int
@@ -306,7 +313,20 @@ def _score_row(record: ScoreRecord, now: datetime) -> dict[str, object]:
     }
 
 
-def _stored(row: ScoreBatch, timestamps_us: bytes) -> StoredScores:
+# what :func:`_stored` reads of a score batch row
+_STORED_COLUMNS = (
+    "batch_id",
+    "model_version",
+    "role",
+    "threshold",
+    "columns",
+    "scores",
+    "contributions",
+    "n",
+)
+
+
+def _stored(row: ScoreBatch | Row[Any], timestamps_us: bytes) -> StoredScores:
     return StoredScores(
         batch_id=row.batch_id,
         model_version=row.model_version,

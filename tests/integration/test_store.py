@@ -35,6 +35,9 @@ def test_batches_are_stored_once_per_message_id(store: Store) -> None:
     assert machine.n_readings == 5
     assert machine.columns == ["a", "b"]
     assert machine.last_reading_at == T0 + timedelta(seconds=4)
+    assert store.machines.last_seen("m1") == machine.last_seen  # the Core read alerts use
+    with pytest.raises(NotFound):
+        store.machines.last_seen("never-seen")
 
 
 def test_concurrent_redelivery_stores_once(store: Store) -> None:
