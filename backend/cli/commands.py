@@ -111,6 +111,13 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     default="prefork",
     show_default=True,
 )
+@click.option(
+    "--blas-threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="BLAS threads per worker process (more only compete with the other processes)",
+)
 @click.pass_context
 @one_line_errors
 def worker(
@@ -120,9 +127,11 @@ def worker(
     metrics_port: int | None,
     hostname: str | None,
     pool: str,
+    blas_threads: int,
 ) -> None:
     """Run a Celery worker for train/predict/notify work (scale by running more)."""
     from backend.messaging.topology import Topology
+    from workers.blas_threads import limit_blas_threads
     from workers.celery_app import create_celery, worker_context
     from workers.warm_start import connect_warm_start
 
@@ -132,6 +141,7 @@ def worker(
     names = [topology.task_queue_name(q.strip()) for q in queues.split(",") if q.strip()]
     app = create_celery(settings)
     connect_warm_start(worker_context(app))
+    limit_blas_threads(blas_threads)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 

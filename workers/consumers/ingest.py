@@ -3,13 +3,22 @@
 Valid messages are buffered and written together: one transaction stores every batch of
 the buffer (:meth:`ReadingsRepository.add_many`), then predict tasks of up to
 ``predict_batches_per_task`` stored batches each are enqueued, then each message is
-acknowledged. A buffer is written when it holds
+acknowledged. The transaction runs in a writer thread while the consumer receives and
+decodes the next buffer (one write in flight; enqueueing and acks stay on the consumer's
+thread, which owns the channel). A buffer is written when it holds
 ``batch_messages`` messages or ``batch_readings`` readings, when no further message
-arrives within ``batch_idle_s``, or when its oldest message has waited ``batch_delay_s``,
-whichever comes first (settings ``MMLW_BROKER__INGEST_IDLE_MS``, 15, and
+arrives within ``batch_idle_s``, or when it has waited ``batch_delay_s`` for more
+messages, whichever comes first (settings ``MMLW_BROKER__INGEST_IDLE_MS``, 15, and
 ``..._BATCH_DELAY_MS``, 50): under load buffers fill up, and a lone message waits at most
 ``batch_idle_s``. At 100 small messages a second that groups about five of them per
 transaction and predict task, which is what lets one worker keep up (bench/RESULTS.md).
+
+Only waiting counts towards ``batch_delay_s``, not the time spent decoding messages that
+were already there: behind a backlog (after an outage, in a burst) the buffer fills to
+its size limits, so the consumer catches up in large transactions and tasks instead of
+writing whatever it decoded in 50 ms (about 50 messages of 1,000 readings on a busy
+2-core machine, and twice the per-task alert and drift work). No message is held longer
+than ``4 * batch_delay_s`` either way.
 
 Backpressure: with ``predict_backlog_limit``, the consumer stops taking messages (cancels
 its broker consumer, keeps writing and acking what it holds) while ``<ns>.predict`` holds
@@ -29,7 +38,8 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +51,16 @@ from backend.errors import InvalidMessage
 from backend.messaging.dispatch import Dispatcher
 from backend.messaging.topology import Topology
 from backend.schemas.readings_arrays import ReadingsArrays, decode_readings
-from backend.store import Store
+from backend.store import IngestOutcome, Store
 from workers.consumers.backpressure import BacklogGate, QueueDepthProbe
 from workers.context import WorkerContext
 
 __all__ = ["IngestConsumer", "IngestStats", "decode_message", "predict_tasks", "relax_gc"]
 
 log = logging.getLogger(__name__)
+
+_MAX_HOLD = 4  # a buffered message is written within this many batch delays in any case
+_SETTLE_POLL_S = 0.002  # how often the consumer looks whether a write in flight is done
 
 
 @dataclass
@@ -182,12 +195,21 @@ class IngestConsumer(ConsumerMixin):
         self._stopping = threading.Event()
         self._pending: list[_Pending] = []
         self._pending_readings = 0
-        self._oldest = 0.0
+        self._oldest = 0.0  # when the buffer's first message came
+        self._waited = 0.0  # how long the buffer has waited for more messages
+        self._decoding = 0.0  # seconds spent in on_message, ever
+        self._writer: ThreadPoolExecutor | None = None
+        self._in_flight: tuple[Future[list[IngestOutcome]], list[_Pending]] | None = None
 
     def run(self, _tokens: int = 1, **kwargs: Any) -> None:
         """Consume until :meth:`stop` (reconnecting on connection loss)."""
         relax_gc()
-        super().run(_tokens, **kwargs)
+        try:
+            super().run(_tokens, **kwargs)
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
 
     # kombu's ConsumerMixin hooks ---------------------------------------------------------
     def get_consumers(self, consumer_cls: Callable[..., Consumer], channel: Any) -> list[Consumer]:
@@ -221,6 +243,9 @@ class IngestConsumer(ConsumerMixin):
                 wait = self.batch_idle_s if self._pending else idle_wait
                 if self._paused:
                     wait = min(wait, self.backlog_check_s)
+                if self._in_flight is not None:
+                    wait = min(wait, _SETTLE_POLL_S)  # its acks are due as soon as it is done
+                buffered, started, decoding = bool(self._pending), time.monotonic(), self._decoding
                 try:
                     connection.drain_events(timeout=wait)
                 except TimeoutError:
@@ -234,13 +259,20 @@ class IngestConsumer(ConsumerMixin):
                     if not self.should_stop:
                         raise
                 else:
+                    if buffered and self._pending:  # waiting, not decoding, counts
+                        spent = time.monotonic() - started - (self._decoding - decoding)
+                        self._waited += max(0.0, spent)
                     yield
                     waited = 0.0
 
     def on_consume_ready(
         self, connection: Any, channel: Any, consumers: Any, **kwargs: Any
     ) -> None:
-        # Messages buffered on a lost channel are redelivered by the broker: forget them.
+        # Messages buffered on a lost channel are redelivered by the broker: forget them
+        # (a write still in flight is let finish: the redelivered copies find it stored).
+        if self._in_flight is not None:
+            self._in_flight[0].exception()
+            self._in_flight = None
         self._pending, self._pending_readings = [], 0
         self._paused = False  # fresh consumers are consuming
         if self._probe is not None:
@@ -273,15 +305,27 @@ class IngestConsumer(ConsumerMixin):
         )
 
     def on_iteration(self) -> None:
-        if self._pending and time.monotonic() - self._oldest >= self.batch_delay_s:
+        self.settle(wait=False)
+        if self._pending and (
+            self._waited >= self.batch_delay_s
+            or time.monotonic() - self._oldest >= _MAX_HOLD * self.batch_delay_s
+        ):
             self.flush()
 
     def on_consume_end(self, connection: Any, channel: Any) -> None:
         if self._pending:
             self.flush()
+        self.settle()
 
     # messages ------------------------------------------------------------------------
     def on_message(self, message: Message) -> None:
+        started = time.monotonic()
+        try:
+            self._take(message)
+        finally:
+            self._decoding += time.monotonic() - started
+
+    def _take(self, message: Message) -> None:
         properties = message.properties or {}
         routing_key = (message.delivery_info or {}).get("routing_key")
         message_id = properties.get("message_id")
@@ -293,7 +337,7 @@ class IngestConsumer(ConsumerMixin):
             self._dead_letter(message, exc.reason, routing_key, message_id)
             return
         if not self._pending:
-            self._oldest = time.monotonic()
+            self._oldest, self._waited = time.monotonic(), 0.0
         self._pending.append(_Pending(message, batch))
         self._pending_readings += len(batch)
         if (
@@ -322,23 +366,52 @@ class IngestConsumer(ConsumerMixin):
         message.reject(requeue=False)
 
     def flush(self) -> None:
-        """Store the buffered batches in one transaction, enqueue their scoring, ack them.
+        """Hand the buffered batches to the writer thread (one transaction), after
+        finishing the buffer written before; :meth:`settle` enqueues their scoring and
+        acks them once it is stored.
 
-        If that fails for a buffer of several messages, each is retried on its own, so
-        one message the store refuses cannot hold back the others; the ones that still
+        If the write fails for a buffer of several messages, each is retried on its own,
+        so one message the store refuses cannot hold back the others; the ones that still
         fail are requeued (after ``requeue_delay_s``).
         """
         pending, self._pending, self._pending_readings = self._pending, [], 0
         self.stats.add(flushes=1)
-        if self._write(pending):
+        self.settle()  # one write in flight: the previous buffer is acked first
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="mmlw-ingest-writer")
+        future = self._writer.submit(self.store.readings.add_many, [p.batch for p in pending])
+        self._in_flight = (future, pending)
+
+    def settle(self, *, wait: bool = True) -> None:
+        """Finish the buffer whose write is in flight: enqueue its scoring and ack it (or,
+        if the write failed, retry each message on its own and requeue what still
+        fails). With ``wait=False`` only if that write is done already."""
+        if self._in_flight is None or not (wait or self._in_flight[0].done()):
+            return
+        future, pending = self._in_flight
+        self._in_flight = None
+        try:
+            outcomes = future.result()
+        except Exception:
+            log.exception("storing %d buffered message(s) failed", len(pending))
+            outcomes = None
+        if outcomes is not None and self._enqueue_and_ack(pending, outcomes):
             return
         failed = pending if len(pending) == 1 else [p for p in pending if not self._write([p])]
         if failed:
             self._requeue([p.message for p in failed])
 
     def _write(self, pending: list[_Pending]) -> bool:
+        """Store, enqueue and ack ``pending`` here and now; False if that failed."""
         try:
             outcomes = self.store.readings.add_many([p.batch for p in pending])
+        except Exception:
+            log.exception("storing %d buffered message(s) failed", len(pending))
+            return False
+        return self._enqueue_and_ack(pending, outcomes)
+
+    def _enqueue_and_ack(self, pending: list[_Pending], outcomes: Sequence[IngestOutcome]) -> bool:
+        try:
             # duplicates too: a redelivered batch may have been stored but never scored
             tasks = predict_tasks(
                 [(o.batch_id, p.batch.machine_id) for p, o in zip(pending, outcomes, strict=True)],
@@ -349,7 +422,7 @@ class IngestConsumer(ConsumerMixin):
             if self._gate is not None:
                 self._gate.note_enqueued(len(tasks))
         except Exception:
-            log.exception("storing %d buffered message(s) failed", len(pending))
+            log.exception("enqueueing %d stored batch(es) failed", len(pending))
             return False
         for item, outcome in zip(pending, outcomes, strict=True):
             item.message.ack()
