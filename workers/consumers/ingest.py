@@ -250,9 +250,11 @@ class IngestConsumer(ConsumerMixin):
                     connection.drain_events(timeout=wait)
                 except TimeoutError:
                     connection.heartbeat_check()
-                    if self._pending:
-                        self.flush()  # the queue went quiet
-                    waited += wait
+                    waited += wait  # since the last message (waits are short while a
+                    if self._pending:  # write is in flight)
+                        self._waited += wait
+                        if waited >= self.batch_idle_s:
+                            self.flush()  # the queue went quiet
                     if timeout and waited >= timeout:
                         raise
                 except OSError:
