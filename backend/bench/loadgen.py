@@ -66,17 +66,19 @@ def publish_readings(
     messages = -(-total_readings // batch_size)
     for pool in pools:
         pool.prepare(-(-messages // len(pools)))
-    ready = threading.Barrier(len(pools) + 1)
-    started: list[float] = []
     failures: list[BaseException] = []
+
+    def start_clock() -> None:  # once every machine is connected
+        log.first_s = time.time()
+
+    ready = threading.Barrier(len(pools), action=start_clock)
 
     def machine(k: int, pool: BodyPool) -> None:
         try:
             with PikaReadingsPublisher(url, topology) as publisher:
                 publisher.connect()  # connect and declare before the clock starts
                 ready.wait()
-                ready.wait()  # the start time is set
-                _publish_share(publisher, pool, range(k, messages, len(pools)), started[0])
+                _publish_share(publisher, pool, range(k, messages, len(pools)), log.first_s)
         except threading.BrokenBarrierError:
             pass
         except BaseException as exc:
@@ -110,13 +112,6 @@ def publish_readings(
     ]
     for thread in threads:
         thread.start()
-    try:
-        ready.wait()
-        started.append(time.time())
-        log.first_s = started[0]
-        ready.wait()
-    except threading.BrokenBarrierError:
-        pass
     for thread in threads:
         thread.join()
     if failures:

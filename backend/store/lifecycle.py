@@ -136,7 +136,7 @@ class DriftStatesRepository:
         return replace(record, revision=revision)
 
 
-def _drift(row: DriftState | Row[Any]) -> DriftRecord:
+def _drift(row: Row[Any]) -> DriftRecord:
     return DriftRecord(
         machine_id=row.machine_id,
         champion_version=row.champion_version,

@@ -173,9 +173,9 @@ class ScoresRepository:
         total, page = 0, 1
         while True:
             rows = self._newest(machine_id, offset=len(parts), limit=page)
-            parts.extend(_stored(row, ts) for row, ts, _ in rows)
-            total += sum(row.n for row, _, _ in rows)
-            following = rows[-1][2] if rows else None  # where the next, unread batch ends
+            parts.extend(_stored(row, row.timestamps_us) for row in rows)
+            total += sum(row.n for row in rows)
+            following = rows[-1].ends if rows else None  # where the next, unread batch ends
             if following is None or (total >= n and not _may_hold_newer(parts, n, following)):
                 break
             # twice as many, or enough for the rest if the next batches are as large
@@ -197,11 +197,10 @@ class ScoresRepository:
             contributions=np.concatenate([p.contributions for p in parts])[order],
         )
 
-    def _newest(
-        self, machine_id: str, *, offset: int, limit: int
-    ) -> list[tuple[Any, bytes, datetime | None]]:
+    def _newest(self, machine_id: str, *, offset: int, limit: int) -> list[Row[Any]]:
         """Champion score batches newest first (by ``t_end``), with their reading times
-        and where the batch after each ends (None: none after it). Core rows: a predict
+        (``timestamps_us``) and where the batch after each ends (``ends``; None: none
+        after it). Core rows: a predict
         task reads this for every machine it scores, and ORM objects would cost more
         than the query."""
         order = (_SCORES.c.t_end.desc(), _SCORES.c.id.desc())
@@ -228,7 +227,7 @@ class ScoresRepository:
             .order_by(*order)
         )
         with self._db.engine.connect() as connection:
-            return [(row, row.timestamps_us, row.ends) for row in connection.execute(query)]
+            return list(connection.execute(query))
 
     def paired_flags(
         self, machine_id: str, champion_version: int, challenger_version: int
