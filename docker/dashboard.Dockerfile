@@ -1,6 +1,6 @@
 # MMLW dashboard: the Dash app served by uvicorn (`mmlw dashboard`); reads only the API.
 # Build from the repository root:  docker build -f docker/dashboard.Dockerfile -t mmlw-dashboard .
-FROM python:3.11-slim
+FROM python:3.11.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -12,10 +12,10 @@ WORKDIR /opt/mmlw
 
 # Dependencies first, in their own layer: editing the code does not reinstall them.
 # (Empty package stubs let pip resolve the project's dependencies from pyproject.toml.)
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 RUN mkdir backend workers frontend \
     && touch backend/__init__.py workers/__init__.py frontend/__init__.py \
-    && pip install --no-cache-dir . \
+    && pip install --no-cache-dir -c requirements.lock . \
     && pip uninstall --yes mmlw \
     && rm -rf backend workers frontend build ./*.egg-info
 

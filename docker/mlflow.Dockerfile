@@ -2,7 +2,7 @@
 # artifacts served by the server itself). docker-compose.yml passes the real
 # --backend-store-uri; the default CMD below uses a SQLite file so the image also runs alone:
 #   docker run -p 5000:5000 mmlw-mlflow     -> UI on http://localhost:5000
-FROM python:3.11-slim
+FROM python:3.11.11-slim
 
 # Keep in step with the mlflow client the MMLW images install (pyproject.toml: mlflow>=3.1,<4);
 # the server must be at least as new as its clients. >=3.5 is needed for --allowed-hosts.

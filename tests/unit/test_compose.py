@@ -459,7 +459,9 @@ def test_dockerfiles_use_slim_python_and_a_non_root_user(services: dict[str, Any
     for dockerfile in dockerfiles(services):
         instructions = parse_dockerfile(dockerfile)
         froms = [arguments for keyword, arguments in instructions if keyword == "FROM"]
-        assert froms and froms[-1].split()[0] == "python:3.11-slim", dockerfile.name
+        assert froms and re.fullmatch(r"python:3\.11\.\d+-slim", froms[-1].split()[0]), (
+            dockerfile.name
+        )
         user = last(instructions, "USER")
         assert user and user.split(":")[0] not in {"root", "0"}, f"{dockerfile.name}: USER"
 
@@ -481,7 +483,8 @@ def test_app_dockerfiles_install_the_project(services: dict[str, Any]) -> None:
             continue
         instructions = parse_dockerfile(dockerfile)
         runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
-        assert re.search(r"pip install --no-cache-dir (--no-deps )?\.(\s|$)", runs)
+        assert re.search(r"pip install --no-cache-dir -c requirements.lock \.(\s|$)", runs)
+        assert re.search(r"pip install --no-cache-dir --no-deps \.(\s|$)", runs)
         for keyword, arguments in instructions:
             if keyword not in {"COPY", "ADD"} or "--from" in arguments:
                 continue
@@ -521,3 +524,26 @@ def test_alert_links_point_at_the_dashboard(services: dict[str, Any]) -> None:
         assert url == interpolate(
             environment_of(services["dashboard"])["MMLW_DASHBOARD__PUBLIC_URL"], filled_env()
         )
+
+
+def test_every_image_is_pinned_to_a_version(services: dict[str, Any]) -> None:
+    """A floating tag (``latest``, ``3-management``, ``16``) gives a fresh deployment
+    whatever was published that day instead of what was tested."""
+    for name, service in services.items():
+        image = service.get("image", "")
+        if "build" in service:
+            continue
+        tag = image.rpartition(":")[2]
+        assert re.search(r"\d+\.\d+", tag), f"{name}: image {image!r} has no version tag"
+
+
+def test_ci_and_images_install_from_the_lock_file() -> None:
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = dict(
+        line.split("==", 1) for line in lock.splitlines() if re.match(r"^[A-Za-z0-9_.-]+==", line)
+    )
+    for name in ("mlflow", "celery", "kombu", "pytest", "schemathesis", "scikit-learn"):
+        assert name in pins, f"{name} is not locked"
+    assert "-c requirements.lock" in (ROOT / ".ci" / "run").read_text()
+    mlflow_image = (ROOT / "docker" / "mlflow.Dockerfile").read_text()
+    assert f"MLFLOW_VERSION={pins['mlflow']}" in mlflow_image
