@@ -9,6 +9,7 @@ HTTP status codes, CLI exit codes or dead letters.
     │   └── NoModel           a machine has no champion model yet
     ├── ConflictError         a request that contradicts stored state (-> 409)
     ├── InsufficientData      too few readings to train on (-> 422)
+    ├── UntrustedModel        a model version MMLW did not sign: never deserialised
     └── ServiceUnavailable    broker, store or registry cannot be reached (-> 503)
         └── BrokerBusy        the broker refused a message: its queue is full (-> 503
                               with Retry-After)
@@ -25,6 +26,7 @@ __all__ = [
     "NoModel",
     "NotFound",
     "ServiceUnavailable",
+    "UntrustedModel",
 ]
 
 
@@ -54,6 +56,10 @@ class ConflictError(MMLWError):
 
 class InsufficientData(MMLWError):
     pass
+
+
+class UntrustedModel(MMLWError):
+    """A model version whose artifact MMLW did not sign, or whose bytes changed since."""
 
 
 class ServiceUnavailable(MMLWError):

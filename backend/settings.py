@@ -53,6 +53,12 @@ class BrokerSettings(BaseModel):
     )
     publish_confirm_timeout_s: float = 10.0
     max_batch_readings: int = Field(default=10_000, ge=1)
+    max_message_bytes: int = Field(
+        default=32 * 2**20,
+        ge=1024,
+        description="largest readings message body the ingest consumer parses; a longer one "
+        "is dead-lettered unparsed (RabbitMQ itself refuses bodies over its max_message_size)",
+    )
     predict_prefetch: int = Field(default=4, ge=1)
     ingest_batch_delay_ms: float = Field(
         default=50.0,
@@ -203,6 +209,12 @@ class ModelSettings(BaseModel):
         "after a restart (0: load on a machine's first batch)",
     )
     registered_model_prefix: str = "mmlw-"
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that vouches for model artifacts MMLW registered; workers load "
+        "no version without its signature (required in production, at least 32 characters; "
+        "elsewhere a random key is kept in data_dir/model-signing.key)",
+    )
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     retrain_every_s: float | None = Field(
@@ -254,6 +266,12 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "api.keys: keys shorter than 16 characters are refused in production"
                 )
+        signing_key = self.models.signing_key
+        if signing_key is None or len(signing_key.get_secret_value()) < 32:
+            raise ValueError(
+                "models.signing_key: set MMLW_MODELS__SIGNING_KEY to a secret of at least 32 "
+                "characters in production (it vouches for every model a worker loads)"
+            )
         return self
 
     @field_validator("data_dir")
@@ -276,6 +294,15 @@ class Settings(BaseSettings):
     @property
     def uses_local_broker(self) -> bool:
         return self.broker.url.startswith("memory://")
+
+    def model_signing_key(self) -> bytes:
+        """The key that signs and verifies model artifacts: the configured one, else the
+        random one kept in the data dir (created on first use)."""
+        if self.models.signing_key is not None:
+            return self.models.signing_key.get_secret_value().encode()
+        from backend.registry.signing import load_or_create_key
+
+        return load_or_create_key(self.data_dir / "model-signing.key")
 
     def ensure_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from backend.registry.mlflow_registry import MlflowRegistry
 from backend.settings import BrokerSettings, Settings
@@ -24,6 +25,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 SKAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_SIGNING_KEY = "test-model-signing-key-0123456789abcdef"  # signs every test's models
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -117,7 +119,11 @@ def tracking_uri(mlflow_dir: Path) -> str:
 
 @pytest.fixture(scope="session")
 def registry(tracking_uri: str, mlflow_dir: Path) -> MlflowRegistry:
-    reg = MlflowRegistry(tracking_uri, artifact_root=mlflow_dir / "artifacts")
+    reg = MlflowRegistry(
+        tracking_uri,
+        signing_key=TEST_SIGNING_KEY.encode(),
+        artifact_root=mlflow_dir / "artifacts",
+    )
     reg.experiment_id()
     return reg
 
@@ -144,7 +150,11 @@ def make_settings(tmp_path: Path, tracking_uri: str, mlflow_dir: Path):  # type:
             environment="test",
         )
         models = settings.models.model_copy(
-            update={"registered_model_prefix": f"{namespace}-", "alias_cache_ttl_s": 0.5}
+            update={
+                "registered_model_prefix": f"{namespace}-",
+                "alias_cache_ttl_s": 0.5,
+                "signing_key": SecretStr(TEST_SIGNING_KEY),
+            }
         )
         settings = settings.model_copy(update={"models": models, **updates})
         settings.ensure_data_dir()
@@ -161,3 +171,67 @@ def skab_dir() -> Path:
             pytest.fail(f"SKAB data missing at {SKAB_DIR} (CI=true)", pytrace=False)
         pytest.skip(f"SKAB data not found at {SKAB_DIR}")
     return SKAB_DIR
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An ``mlflow server`` process as compose runs one: its own backend store, artifacts
+    served by the server (``--serve-artifacts``), one worker, no job runner. Registration,
+    alias moves and loads through it go over MLflow's REST API, as in a deployment."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    log = (root / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mlflow", "server"),
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+            *("--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"),
+            *("--serve-artifacts", "--artifacts-destination", str(root / "artifacts")),
+        ],
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = (root / "server.log").read_text(errors="replace")[-2000:]
+                pytest.fail(f"mlflow server did not start:\n{tail}", pytrace=False)
+            time.sleep(0.5)
+        yield uri
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session", params=["embedded", "server"])
+def any_tracking_uri(request: pytest.FixtureRequest, tracking_uri: str) -> str:
+    """Each MLflow a deployment may use: the embedded SQLite store (the demo's) and an
+    ``mlflow server`` process (compose's)."""
+    if request.param == "server":
+        return str(request.getfixturevalue("mlflow_server_uri"))
+    return tracking_uri

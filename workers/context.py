@@ -41,7 +41,16 @@ class WorkerContext:
 
     @cached_property
     def models(self) -> ModelCache:
-        return ModelCache(self.registry, ttl_s=self.settings.models.alias_cache_ttl_s)
+        return ModelCache(
+            self.registry,
+            ttl_s=self.settings.models.alias_cache_ttl_s,
+            history=self._alias_history,
+        )
+
+    def _alias_history(self, machine_id: str, alias: str) -> list[int]:
+        """The versions MMLW moved ``alias`` to, newest first."""
+        events = self.store.alias_history.list(machine_id, alias)
+        return [e.to_version for e in reversed(events) if e.to_version is not None]
 
     @cached_property
     def dispatcher(self) -> Dispatcher:

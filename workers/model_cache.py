@@ -6,19 +6,29 @@ running worker within that time without a restart. "No champion yet" is never ca
 batch): the first champion of a machine is used by the very next batch (together with the backfill
 the train task queues, no batch falls between the two). A new version is loaded completely
 before it replaces the old one: a batch is never scored by a half-loaded model.
+
+A version the registry cannot vouch for (:class:`~backend.errors.UntrustedModel`: not
+signed by MMLW, or its bytes changed) is refused once per process, logged and counted
+(``mmlw_models_refused_total``); the alias keeps serving the version it served before,
+or, in a process that served none yet, the newest version MMLW itself moved the alias to
+(``history``: MMLW's own record of alias moves, newest first) that loads.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 
+from backend.errors import UntrustedModel
 from backend.observability.metrics import instruments
 from backend.registry.base import CHAMPION, ModelRegistry
 from backend.services.scoring import LoadedModel
 
 __all__ = ["ModelCache"]
+
+log = logging.getLogger(__name__)
 
 
 class ModelCache:
@@ -27,12 +37,15 @@ class ModelCache:
         registry: ModelRegistry,
         ttl_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        history: Callable[[str, str], list[int]] | None = None,
     ) -> None:
         self._registry = registry
         self._ttl_s = ttl_s
         self._clock = clock
+        self._history = history
         self._entries: dict[tuple[str, str], tuple[float, LoadedModel | None]] = {}
         self._models: dict[tuple[str, int], LoadedModel] = {}
+        self._refused: set[tuple[str, int]] = set()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.loads = 0
@@ -53,9 +66,28 @@ class ModelCache:
                 if alias != CHAMPION:
                     self._entries[key] = (self._clock(), None)
                 return None
-            loaded = self._load(machine_id, version)
+            loaded: LoadedModel | None
+            try:
+                loaded = self._load(machine_id, version)
+            except UntrustedModel:
+                loaded = self._instead_of(key, version)
             self._entries[key] = (self._clock(), loaded)
             return loaded
+
+    def _instead_of(self, key: tuple[str, str], refused: int) -> LoadedModel | None:
+        """What ``key``'s alias serves while the registry points it at a refused version."""
+        previous = self._entries.get(key)
+        if previous is not None and previous[1] is not None:
+            return previous[1]
+        machine_id, alias = key
+        for version in self._history(machine_id, alias) if self._history else []:
+            if version == refused:
+                continue
+            try:
+                return self._load(machine_id, version)
+            except UntrustedModel:
+                continue
+        return None
 
     def _fresh(self, key: tuple[str, str]) -> tuple[LoadedModel | None] | None:
         entry = self._entries.get(key)
@@ -70,9 +102,17 @@ class ModelCache:
 
     def _load(self, machine_id: str, version: int) -> LoadedModel:
         cached = self._models.get((machine_id, version))
+        if (machine_id, version) in self._refused:
+            raise UntrustedModel(f"{machine_id} version {version} was refused before")
         if cached is None:
-            with instruments().model_load_seconds.time():
-                model = self._registry.load(machine_id, version)
+            try:
+                with instruments().model_load_seconds.time():
+                    model = self._registry.load(machine_id, version)
+            except UntrustedModel as exc:
+                self._refused.add((machine_id, version))
+                instruments().models_refused.inc()
+                log.error("refused to load model version: %s", exc)
+                raise
             cached = LoadedModel(self._registry.model_name(machine_id), version, model)
             self._models[(machine_id, version)] = cached
             self.loads += 1

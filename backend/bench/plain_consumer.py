@@ -29,6 +29,7 @@ Mode = Literal["score", "ack"]
 class ModelRef:
     tracking_uri: str
     model_prefix: str
+    signing_key: bytes
     versions: dict[str, int]  # machine id -> version
 
 
@@ -36,7 +37,9 @@ def _load_models(ref: ModelRef) -> dict[str, Any]:
     from backend.registry.mlflow_registry import MlflowRegistry
     from backend.registry.pyfunc_model import AnomalyPyfunc
 
-    registry = MlflowRegistry(ref.tracking_uri, model_prefix=ref.model_prefix)
+    registry = MlflowRegistry(
+        ref.tracking_uri, signing_key=ref.signing_key, model_prefix=ref.model_prefix
+    )
     return {
         machine: AnomalyPyfunc(registry.load(machine, version))
         for machine, version in ref.versions.items()

@@ -210,6 +210,7 @@ class _Run:
                     model=ModelRef(
                         self.settings.resolved_tracking_uri,
                         self.settings.models.registered_model_prefix,
+                        self.settings.model_signing_key(),
                         dict(versions),
                     ),
                     echo=self.echo,

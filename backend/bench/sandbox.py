@@ -60,6 +60,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         },
         "MMLW_MODELS__REGISTERED_MODEL_PREFIX": settings.models.registered_model_prefix,
         "MMLW_MODELS__ALIAS_CACHE_TTL_S": str(settings.models.alias_cache_ttl_s),
+        "MMLW_MODELS__SIGNING_KEY": settings.model_signing_key().decode(),
     }
 
 

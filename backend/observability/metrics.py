@@ -34,6 +34,7 @@ class Instruments:
     model_load_seconds: Histogram
     alerts_fired: Counter
     notifications_failed: Counter
+    models_refused: Counter
 
 
 _lock = threading.Lock()
@@ -70,6 +71,11 @@ def instruments() -> Instruments:
                     "mmlw_notification_attempts_failed",
                     "failed notification attempts made by this process",
                     ["channel"],
+                    registry=registry,
+                ),
+                models_refused=Counter(
+                    "mmlw_models_refused",
+                    "model versions this process refused to load (not signed by MMLW)",
                     registry=registry,
                 ),
             )

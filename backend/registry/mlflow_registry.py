@@ -4,11 +4,18 @@ One registered model per machine (``<prefix><machine id>``); versions are loaded
 number, aliases resolved with the client. ``mlflow`` is imported on first use (it costs
 over a second), and the tracking/registry URI is set process-wide: one registry per
 process.
+
+A version's model is the artifact ``artifacts/mmlw-model.pkl`` inside its logged MLflow
+model, signed at registration (:mod:`.signing`). :meth:`MlflowRegistry.load` downloads
+that one file and checks the signature before unpickling it; it never calls
+``mlflow.pyfunc.load_model``, which would unpickle whatever the registry holds. The
+pyfunc wrapper around the same artifact is what ``mlflow models serve`` runs.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import tempfile
 import threading
 import warnings
@@ -18,14 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from backend.detectors.model import AnomalyModel
-from backend.errors import NotFound, ServiceUnavailable
+from backend.errors import NotFound, ServiceUnavailable, UntrustedModel
 from backend.registry.base import DatasetInfo, RegisteredVersion
+from backend.registry.signing import ModelSigner, checked_payload, vouched_digest
 from backend.schemas.resources import ModelVersionOut
 from backend.settings import Settings
 
 __all__ = ["MlflowRegistry", "import_library"]
 
 _FLUENT_LOCK = threading.Lock()
+ARTIFACT_KEY = "mmlw_model"
+ARTIFACT_PATH = "artifacts/mmlw-model.pkl"  # where MLflow puts ``artifacts={ARTIFACT_KEY: ..}``
+MAX_ARTIFACT_BYTES = 1 << 30
 
 
 def _requirements() -> list[str]:
@@ -50,6 +61,7 @@ class MlflowRegistry:
         self,
         tracking_uri: str,
         *,
+        signing_key: bytes,
         experiment: str = "mmlw",
         artifact_root: Path | None = None,
         model_prefix: str = "mmlw-",
@@ -58,6 +70,7 @@ class MlflowRegistry:
         self.experiment = experiment
         self.artifact_root = artifact_root
         self.model_prefix = model_prefix
+        self._signer = ModelSigner(signing_key)
         self._client: Any = None
         self._experiment_id: str | None = None
         self._init_lock = threading.Lock()
@@ -67,6 +80,7 @@ class MlflowRegistry:
         """The registry MMLW's settings name (tracking URI, experiment, artifacts, prefix)."""
         return cls(
             settings.resolved_tracking_uri,
+            signing_key=settings.model_signing_key(),
             experiment=settings.mlflow_experiment,
             artifact_root=settings.artifact_root,
             model_prefix=settings.models.registered_model_prefix,
@@ -121,7 +135,8 @@ class MlflowRegistry:
         tags: Mapping[str, str],
         dataset: DatasetInfo,
     ) -> RegisteredVersion:
-        """Log a run with params/metrics/dataset, the model, and register a new version."""
+        """Log a run with params/metrics/dataset and the model (its artifact signed), and
+        register a new version of the machine's model from it."""
         import mlflow
         from mlflow.models import ModelSignature
         from mlflow.types import ColSpec, Schema
@@ -129,6 +144,7 @@ class MlflowRegistry:
         from backend.registry.pyfunc_model import AnomalyPyfunc
 
         name = self.model_name(machine_id)
+        payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         experiment_id = self.experiment_id()
         schema = model.input_schema
         signature = ModelSignature(
@@ -144,11 +160,17 @@ class MlflowRegistry:
                 mlflow.set_tags({**tags, "mmlw.machine_id": machine_id})
                 mlflow.log_dict(dataset.__dict__, "dataset.json")
                 mlflow.log_input(_dataset_input(dataset), context="training")
-                with warnings.catch_warnings():
+                with (
+                    tempfile.TemporaryDirectory(prefix="mmlw-model-") as tmp,
+                    warnings.catch_warnings(),
+                ):
                     warnings.simplefilter("ignore", UserWarning)
+                    artifact = Path(tmp) / "mmlw-model.pkl"
+                    artifact.write_bytes(payload)
                     info = mlflow.pyfunc.log_model(
                         name="model",
-                        python_model=AnomalyPyfunc(model),
+                        python_model=AnomalyPyfunc(),
+                        artifacts={ARTIFACT_KEY: str(artifact)},
                         signature=signature,
                         pip_requirements=_requirements(),
                     )
@@ -165,11 +187,13 @@ class MlflowRegistry:
             name,
             source=info.model_uri,
             run_id=run_id,
+            model_id=info.model_id,  # an mlflow server refuses a models:/ source without it
             tags={
                 "detector": model.detector_name,
                 "threshold": repr(model.threshold),
                 "dataset_hash": dataset.content_hash,
                 **tags,
+                **self._signer.tags(name, payload),
             },
         )
         return RegisteredVersion(model_name=name, version=int(version.version), run_id=run_id)
@@ -195,22 +219,47 @@ class MlflowRegistry:
         return int(found.version)
 
     def load(self, machine_id: str, version: int) -> AnomalyModel:
-        import mlflow.pyfunc
-
-        uri = f"models:/{self.model_name(machine_id)}/{version}"
+        """The version's model, if MMLW signed exactly its artifact's bytes; else
+        :class:`UntrustedModel` (nothing of it deserialised)."""
+        name = self.model_name(machine_id)
+        uri = f"models:/{name}/{version}"
         try:
-            self.client  # noqa: B018 - sets the process-wide URIs
-            with (
-                tempfile.TemporaryDirectory(prefix="mmlw-model-") as tmp,
-                warnings.catch_warnings(),
-            ):
-                warnings.simplefilter("ignore", UserWarning)
-                pyfunc = mlflow.pyfunc.load_model(uri, dst_path=tmp)
+            found = self.client.get_model_version(name, str(version))
         except Exception as exc:
             if _is_missing(exc):
                 raise NotFound(f"model {uri} not found") from exc
             raise
-        return pyfunc.unwrap_python_model().model
+        digest = vouched_digest(self._signer, name, version, dict(found.tags or {}))
+        payload = checked_payload(name, version, digest, self._download_artifact(uri))
+        model = pickle.loads(payload)
+        if not isinstance(model, AnomalyModel):
+            raise UntrustedModel(f"{uri}: the signed artifact is not an MMLW model")
+        return model
+
+    def _download_artifact(self, uri: str) -> bytes:
+        """The bytes of the version's model artifact, read without deserialising anything
+        (one file, at most :data:`MAX_ARTIFACT_BYTES`), from this registry (not from the
+        process-wide MLflow URI another registry object may have set)."""
+        import mlflow.artifacts
+
+        with tempfile.TemporaryDirectory(prefix="mmlw-model-") as tmp:
+            try:
+                fetched = mlflow.artifacts.download_artifacts(
+                    f"{uri}/{ARTIFACT_PATH}",
+                    dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                    registry_uri=self.tracking_uri,
+                )
+            except Exception as exc:
+                if "No such artifact" in str(exc) or _is_missing(exc):
+                    raise UntrustedModel(f"{uri} has no MMLW model artifact") from exc
+                raise
+            local = Path(fetched)
+            if not local.is_file():
+                raise UntrustedModel(f"{uri}: {ARTIFACT_PATH} is not a file")
+            if local.stat().st_size > MAX_ARTIFACT_BYTES:
+                raise UntrustedModel(f"{uri}: the model artifact is larger than 1 GiB")
+            return local.read_bytes()
 
     def versions(self, machine_id: str) -> list[ModelVersionOut]:
         name = self.model_name(machine_id)

@@ -11,6 +11,7 @@ import numpy as np
 
 from backend.detectors.input_schema import ExtraSensors, SchemaMismatch, conform_matrix
 from backend.detectors.model import AnomalyModel, ScoredFrame
+from backend.errors import UntrustedModel
 from backend.messaging.dispatch import Dispatcher
 from backend.registry.base import CHALLENGER, CHAMPION
 from backend.store import ScoreRecord, Store, StoredBatch
@@ -99,7 +100,7 @@ def score_batches(
     outcomes: list[ScoreOutcome] = []
     for batch in store.readings.get_many(batch_ids):
         if version is not None:
-            loaded: LoadedModel | None = models.version(batch.machine_id, version)
+            loaded: LoadedModel | None = _version_or_none(models, batch.machine_id, version)
         else:
             loaded = models.get(batch.machine_id, CHAMPION)
         if loaded is None:
@@ -193,6 +194,15 @@ class _Job:
     loaded: LoadedModel
     role: str
     outcome: int | None = None
+
+
+def _version_or_none(models: ModelProvider, machine_id: str, version: int) -> LoadedModel | None:
+    """``version`` of the machine's model, or None if it is refused as untrusted (its
+    batches wait for a model like those of a machine with no champion)."""
+    try:
+        return models.version(machine_id, version)
+    except UntrustedModel:
+        return None
 
 
 def _score_jobs(jobs: Sequence[_Job]) -> list[ScoredFrame]:

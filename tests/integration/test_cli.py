@@ -24,6 +24,7 @@ from backend.messaging.topology import Topology
 from backend.registry.mlflow_registry import MlflowRegistry
 from backend.schemas.readings import ReadingsBatch, parse_readings_message
 from backend.store import Store
+from tests.conftest import TEST_SIGNING_KEY
 from workers.simulator import SyntheticMachine
 
 START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -68,6 +69,7 @@ def cli_env(
         MMLW_DATA_DIR=str(data_dir),
         MMLW_MLFLOW_TRACKING_URI=tracking_uri,
         MMLW_MODELS__REGISTERED_MODEL_PREFIX=unique_prefix,
+        MMLW_MODELS__SIGNING_KEY=TEST_SIGNING_KEY,
         MMLW_BROKER__URL="memory://",
         MMLW_BROKER__NAMESPACE=f"t{uuid.uuid4().hex[:10]}",
         MLFLOW_LOGGING_LEVEL=None,  # the CLI sets it; restored after each run

@@ -34,6 +34,7 @@ from backend.services.jobs import InlineTrainer, submit_training
 from backend.services.scoring import score_batch
 from backend.settings import ModelSettings, Settings
 from backend.store import Store
+from tests.conftest import TEST_SIGNING_KEY
 from workers.model_cache import ModelCache
 
 SENSORS = ["Accelerometer1RMS", "Current", "Pressure", "Volume Flow RateRMS"]
@@ -276,7 +277,10 @@ def test_imported_batches_are_queued_for_the_champion_and_scored(
     sqlite_store: Store, tracking_uri: str, tmp_path: Path, unique_prefix: str
 ) -> None:
     registry = MlflowRegistry(
-        tracking_uri, artifact_root=tmp_path / "a", model_prefix=unique_prefix
+        tracking_uri,
+        signing_key=TEST_SIGNING_KEY.encode(),
+        artifact_root=tmp_path / "a",
+        model_prefix=unique_prefix,
     )
     history = write_skab_csv(tmp_path / "old.csv", skab_like(800, seed=1))
     dispatcher = RecordingQueue()

@@ -25,6 +25,7 @@ from backend.services.jobs import InlineTrainer, submit_training
 from backend.services.scoring import score_batch
 from backend.settings import ModelSettings, Settings
 from backend.store import Store
+from tests.conftest import TEST_SIGNING_KEY
 from tests.integration.pipeline import delete_topology, running_pipeline, wait_for
 from workers.model_cache import ModelCache
 from workers.simulator import SyntheticMachine
@@ -33,7 +34,12 @@ MACHINE = "press-1"
 
 
 def trained(store: Store, tracking_uri: str, tmp_path: Path, prefix: str) -> MlflowRegistry:
-    registry = MlflowRegistry(tracking_uri, artifact_root=tmp_path / "art", model_prefix=prefix)
+    registry = MlflowRegistry(
+        tracking_uri,
+        signing_key=TEST_SIGNING_KEY.encode(),
+        artifact_root=tmp_path / "art",
+        model_prefix=prefix,
+    )
     machine = SyntheticMachine(MACHINE, seed=3, n_sensors=4, warmup=10_000)
     for _ in range(6):
         store.readings.add(machine.read(50).to_batch())

@@ -39,7 +39,12 @@ def lifecycle_settings(
 def stack(
     make_settings: Callable[..., Settings], rabbitmq_url: str, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Pipeline, PikaReadingsPublisher, TestClient]]:
-    settings = lifecycle_settings(make_settings, rabbitmq_url, **request.param)
+    models = dict(request.param)
+    mlflow = models.pop("mlflow", "embedded")
+    settings = lifecycle_settings(make_settings, rabbitmq_url, **models)
+    if mlflow == "server":  # as compose runs it
+        uri = request.getfixturevalue("mlflow_server_uri")
+        settings = settings.model_copy(update={"mlflow_tracking_uri": uri})
     try:
         with (
             running_pipeline(settings) as pipeline,
@@ -99,7 +104,13 @@ def versions_of(store: Store, machine_id: str, stamps: list[int]) -> set[int]:
 
 
 @pytest.mark.parametrize(
-    "stack", [{"promotion": PromotionSettings(gate="shadow", min_readings=150)}], indirect=True
+    "stack",
+    [
+        {"promotion": PromotionSettings(gate="shadow", min_readings=150)},
+        {"promotion": PromotionSettings(gate="shadow", min_readings=150), "mlflow": "server"},
+    ],
+    ids=["embedded-mlflow", "mlflow-server"],
+    indirect=True,
 )
 def test_champion_challenger_shadow_gated_promotion_rollback_and_history(
     stack: tuple[Pipeline, PikaReadingsPublisher, TestClient],

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from backend.messaging.topology import Topology
-from tests.conftest import _create_pg_database, _drop_pg_database
+from tests.conftest import TEST_SIGNING_KEY, _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology
 from tests.integration.test_demo import free_port
 
@@ -49,6 +49,7 @@ def process_env(
         "MMLW_DATABASE_URL": db_url,
         "MMLW_MLFLOW_TRACKING_URI": tracking_uri,
         "MMLW_MODELS__REGISTERED_MODEL_PREFIX": f"{namespace}-",
+        "MMLW_MODELS__SIGNING_KEY": TEST_SIGNING_KEY,
         "MMLW_DATA_DIR": str(tmp_path / "data"),
         "MMLW_API__PORT": str(port),
         **extra,

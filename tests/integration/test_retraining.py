@@ -17,6 +17,7 @@ from backend.services.scoring import score_batch
 from backend.settings import ModelSettings, PromotionSettings
 from backend.store import Store
 from backend.store.tables import utcnow
+from tests.conftest import TEST_SIGNING_KEY
 from workers.model_cache import ModelCache
 from workers.simulator import SyntheticMachine
 
@@ -29,7 +30,10 @@ def test_scheduled_retrain_makes_a_challenger_that_auto_promotion_promotes(
     store: Store, tracking_uri: str, tmp_path: Path
 ) -> None:
     registry = MlflowRegistry(
-        tracking_uri, artifact_root=tmp_path / "artifacts", model_prefix=f"r{id(store)}-"
+        tracking_uri,
+        signing_key=TEST_SIGNING_KEY.encode(),
+        artifact_root=tmp_path / "artifacts",
+        model_prefix=f"r{id(store)}-",
     )
     settings = ModelSettings(
         retrain_every_s=60,

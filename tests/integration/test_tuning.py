@@ -26,6 +26,7 @@ from backend.schemas.tuning import TuneRequest, TuneResult
 from backend.services.tuning import create_tuning_job, run_tuning
 from backend.settings import Settings
 from backend.store import Store
+from tests.conftest import TEST_SIGNING_KEY
 from tests.integration.pipeline import delete_topology, wait_for
 from tests.integration.test_api import running_pipeline as api_pipeline
 from tests.integration.test_api import wait_for_job
@@ -237,6 +238,7 @@ def cli(settings: Settings, tracking_uri: str, registry: MlflowRegistry) -> Call
         MMLW_DATA_DIR=str(settings.data_dir),
         MMLW_MLFLOW_TRACKING_URI=tracking_uri,
         MMLW_MODELS__REGISTERED_MODEL_PREFIX=settings.models.registered_model_prefix,
+        MMLW_MODELS__SIGNING_KEY=TEST_SIGNING_KEY,
         MMLW_BROKER__URL="memory://",
         MLFLOW_LOGGING_LEVEL=None,
     )

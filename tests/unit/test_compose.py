@@ -18,6 +18,8 @@ import click
 import pytest
 import yaml
 
+from backend.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 EXAMPLE_ENV = ROOT / "configs" / "compose.example.env"
@@ -31,6 +33,7 @@ SECRET_VARIABLES = {
     "RABBITMQ_PASSWORD",
     "MMLW_API_KEYS",
     "MMLW_DASHBOARD_API_KEY",
+    "MMLW_MODEL_SIGNING_KEY",
 }
 SECRET_KEY_PATTERN = re.compile(r"PASS|SECRET|TOKEN|KEY", re.IGNORECASE)
 REQUIRED_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}")
@@ -87,7 +90,11 @@ def filled_env() -> dict[str, str]:
     env = read_example_env()
     for name, value in env.items():
         if not value:
-            env[name] = '["example-key"]' if name == "MMLW_API_KEYS" else "example-secret"
+            env[name] = (
+                '["example-key-0123456789"]'
+                if name == "MMLW_API_KEYS"
+                else "example-secret-0123456789abcdef0123456789"
+            )
     return env
 
 
@@ -316,6 +323,11 @@ def test_app_services_run_in_production_against_the_compose_services(
         assert env["MMLW_BROKER__URL"].startswith("amqp://"), name
         assert "@rabbitmq:5672/" in env["MMLW_BROKER__URL"], name
         assert env["MMLW_MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                if key.startswith("MMLW_"):
+                    patch.setenv(key, interpolate(str(value), filled_env()))
+            Settings()  # the production checks pass with the example's secrets filled in
     api_env = environment_of(services["api"])
     assert api_env["MMLW_API__HOST"] == "0.0.0.0"
     keys = json.loads(interpolate(api_env["MMLW_API__KEYS"], filled_env()))

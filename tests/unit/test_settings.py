@@ -55,3 +55,30 @@ def test_bad_values_name_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MMLW_BROKER__NAMESPACE", "Bad Namespace!")
     with pytest.raises(ValidationError, match="namespace"):
         Settings()
+
+
+def test_production_needs_a_model_signing_key(tmp_path: Path) -> None:
+    keys = ["k" * 16]
+    with pytest.raises(ValidationError, match="MMLW_MODELS__SIGNING_KEY"):
+        Settings(environment="production", data_dir=tmp_path, api={"keys": keys})
+    with pytest.raises(ValidationError, match="MMLW_MODELS__SIGNING_KEY"):
+        Settings(
+            environment="production",
+            data_dir=tmp_path,
+            api={"keys": keys},
+            models={"signing_key": "too-short"},
+        )
+    ok = Settings(
+        environment="production",
+        data_dir=tmp_path,
+        api={"keys": keys},
+        models={"signing_key": "s" * 32},
+    )
+    assert ok.model_signing_key() == b"s" * 32
+
+
+def test_outside_production_one_random_key_per_data_dir(tmp_path: Path) -> None:
+    first = Settings(data_dir=tmp_path).model_signing_key()
+    assert len(first) >= 32 and Settings(data_dir=tmp_path).model_signing_key() == first
+    assert (tmp_path / "model-signing.key").stat().st_mode & 0o077 == 0
+    assert Settings(data_dir=tmp_path / "other").model_signing_key() != first
