@@ -23,7 +23,10 @@ RABBITMQ_URL = os.environ.get("MMLW_TEST_RABBITMQ_URL", "amqp://guest:guest@127.
 POSTGRES_ADMIN_URL = os.environ.get(
     "MMLW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-SKAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SKAB_DIR = SHARED / "data" / "skab"
+NAB_DIR = SHARED / "data" / "nab-dev"
+NAB_SCORER = SHARED / "tools" / "nab_score.py"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_SIGNING_KEY = "test-model-signing-key-0123456789abcdef"  # signs every test's models
 
@@ -164,13 +167,30 @@ def make_settings(tmp_path: Path, tracking_uri: str, mlflow_dir: Path):  # type:
     return build
 
 
+def _shared(path: Path, what: str) -> Path:
+    """``path`` under ../shared; skipped locally when absent, a failure under CI=true."""
+    if not path.exists():
+        if IN_CI:
+            pytest.fail(f"{what} missing at {path} (CI=true)", pytrace=False)
+        pytest.skip(f"{what} not found at {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def skab_dir() -> Path:
-    if not SKAB_DIR.is_dir():
-        if IN_CI:
-            pytest.fail(f"SKAB data missing at {SKAB_DIR} (CI=true)", pytrace=False)
-        pytest.skip(f"SKAB data not found at {SKAB_DIR}")
-    return SKAB_DIR
+    return _shared(SKAB_DIR, "SKAB data")
+
+
+@pytest.fixture(scope="session")
+def nab_dir() -> Path:
+    """The NAB development subset (``../shared/data/nab-dev``)."""
+    return _shared(NAB_DIR, "NAB data")
+
+
+@pytest.fixture(scope="session")
+def nab_reference_scorer() -> Path:
+    """The independent NAB scorer (``../shared/tools/nab_score.py``)."""
+    return _shared(NAB_SCORER, "NAB reference scorer")
 
 
 def _free_port() -> int:
