@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 
 from backend.messaging.dispatch import ALERTS_TICK_TASK, MODELS_MAINTAIN_TASK, celery_config
@@ -10,7 +12,7 @@ from backend.settings import Settings
 from workers.context import WorkerContext
 from workers.tasks import register_tasks
 
-__all__ = ["MODELS_MAINTAIN_EVERY_S", "create_celery", "worker_context"]
+__all__ = ["MODELS_MAINTAIN_EVERY_S", "create_celery", "default_node_name", "worker_context"]
 
 MODELS_MAINTAIN_EVERY_S = 60.0  # how often beat looks for due retrains and promotions
 
@@ -35,3 +37,13 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
 
 def worker_context(app: Celery) -> WorkerContext:
     return app.mmlw_context  # type: ignore[attr-defined, no-any-return]
+
+
+def default_node_name(namespace: str, pid: int | None = None) -> str:
+    """A Celery node name of its own for each worker of each deployment on a host
+    (``celery@<host>`` for all of them made the second worker fail on its pidbox queue).
+
+    >>> default_node_name("mmlw", pid=42)
+    'mmlw-42@%h'
+    """
+    return f"{namespace}-{os.getpid() if pid is None else pid}@%h"

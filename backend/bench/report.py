@@ -173,6 +173,12 @@ class BenchReport:
                 50_000,
                 " readings/s",
             ),
+            at_least(
+                "level_change (streamed, stateful) e2e, zero loss",
+                self.best_throughput("level_change"),
+                100_000,
+                " readings/s",
+            ),
             below(
                 "fit+log+register, 10k readings (warm median, slowest detector)",
                 max(train) if train else None,

@@ -104,7 +104,11 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.option(
     "--metrics-port", type=int, default=None, help="serve this worker's Prometheus metrics"
 )
-@click.option("--hostname", default=None, help="Celery node name (default: celery@<host>)")
+@click.option(
+    "--hostname",
+    default=None,
+    help="Celery node name (default: <namespace>-<pid>@<host>, unique on a host)",
+)
 @click.option(
     "--pool",
     type=click.Choice(["prefork", "threads", "solo"]),
@@ -132,7 +136,7 @@ def worker(
     """Run a Celery worker for train/predict/notify work (scale by running more)."""
     from backend.messaging.topology import Topology
     from workers.blas_threads import limit_blas_threads
-    from workers.celery_app import create_celery, worker_context
+    from workers.celery_app import create_celery, default_node_name, worker_context
     from workers.warm_start import connect_warm_start
 
     settings = settings_of(ctx)
@@ -150,7 +154,8 @@ def worker(
         # with the prefork pool each child counts its own; use threads/solo for one view
         start_http_server(metrics_port, registry=instruments().registry)
     argv = ["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", "INFO"]
-    app.worker_main(argv + (["-n", hostname] if hostname else []))
+    node = hostname or default_node_name(settings.broker.namespace)
+    app.worker_main([*argv, "-n", node])
 
 
 @main.command()
@@ -434,7 +439,31 @@ def machines(ctx: click.Context) -> None:
         )
 
 
+_STREAM_ONLY = ("batch_size",)
+_BATCH_ONLY = (
+    "recipes",
+    "threshold_quantile",
+    "threshold_factor",
+    "smoothing",
+    "smoothing_window",
+    "smoothing_k",
+    "hold",
+    "cp_window",
+    "cp_k",
+    "cp_rolling_max",
+    "cp_edges",
+    "experiment",
+)
+
+
 @main.command()
+@click.option(
+    "--mode",
+    type=click.Choice(["batch", "stream"]),
+    default="batch",
+    show_default=True,
+    help="batch: the SKAB protocol; stream: replay each file through the serving path",
+)
 @click.option(
     "--dataset",
     "dataset_path",
@@ -446,7 +475,15 @@ def machines(ctx: click.Context) -> None:
     "--detector",
     "detectors",
     multiple=True,
-    help="catalog name, repeatable (default: all, unless --recipe is given)",
+    help="catalog name, repeatable (batch default: all, unless --recipe is given; stream "
+    "default: the product's default detector; 'all': every catalog detector)",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="stream mode: readings per served batch",
 )
 @click.option("--recipe", "recipes", multiple=True, help="named recipe, e.g. skab_isolation_forest")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="detector parameter")
@@ -487,8 +524,10 @@ def machines(ctx: click.Context) -> None:
 @one_line_errors
 def evaluate(
     ctx: click.Context,
+    mode: str,
     dataset_path: Path,
     detectors: tuple[str, ...],
+    batch_size: int,
     recipes: tuple[str, ...],
     params: tuple[str, ...],
     threshold_quantile: float,
@@ -505,11 +544,30 @@ def evaluate(
     experiment: str,
     no_mlflow: bool,
 ) -> None:
-    """Benchmark detectors with the SKAB protocol; write predictions, metrics and a report.
+    """Benchmark detectors: the SKAB protocol (--mode batch) or a replay of what users
+    are served (--mode stream); write predictions/detections, metrics and a report.
 
-    Per file: fit a fresh detector on the first 400 rows, threshold = quantile of its
-    training scores, score the rest. Recipes (--recipe) keep their own settings.
+    Batch mode, per file: fit a fresh detector on the first 400 rows, threshold =
+    quantile of its training scores, score the rest. Recipes (--recipe) keep their own
+    settings.
+
+    Stream mode: each file is replayed in time order. A model is fitted on its learning
+    period as `mmlw train` does (NAB layout: NAB's probation, 15 % of the file capped at
+    750 rows; SKAB layout: 400 rows; the models' threshold quantile); the rest is scored
+    by the serving scorer in --batch-size batches, and after each batch the alert rules
+    of kind `scores` (the product's rules file) are evaluated at the batch's last
+    timestamp. A detection is an alert onset (a rule starts firing). Writes
+    OUT/detections/<data file path> (timestamp,anomaly_score: 1 at an onset, else 0) and
+    OUT/summary.json, with NAB scores (NAB layout) or F1/FAR/MAR and the NAB changepoint
+    score (SKAB layout). With several detectors (or --detector all) each writes
+    OUT/<detector>/detections/... and OUT/summary.json covers them all. A file a detector
+    fails on is reported and written as all zeros. Nothing is logged to MLflow.
     """
+    if mode == "stream":
+        _reject_options(ctx, _BATCH_ONLY, "--mode stream")
+        _evaluate_stream(ctx, dataset_path, detectors, params, batch_size, out)
+        return
+    _reject_options(ctx, _STREAM_ONLY, "--mode batch")
     from backend.evaluation.datasets import load_dataset
     from backend.evaluation.protocol import ProtocolConfig
     from backend.evaluation.report import metrics_markdown
@@ -563,6 +621,68 @@ def evaluate(
             f"logged MLflow run {ids[0]} with {len(ids) - 1} detector runs "
             f"to experiment {experiment!r}"
         )
+
+
+def _reject_options(ctx: click.Context, names: tuple[str, ...], mode: str) -> None:
+    """UsageError for options given on the command line that ``mode`` does not use."""
+    from click.core import ParameterSource
+
+    given = [
+        param.opts[0]
+        for param in ctx.command.params
+        if param.name in names
+        and ctx.get_parameter_source(param.name)
+        in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    ]
+    if given:
+        raise click.UsageError(f"{', '.join(given)}: not used with {mode}")
+
+
+def _evaluate_stream(
+    ctx: click.Context,
+    dataset_path: Path,
+    detectors: tuple[str, ...],
+    params: tuple[str, ...],
+    batch_size: int,
+    out: Path | None,
+) -> None:
+    """``mmlw evaluate --mode stream`` (see :mod:`backend.evaluation.stream`)."""
+    from backend.alerts.config import load_alerts_config
+    from backend.detectors.catalog import DETECTORS
+    from backend.evaluation.datasets import load_dataset
+    from backend.evaluation.protocol import ProtocolConfig
+    from backend.evaluation.runner import plan_runs
+    from backend.evaluation.stream import FileOutcome, score_rules, stream_evaluate, summary_table
+
+    settings = settings_of(ctx)
+    names = list(detectors) or [settings.models.default_detector]
+    if "all" in names:
+        names = sorted(DETECTORS)
+    runs = plan_runs(names, (), parse_params(params), ProtocolConfig())
+    rules = score_rules(load_alerts_config(settings.alerts.rules_file))
+    dataset = load_dataset(dataset_path)
+    if out is None:
+        out = settings.data_dir / "evaluations" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = out.expanduser().resolve()
+
+    def progress(detector: str, f: FileOutcome) -> None:
+        failed = f"  ERROR {f.error}" if f.error else ""
+        click.echo(
+            f"{detector} {f.file}: {f.rows} rows, {f.detections} detections, "
+            f"{f.alerts} alerts, {f.seconds:.2f} s{failed}"
+        )
+
+    summaries = stream_evaluate(
+        dataset,
+        out,
+        [(run.detector, dict(run.params)) for run in runs],
+        batch_size=batch_size,
+        quantile=settings.models.threshold_quantile,
+        rules=rules,
+        on_file=progress,
+    )
+    click.echo(summary_table(summaries, dataset.layout), nl=False)
+    click.echo(f"outputs in {out}")
 
 
 # -- dead letters ----------------------------------------------------------------------

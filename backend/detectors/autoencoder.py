@@ -68,7 +68,8 @@ class AutoencoderDetector(BaseDetector):
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.network_.fit(Z, Z)
+            # one sensor: a 1-D target (scikit-learn warns on a column vector)
+            self.network_.fit(Z, Z[:, 0] if m == 1 else Z)
         return self
 
     def explain(self, X: np.ndarray) -> np.ndarray:

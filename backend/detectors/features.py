@@ -8,23 +8,31 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 
+from backend.detectors._scale import scale_floor
 from backend.detectors.base import BaseDetector, as_matrix
 from backend.detectors.pca import PCADetector
 
 __all__ = ["TemporalFeatures", "temporal_features", "trailing_mean"]
 
+#: absolute floor below which a sensor at level ~0 counts as constant (as detectors' eps)
+_EPS = 1e-9
+
 
 def trailing_mean(Z: np.ndarray, window: int) -> np.ndarray:
     """Mean of each column over the trailing ``window`` rows (shorter at the start).
 
+    Each mean is summed over its own window only (no running sum), so a row's value does
+    not depend on how many rows came before its window: streamed parts agree exactly.
+
     >>> trailing_mean(np.array([[1.0], [3.0], [5.0]]), 2).ravel().tolist()
     [1.0, 2.0, 4.0]
     """
-    n = len(Z)
-    cumsum = np.vstack([np.zeros((1, Z.shape[1])), np.cumsum(Z, axis=0)])
-    end = np.arange(1, n + 1)
-    start = np.maximum(end - int(window), 0)
-    return (cumsum[end] - cumsum[start]) / (end - start)[:, None]
+    n, m = Z.shape
+    window = max(int(window), 1)
+    padded = np.vstack([np.zeros((window - 1, m)), Z])
+    sums = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0).sum(axis=2)
+    counts = np.minimum(np.arange(1, n + 1), window)
+    return np.asarray(sums / counts[:, None])
 
 
 def temporal_features(
@@ -66,9 +74,10 @@ class TemporalFeatures(BaseDetector):
     ``score_samples`` is the base detector's score on the expanded rows; :meth:`explain`
     sums the base detector's per-feature contributions back onto the sensor each feature
     came from, so it has shape ``(n_rows, n_sensors)`` and rows sum exactly to the score.
-    Each call is expanded on its own (no state between calls): score whole batches in
-    time order, and expect the first ``max(lags, windows)`` rows of a batch to see less
-    history than the rest.
+    Lags and windows reach back :meth:`context_rows` rows, which :meth:`stream` keeps
+    from one part of a series to the next (so the split never matters); the very first
+    rows of a series see less history. A sensor constant in training contributes only
+    its raw column (its lags, means, rolling std and differences carry nothing more).
 
     >>> rng = np.random.default_rng(0)
     >>> t = np.arange(600) / 10
@@ -112,20 +121,44 @@ class TemporalFeatures(BaseDetector):
             raise ValueError(f"base: {self.base!r} is not a detector or a registered name")
         return clone(self.base)
 
+    def context_rows(self) -> int:
+        reach = [int(lag) for lag in self.lags] + [int(w) - 1 for w in self.windows]
+        return max([*reach, 1 if self.diffs else 0]) + int(self.base_.context_rows())
+
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> TemporalFeatures:
         X = as_matrix(X)
         if any(int(lag) < 1 for lag in self.lags) or any(int(w) < 2 for w in self.windows):
             raise ValueError("lags must be >= 1 and windows >= 2")
         expanded, source = self._expand(X)
-        self.base_ = self._base().fit(expanded)
+        # A sensor constant in training makes its lags/means copies of it and its rolling
+        # std and differences exactly 0 — columns with no magnitude, whose scale floor in
+        # the base detector would be its absolute eps, so a later move would score ~1/eps².
+        # Such a sensor keeps only its raw column, which sees the move on its own scale.
+        constant = X.std(axis=0) < scale_floor(X.mean(axis=0), _EPS)
+        raw = np.arange(len(source)) < X.shape[1]
+        keep = raw | ~constant[source]
+        self.columns_ = None if keep.all() else np.flatnonzero(keep)
+        self.base_ = self._base().fit(self._select(expanded))
         self.n_features_in_ = X.shape[1]
+        source = source[keep]
         self.folding_ = (source[:, None] == np.arange(X.shape[1])[None, :]).astype(np.float64)
         return self
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def _select(self, expanded: np.ndarray) -> np.ndarray:
+        """The columns of ``expanded`` the base detector sees (all of them, uncopied, when
+        ``columns_`` is None — also for detectors pickled before ``columns_`` existed)."""
+        columns = getattr(self, "columns_", None)
+        return expanded if columns is None else expanded[:, columns]
+
+    def _features(self, X: object) -> np.ndarray:
+        """The expanded columns the base detector was fitted on, for checked rows ``X``."""
         expanded, _ = self._expand(self._check_input(X))
-        return self.base_.score_samples(expanded)
+        return self._select(expanded)
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        features = self._features(X)  # checks fitted and input first
+        return np.asarray(self.base_.score_samples(features))
 
     def explain(self, X: np.ndarray) -> np.ndarray:
-        expanded, _ = self._expand(self._check_input(X))
-        return self.base_.explain(expanded) @ self.folding_
+        features = self._features(X)
+        return np.asarray(self.base_.explain(features) @ self.folding_)

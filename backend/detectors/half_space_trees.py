@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.detectors._shares import squared_z_share
-from backend.detectors.base import BaseDetector, as_matrix
+from backend.detectors.base import BaseDetector, Carry, as_matrix
 
 __all__ = ["HalfSpaceTreesDetector"]
 
@@ -18,7 +18,10 @@ class HalfSpaceTreesDetector(BaseDetector):
     ``window_size`` rows). ``partial_fit(X)`` streams rows (in order) into the *latest*
     mass profile; every ``window_size`` rows the latest profile becomes the reference,
     as in the paper. Scoring uses the reference profile only, so it is a pure function
-    between updates. Score = ``1 - Σ_trees r·2^depth / (n_trees · window_size · 2^max_depth)``
+    between updates. :meth:`stream` does both as rows arrive, the way the paper runs it:
+    each row is scored with the reference of its window, then learned, with the mass
+    profiles carried from one part of a series to the next (the fitted detector itself
+    never changes). Score = ``1 - Σ_trees r·2^depth / (n_trees · window_size · 2^max_depth)``
     over each row's terminal node (depth ``max_depth`` or mass below ``size_limit ·
     window_size``): higher = lower mass = more anomalous. Deterministic given
     ``random_state``. :meth:`explain` splits the score in proportion to squared
@@ -66,6 +69,10 @@ class HalfSpaceTreesDetector(BaseDetector):
         self.split_feature_ = np.zeros((int(self.n_trees), n_nodes), dtype=np.intp)
         self.split_value_ = np.zeros((int(self.n_trees), n_nodes))
         low, high = X.min(axis=0), X.max(axis=0)
+        # A sensor constant in training spans its scale floor around its value, so pivots
+        # do not sit on the value itself and the first split on it can separate a move.
+        low = np.where(self.constant_, self.mean_ - self.scale_, low)
+        high = np.where(self.constant_, self.mean_ + self.scale_, high)
         for tree in range(int(self.n_trees)):
             self._build_tree(tree, rng, low, high, depth)
         self.reference_mass_ = self._counts(X) * (int(self.window_size) / n)
@@ -76,10 +83,15 @@ class HalfSpaceTreesDetector(BaseDetector):
     def _build_tree(
         self, tree: int, rng: np.random.Generator, low: np.ndarray, high: np.ndarray, depth: int
     ) -> None:
-        """Fill one tree's split arrays (heap order) level by level over its work range."""
+        """Fill one tree's split arrays (heap order) level by level over its work range.
+
+        The work range is ``pivot ± half`` with ``half >= 2 · scale_``: never empty, and for
+        a sensor constant in training as narrow as its scale floor (a millionth of its
+        magnitude), so a later move of that sensor leaves the training rows' nodes. For a
+        sensor that moves, ``half`` already covers its range (>= 2 · std), so it is unchanged.
+        """
         pivot = rng.uniform(low, high)
-        half = 2 * np.maximum(pivot - low, high - pivot)
-        half[half < self.eps] = 1.0
+        half = np.maximum(2 * np.maximum(pivot - low, high - pivot), 2 * self.scale_)
         lows, highs = (pivot - half)[None, :], (pivot + half)[None, :]
         for level in range(depth):
             first = 2**level - 1
@@ -132,15 +144,41 @@ class HalfSpaceTreesDetector(BaseDetector):
                 self.latest_rows_ = 0
         return self
 
+    # streaming -----------------------------------------------------------------------
+    def stream(self, X: np.ndarray, carry: Carry | None) -> tuple[np.ndarray, Carry]:
+        """Score each row with its window's reference mass, then learn it (see class)."""
+        X = self._check_input(X)
+        if carry:
+            reference, latest = carry["reference"], carry["latest"].copy()
+            rows = int(carry["latest_rows"][0])
+        else:
+            reference, latest, rows = self.reference_mass_, np.zeros_like(self.reference_mass_), 0
+        window = int(self.window_size)
+        scores = np.empty(len(X))
+        start = 0
+        while start < len(X):
+            stop = start + min(window - rows, len(X) - start)
+            part = X[start:stop]
+            scores[start:stop] = self._score(part, reference)
+            latest += self._counts(part)
+            rows += stop - start
+            if rows >= window:
+                reference, latest, rows = latest, np.zeros_like(latest), 0
+            start = stop
+        after = {"reference": reference, "latest": latest, "latest_rows": np.array([rows])}
+        return squared_z_share((X - self.mean_) / self.scale_, scores), after
+
     # scoring -------------------------------------------------------------------------
     def score_samples(self, X: np.ndarray) -> np.ndarray:
-        X = self._check_input(X)
+        return self._score(self._check_input(X), self.reference_mass_)
+
+    def _score(self, X: np.ndarray, reference_mass: np.ndarray) -> np.ndarray:
         depth = int(self.max_depth)
         limit = float(self.size_limit) * int(self.window_size)
         mass = np.zeros(len(X))
         for tree in range(int(self.n_trees)):
             path = self._paths(X, tree)
-            reference = self.reference_mass_[tree, path]  # (depth + 1, n)
+            reference = reference_mass[tree, path]  # (depth + 1, n)
             below = reference < limit
             below[depth] = True
             stop = below.argmax(axis=0)  # first level whose mass is under the limit

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from backend.detectors._scale import scale_floor
 from backend.detectors.base import BaseDetector, as_matrix
 from backend.detectors.features import trailing_mean
 
@@ -26,6 +27,9 @@ __all__ = ["LevelChangeDetector", "persistence_ratio"]
 
 def persistence_ratio(X: np.ndarray, eps: float = 1e-9) -> np.ndarray:
     """``std(diff x) / std(x)`` per column; √2 for a constant column (treated as noise).
+
+    A column counts as constant when its std is below its scale floor (a millionth of its
+    magnitude, at least ``eps``; see :func:`~backend.detectors._scale.scale_floor`).
 
     >>> rng = np.random.default_rng(0)
     >>> noise, walk = rng.normal(size=500), np.cumsum(rng.normal(size=500))
@@ -36,7 +40,7 @@ def persistence_ratio(X: np.ndarray, eps: float = 1e-9) -> np.ndarray:
     spread = X.std(axis=0)
     steps = np.diff(X, axis=0).std(axis=0) if len(X) > 1 else np.zeros(X.shape[1])
     ratio = np.full(X.shape[1], np.sqrt(2.0))
-    moving = spread > eps
+    moving = spread >= scale_floor(X.mean(axis=0), eps)
     ratio[moving] = steps[moving] / spread[moving]
     return ratio
 
@@ -51,9 +55,11 @@ class LevelChangeDetector(BaseDetector):
     quantity on the training rows. The score is the largest of these ratios, so ``2``
     means "twice as far out as the training part went (at its 99th percentile)".
     :meth:`explain` puts the whole score on the sensor that set it (rows sum exactly).
+    A sensor whose training reference is 0 uses its largest training deviation instead,
+    and one constant in training a reference of 1 (its z is in units of its scale floor).
 
-    Windows and lags are taken within one call (the detector keeps no state between
-    calls): the first rows of a call see less history. Score batches in time order.
+    Windows and lags reach back :meth:`context_rows` rows: :meth:`stream` scores a part of
+    a series behind that many rows of the part before it, so the split never matters.
 
     >>> rng = np.random.default_rng(0)
     >>> t = np.arange(600)
@@ -99,8 +105,17 @@ class LevelChangeDetector(BaseDetector):
         self._fit_standardizer(X)
         deviations = self._deviations(X)
         reference = np.quantile(deviations, float(self.reference_quantile), axis=0)
+        # A sensor that (almost) never deviated in training is measured against its
+        # largest deviation; one constant in training against one scale floor (its z
+        # unit), so its later move scores |z| rather than |z| / eps.
+        reference = np.where(reference > self.eps, reference, deviations.max(axis=0))
+        reference = np.where(self.constant_, 1.0, reference)
         self.reference_ = np.maximum(reference, self.eps)
         return self
+
+    def context_rows(self) -> int:
+        lag = int(self.change_lag) if self.slow_.any() else 0
+        return int(self.window) - 1 + lag
 
     def _deviations(self, X: np.ndarray) -> np.ndarray:
         """Absolute trailing-mean level (noisy sensors) or change (persistent sensors)."""

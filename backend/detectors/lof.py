@@ -19,6 +19,11 @@ class LOFDetector(BaseDetector):
     over sensors in proportion to the squared standardized deviation from the training
     mean (rows sum exactly to the score).
 
+    Repeated training rows count once (``n_neighbors`` is capped at the number of
+    distinct rows - 1), so an idle machine's repeated readings do not make every nearby
+    row an outlier; if the training rows are all the same, the score is 1 + the Euclidean
+    distance (in standardized units) to that row.
+
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(400, 3))
     >>> det = LOFDetector(n_neighbors=20).fit(X)
@@ -37,17 +42,30 @@ class LOFDetector(BaseDetector):
         if X.shape[0] < 2:
             raise ValueError("X: need at least 2 rows to fit")
         Z = self._fit_standardizer(X)
+        # Repeated rows have a k-distance of 0, so their density is infinite and any row
+        # near them scores ~1e10: learn the neighbourhood from distinct rows (in order;
+        # rows without repeats are used exactly as given).
+        _, first = np.unique(Z, axis=0, return_index=True)
+        distinct = Z[np.sort(first)]
+        if len(distinct) < 2:
+            self.lof_ = None
+            self.center_ = distinct[0]
+            return self
         self.lof_ = LocalOutlierFactor(
-            n_neighbors=min(int(self.n_neighbors), X.shape[0] - 1),
+            n_neighbors=min(int(self.n_neighbors), len(distinct) - 1),
             metric=self.metric,
             novelty=True,
-        ).fit(Z)
+        ).fit(distinct)
         return self
 
+    def _scores(self, Z: np.ndarray) -> np.ndarray:
+        if self.lof_ is None:  # one distinct training row: 1 + distance to it
+            return 1.0 + np.sqrt(((Z - self.center_) ** 2).sum(axis=1))
+        return np.asarray(-self.lof_.score_samples(Z))
+
     def score_samples(self, X: np.ndarray) -> np.ndarray:
-        Z = self._standardize(X)
-        return -self.lof_.score_samples(Z)
+        return self._scores(self._standardize(X))
 
     def explain(self, X: np.ndarray) -> np.ndarray:
         Z = self._standardize(X)
-        return squared_z_share(Z, -self.lof_.score_samples(Z))
+        return squared_z_share(Z, self._scores(Z))

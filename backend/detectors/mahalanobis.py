@@ -5,11 +5,17 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.covariance import MinCovDet
+from scipy.linalg import eigh
+from sklearn.covariance import MinCovDet, ledoit_wolf
 
 from backend.detectors.base import BaseDetector, as_matrix
 
 __all__ = ["MahalanobisDetector"]
+
+#: the MCD support counts as collapsed when the training rows spread this many times more
+#: than it along some direction (healthy fits, even on contaminated data, stay far below;
+#: a support with no variance in a direction gives ~1/ridge)
+_COLLAPSED = 1e4
 
 
 class MahalanobisDetector(BaseDetector):
@@ -22,6 +28,17 @@ class MahalanobisDetector(BaseDetector):
     :meth:`explain` is the complete decomposition ``d_j · (Σ⁻¹ d)_j`` (terms may be
     negative; rows sum exactly to the score).
 
+    Degenerate training data never makes :meth:`fit` raise (it needs 2 rows):
+
+    * sensors constant in training (see :meth:`_fit_standardizer`) are left out of the
+      covariance and scored as independent with unit variance, i.e. ``z²`` in multiples
+      of their scale floor;
+    * when MCD fails (too few rows, or its support has zero covariance, e.g. mostly
+      repeated rows) or its support is singular in a direction along which the training
+      rows do spread (quantised sensors), the location is the mean and the covariance
+      the Ledoit-Wolf shrunk empirical covariance (plus ``ridge``); ``robust_`` says
+      which estimate was used.
+
     >>> rng = np.random.default_rng(0)
     >>> latent = rng.normal(size=(500, 1))
     >>> X = np.hstack([latent, 2 * latent, -latent]) + 0.05 * rng.normal(size=(500, 3))
@@ -29,6 +46,10 @@ class MahalanobisDetector(BaseDetector):
     >>> normal, broken = det.score_samples(np.array([[1.0, 2.0, -1.0], [1.0, -2.0, -1.0]]))
     >>> bool(broken > 100 * normal)
     True
+    >>> idle = np.tile([[1.0, 2.0, 3.0]], (50, 1))  # MCD alone: "covariance ... equal to 0"
+    >>> det = MahalanobisDetector().fit(np.vstack([idle, X[:10]]))
+    >>> det.robust_, bool(np.isfinite(det.score_samples(X)).all())
+    (False, True)
     """
 
     def __init__(
@@ -46,21 +67,55 @@ class MahalanobisDetector(BaseDetector):
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> MahalanobisDetector:
         X = as_matrix(X)
         n, m = X.shape
-        if n < m + 2:
-            raise ValueError(f"X: need at least {m + 2} rows to fit {m} sensors")
+        if n < 2:
+            raise ValueError("X: need at least 2 rows to fit")
         Z = self._fit_standardizer(X)
-        mcd = MinCovDet(support_fraction=self.support_fraction, random_state=self.random_state)
-        with warnings.catch_warnings():
-            # Collinear sensors (e.g. lag features) make the raw covariance singular; the
-            # ridge below keeps the precision finite, so MCD's rank warnings are expected.
-            warnings.filterwarnings("ignore", "The covariance matrix associated", UserWarning)
-            warnings.filterwarnings("ignore", "Determinant has increased", RuntimeWarning)
-            mcd.fit(Z)
-        self.location_ = mcd.location_
-        self.covariance_ = mcd.covariance_ + float(self.ridge) * np.eye(m)
+        moving = np.flatnonzero(~self.constant_)
+        self.location_ = np.zeros(m)
+        self.covariance_ = np.eye(m)
+        self.robust_ = False
+        if len(moving):
+            # (no copy when every sensor moves: MCD on collinear sensors is sensitive to
+            # the last bit, and the estimate must not depend on how Z is laid out)
+            location, covariance, self.robust_ = self._estimate(
+                Z if len(moving) == m else Z[:, moving]
+            )
+            self.location_[moving] = location
+            self.covariance_[np.ix_(moving, moving)] = covariance
         self.precision_ = np.linalg.inv(self.covariance_)
         self.precision_ = (self.precision_ + self.precision_.T) / 2
         return self
+
+    def _estimate(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Location, ridged covariance and whether they are MCD's, for sensors that move.
+
+        MCD's estimate is kept unless it fails or its support collapsed: some direction
+        along which the training rows spread has (almost) no variance in the support, so
+        that ordinary training rows would score ~1/ridge times their true distance.
+        """
+        n, m = Z.shape
+        ridge = float(self.ridge) * np.eye(m)
+        if n >= m + 2:
+            mcd = MinCovDet(support_fraction=self.support_fraction, random_state=self.random_state)
+            try:
+                with warnings.catch_warnings():
+                    # Collinear sensors (e.g. lag features) make the raw covariance
+                    # singular; the ridge keeps the precision finite, so MCD's rank
+                    # warnings are expected.
+                    warnings.filterwarnings(
+                        "ignore", "The covariance matrix associated", UserWarning
+                    )
+                    warnings.filterwarnings("ignore", "Determinant has increased", RuntimeWarning)
+                    mcd.fit(Z)
+            except ValueError:  # "The covariance matrix of the support data is equal to 0"
+                pass
+            else:
+                covariance = mcd.covariance_ + ridge
+                spread = np.cov(Z, rowvar=False, bias=True).reshape(m, m) + ridge
+                if eigh(spread, covariance, eigvals_only=True).max() < _COLLAPSED:
+                    return mcd.location_, covariance, True
+        shrunk, _ = ledoit_wolf(Z)
+        return Z.mean(axis=0), shrunk + ridge, False
 
     def explain(self, X: np.ndarray) -> np.ndarray:
         D = self._standardize(X) - self.location_

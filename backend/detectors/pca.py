@@ -9,6 +9,13 @@ from backend.detectors.base import BaseDetector, as_matrix
 __all__ = ["PCADetector"]
 
 
+def _rank(singular: np.ndarray, shape: tuple[int, ...]) -> int:
+    """Numerical rank of a matrix from its singular values (numpy's matrix_rank rule)."""
+    if not len(singular) or singular[0] <= 0:
+        return 0
+    return int(np.sum(singular > singular[0] * max(shape) * np.finfo(np.float64).eps))
+
+
 class PCADetector(BaseDetector):
     """Score = T²/k + SPE/mean(SPE_train), on standardized sensors.
 
@@ -16,6 +23,11 @@ class PCADetector(BaseDetector):
     Each term is normalised to ~1 on normal data, so a score of 10 means "ten times the
     usual deviation". :meth:`explain` splits the score into per-sensor parts: exact
     residual² shares for SPE and the complete decomposition for T² (sums are exact).
+
+    Degenerate training data: no more components are kept than the rows' numerical rank
+    (none if every sensor is constant, so a sensor constant in training only ever shows
+    in SPE), and if the training rows leave no residual at all (a single sensor, or all
+    constant) SPE is not normalised (``spe_scale_ = 1``) instead of divided by ``eps``.
 
     >>> rng = np.random.default_rng(0)
     >>> latent = rng.normal(size=(500, 1))
@@ -38,22 +50,27 @@ class PCADetector(BaseDetector):
         Z = self._fit_standardizer(X)
         _, singular, vt = np.linalg.svd(Z, full_matrices=False)
         variance = singular**2 / max(n - 1, 1)
-        k = self._components(variance)
+        k = self._components(variance, _rank(singular, Z.shape))
         self.components_ = vt[:k].T
         self.explained_variance_ = np.maximum(variance[:k], self.eps)
         self.n_components_ = k
         residual = Z - (Z @ self.components_) @ self.components_.T
-        self.spe_scale_ = max(float(np.mean(np.sum(residual**2, axis=1))), self.eps)
+        spe = float(np.mean(np.sum(residual**2, axis=1)))
+        # No residual at all in training (one sensor, or every sensor constant): SPE is
+        # then counted in plain z² units rather than blown up by 1/eps.
+        self.spe_scale_ = spe if spe > self.eps else 1.0
         return self
 
-    def _components(self, variance: np.ndarray) -> int:
+    def _components(self, variance: np.ndarray, rank: int) -> int:
+        """Components to keep: at most the numerical rank of the training rows (0 when
+        every sensor is constant) and at most ``m - 1`` (so SPE exists when m > 1)."""
         m = len(variance)
         if isinstance(self.n_components, float) and 0 < self.n_components < 1:
             share = np.cumsum(variance) / max(variance.sum(), self.eps)
             k = int(np.searchsorted(share, self.n_components) + 1)
         else:
             k = int(self.n_components)
-        return max(1, min(k, m - 1 if m > 1 else 1))
+        return min(max(1, min(k, m - 1 if m > 1 else 1)), rank)
 
     def _parts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Z = self._standardize(X)
@@ -61,7 +78,7 @@ class PCADetector(BaseDetector):
         residual = Z - t @ self.components_.T
         spe_parts = residual**2 / self.spe_scale_
         t2_weights = (t / self.explained_variance_) @ self.components_.T
-        t2_parts = Z * t2_weights / self.n_components_
+        t2_parts = Z * t2_weights / max(self.n_components_, 1)
         return t2_parts, spe_parts
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:

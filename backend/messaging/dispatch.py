@@ -84,6 +84,10 @@ def celery_config(broker_url: str, topology: Topology, predict_prefetch: int = 4
             TUNE_TASK: {"queue": topology.task_queue_name("train")},
         },
         "task_create_missing_queues": False,
+        # Celery's control plane (remote control, pidbox queues, events) lives inside the
+        # namespace too: another deployment's `celery control` never reaches these workers
+        "control_exchange": f"{topology.namespace}.celery",
+        "event_exchange": f"{topology.namespace}.celeryev",
         "worker_hijack_root_logger": False,
         "enable_utc": True,
     }

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
 
-from backend.detectors.input_schema import ExtraSensors, SchemaMismatch, conform_matrix
-from backend.detectors.model import AnomalyModel, ScoredFrame
+from backend.detectors.input_schema import ExtraSensors, SchemaMismatch
+from backend.detectors.model import AnomalyModel
 from backend.errors import UntrustedModel
 from backend.messaging.dispatch import Dispatcher
 from backend.registry.base import CHALLENGER, CHAMPION
-from backend.store import ScoreRecord, Store, StoredBatch
+from backend.services.streaming import Streamed, advance
+from backend.store import Store, StoredBatch
 
 __all__ = [
     "SCHEMA_DEAD_LETTER_SOURCE",
@@ -68,11 +69,11 @@ def score_batch(
     version: int | None = None,
     extra_sensors: ExtraSensors = "ignore",
 ) -> ScoreOutcome:
-    """:func:`score_batches` for one batch."""
-    (outcome,) = score_batches(
+    """:func:`score_batches` for one batch: its outcome (the machine's earlier batches
+    that were not streamed yet are streamed and stored on the way)."""
+    return score_batches(
         [batch_id], store=store, models=models, version=version, extra_sensors=extra_sensors
-    )
-    return outcome
+    )[0]
 
 
 def score_batches(
@@ -83,10 +84,15 @@ def score_batches(
     version: int | None = None,
     extra_sensors: ExtraSensors = "ignore",
 ) -> list[ScoreOutcome]:
-    """Score each batch with its machine's champion (or the given champion ``version``,
-    for backfills) and, in shadow, with the challenger if there is one (stored with role
-    ``challenger``: compared at promotion, never alerting). One outcome per batch, in
-    order; the batches are read in one query and all scores stored in one transaction.
+    """Stream each named batch's machine up to that batch with its champion (or the given
+    champion ``version``, for backfills) and, in shadow, its challenger if there is one
+    (stored with role ``challenger``: compared at promotion, never alerting).
+
+    A machine's batches are streamed in id order (the order they were stored), each once,
+    from the machine's checkpoint (:func:`~backend.services.streaming.advance`): a task
+    also scores the machine's earlier batches that no task has streamed yet, and a named
+    batch that an earlier task already streamed is reported ``duplicate``. Outcomes: one
+    per named batch, in order, then one per batch streamed on the way.
 
     Each batch is first fitted to the model's input schema
     (:func:`~backend.detectors.input_schema.conform`); a batch that does not fit the
@@ -96,65 +102,94 @@ def score_batches(
 
     Scores are stored at most once per (batch, model version, role): safe to redeliver.
     """
-    jobs: list[_Job] = []
-    outcomes: list[ScoreOutcome] = []
-    for batch in store.readings.get_many(batch_ids):
-        if version is not None:
-            loaded: LoadedModel | None = _version_or_none(models, batch.machine_id, version)
-        else:
-            loaded = models.get(batch.machine_id, CHAMPION)
-        if loaded is None:
-            outcomes.append(ScoreOutcome("no_model", batch.id, batch.machine_id))
-            continue
-        try:
-            fitted = conform_matrix(
-                batch.columns, batch.values, loaded.model.input_schema, extra_sensors
-            )
-        except SchemaMismatch as exc:
-            _dead_letter(batch, loaded, exc, store)
-            outcomes.append(
-                ScoreOutcome("rejected", batch.id, batch.machine_id, model_version=loaded.version)
-            )
-            continue
-        jobs.append(_Job(batch, fitted, loaded, CHAMPION, outcome=len(outcomes)))
-        outcomes.append(
-            ScoreOutcome(
-                "scored",
-                batch.id,
-                batch.machine_id,
-                model_version=loaded.version,
-                champion=loaded,
-                timestamps_us=batch.timestamps_us,
-            )
+    owners = store.streams.owners(batch_ids)
+    named = [(int(i), owners[int(i)]) for i in batch_ids]
+    upto: dict[str, int] = {}
+    for batch_id, machine_id in named:
+        upto[machine_id] = max(upto.get(machine_id, 0), batch_id)
+    now: dict[int, ScoreOutcome] = {}
+    extra: list[ScoreOutcome] = []
+    no_model: set[str] = set()
+    for machine_id, last in sorted(upto.items()):
+        champion = (
+            models.get(machine_id, CHAMPION)
+            if version is None
+            else _version_or_none(models, machine_id, version)
         )
-        if version is None:
-            challenger = models.get(batch.machine_id, CHALLENGER)
-            if challenger is not None and challenger.version != loaded.version:
-                try:
-                    shadow = conform_matrix(
-                        batch.columns, batch.values, challenger.model.input_schema, extra_sensors
-                    )
-                except SchemaMismatch as exc:
-                    log.warning(
-                        "batch %s: no shadow score by v%s: %s", batch.id, challenger.version, exc
-                    )
-                else:
-                    jobs.append(_Job(batch, shadow, challenger, CHALLENGER))
-    records = []
-    for job, scored in zip(jobs, _score_jobs(jobs), strict=True):
-        records.append(_record(job, scored))
-        if job.outcome is not None:
-            outcomes[job.outcome] = replace(
-                outcomes[job.outcome],
-                n=len(scored.scores),
-                n_flagged=int(scored.flags.sum()),
-                scores=scored.scores,
+        if champion is None:
+            no_model.add(machine_id)
+            continue
+        challenger = models.get(machine_id, CHALLENGER) if version is None else None
+        shadow_from = 0  # a new challenger shadows from where the champion stands now
+        if challenger is not None and challenger.version != champion.version:
+            at = store.streams.get(machine_id, CHAMPION)
+            shadow_from = at.cursor_batch_id if at is not None else 0
+        else:
+            challenger = None
+        for item in _advance(machine_id, CHAMPION, champion, last, store, extra_sensors):
+            outcome = _outcome(item, champion, store)
+            if item.batch.id in owners:
+                now[item.batch.id] = outcome
+            else:
+                extra.append(outcome)
+        if challenger is not None:
+            shadowed = _advance(
+                machine_id, CHALLENGER, challenger, last, store, extra_sensors, shadow_from
             )
-    created = store.scores.add_many(records)
-    for job, stored_now in zip(jobs, created, strict=True):
-        if job.outcome is not None and not stored_now:  # already stored: a redelivery
-            outcomes[job.outcome] = replace(outcomes[job.outcome], status="duplicate")
-    return outcomes
+            for item in shadowed:
+                if item.mismatch is not None:
+                    log.warning(
+                        "batch %s: no shadow score by v%s: %s",
+                        item.batch.id,
+                        challenger.version,
+                        item.mismatch,
+                    )
+    outcomes = [
+        now.get(i) or ScoreOutcome("no_model" if m in no_model else "duplicate", i, m)
+        for i, m in named
+    ]
+    return outcomes + extra
+
+
+def _advance(
+    machine_id: str,
+    role: str,
+    loaded: LoadedModel,
+    upto_id: int,
+    store: Store,
+    extra_sensors: ExtraSensors,
+    start_after: int = 0,
+) -> list[Streamed]:
+    return advance(
+        machine_id,
+        role,
+        loaded.model_name,
+        loaded.version,
+        loaded.model,
+        upto_id,
+        store=store,
+        extra_sensors=extra_sensors,
+        start_after=start_after,
+    )
+
+
+def _outcome(item: Streamed, champion: LoadedModel, store: Store) -> ScoreOutcome:
+    batch = item.batch
+    if item.scored is None:
+        assert item.mismatch is not None
+        _dead_letter(batch, champion, item.mismatch, store)
+        return ScoreOutcome("rejected", batch.id, batch.machine_id, model_version=champion.version)
+    return ScoreOutcome(
+        "scored" if item.stored else "duplicate",
+        batch.id,
+        batch.machine_id,
+        n=len(item.scored.scores),
+        n_flagged=int(item.scored.flags.sum()),
+        model_version=champion.version,
+        champion=champion,
+        timestamps_us=batch.timestamps_us,
+        scores=item.scored.scores,
+    )
 
 
 def drift_inputs(
@@ -184,18 +219,6 @@ def alerting_machines(outcomes: Sequence[ScoreOutcome]) -> list[str]:
     )
 
 
-@dataclass(frozen=True)
-class _Job:
-    """One batch's rows (in ``loaded``'s column order) to score in ``role``; ``outcome``
-    is the index of the batch's outcome for champion scores."""
-
-    batch: StoredBatch
-    values: np.ndarray
-    loaded: LoadedModel
-    role: str
-    outcome: int | None = None
-
-
 def _version_or_none(models: ModelProvider, machine_id: str, version: int) -> LoadedModel | None:
     """``version`` of the machine's model, or None if it is refused as untrusted (its
     batches wait for a model like those of a machine with no champion)."""
@@ -203,45 +226,6 @@ def _version_or_none(models: ModelProvider, machine_id: str, version: int) -> Lo
         return models.version(machine_id, version)
     except UntrustedModel:
         return None
-
-
-def _score_jobs(jobs: Sequence[_Job]) -> list[ScoredFrame]:
-    """Each job's scores, in order. The jobs of one model whose detector scores each row
-    on its own are scored in one call (a call costs a detector like Isolation Forest far
-    more than its rows at 100-row batches); others, one call per batch."""
-    out: list[ScoredFrame | None] = [None] * len(jobs)
-    groups: dict[int, list[int]] = {}
-    for i, job in enumerate(jobs):
-        if job.loaded.model.rowwise:
-            groups.setdefault(id(job.loaded.model), []).append(i)
-        else:
-            out[i] = job.loaded.model.score_matrix(job.values)
-    for members in groups.values():
-        model = jobs[members[0]].loaded.model
-        scored = model.score_matrix(np.concatenate([jobs[i].values for i in members]))
-        bounds = np.cumsum([len(jobs[i].values) for i in members])[:-1]
-        for i, scores, flags, contributions in zip(
-            members,
-            np.split(scored.scores, bounds),
-            np.split(scored.flags, bounds),
-            np.split(scored.contributions, bounds),
-            strict=True,
-        ):
-            out[i] = ScoredFrame(scores, flags, contributions, scored.columns)
-    return [frame for frame in out if frame is not None]
-
-
-def _record(job: _Job, scored: ScoredFrame) -> ScoreRecord:
-    return ScoreRecord(
-        batch=job.batch,
-        model_name=job.loaded.model_name,
-        model_version=job.loaded.version,
-        role=job.role,
-        threshold=job.loaded.model.threshold,
-        scores=scored.scores,
-        contributions=scored.contributions,
-        columns=scored.columns,
-    )
 
 
 def _dead_letter(

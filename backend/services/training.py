@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
@@ -14,9 +13,7 @@ import numpy as np
 import pandas as pd
 
 from backend import __version__
-from backend.detectors.catalog import build_detector
-from backend.detectors.model import AnomalyModel
-from backend.detectors.threshold import quantile_threshold
+from backend.detectors.model import fit_model
 from backend.errors import InsufficientData
 from backend.evaluation.metrics import classification_metrics
 from backend.registry.base import DatasetInfo, ModelRegistry
@@ -44,16 +41,12 @@ def train_machine(
     values, labels = complete_window(
         request, store=store, exclude=flagged if request.exclude_flagged else None
     )
-    detector = build_detector(request.detector, request.params)
     X = values.to_numpy(dtype=np.float64)
-    started = time.perf_counter()
-    detector.fit(X)
-    fit_s = time.perf_counter() - started
-    started = time.perf_counter()
-    train_scores = detector.score_samples(X)
-    score_s = time.perf_counter() - started
+    columns = [str(c) for c in values.columns]
     quantile = request.threshold_quantile or settings.threshold_quantile
-    threshold = quantile_threshold(train_scores, quantile)
+    fitted = fit_model(X, columns, request.detector, request.params, quantile)
+    model, train_scores = fitted.model, fitted.train_scores
+    threshold, fit_s, score_s = model.threshold, fitted.fit_s, fitted.score_s
     metrics = {
         "fit_time_s": fit_s,
         "score_time_s": score_s,
@@ -69,7 +62,6 @@ def train_machine(
                 labels.to_numpy()[known], train_scores[known] > threshold
             ).items()
         }
-    columns = [str(c) for c in values.columns]
     dataset = DatasetInfo(
         machine_id=request.machine_id,
         start=values.index[0].isoformat(),
@@ -78,14 +70,11 @@ def train_machine(
         columns=columns,
         content_hash=content_hash(values),
     )
-    model = AnomalyModel(
-        detector=detector,
-        threshold=threshold,
-        columns=columns,
-        detector_name=request.detector,
-        params=dict(request.params),
-    )
-    params = {"detector": request.detector, "threshold_quantile": quantile, **detector.get_params()}
+    params = {
+        "detector": request.detector,
+        "threshold_quantile": quantile,
+        **model.detector.get_params(),  # type: ignore[attr-defined]
+    }
     config_hash = _config_hash(params)
     same_as = _same_training(registry, request.machine_id, config_hash, dataset.content_hash)
     registered = registry.register(

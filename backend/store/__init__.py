@@ -14,6 +14,7 @@ from backend.store.lifecycle import AliasHistoryRepository, DriftStatesRepositor
 from backend.store.machines import MachinesRepository
 from backend.store.readings import IngestOutcome, ReadingsRepository, StoredBatch
 from backend.store.scores import ScoreRecord, ScoresRepository, StoredScores
+from backend.store.streams import StreamCheckpoint, StreamsRepository
 
 __all__ = [
     "Database",
@@ -23,6 +24,7 @@ __all__ = [
     "Store",
     "StoredBatch",
     "StoredScores",
+    "StreamCheckpoint",
 ]
 
 
@@ -42,6 +44,7 @@ class Store:
     alias_history: AliasHistoryRepository
     drift: DriftStatesRepository
     api_keys: ApiKeysRepository
+    streams: StreamsRepository
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -59,6 +62,7 @@ class Store:
             silences=SilencesRepository(database),
             deliveries=DeliveriesRepository(database),
             alias_history=AliasHistoryRepository(database),
+            streams=StreamsRepository(database),
             drift=DriftStatesRepository(database),
             api_keys=ApiKeysRepository(database),
         )

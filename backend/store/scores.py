@@ -85,30 +85,36 @@ class ScoresRepository:
         a concurrent writer gets in between, each record is retried on its own."""
         if not records:
             return []
-        now = utcnow()
         try:
             with self._db.session() as session:
-                done = self._existing(session, records)
-                rows, created, scored = [], [], Counter[str]()
-                for record in records:
-                    key = _key(record)
-                    if key in done:
-                        created.append(False)
-                        continue
-                    done.add(key)
-                    rows.append(_score_row(record, now))
-                    created.append(True)
-                    if record.role == "champion":
-                        scored[record.batch.machine_id] += len(record.scores)
-                if rows:
-                    session.connection().execute(insert(_SCORES), rows)  # Core
-                for machine_id, n in scored.items():
-                    MachinesRepository.add_scored(session, machine_id, n)
-            return created
+                return self.insert(session, records)
         except IntegrityError:
             if len(records) == 1:
                 return [False]
             return [self.add_many([record])[0] for record in records]
+
+    @classmethod
+    def insert(cls, session: Session, records: Sequence[ScoreRecord]) -> list[bool]:
+        """:meth:`add_many` inside the caller's transaction (no retry of its own: an
+        IntegrityError from a concurrent writer reaches the caller)."""
+        now = utcnow()
+        done = cls._existing(session, records)
+        rows, created, scored = [], [], Counter[str]()
+        for record in records:
+            key = _key(record)
+            if key in done:
+                created.append(False)
+                continue
+            done.add(key)
+            rows.append(_score_row(record, now))
+            created.append(True)
+            if record.role == "champion":
+                scored[record.batch.machine_id] += len(record.scores)
+        if rows:
+            session.connection().execute(insert(_SCORES), rows)  # Core
+        for machine_id, n in scored.items():
+            MachinesRepository.add_scored(session, machine_id, n)
+        return created
 
     @staticmethod
     def _existing(

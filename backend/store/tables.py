@@ -40,6 +40,7 @@ __all__ = [
     "ReadingBatch",
     "ScoreBatch",
     "Silence",
+    "StreamState",
     "UtcDateTime",
 ]
 
@@ -275,6 +276,25 @@ class DriftState(Base):
     revision: Mapped[int] = mapped_column(default=1)
 
     __mapper_args__ = {"version_id_col": revision}
+
+
+class StreamState(Base):
+    """Where one machine's stream stands for one role (champion or challenger): which
+    model version's carry it holds, the last readings batch streamed into it (batches are
+    streamed in id order, i.e. the order they were ingested), and the carry itself
+    (named arrays, ``numpy.savez``; never pickled). Written in the transaction that stores
+    the scores it produced, under ``revision`` (compare-and-set)."""
+
+    __tablename__ = "stream_states"
+
+    machine_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    model_version: Mapped[int]
+    cursor_batch_id: Mapped[int] = mapped_column(BigInteger)
+    n_rows: Mapped[int] = mapped_column(BigInteger)
+    carry: Mapped[bytes] = mapped_column(LargeBinary)
+    revision: Mapped[int]
+    updated_at: Mapped[datetime]
 
 
 class ApiKey(Base):

@@ -67,8 +67,9 @@ def test_smoke_run_counts_every_reading_and_reports_every_part(
 
     ratios = report.ratios()["pca"]
     assert all(value is not None and value > 0 for value in ratios.values()), ratios
-    assert [t.name for t in report.targets() if t.met is None] == [
-        "Isolation Forest e2e, zero loss"  # the smoke scenario runs PCA only
+    assert [t.name for t in report.targets() if t.met is None] == [  # it runs PCA only
+        "Isolation Forest e2e, zero loss",
+        "level_change (streamed, stateful) e2e, zero loss",
     ]
     table = report.table()
     for label in ("e2e readings/s", "mlflow models serve", "plain pika consumer", "targets:"):

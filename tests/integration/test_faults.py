@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from backend.messaging.pika_publisher import PikaReadingsPublisher
 from backend.messaging.topology import Topology
-from tests.conftest import IN_CI, _create_pg_database, _drop_pg_database
+from backend.registry.mlflow_registry import MlflowRegistry
+from backend.store import Store
+from tests.conftest import IN_CI, TEST_SIGNING_KEY, _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology
 from tests.integration.test_demo import free_port
 from tests.integration.test_processes import mmlw, poll, process_env
@@ -44,7 +47,8 @@ class Deployment:
         self.client = httpx.Client(timeout=10)
         self._starts = 0
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, kind: str | None = None) -> None:
+        """Start process ``name``, running ``kind`` (ingest, worker or api; default: name)."""
         commands = {
             "ingest": mmlw("ingest"),
             "worker": mmlw(
@@ -61,7 +65,7 @@ class Deployment:
         self._starts += 1
         log = (self.tmp_path / f"{name}-{self._starts}.log").open("w")
         self.processes[name] = subprocess.Popen(
-            commands[name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            commands[kind or name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
 
@@ -87,9 +91,9 @@ class Deployment:
         response.raise_for_status()
         return dict(response.json())
 
-    def train(self, machine_id: str) -> None:
+    def train(self, machine_id: str, **request: object) -> None:
         api = f"{self.base}/api/v1"
-        job = self.client.post(f"{api}/machines/{machine_id}/train", json={}).json()
+        job = self.client.post(f"{api}/machines/{machine_id}/train", json=request).json()
         done = poll(
             "the train job",
             lambda: (
@@ -153,11 +157,16 @@ def stored_counts(db_url: str, machine_id: str) -> tuple[int, int, int]:
     return int(readings), int(scores), int(per_batch)
 
 
-def warm_up(deployment: Deployment, pub: PikaReadingsPublisher, machine: SyntheticMachine) -> None:
+def warm_up(
+    deployment: Deployment,
+    pub: PikaReadingsPublisher,
+    machine: SyntheticMachine,
+    **train: object,
+) -> None:
     for _ in range(8):
         pub.publish(machine.read(50).to_batch())
     poll("400 readings", lambda: deployment.machine(machine.machine_id)["n_readings"] == 400)
-    deployment.train(machine.machine_id)
+    deployment.train(machine.machine_id, **train)
     poll("backfill", lambda: deployment.machine(machine.machine_id)["n_scored"] == 400)
 
 
@@ -183,6 +192,57 @@ def test_kill_9_of_the_worker_holding_unacked_batches_loses_and_doubles_nothing(
     )
     readings, scores, per_batch = stored_counts(deployment.env["MMLW_DATABASE_URL"], "press-9")
     assert (readings, scores, per_batch) == (total, total, 1)
+
+
+def served_and_replayed(deployment: Deployment, machine_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """The machine's stored champion scores in stored order, and those of one
+    uninterrupted offline stream of its stored readings through the same model."""
+    env = deployment.env
+    store = Store.open(env["MMLW_DATABASE_URL"], migrate=False)
+    try:
+        registry = MlflowRegistry(
+            env["MMLW_MLFLOW_TRACKING_URI"],
+            signing_key=TEST_SIGNING_KEY.encode(),
+            model_prefix=env["MMLW_MODELS__REGISTERED_MODEL_PREFIX"],
+        )
+        parts = sorted(store.scores.query(machine_id), key=lambda part: part.batch_id)
+        assert {part.model_version for part in parts} == {1}
+        model = registry.load(machine_id, 1)
+        batches = store.readings.get_many([part.batch_id for part in parts])
+        values = np.concatenate([model.align(batch.frame()) for batch in batches])
+        replayed, _ = model.stream(values, None)
+        return np.concatenate([part.scores for part in parts]), replayed.scores
+    finally:
+        store.close()
+
+
+def test_kill_9_of_one_of_two_workers_mid_stream_resumes_from_the_checkpoint(
+    deployment: Deployment, rabbitmq_url: str
+) -> None:
+    """A stateful detector (trailing windows over 69 readings) on a machine that streams
+    while one of two worker processes is killed: the other continues from the last
+    checkpoint, every reading is scored once, and the served scores are those of one
+    uninterrupted offline stream of the same readings."""
+    topology = Topology(deployment.env["MMLW_BROKER__NAMESPACE"])
+    deployment.start("worker-2", "worker")
+    machine = SyntheticMachine("kiln-4", seed=4, faults=())
+    with PikaReadingsPublisher(rabbitmq_url, topology) as pub:
+        warm_up(deployment, pub, machine, detector="level_change")
+        for _ in range(200):
+            pub.publish(machine.read(15).to_batch())
+    total = 400 + 200 * 15
+    poll("scoring under way", lambda: deployment.machine("kiln-4")["n_scored"] > 700, 60)
+    deployment.kill("worker")
+    assert deployment.machine("kiln-4")["n_scored"] < total, "finished before the kill"
+    poll(
+        f"all {total} scored by the other worker",
+        lambda: (m := deployment.machine("kiln-4"))["n_scored"] == total and m,
+        120,
+    )
+    readings, scores, per_batch = stored_counts(deployment.env["MMLW_DATABASE_URL"], "kiln-4")
+    assert (readings, scores, per_batch) == (total, total, 1)
+    served, replayed = served_and_replayed(deployment, "kiln-4")
+    np.testing.assert_allclose(served, replayed, rtol=1e-9, atol=1e-12)
 
 
 def test_api_and_ingest_killed_and_restarted_while_a_client_streams(
