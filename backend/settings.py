@@ -247,11 +247,23 @@ class Settings(BaseSettings):
         default=None, description="default: SQLite MLflow store in data_dir"
     )
     mlflow_experiment: str = "mmlw"
+    mlflow_username: str | None = Field(
+        default=None,
+        description="login at an MLflow server that requires one (``mlflow server --app-name "
+        "basic-auth``, as compose runs it); required with an http(s) tracking URI in production",
+    )
+    mlflow_password: SecretStr | None = Field(default=None, description="see mlflow_username")
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+    @model_validator(mode="after")
+    def _mlflow_login_is_complete(self) -> Settings:
+        if (self.mlflow_username is None) != (self.mlflow_password is None):
+            raise ValueError("mlflow_username and mlflow_password: set both or neither")
+        return self
 
     @model_validator(mode="after")
     def _no_default_passwords_in_production(self) -> Settings:
@@ -265,6 +277,16 @@ class Settings(BaseSettings):
             if len(key.get_secret_value()) < 16:
                 raise ValueError(
                     "api.keys: keys shorter than 16 characters are refused in production"
+                )
+        tracking_uri = self.mlflow_tracking_uri or ""
+        if tracking_uri.startswith(("http://", "https://")):
+            secret = self.mlflow_password
+            password = secret.get_secret_value() if secret else urlsplit(tracking_uri).password
+            if (password or "").lower() in DEFAULT_PASSWORDS:
+                raise ValueError(
+                    "mlflow_password: the MLflow server must require a login in production; set "
+                    "MMLW_MLFLOW_USERNAME and MMLW_MLFLOW_PASSWORD (a default or empty password "
+                    "is refused)"
                 )
         signing_key = self.models.signing_key
         if signing_key is None or len(signing_key.get_secret_value()) < 32:

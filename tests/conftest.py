@@ -10,6 +10,8 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 SKAB_DIR = SHARED / "data" / "skab"
 NAB_DIR = SHARED / "data" / "nab-dev"
 NAB_SCORER = SHARED / "tools" / "nab_score.py"
+MLFLOW_AUTH_ENTRYPOINT = (
+    Path(__file__).resolve().parents[1] / "docker" / "mlflow-auth-entrypoint.py"
+)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_SIGNING_KEY = "test-model-signing-key-0123456789abcdef"  # signs every test's models
 
@@ -199,27 +204,29 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def mlflow_server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An ``mlflow server`` process as compose runs one: its own backend store, artifacts
-    served by the server (``--serve-artifacts``), one worker, no job runner. Registration,
-    alias moves and loads through it go over MLflow's REST API, as in a deployment."""
+@contextmanager
+def _mlflow_server(
+    root: Path, *, options: tuple[str, ...] = (), launcher: tuple[str, ...] = (), **env: str
+) -> Iterator[str]:
+    """Run ``mlflow server`` (behind ``launcher``, e.g. the image's entrypoint) as compose
+    does: its own SQLite store under ``root``, artifacts served by the server, one worker, no
+    job runner; yields its URI once ``/health`` answers, stops it on exit."""
     import subprocess
     import sys
     import time
     import urllib.request
 
-    root = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
     log = (root / "server.log").open("wb")
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "mlflow", "server"),
+            *launcher,
+            *(sys.executable, "-m", "mlflow", "server", *options),
             *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
             *("--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"),
             *("--serve-artifacts", "--artifacts-destination", str(root / "artifacts")),
         ],
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **env},
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
@@ -246,6 +253,57 @@ def mlflow_server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An ``mlflow server`` process as compose runs one: its own backend store, artifacts
+    served by the server (``--serve-artifacts``), one worker, no job runner. Registration,
+    alias moves and loads through it go over MLflow's REST API, as in a deployment."""
+    with _mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+        yield uri
+
+
+@dataclass(frozen=True)
+class MlflowAuthServer:
+    """An MLflow server that requires a login: its URI, the account MMLW logs in with
+    (compose's ``mmlw``) and the administrator's."""
+
+    uri: str
+    username: str
+    password: str = field(repr=False)
+    admin_username: str
+    admin_password: str = field(repr=False)
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowAuthServer]:
+    """``mlflow server --app-name basic-auth`` started the way the compose image starts it:
+    through ``docker/mlflow-auth-entrypoint.py``, which writes the auth ini (anonymous
+    requests refused, default permission NO_PERMISSIONS) and creates the service account."""
+    import secrets
+    import sys
+
+    root = tmp_path_factory.mktemp("mlflow-auth-server")
+    server = MlflowAuthServer(
+        uri="",
+        username="mmlw",
+        password=secrets.token_hex(12),
+        admin_username="admin",
+        admin_password=secrets.token_hex(12),
+    )
+    with _mlflow_server(
+        root,
+        options=("--app-name", "basic-auth"),
+        launcher=(sys.executable, str(MLFLOW_AUTH_ENTRYPOINT)),
+        MLFLOW_AUTH_DATABASE_URI=f"sqlite:///{root / 'auth' / 'basic_auth.db'}",
+        MLFLOW_AUTH_CONFIG_DIR=str(root),
+        MLFLOW_AUTH_ADMIN_USERNAME=server.admin_username,
+        MLFLOW_AUTH_ADMIN_PASSWORD=server.admin_password,
+        MLFLOW_SERVICE_USERNAME=server.username,
+        MLFLOW_SERVICE_PASSWORD=server.password,
+    ) as uri:
+        yield replace(server, uri=uri)
 
 
 @pytest.fixture(scope="session", params=["embedded", "server"])

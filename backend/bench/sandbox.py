@@ -61,6 +61,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "MMLW_MODELS__REGISTERED_MODEL_PREFIX": settings.models.registered_model_prefix,
         "MMLW_MODELS__ALIAS_CACHE_TTL_S": str(settings.models.alias_cache_ttl_s),
         "MMLW_MODELS__SIGNING_KEY": settings.model_signing_key().decode(),
+        **_mlflow_login_env(settings),
+    }
+
+
+def _mlflow_login_env(settings: Settings) -> dict[str, str]:
+    if settings.mlflow_username is None or settings.mlflow_password is None:
+        return {}
+    return {
+        "MMLW_MLFLOW_USERNAME": settings.mlflow_username,
+        "MMLW_MLFLOW_PASSWORD": settings.mlflow_password.get_secret_value(),
     }
 
 

@@ -15,6 +15,7 @@ pyfunc wrapper around the same artifact is what ``mlflow models serve`` runs.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import tempfile
 import threading
@@ -65,8 +66,11 @@ class MlflowRegistry:
         experiment: str = "mmlw",
         artifact_root: Path | None = None,
         model_prefix: str = "mmlw-",
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        self._login = (username, password)
         self.experiment = experiment
         self.artifact_root = artifact_root
         self.model_prefix = model_prefix
@@ -77,13 +81,17 @@ class MlflowRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MlflowRegistry:
-        """The registry MMLW's settings name (tracking URI, experiment, artifacts, prefix)."""
+        """The registry MMLW's settings name (tracking URI, experiment, artifacts, prefix,
+        the MLflow server's login)."""
+        password = settings.mlflow_password
         return cls(
             settings.resolved_tracking_uri,
             signing_key=settings.model_signing_key(),
             experiment=settings.mlflow_experiment,
             artifact_root=settings.artifact_root,
             model_prefix=settings.models.registered_model_prefix,
+            username=settings.mlflow_username,
+            password=password.get_secret_value() if password is not None else None,
         )
 
     # plumbing ------------------------------------------------------------------------
@@ -94,10 +102,26 @@ class MlflowRegistry:
                 import mlflow
                 from mlflow import MlflowClient
 
+                self._export_login()
                 mlflow.set_tracking_uri(self.tracking_uri)
                 mlflow.set_registry_uri(self.tracking_uri)
                 self._client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
             return self._client
+
+    def _export_login(self) -> None:
+        """Log in to the MLflow server with this registry's username and password.
+
+        MLflow's REST stores, its ``mlflow-artifacts`` repository and the fluent API take no
+        credentials as arguments: they read ``MLFLOW_TRACKING_USERNAME`` /
+        ``MLFLOW_TRACKING_PASSWORD`` from the environment at every request
+        (``mlflow.utils.credentials.get_default_host_creds``). So the login is set in
+        ``os.environ`` here, process-wide like the tracking URI (one registry per process);
+        a registry without one leaves whatever the environment holds."""
+        username, password = self._login
+        if username is not None:
+            os.environ["MLFLOW_TRACKING_USERNAME"] = username
+        if password is not None:
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = password
 
     def experiment_id(self) -> str:
         if self._experiment_id is None:

@@ -22,6 +22,8 @@ from backend.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+MLFLOW_UI_FILE = ROOT / "docker-compose.mlflow-ui.yml"  # override that publishes the MLflow UI
+MLFLOW_ENTRYPOINT = "mlflow-auth-entrypoint"  # docker/mlflow-auth-entrypoint.py in the image
 EXAMPLE_ENV = ROOT / "configs" / "compose.example.env"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
@@ -34,6 +36,8 @@ SECRET_VARIABLES = {
     "MMLW_API_KEYS",
     "MMLW_DASHBOARD_API_KEY",
     "MMLW_MODEL_SIGNING_KEY",
+    "MLFLOW_ADMIN_PASSWORD",
+    "MLFLOW_MMLW_PASSWORD",
 }
 SECRET_KEY_PATTERN = re.compile(r"PASS|SECRET|TOKEN|KEY", re.IGNORECASE)
 REQUIRED_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}")
@@ -260,13 +264,21 @@ def interpolated(argv: list[str]) -> list[str]:
     return [interpolate(token, env) for token in argv]
 
 
+def mlflow_server_argv(argv: list[str]) -> list[str]:
+    """The ``mlflow server ...`` command the image's auth entrypoint runs."""
+    assert argv[0] == MLFLOW_ENTRYPOINT, (
+        f"the MLflow image must start through its entrypoint: {argv}"
+    )
+    return argv[1:]
+
+
 # --------------------------------------------------------------------------- tests
 def test_compose_file_parses_and_has_every_service(services: dict[str, Any]) -> None:
     assert set(services) >= INFRA_SERVICES | APP_SERVICES
 
 
 def test_every_variable_is_documented_in_the_example_env() -> None:
-    text = COMPOSE_FILE.read_text()
+    text = COMPOSE_FILE.read_text() + MLFLOW_UI_FILE.read_text()
     used = {m.group("name") or m.group("bare") for m in REFERENCE.finditer(text)} - {None}
     documented = set(read_example_env())
     assert used - documented == set(), "document these in configs/compose.example.env"
@@ -370,7 +382,7 @@ def test_alert_mail_goes_to_the_mailpit_catcher(services: dict[str, Any]) -> Non
 
 def test_mlflow_server_command(services: dict[str, Any]) -> None:
     mlflow = services["mlflow"]
-    argv = interpolated(effective_argv(mlflow))
+    argv = mlflow_server_argv(interpolated(effective_argv(mlflow)))
     assert argv[:2] == ["mlflow", "server"]
     for flag in ("--serve-artifacts", "--artifacts-destination", "--backend-store-uri"):
         assert flag in argv
@@ -385,13 +397,67 @@ def test_mlflow_server_command(services: dict[str, Any]) -> None:
 def test_mlflow_server_options_exist_in_installed_mlflow(services: dict[str, Any]) -> None:
     import mlflow.cli as mlflow_cli
 
-    argv = interpolated(effective_argv(services["mlflow"]))
+    argv = mlflow_server_argv(interpolated(effective_argv(services["mlflow"])))
     server = mlflow_cli.cli.get_command(click.Context(mlflow_cli.cli), argv[1])
     assert server is not None
     for token in argv[2:]:
         if token.startswith("-"):
             assert token.split("=", 1)[0] in option_names(server), token
     server.make_context("server", argv[2:])
+
+
+def test_mlflow_requires_a_login(services: dict[str, Any]) -> None:
+    """MLflow's basic-auth app, configured by the image's entrypoint from the environment:
+    anonymous requests are refused, users hold only what was granted to them."""
+    from mlflow.server.auth.permissions import ALL_PERMISSIONS
+
+    mlflow = services["mlflow"]
+    argv = mlflow_server_argv(interpolated(effective_argv(mlflow)))
+    assert argv[argv.index("--app-name") + 1] == "basic-auth"
+    env = environment_of(mlflow)
+    permission = env["MLFLOW_AUTH_DEFAULT_PERMISSION"]
+    assert permission in ALL_PERMISSIONS and not ALL_PERMISSIONS[permission].can_read
+    store = interpolate(env["MLFLOW_AUTH_DATABASE_URI"], filled_env())
+    assert store.startswith("postgresql+psycopg://") and store.endswith("@postgres:5432/mlflow")
+    assert (
+        env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+        == "${MLFLOW_ADMIN_PASSWORD:?set MLFLOW_ADMIN_PASSWORD in .env}"
+    )
+    assert env["MLFLOW_AUTH_ADMIN_USERNAME"] != env["MLFLOW_SERVICE_USERNAME"]
+    dockerfile = (ROOT / mlflow["build"]["dockerfile"]).read_text()
+    assert "mlflow[auth]==${MLFLOW_VERSION}" in dockerfile  # Flask-WTF, which the app needs
+    assert (ROOT / "docker" / "mlflow-auth-entrypoint.py").is_file()
+
+
+def test_mmlw_services_log_in_to_mlflow_as_the_service_user(services: dict[str, Any]) -> None:
+    mlflow = environment_of(services["mlflow"])
+    for name in APP_SERVICES:
+        env = environment_of(services[name])
+        assert env["MMLW_MLFLOW_USERNAME"] == mlflow["MLFLOW_SERVICE_USERNAME"], name
+        assert env["MMLW_MLFLOW_PASSWORD"] == mlflow["MLFLOW_SERVICE_PASSWORD"], name
+        assert REQUIRED_REFERENCE.fullmatch(env["MMLW_MLFLOW_PASSWORD"]), name
+    # without the login an app service refuses to start in production
+    env = {
+        key: interpolate(value, filled_env())
+        for key, value in environment_of(services["worker"]).items()
+        if key.startswith("MMLW_") and key != "MMLW_MLFLOW_PASSWORD"
+    }
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(ValueError, match="mlflow_password"):
+        for key, value in env.items():
+            patch.setenv(key, value)
+        patch.delenv("MMLW_MLFLOW_USERNAME")
+        Settings()
+
+
+def test_mlflow_is_not_published_unless_asked(services: dict[str, Any]) -> None:
+    assert "ports" not in services["mlflow"], "the MLflow server stays on the compose network"
+    override = yaml.safe_load(MLFLOW_UI_FILE.read_text())
+    assert set(override["services"]) == {"mlflow"}
+    ports = [interpolate(str(p), filled_env()) for p in override["services"]["mlflow"]["ports"]]
+    assert ports == ["127.0.0.1:5000:5000"]
+    # its own bind address: opening AMQP to the network (MMLW_BIND_ADDRESS) leaves it closed
+    raw = override["services"]["mlflow"]["ports"]
+    assert all(str(p).startswith("${MMLW_MLFLOW_BIND_ADDRESS:-127.0.0.1}:") for p in raw)
 
 
 def test_postgres_creates_the_mlflow_database(services: dict[str, Any]) -> None:
@@ -483,7 +549,7 @@ def test_dockerfile_commands_resolve(services: dict[str, Any]) -> None:
         argv = image_argv(dockerfile)
         assert argv, f"{dockerfile.name} has no CMD/ENTRYPOINT"
         if dockerfile.name == "mlflow.Dockerfile":
-            assert argv[:2] == ["mlflow", "server"]
+            assert mlflow_server_argv(argv)[:4] == ["mlflow", "server", "--app-name", "basic-auth"]
         else:
             resolve_mmlw(argv)
 
