@@ -13,6 +13,7 @@ from typing import Any
 
 from sklearn.base import BaseEstimator
 
+from backend.detectors.adaptive import AdaptiveDetector
 from backend.detectors.autoencoder import AutoencoderDetector
 from backend.detectors.features import TemporalFeatures
 from backend.detectors.half_space_trees import HalfSpaceTreesDetector
@@ -35,6 +36,7 @@ DETECTORS: Mapping[str, type[BaseEstimator]] = {
     "half_space_trees": HalfSpaceTreesDetector,
     "pca_temporal": TemporalFeatures,  # base=None -> PCADetector on lags/rolling/diffs
     "level_change": LevelChangeDetector,
+    "adaptive": AdaptiveDetector,
 }
 
 

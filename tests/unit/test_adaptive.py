@@ -1,0 +1,112 @@
+"""The adaptive detector: it keeps learning, knows cycles and persistent level shifts, and its
+anomaly likelihood keeps one threshold (the floor) meaningful on every stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.detectors.adaptive import AdaptiveDetector, dominant_period
+from backend.detectors.model import fit_model
+
+
+def streamed(detector: AdaptiveDetector, X: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Scores of ``X`` served after ``train`` (as fit_model and the evaluation do)."""
+    _, carry = detector.stream(train, None)
+    contributions, _ = detector.stream(X, carry)
+    return contributions.sum(axis=1)
+
+
+def noise(n: int, m: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, m))
+
+
+def test_a_persistent_level_shift_alarms_then_becomes_normal() -> None:
+    X = noise(4000)
+    X[1000:, 0] += 8.0
+    detector = AdaptiveDetector().fit(X[:500])
+    scores = streamed(detector, X[500:], X[:500])
+    floor = detector.floor
+    assert scores[500:520].max() > 2 * floor  # the shift is seen at once
+    assert np.all(scores[2500:] == floor)  # and is the new normal after it persisted
+
+
+def test_a_daily_like_cycle_is_learned() -> None:
+    t = np.arange(6000)
+    X = np.column_stack([10 * np.sin(2 * np.pi * t / 96), 5 * (t % 96 < 20)]) + noise(6000)
+    detector = AdaptiveDetector().fit(X[:600])
+    assert detector.period_ == 96
+    scores = streamed(detector, X[600:], X[:600])
+    assert np.mean(scores > detector.floor) == 0.0
+    # with the cycle learned, the forecast residuals are about the noise (std 1) alone
+    blind = AdaptiveDetector(season=0).fit(X[:600])
+    spread = {
+        d.period_: d.stream(X[600:], d.stream(X[:600], None)[1])[1]["r_abs2"] / np.sqrt(2 / np.pi)
+        for d in (detector, blind)
+    }
+    assert np.all(spread[96] < 1.3) and np.all(spread[96] < 0.8 * spread[0])
+
+
+def test_an_isolated_spike_scores_high_and_names_its_sensor() -> None:
+    X = noise(3000, m=3)
+    X[2000, 1] += 12.0
+    detector = AdaptiveDetector().fit(X[:500])
+    _, carry = detector.stream(X[:500], None)
+    contributions, _ = detector.stream(X[500:], carry)
+    scores = contributions.sum(axis=1)
+    at = 2000 - 500
+    assert scores[at : at + 5].max() > 10 * detector.floor  # the product's 10x rule fires
+    assert contributions[at].argmax() == 1
+    assert np.all(scores[at + 60 :] == detector.floor)
+
+
+@pytest.mark.parametrize(
+    ("kind", "at_most"), [("gaussian", 2e-3), ("heavy_tailed", 2e-2), ("random_walk", 2e-3)]
+)
+def test_the_likelihood_of_a_stationary_stream_stays_low(kind: str, at_most: float) -> None:
+    rng = np.random.default_rng(1)
+    if kind == "gaussian":
+        X = rng.normal(size=(30000, 2))
+    elif kind == "heavy_tailed":
+        X = rng.standard_t(df=3, size=(30000, 2))
+    else:
+        X = np.cumsum(rng.normal(size=(30000, 2)), axis=0)
+    detector = AdaptiveDetector().fit(X[:750])
+    scores = streamed(detector, X[750:], X[:750])
+    # Student-t(3) noise has spikes a Gaussian tail under-rates: about 1 % of its rows
+    assert np.mean(scores > detector.floor) < at_most
+
+
+def test_training_rows_are_warm_up_so_the_threshold_is_the_floor() -> None:
+    X = noise(700)
+    X[300, 0] += 30.0  # a spike in training does not raise the threshold
+    fitted = fit_model(X, ["a", "b"], "adaptive", {}, 0.995)
+    assert fitted.model.threshold == AdaptiveDetector().floor
+    assert np.all(fitted.train_scores == AdaptiveDetector().floor)
+
+
+def test_carry_is_numbers_only_and_parts_agree_with_the_whole() -> None:
+    t = np.arange(3000)
+    X = np.column_stack([np.sin(2 * np.pi * t / 50), noise(3000, 1)[:, 0]])
+    X[2000:, 1] += 3.0
+    detector = AdaptiveDetector().fit(X[:400])
+    whole, _ = detector.stream(X[400:], None)
+    carry = None
+    parts = []
+    for start in range(400, 3000, 333):
+        out, carry = detector.stream(X[start : start + 333], carry)
+        assert all(isinstance(v, np.ndarray) and v.dtype == np.float64 for v in carry.values())
+        parts.append(out)
+    np.testing.assert_allclose(np.vstack(parts), whole, rtol=1e-12, atol=1e-12)
+
+
+def test_dominant_period_is_zero_without_a_cycle() -> None:
+    assert dominant_period(noise(800, 3)) == 0
+    assert dominant_period(np.cumsum(noise(800, 1), axis=0)) == 0
+
+
+def test_bad_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="level_rate"):
+        AdaptiveDetector(level_rate=0.0).fit(noise(50))
+    with pytest.raises(ValueError, match="season"):
+        AdaptiveDetector(season="daily").fit(noise(50))
