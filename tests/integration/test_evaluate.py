@@ -139,7 +139,7 @@ def test_evaluate_real_skab_files_without_mlflow(skab_subset: Path, tmp_path: Pa
 
 
 def test_recipes_on_the_whole_skab_benchmark(skab_dir: Path) -> None:
-    """The two claims of the README's SKAB section, on all 34 files.
+    """The two claims of the SKAB section of docs/detectors-evaluation.md, on all 34 files.
 
     The leaderboard's own Isolation Forest recipe reproduces its published row (F1 0.29,
     FAR 2.56 %, NAB standard 26.16), which shows the harness scores as upstream does; our

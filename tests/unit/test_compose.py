@@ -327,9 +327,17 @@ def test_no_plaintext_password_anywhere(services: dict[str, Any]) -> None:
 def test_app_services_run_in_production_against_the_compose_services(
     services: dict[str, Any],
 ) -> None:
-    for name in APP_SERVICES:
+    for name in APP_SERVICES | {"dashboard"}:
         env = environment_of(services[name])
         assert env["MMLW_ENVIRONMENT"] == "production", name
+        if name == "dashboard":  # a client of the API: no store, broker, MLflow or models
+            assert "MMLW_MODELS__SIGNING_KEY" not in env
+            with pytest.MonkeyPatch.context() as patch:
+                for key, value in env.items():
+                    if key.startswith("MMLW_"):
+                        patch.setenv(key, interpolate(str(value), filled_env()))
+                Settings()  # starts in production without the signing key
+            continue
         assert "@postgres:5432/mmlw" in env["MMLW_DATABASE_URL"], name
         assert env["MMLW_DATABASE_URL"].startswith("postgresql+psycopg://"), name
         assert env["MMLW_BROKER__URL"].startswith("amqp://"), name
@@ -339,7 +347,8 @@ def test_app_services_run_in_production_against_the_compose_services(
             for key, value in env.items():
                 if key.startswith("MMLW_"):
                     patch.setenv(key, interpolate(str(value), filled_env()))
-            Settings()  # the production checks pass with the example's secrets filled in
+            settings = Settings()  # the production checks pass with the example's secrets
+            assert len(settings.model_signing_key()) >= 32, name
     api_env = environment_of(services["api"])
     assert api_env["MMLW_API__HOST"] == "0.0.0.0"
     keys = json.loads(interpolate(api_env["MMLW_API__KEYS"], filled_env()))

@@ -59,15 +59,18 @@ def test_bad_values_name_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_production_needs_a_model_signing_key(tmp_path: Path) -> None:
     keys = ["k" * 16]
-    with pytest.raises(ValidationError, match="MMLW_MODELS__SIGNING_KEY"):
-        Settings(environment="production", data_dir=tmp_path, api={"keys": keys})
-    with pytest.raises(ValidationError, match="MMLW_MODELS__SIGNING_KEY"):
-        Settings(
-            environment="production",
-            data_dir=tmp_path,
-            api={"keys": keys},
-            models={"signing_key": "too-short"},
-        )
+    unsigned = Settings(environment="production", data_dir=tmp_path, api={"keys": keys})
+    with pytest.raises(ValueError, match="MMLW_MODELS__SIGNING_KEY"):
+        unsigned.model_signing_key()  # a process that never loads models may lack it
+    short = Settings(
+        environment="production",
+        data_dir=tmp_path,
+        api={"keys": keys},
+        models={"signing_key": "too-short"},
+    )
+    with pytest.raises(ValueError, match="MMLW_MODELS__SIGNING_KEY"):
+        short.model_signing_key()
+    assert not (tmp_path / "model-signing.key").exists()  # never a random key in production
     ok = Settings(
         environment="production",
         data_dir=tmp_path,
