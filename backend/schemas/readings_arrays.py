@@ -31,11 +31,15 @@ import pandas as pd
 from pydantic import TypeAdapter
 
 from backend.schemas.readings import (
+    EARLIEST_TIME,
+    LATEST_TIME,
     MACHINE_ID_PATTERN,
+    MAX_MESSAGE_BYTES,
     READINGS_SCHEMA,
     SENSOR_PATTERN,
     ReadingsBatch,
     UtcDatetime,
+    check_body,
     parse_readings_message,
 )
 
@@ -57,6 +61,8 @@ _TIME = (
 )
 _TIMES = re.compile(rf"(?:{_TIME}\n)+")
 _SENT_AT: Final = TypeAdapter(UtcDatetime)
+_EARLIEST_US: Final = (EARLIEST_TIME - _EPOCH) // timedelta(microseconds=1)
+_LATEST_US: Final = (LATEST_TIME - _EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,13 +104,18 @@ class ReadingsArrays:
         )
 
 
-def decode_readings(body: bytes | str, max_readings: int | None = None) -> ReadingsArrays:
+def decode_readings(
+    body: bytes | str, max_readings: int | None = None, max_bytes: int | None = MAX_MESSAGE_BYTES
+) -> ReadingsArrays:
     """The batch in a wire message, or :class:`~backend.errors.InvalidMessage` naming the
     field (with the same reasons as
-    :func:`~backend.schemas.readings.parse_readings_message`)."""
+    :func:`~backend.schemas.readings.parse_readings_message`); nothing else, whatever
+    the body. A body longer than ``max_bytes``, or with more arrays and objects than a
+    batch of ``max_readings`` readings, is refused unparsed."""
+    check_body(body, max_bytes, max_readings)
     arrays = _fast(body, max_readings)
     if arrays is None:
-        arrays = ReadingsArrays.of(parse_readings_message(body, max_readings))
+        arrays = ReadingsArrays.of(parse_readings_message(body, max_readings, max_bytes))
     return arrays
 
 
@@ -160,14 +171,21 @@ def _times(raw: Any) -> np.ndarray | None:
     except TypeError:
         return None
     if set(map(len, raw)) == {len(_WHOLE_SECONDS)}:
-        return _whole_seconds(text, len(raw))
+        return _in_range(_whole_seconds(text, len(raw)))
     if not _TIMES.fullmatch("\n".join(raw) + "\n"):
         return None
     try:
         parsed = pd.to_datetime(raw, utc=True, format="ISO8601")
     except (ValueError, OverflowError):
         return None
-    return np.asarray(parsed.as_unit("us").asi8, dtype=np.int64)
+    return _in_range(np.asarray(parsed.as_unit("us").asi8, dtype=np.int64))
+
+
+def _in_range(times: np.ndarray | None) -> np.ndarray | None:
+    """``times`` (microseconds) if every one is in the contract's range, else None."""
+    if times is None or not ((times >= _EARLIEST_US) & (times < _LATEST_US)).all():
+        return None
+    return times
 
 
 _WHOLE_SECONDS: Final = "YYYY-MM-DDTHH:MM:SSZ"
@@ -245,8 +263,11 @@ def _labels(raw: Any, n: int) -> np.ndarray | None:
 
 
 def _valid_sent_at(raw: Any) -> bool:
+    """Whether the model takes ``raw`` as ``sent_at`` (a string: numbers go the slow way)."""
+    if not isinstance(raw, str):
+        return False
     try:
         _SENT_AT.validate_python(raw)
     except ValueError:
         return False
-    return isinstance(raw, str)
+    return True

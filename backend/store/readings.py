@@ -1,7 +1,9 @@
 """Readings, stored one row per batch; idempotent on the batch's ``message_id``.
 
 Ingest writes many batches per transaction (:meth:`ReadingsRepository.add_many`): one
-multi-row insert, and one counter update per machine.
+multi-row insert, and one counter update per machine. A ``message_id`` that is stored
+already is a duplicate only if the content is the same (machine, columns, times, values,
+labels); with other content it is *reused*, and the batch is not stored.
 """
 
 from __future__ import annotations
@@ -14,7 +16,18 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import JSON, BigInteger, Table, bindparam, case, exists, or_, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Table,
+    bindparam,
+    case,
+    delete,
+    exists,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,8 +43,13 @@ __all__ = ["IngestOutcome", "ReadingsRepository", "StoredBatch"]
 
 @dataclass(frozen=True)
 class IngestOutcome:
+    """What storing one batch did: ``created`` it as ``batch_id``, found it stored already
+    (a duplicate), or found its ``message_id`` stored for other content (``reused``:
+    nothing stored; ``batch_id`` is the other batch)."""
+
     batch_id: int
     created: bool
+    reused: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,13 +107,29 @@ def _row(batch: ReadingsArrays, now: datetime) -> dict[str, Any]:
     }
 
 
+_CONTENT = ("machine_id", "columns", "timestamps_us", "values", "labels")
+
+
+def _same_content(row: dict[str, Any], other: Any) -> bool:
+    """Whether a ``reading_batches`` row (dict) holds the same batch as ``other`` (a dict
+    or a stored Core row): same machine, columns and packed arrays, byte for byte."""
+    stored = other if isinstance(other, dict) else other._mapping
+
+    def comparable(value: Any) -> Any:
+        if isinstance(value, bytes | memoryview):
+            return bytes(value)
+        return list(value) if isinstance(value, list | tuple) else value
+
+    return all(comparable(row[name]) == comparable(stored[name]) for name in _CONTENT)
+
+
 def _dialect_insert(session: Session) -> Callable[..., Any]:
     dialect = session.get_bind().dialect.name
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
-def _create_machines(session: Session, rows: Sequence[dict[str, Any]], now: datetime) -> None:
-    """Create the machines of ``rows`` that do not exist yet (one statement)."""
+def _create_machines(session: Session, rows: Sequence[dict[str, Any]], now: datetime) -> set[str]:
+    """Create the machines of ``rows`` that do not exist yet (one statement); their ids."""
     columns = {row["machine_id"]: row["columns"] for row in rows}
     new = [
         {
@@ -110,7 +144,20 @@ def _create_machines(session: Session, rows: Sequence[dict[str, Any]], now: date
         for machine_id in sorted(columns)
     ]
     insert = _dialect_insert(session)
-    session.execute(insert(Machine).values(new).on_conflict_do_nothing(index_elements=["id"]))
+    statement = insert(Machine).values(new).on_conflict_do_nothing(index_elements=["id"])
+    return set(session.scalars(statement.returning(Machine.id)))
+
+
+def _stored(session: Session, known: Sequence[str], ids: dict[str, int]) -> dict[str, Any]:
+    """The stored content (Core rows) of the ``known`` message ids; adds their batch ids
+    to ``ids``."""
+    table = cast(Table, ReadingBatch.__table__)
+    columns = [table.c[name] for name in ("id", "message_id", *_CONTENT)]
+    content: dict[str, Any] = {}
+    for stored in session.execute(select(*columns).where(table.c.message_id.in_(known))):
+        ids[stored.message_id] = stored.id
+        content[stored.message_id] = stored
+    return content
 
 
 def _count_readings(session: Session, created: Sequence[dict[str, Any]], now: datetime) -> None:
@@ -144,6 +191,33 @@ def _count_readings(session: Session, created: Sequence[dict[str, Any]], now: da
     )
 
 
+def _outcomes(
+    arrays: Sequence[ReadingsArrays],
+    rows: dict[str, dict[str, Any]],
+    held: dict[str, Any],
+    ids: dict[str, int],
+    *,
+    new: set[str],
+    now: datetime,
+) -> list[IngestOutcome]:
+    """The outcome of each batch of an :meth:`ReadingsRepository.add_many` call: reused if
+    its content differs from what its message id holds (``held``), else created for the
+    first occurrence of a ``new`` message id, else a duplicate. ``rows``: the rows of
+    each message id's first occurrence."""
+    outcomes = []
+    seen: set[str] = set()
+    for batch in arrays:
+        message_id = batch.message_id
+        row = _row(batch, now) if message_id in seen else rows[message_id]
+        seen.add(message_id)
+        if row is not held[message_id] and not _same_content(row, held[message_id]):
+            outcomes.append(IngestOutcome(ids[message_id], created=False, reused=True))
+            continue
+        outcomes.append(IngestOutcome(ids[message_id], created=message_id in new))
+        new.discard(message_id)
+    return outcomes
+
+
 class ReadingsRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -159,8 +233,11 @@ class ReadingsRepository:
         validated :class:`ReadingsBatch` is converted first.
 
         Returns one outcome per batch, in order; ``created`` is True for exactly one
-        occurrence of each newly stored message id. No query runs before the insert:
-        ``INSERT .. ON CONFLICT DO NOTHING RETURNING`` tells which rows are new.
+        occurrence of each newly stored message id; ``reused`` for a batch whose
+        message id is stored with other content (stored before, or by its first
+        occurrence in ``batches``), which is not stored. No query runs before the insert:
+        ``INSERT .. ON CONFLICT DO NOTHING RETURNING`` tells which rows are new; only the
+        content of message ids that were known already is read back, to compare.
         """
         if not batches:
             return []
@@ -172,7 +249,7 @@ class ReadingsRepository:
                 rows[batch.message_id] = _row(batch, now)
         candidates = [rows[m] for m in sorted(rows)]  # one lock order for every consumer
         with self._db.session() as session:
-            _create_machines(session, candidates, now)
+            new_machines = _create_machines(session, candidates, now)
             insert = _dialect_insert(session)
             table = cast(Table, ReadingBatch.__table__)  # Core executemany: compiled once
             inserted = (
@@ -189,19 +266,12 @@ class ReadingsRepository:
             if ids:
                 _count_readings(session, [rows[m] for m in rows if m in ids], now)
             known = [m for m in rows if m not in ids]
-            if known:
-                existing = select(ReadingBatch.message_id, ReadingBatch.id).where(
-                    ReadingBatch.message_id.in_(known)
-                )
-                for message_id, batch_id in session.execute(existing):
-                    ids[message_id] = batch_id
-        new = set(ids) - set(known)
-        outcomes = []
-        for batch in arrays:
-            created = batch.message_id in new
-            new.discard(batch.message_id)
-            outcomes.append(IngestOutcome(ids[batch.message_id], created=created))
-        return outcomes
+            held: dict[str, Any] = {**rows, **(_stored(session, known, ids) if known else {})}
+            # a machine first seen in a batch whose message_id was reused: not a machine
+            orphans = new_machines - {rows[m]["machine_id"] for m in ids if m not in known}
+            if orphans:
+                session.execute(delete(Machine).where(Machine.id.in_(orphans)))
+        return _outcomes(arrays, rows, held, ids, new=set(ids) - set(known), now=now)
 
     def find_id(self, message_id: str) -> int | None:
         with self._db.session() as session:

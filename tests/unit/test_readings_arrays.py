@@ -65,8 +65,8 @@ def assert_same(got: ReadingsArrays, want: ReadingsArrays) -> None:
         {"values": [[True, 2.0], [3.0, 4.0]]},  # so are booleans, to the model too (1.0)
         {"message_id": "6F1C2B1E-3C1A-4D2E-9F00-000000000001"},  # upper-case hex
         {"timestamps": ["2026-11-22T09:59:58.5Z", "2026-11-22T09:59:59.123456Z"]},
-        {"timestamps": ["2000-02-29T23:59:59Z", "0001-01-01T00:00:00Z"]},  # leap day, year 1
-        {"timestamps": ["1969-12-31T23:59:59Z", "9999-12-31T23:59:59Z"]},
+        {"timestamps": ["2000-02-29T23:59:59Z", "1970-01-01T00:00:00Z"]},  # leap day, epoch
+        {"timestamps": ["1970-01-01T00:00:00Z", "2199-12-31T23:59:59.999999Z"]},  # the range
         {"timestamps": ["2026-11-22T09:59:58Z", "2026-11-22T09:59:59.25Z"]},  # mixed forms
     ],
 )
@@ -121,6 +121,16 @@ def test_other_valid_spellings_go_to_the_model_and_decode_the_same(
         ({"timestamps": ["2026-12-31T23:59:60Z", "2026-11-22T09:59:59Z"]}, "timestamps"),
         ({"timestamps": ["2026-12-31T24:00:00Z", "2026-11-22T09:59:59Z"]}, "timestamps"),
         ({"timestamps": ["0000-01-01T00:00:00Z", "2026-11-22T09:59:59Z"]}, "timestamps"),
+        ({"timestamps": ["0001-01-01T00:00:00Z", "2026-11-22T09:59:59Z"]}, "timestamps"),
+        ({"timestamps": ["1969-12-31T23:59:59Z", "2026-11-22T09:59:59Z"]}, "timestamps"),
+        ({"timestamps": ["2200-01-01T00:00:00Z", "2026-11-22T09:59:59Z"]}, "timestamps"),
+        ({"timestamps": ["9999-12-31T23:59:59Z", "2026-11-22T09:59:59Z"]}, "timestamps"),
+        ({"timestamps": ["2026-11-22T09:59:59Z", "9999-12-31T23:59:59.5Z"]}, "timestamps"),
+        ({"timestamps": ["0001-01-01T00:00:00+00:01", "2026-11-22T09:59:59Z"]}, "timestamps"),
+        ({"timestamps": ["9999-12-31T23:59:59-23:59", "2026-11-22T09:59:59Z"]}, "timestamps"),
+        ({"sent_at": "0001-01-01T00:00:00+23:59"}, "sent_at"),
+        ({"sent_at": "9999-12-31T23:59:59-00:01"}, "sent_at"),
+        ({"sent_at": "1969-12-31T23:59:59Z"}, "sent_at"),
         ({"timestamps": [1700000000, 1700000001]}, "timestamps"),
         ({"timestamps": ["2026-11-22T09:59:5éZ", "2026-11-22T09:59:59Z"]}, "timestamps"),
         ({"timestamps": ["2026-11-22T09:59:59Z"]}, "values"),  # 2 rows for 1 timestamp
@@ -181,8 +191,10 @@ finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 def test_random_batches_decode_as_the_model_does(
     data: st.DataObject, n: int, width: int, fraction: bool, labelled: bool
 ) -> None:
-    # year 1 to year 9999, steps of -1 s .. +1000 s
-    start = datetime(1, 1, 1, tzinfo=UTC) + timedelta(seconds=data.draw(st.integers(1, 3 * 10**11)))
+    # the contract's range (1970 to 2199), steps of -1 s .. +1000 s
+    start = datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC) + timedelta(
+        seconds=data.draw(st.integers(0, 7 * 10**9))
+    )
     steps = data.draw(st.lists(st.integers(-(10**6), 10**9), min_size=n, max_size=n))
     times = [start + timedelta(microseconds=s if fraction else s // 10**6 * 10**6) for s in steps]
     batch = ReadingsBatch.of_rows(
