@@ -1,5 +1,11 @@
 """What a notification says: e-mail (plain text + HTML) and the webhook JSON body,
-rendered from the alert snapshot stored with the delivery."""
+rendered from the alert snapshot stored with the delivery.
+
+A top sensor's ``contribution`` is its part of the worst reading's score (a detector's
+contributions sum to the row's score), in the score's units. An operator reads it as a
+share of that score: ``Vibration1 74.4% of score``; the webhook carries the share as
+``share_of_score_pct`` next to the raw ``contribution``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EmailContent", "render_email", "webhook_body"]
+__all__ = ["EmailContent", "render_email", "sensor_shares", "webhook_body"]
 
 WEBHOOK_SCHEMA = "mmlw.alert/1"
 
@@ -22,6 +28,31 @@ class EmailContent:
     html: str
 
 
+def sensor_shares(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The top sensors, each with ``share_of_score_pct``: its contribution as a percentage
+    of the reading's score (None when the score is not positive). Negative contributions
+    count as none, so the shares of the top sensors sum to at most 100."""
+    score = payload.get("last_score")
+    positive = isinstance(score, int | float) and score > 0
+    shares = []
+    for entry in payload.get("top_sensors") or []:
+        contribution = float(entry["contribution"])
+        share = (
+            round(min(100.0, max(0.0, contribution) / score * 100.0), 1)
+            if positive and isinstance(score, int | float)
+            else None
+        )
+        shares.append({**entry, "share_of_score_pct": share})
+    return shares
+
+
+def _sensor_text(entry: dict[str, Any]) -> str:
+    share = entry["share_of_score_pct"]
+    if share is None:
+        return f"{entry['sensor']} (contribution {float(entry['contribution']):.4g})"
+    return f"{entry['sensor']} {share:.1f}% of score"
+
+
 def _facts(payload: dict[str, Any]) -> list[tuple[str, str]]:
     score, threshold = payload.get("last_score"), payload.get("threshold")
     score_line = (
@@ -29,9 +60,7 @@ def _facts(payload: dict[str, Any]) -> list[tuple[str, str]]:
         if isinstance(score, int | float) and isinstance(threshold, int | float) and threshold
         else "-"
     )
-    sensors = ", ".join(
-        f"{s['sensor']} ({s['contribution']:.0%})" for s in payload.get("top_sensors", [])
-    )
+    sensors = ", ".join(_sensor_text(entry) for entry in sensor_shares(payload))
     version = payload.get("model_version")
     facts = [
         ("Machine", str(payload["machine_id"])),
@@ -74,6 +103,10 @@ def render_email(payload: dict[str, Any], subject_prefix: str = "[MMLW]") -> Ema
 
 
 def webhook_body(payload: dict[str, Any], delivery_id: int) -> bytes:
-    """The JSON a webhook receives; ``delivery_id`` lets a receiver drop duplicates."""
+    """The JSON a webhook receives; ``delivery_id`` lets a receiver drop duplicates. Each
+    of ``top_sensors`` has ``sensor``, ``contribution`` (score units) and
+    ``share_of_score_pct`` (see :func:`sensor_shares`)."""
     document = {"schema": WEBHOOK_SCHEMA, "delivery_id": delivery_id, **payload}
+    if "top_sensors" in payload:
+        document["top_sensors"] = sensor_shares(payload)
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()

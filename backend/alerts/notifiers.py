@@ -8,7 +8,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any, Protocol
 
 import httpx
@@ -44,7 +44,9 @@ class EmailSender:
         message["Subject"] = content.subject
         message["From"] = self.smtp.from_addr
         message["To"] = ", ".join(self.config.to)
-        message["Message-ID"] = make_msgid(idstring=f"mmlw-delivery-{delivery_id}")
+        message["Date"] = formatdate(localtime=False, usegmt=True)
+        domain = parseaddr(self.smtp.from_addr)[1].rpartition("@")[2] or None
+        message["Message-ID"] = make_msgid(idstring=f"mmlw-delivery-{delivery_id}", domain=domain)
         message["X-MMLW-Delivery"] = str(delivery_id)
         message.set_content(content.text)
         message.add_alternative(content.html, subtype="html")

@@ -6,6 +6,7 @@ import getpass
 import json
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +14,9 @@ from backend.alerts.config import load_alerts_config, parse_duration
 from backend.cli.core import main, one_line_errors, open_store, settings_of
 from backend.schemas.alerts import AlertOut, SilenceIn
 from backend.store.tables import utcnow
+
+if TYPE_CHECKING:
+    from backend.store import Store
 
 __all__ = ["alerts"]
 
@@ -58,17 +62,44 @@ def alerts() -> None:
 def alerts_list(
     ctx: click.Context, machine_id: str | None, state: str | None, severity: str | None, limit: int
 ) -> None:
-    """Alerts, newest first."""
+    """Alerts, newest first: every state unless --state. A last line says how many
+    resolved alerts the listing leaves out (by --state or --limit) and how to see them."""
     with open_store(settings_of(ctx)) as store:
         found = store.alerts.list(
             utcnow(), machine_id=machine_id, state=state, severity=severity, limit=limit
         )
+        resolved = _count_resolved(store, machine_id=machine_id, severity=severity)
     click.echo(
         f"{'id':>6}  {'started (UTC)':<19}  {'state':<8} AS  {'severity':<8} "
         f"{'machine':<14} {'rule':<26} {'score/thr':<14} top sensors"
     )
     for alert in found:
         click.echo(_line(alert))
+    hidden = resolved - sum(1 for a in found if a.state == "resolved")
+    if hidden > 0:
+        how = (
+            f"--state resolved --limit {max(limit, resolved)}"
+            if state in (None, "resolved")
+            else "--state resolved (or no --state for every state)"
+        )
+        noun = "alert is" if hidden == 1 else "alerts are"
+        click.echo(f"{hidden} resolved {noun} not shown; {how} shows them")
+
+
+def _count_resolved(store: Store, *, machine_id: str | None, severity: str | None) -> int:
+    """Resolved alerts of the machine and severity (any when None)."""
+    from sqlalchemy import func, select
+
+    from backend.alerts.engine import AlertState
+    from backend.store.tables import Alert
+
+    query = select(func.count()).select_from(Alert).where(Alert.state == AlertState.RESOLVED)
+    if machine_id is not None:
+        query = query.where(Alert.machine_id == machine_id)
+    if severity is not None:
+        query = query.where(Alert.severity == severity)
+    with store.database.session() as session:
+        return int(session.scalar(query) or 0)
 
 
 @alerts.command("show")

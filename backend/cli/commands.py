@@ -102,7 +102,10 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
 )
 @click.option("--concurrency", type=int, default=2, show_default=True)
 @click.option(
-    "--metrics-port", type=int, default=None, help="serve this worker's Prometheus metrics"
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="serve Prometheus metrics of this worker and all its pool processes",
 )
 @click.option(
     "--hostname",
@@ -141,18 +144,15 @@ def worker(
 
     settings = settings_of(ctx)
     require_broker(settings, "worker")
+    if metrics_port is not None:  # first: the instruments of every process, summed
+        from workers.metrics_server import serve_worker_metrics
+
+        serve_worker_metrics(metrics_port)
     topology = Topology(settings.broker.namespace)
     names = [topology.task_queue_name(q.strip()) for q in queues.split(",") if q.strip()]
     app = create_celery(settings)
     connect_warm_start(worker_context(app))
     limit_blas_threads(blas_threads)
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        from backend.observability.metrics import instruments
-
-        # with the prefork pool each child counts its own; use threads/solo for one view
-        start_http_server(metrics_port, registry=instruments().registry)
     argv = ["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", "INFO"]
     node = hostname or default_node_name(settings.broker.namespace)
     app.worker_main([*argv, "-n", node])

@@ -4,25 +4,62 @@ Two sources, because work runs in many processes:
 
 * **totals from the store and the broker**, read at scrape time by :class:`StoreCollector`
   (readings and scores stored, batches dead-lettered, alerts by state, notifications by
-  status, queue depths): correct whichever process did the work;
-* **per-process instruments** (:func:`instruments`): predict latency, model load time,
-  alerts fired and notifications failed as seen by this process. Workers serve theirs
-  with ``mmlw worker --metrics-port``; the API serves its own at ``/metrics`` (in
-  ``mmlw demo`` that process is also the worker).
+  status, queue depths): correct whichever process did the work. The API serves them at
+  ``/metrics``;
+* **instruments** (:func:`instruments`): predict latency, model load time, alerts fired
+  and notifications failed. The API serves its own process's at ``/metrics`` (in
+  ``mmlw demo`` that process is also the worker). ``mmlw worker --metrics-port`` serves
+  the sum over the worker's parent and all its pool children, past and present:
+  :func:`use_multiprocess_dir` before the children start, :func:`worker_registry` to
+  serve, :func:`process_exited` when a child ends. Each worker host serves its own;
+  Prometheus sums over hosts (``sum by (__name__)``).
+
+Every ``_total`` counter only ever rises (until its process restarts, for instruments).
+
+====================================================  =========  =============================
+metric (as exposed)                                   type       what it counts
+====================================================  =========  =============================
+``mmlw_readings_stored_total``                        counter    readings stored, all machines
+``mmlw_scores_stored_total``                          counter    champion scores stored
+``mmlw_batches_dead_lettered_total``                  counter    messages ever dead-lettered
+                                                                 (a purge does not lower it)
+``mmlw_alerts{state}``                                gauge      alert instances by state
+``mmlw_notifications{status}``                        gauge      notifications by status
+``mmlw_queue_depth{queue}``                           gauge      messages waiting in a queue
+``mmlw_predict_seconds``                              histogram  time to score and store one
+                                                                 predict task's batches
+``mmlw_model_load_seconds``                           histogram  time to load a model version
+``mmlw_alerts_fired_total{event}``                    counter    alert events notified
+``mmlw_notification_attempts_failed_total{channel}``  counter    failed notification attempts
+``mmlw_models_refused_total``                         counter    model versions refused (not
+                                                                 signed by MMLW)
+====================================================  =========  =============================
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-__all__ = ["Instruments", "StoreCollector", "instruments"]
+__all__ = [
+    "Instruments",
+    "StoreCollector",
+    "instruments",
+    "process_exited",
+    "use_multiprocess_dir",
+    "worker_registry",
+]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +117,41 @@ def instruments() -> Instruments:
                 ),
             )
         return _instruments
+
+
+def use_multiprocess_dir(path: Path) -> None:
+    """Make this process and every process it starts from now on record their instruments
+    in files under ``path`` (emptied first), so :func:`worker_registry` can sum them.
+
+    Call it in the worker's parent before its pool starts; instruments created before
+    are dropped (they would count in this process only).
+    """
+    global _instruments
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    # the environment is how prometheus_client (and forked or spawned children) find it
+    os.environ[MULTIPROC_ENV] = str(path)
+    with _lock:
+        values.ValueClass = values.MultiProcessValue()
+        _instruments = None
+
+
+def worker_registry(path: Path) -> CollectorRegistry:
+    """A registry that reads, at each scrape, the instruments every process recorded
+    under ``path`` (see :func:`use_multiprocess_dir`), summed."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(path))
+    return registry
+
+
+def process_exited(pid: int, path: Path) -> None:
+    """Bookkeeping when a process that recorded under ``path`` ends: its live gauges go,
+    its counters and histograms stay in the sums."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(pid, str(path))
 
 
 class StoreCollector:

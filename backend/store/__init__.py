@@ -68,14 +68,14 @@ class Store:
         )
 
     def observability_totals(self) -> dict[str, Any]:
-        """Counts for /metrics: readings, scores, dead letters, alerts and deliveries."""
+        """Counts for /metrics: readings, scores, dead letters ever recorded, alerts and
+        deliveries."""
         from sqlalchemy import func, select
 
-        from backend.store.tables import Alert, DeadLetter, Delivery, Machine
+        from backend.store.tables import Alert, Delivery, Machine
 
         with self.database.session() as session:
             readings = session.scalar(select(func.coalesce(func.sum(Machine.n_readings), 0)))
-            dead = session.scalar(select(func.count()).select_from(DeadLetter))
             alerts = dict(
                 session.execute(select(Alert.state, func.count()).group_by(Alert.state)).all()
             )
@@ -87,7 +87,7 @@ class Store:
         return {
             "readings": int(readings or 0),
             "scores": self.scores.count(),
-            "dead_letters": int(dead or 0),
+            "dead_letters": self.dead_letters.ever_recorded(),  # a purge keeps it
             "alerts": {str(k): int(v) for k, v in alerts.items()},
             "deliveries": {str(k): int(v) for k, v in deliveries.items()},
         }

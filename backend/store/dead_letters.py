@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from backend.errors import NotFound
 from backend.store.database import Database
-from backend.store.tables import DeadLetter, utcnow
+from backend.store.tables import DeadLetter, EventCount, utcnow
 
-__all__ = ["DeadLetterOut", "DeadLettersRepository"]
+__all__ = ["DEAD_LETTERS_EVENT", "DeadLetterOut", "DeadLettersRepository"]
+
+DEAD_LETTERS_EVENT = "dead_letters"
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,17 @@ class DeadLetterOut:
             return self.body.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             return base64.b64encode(self.body).decode("ascii"), "base64"
+
+
+def _count_one(session: Session) -> None:
+    """Add one to the dead letters ever recorded (in the caller's transaction)."""
+    counted = session.execute(
+        update(EventCount)
+        .where(EventCount.name == DEAD_LETTERS_EVENT)
+        .values(count=EventCount.count + 1)
+    )
+    if not counted.rowcount:  # type: ignore[attr-defined]
+        session.add(EventCount(name=DEAD_LETTERS_EVENT, count=1))
 
 
 def _out(row: DeadLetter) -> DeadLetterOut:
@@ -79,6 +93,7 @@ class DeadLettersRepository:
         )
         with self._db.session() as session:
             session.add(row)
+            _count_one(session)
             session.flush()
             return row.id
 
@@ -110,8 +125,15 @@ class DeadLettersRepository:
             return [_out(row) for row in session.scalars(query)]
 
     def count(self) -> int:
+        """Dead letters stored now (a purge lowers it)."""
         with self._db.session() as session:
             return int(session.scalar(select(func.count(DeadLetter.id))) or 0)
+
+    def ever_recorded(self) -> int:
+        """Dead letters ever recorded, purged ones included: it never decreases."""
+        query = select(EventCount.count).where(EventCount.name == DEAD_LETTERS_EVENT)
+        with self._db.session() as session:
+            return int(session.scalar(query) or 0)
 
     def mark_replayed(self, dead_letter_id: int) -> DeadLetterOut:
         """Set ``replayed_at`` to now and add one to ``replay_count``; :class:`NotFound` if
@@ -132,7 +154,8 @@ class DeadLettersRepository:
         older_than: datetime | None = None,
         everything: bool = False,
     ) -> int:
-        """Delete dead letters and return how many went.
+        """Delete dead letters and return how many went (:meth:`ever_recorded` keeps
+        counting them).
 
         With ``everything=True`` every one goes; otherwise only those matching every criterion
         given (``ids``, received before ``older_than``). No criterion deletes nothing.

@@ -35,6 +35,7 @@ __all__ = [
     "Delivery",
     "DeliveryAttempt",
     "DriftState",
+    "EventCount",
     "Job",
     "Machine",
     "ReadingBatch",
@@ -155,6 +156,17 @@ class DeadLetter(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     replayed_at: Mapped[datetime | None]
     replay_count: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class EventCount(Base):
+    """How many times an event ever happened (``dead_letters``: messages dead-lettered).
+    Only ever incremented, so deleting the rows an event left (a purge) keeps the count:
+    Prometheus counters are read from here."""
+
+    __tablename__ = "event_counts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Alert(Base):

@@ -67,5 +67,7 @@ def test_metrics_report_totals_queues_and_worker_timings(
     assert found[("mmlw_batches_dead_lettered_total", ())] == 1
     queues = {dict(labels)["queue"] for name, labels in found if name == "mmlw_queue_depth"}
     assert topology.ingest_queue_name in queues and topology.task_queue_name("predict") in queues
-    assert found[("mmlw_predict_seconds_count", ())] >= 6  # this process ran the worker
+    # this process ran the worker: the task(s) ingest queued (before the model) and the
+    # backfill; how many messages share a task depends on how ingest cut its buffers
+    assert found[("mmlw_predict_seconds_count", ())] >= 2
     assert found[("mmlw_model_load_seconds_count", ())] >= 1

@@ -130,7 +130,7 @@ PAYLOAD = {
 def test_email_names_everything_and_escapes_html() -> None:
     email = render_email(PAYLOAD)
     assert email.subject == "[MMLW] FIRING: anomalous-readings on press-1 (warning)"
-    for fact in ("press-1", "12 vs threshold 3 (4.0x)", "v2", "temp<1> (75%)", "dashboard"):
+    for fact in ("press-1", "12 vs threshold 3 (4.0x)", "v2", "temp<1> 6.2% of score", "dashboard"):
         assert fact in email.text or fact.lower() in email.text.lower()
     assert "temp&lt;1&gt;" in email.html and "temp<1>" not in email.html
     assert "http://dash/machines/press-1" in email.html
