@@ -206,7 +206,7 @@ def test_the_tune_route_refuses_bad_grids_naming_the_field(
 
         code, detail = post({"grid": {"nope": {}}})
         assert code == 422
-        assert detail.startswith("grid.nope: unknown detector; choose from ['autoencoder', ")
+        assert detail.startswith("grid.nope: unknown detector; choose from ['adaptive', ")
         code, detail = post({"grid": {"pca": {"n_comp": [2]}}})
         assert code == 422 and detail.startswith("grid.pca.n_comp: not a parameter of 'pca'")
         code, detail = post({"grid": {"pca": {}}, "seeds": 1})
