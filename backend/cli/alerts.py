@@ -5,23 +5,28 @@ from __future__ import annotations
 import getpass
 import json
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import click
 
-from backend.alerts.config import load_alerts_config, parse_duration
 from backend.cli.core import main, one_line_errors, open_store, settings_of
-from backend.schemas.alerts import AlertOut, SilenceIn
-from backend.store.tables import utcnow
 
 if TYPE_CHECKING:
+    from backend.schemas.alerts import AlertOut
     from backend.store import Store
 
 __all__ = ["alerts"]
 
 STATES = click.Choice(["pending", "firing", "resolved", "open"])
 SEVERITIES = click.Choice(["info", "warning", "critical"])
+
+
+def utcnow() -> datetime:
+    """The store's clock, imported on first use (the store pulls in SQLAlchemy)."""
+    from backend.store.tables import utcnow as store_utcnow
+
+    return store_utcnow()
 
 
 def _by_option(func):  # type: ignore[no-untyped-def]
@@ -178,6 +183,9 @@ def alerts_silence(
     ctx: click.Context, pairs: tuple[str, ...], duration: str, by: str, comment: str | None
 ) -> None:
     """Mute notifications of matching alerts, from now for --for."""
+    from backend.alerts.config import parse_duration
+    from backend.schemas.alerts import SilenceIn
+
     now = utcnow()
     seconds = parse_duration(duration)
     if seconds <= 0:
@@ -256,6 +264,8 @@ def alerts_deliveries(
 @one_line_errors
 def alerts_rules(ctx: click.Context, path: str | None) -> None:
     """Validate and print the alert rules."""
+    from backend.alerts.config import load_alerts_config
+
     source = path or settings_of(ctx).alerts.rules_file
     config = load_alerts_config(source)
     click.echo(

@@ -9,14 +9,14 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from pydantic import ValidationError
 
 from backend.errors import MMLWError
-from backend.schemas.readings import describe_validation_error
-from backend.settings import Settings
+
+if TYPE_CHECKING:
+    from backend.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,6 +62,11 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
     Configuration comes from MMLW_* environment variables (configs/settings.example.env).
     """
+    from pydantic import ValidationError
+
+    from backend.schemas.readings import describe_validation_error
+    from backend.settings import Settings
+
     _configure_logging(verbose)
     try:
         settings = Settings()

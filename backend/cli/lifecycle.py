@@ -20,8 +20,6 @@ from backend.cli.core import (
     train_dispatcher,
 )
 from backend.errors import NotFound
-from backend.registry.base import CHALLENGER
-from backend.services.lifecycle import gate_report, promote, rollback
 
 __all__ = ["aliases", "compare", "gate", "promote_command", "rollback_command"]
 
@@ -38,6 +36,8 @@ def promote_command(
     ctx: click.Context, machine_id: str, version: int | None, force: bool, by: str, reason: str
 ) -> None:
     """Make the challenger (or --version) champion, if it passes the gate."""
+    from backend.services.lifecycle import promote
+
     settings = settings_of(ctx)
     with open_store(settings) as store:
         event, report = promote(
@@ -66,6 +66,8 @@ def rollback_command(
     ctx: click.Context, machine_id: str, version: int, by: str, reason: str
 ) -> None:
     """Make an earlier VERSION champion again, at once."""
+    from backend.services.lifecycle import rollback
+
     settings = settings_of(ctx)
     with open_store(settings) as store:
         event = rollback(
@@ -82,6 +84,9 @@ def rollback_command(
 @one_line_errors
 def gate(ctx: click.Context, machine_id: str, version: int | None) -> None:
     """Compare the challenger (or --version) with the champion by the promotion gate."""
+    from backend.registry.base import CHALLENGER
+    from backend.services.lifecycle import gate_report
+
     settings = settings_of(ctx)
     registry = open_registry(settings)
     if version is None:

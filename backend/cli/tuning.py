@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from backend.cli.core import (
     main,
@@ -20,7 +19,6 @@ from backend.cli.core import (
     settings_of,
     train_dispatcher,
 )
-from backend.schemas.readings import describe_validation_error
 
 __all__ = ["tune"]
 
@@ -116,6 +114,9 @@ def tune(
     pca_temporal: {windows: [[5], [20]]}}; a parent MLflow run gets one child run per
     config, and a chart and ranking.csv are written.
     """
+    from pydantic import ValidationError
+
+    from backend.schemas.readings import describe_validation_error
     from backend.schemas.tuning import TuneRequest
     from backend.services.tuning import register_best as queue_best
     from backend.services.tuning import run_tuning
