@@ -122,6 +122,14 @@ class ApiSettings(BaseModel):
     max_import_mb: float = Field(
         default=256, gt=0, description="largest file POST /machines/{id}/imports accepts"
     )
+    max_body_mb: float = Field(
+        default=16,
+        gt=0,
+        description="largest request body any other route accepts (MiB), checked before the key",
+    )
+    max_rows: int = Field(
+        default=100_000, ge=1, description="largest `limit` a list or range endpoint accepts"
+    )
 
 
 class SmtpSettings(BaseModel):
@@ -169,7 +177,8 @@ class DashboardSettings(BaseModel):
 class PromotionSettings(BaseModel):
     """The gate a challenger passes to become champion.
 
-    ``labelled``: on the machine's newest labelled readings both versions are scored;
+    ``labelled``: on the machine's newest labelled readings outside the challenger's
+    training window (too few left: refused) both versions are scored;
     the challenger needs F1 >= champion F1 - ``f1_tolerance`` and a false-alarm rate at
     most the champion's + ``far_tolerance``. ``shadow``: on the batches both scored
     live, the challenger may flag at most ``max_alert_ratio`` x the champion's rate (or

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from backend import __version__
 from backend.alerts.config import load_alerts_config
 from backend.api.deps import ApiKey, AppState
+from backend.api.limits import ApiKeyGate, BodyLimit
 from backend.api.routers import (
     alerts,
     dead_letters,
@@ -59,6 +60,7 @@ class ErrorOut(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "the body is not readable JSON"},
     401: {"model": ErrorOut, "description": "no valid X-API-Key"},
+    413: {"model": ErrorOut, "description": "the body is larger than MMLW_API__MAX_BODY_MB"},
     403: {"model": ErrorOut, "description": "the key lacks the scope this needs"},
     404: {"model": ErrorOut, "description": "no such machine, job, alert, version, ..."},
     409: {"model": ErrorOut, "description": "conflicts with the current state"},
@@ -144,7 +146,10 @@ def create_app(
     async def _value_error(_: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
-    if settings.api.cors_origins:  # closed unless origins are named
+    # before the router parses anything: the key (inner), and before that the body size
+    app.add_middleware(ApiKeyGate, prefix=API_PREFIX)
+    app.add_middleware(BodyLimit)
+    if settings.api.cors_origins:  # closed unless origins are named (outermost)
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -104,6 +104,8 @@ class GateReport:
     n_readings: int
     champion: dict[str, float] = field(default_factory=dict)
     challenger: dict[str, float] = field(default_factory=dict)
+    # labelled gate: the readings of the challenger's training window, left out
+    training_rows_excluded: int | None = None
 
 
 def gate_report(
@@ -118,45 +120,106 @@ def gate_report(
     if champion_version is None:
         return GateReport("none", True, "no champion yet", None, challenger_version, 0)
     kind = settings.gate
-    labelled = _labelled_window(machine_id, store, settings.min_readings)
+    if kind == "shadow":
+        return _shadow_gate(machine_id, champion_version, challenger_version, store, settings)
+    trained = _training_window(machine_id, challenger_version, registry)
+    labelled = _labelled_window(machine_id, store, settings.min_readings, trained)
     if kind == "auto":
-        kind = "labelled" if labelled is not None else "shadow"
+        kind = "labelled" if labelled.enough else "shadow"
     if kind == "labelled":
-        if labelled is None:
+        if not labelled.enough and (labelled.trained is None or labelled.excluded == 0):
             raise InsufficientData(
                 f"gate: fewer than {settings.min_readings} labelled readings with both "
                 f"normal and anomalous ones for {machine_id}"
             )
+        if not labelled.enough:
+            reason = (
+                f"labelled gate: {labelled.n} labelled readings outside v{challenger_version}'s "
+                f"training window ({labelled.excluded} training-window readings excluded), "
+                f"need {settings.min_readings} with both normal and anomalous ones: refused"
+            )
+            return GateReport(
+                "labelled", False, reason, champion_version, challenger_version, labelled.n,
+                training_rows_excluded=labelled.excluded,
+            )  # fmt: skip
         return _labelled_gate(
             machine_id, champion_version, challenger_version, labelled, registry, settings
         )
     return _shadow_gate(machine_id, champion_version, challenger_version, store, settings)
 
 
+def _training_window(
+    machine_id: str, version: int, registry: ModelRegistry
+) -> tuple[datetime, datetime] | None:
+    """First and last reading the version was trained on (its ``mmlw.train_*`` tags)."""
+    for registered in registry.versions(machine_id):
+        if registered.version == version:
+            start = registered.tags.get("mmlw.train_start")
+            end = registered.tags.get("mmlw.train_end")
+            if start and end:
+                return datetime.fromisoformat(start), datetime.fromisoformat(end)
+    return None
+
+
+@dataclass(frozen=True)
+class _Labelled:
+    """Labelled readings for the gate, without the challenger's training window."""
+
+    data: tuple[np.ndarray, np.ndarray, list[str]] | None  # values, labels, columns
+    n: int  # labelled readings (both classes or not)
+    excluded: int  # readings of the training window left out
+    enough: bool  # at least the minimum, with both classes
+    trained: tuple[datetime, datetime] | None
+
+
 def _labelled_window(
-    machine_id: str, store: Store, n: int
-) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
-    values, labels = store.readings.window(machine_id, last_n=max(n, 5000))
-    if labels is None:
-        return None
-    known = (labels.to_numpy() >= 0) & values.notna().all(axis=1).to_numpy()
-    y = labels.to_numpy()[known]
-    if len(y) < n or not (y == 1).any() or not (y == 0).any():
-        return None
-    return values.to_numpy(dtype=np.float64)[known], y, [str(c) for c in values.columns]
+    machine_id: str, store: Store, n: int, trained: tuple[datetime, datetime] | None
+) -> _Labelled:
+    """The newest labelled readings outside ``trained`` (after it, then before it):
+    scoring a challenger on the rows it was fitted on would flatter it."""
+    want = max(n, 5000)
+    if trained is None:
+        parts = [store.readings.window(machine_id, last_n=want)]
+        excluded = 0
+    else:
+        first, last = trained
+        after = store.readings.window(
+            machine_id, start=last + timedelta(microseconds=1), last_n=want
+        )
+        parts = [after]
+        if len(after[0]) < want:
+            parts.insert(
+                0, store.readings.window(machine_id, end=first, last_n=want - len(after[0]))
+            )
+        excluded = store.readings.count_in_range(
+            machine_id, first, last + timedelta(microseconds=1)
+        )
+    found = [(v, lab.to_numpy()) for v, lab in parts if lab is not None and len(v)]
+    if not found:
+        return _Labelled(None, 0, excluded, False, trained)
+    import pandas as pd
+
+    values = pd.concat([v for v, _ in found])
+    labels = np.concatenate([lab for _, lab in found])
+    known = (labels >= 0) & values.notna().all(axis=1).to_numpy()
+    y = labels[known]
+    data = (values.to_numpy(dtype=np.float64)[known], y, [str(c) for c in values.columns])
+    enough = len(y) >= n and bool((y == 1).any()) and bool((y == 0).any())
+    return _Labelled(data if len(y) else None, len(y), excluded, enough, trained)
 
 
 def _labelled_gate(
     machine_id: str,
     champion_version: int,
     challenger_version: int,
-    data: tuple[np.ndarray, np.ndarray, list[str]],
+    labelled: _Labelled,
     registry: ModelRegistry,
     settings: PromotionSettings,
 ) -> GateReport:
     import pandas as pd
 
-    X, y, columns = data
+    assert labelled.data is not None
+    X, y, columns = labelled.data
     frame = pd.DataFrame(X, columns=columns)
     metrics = {}
     for version in (champion_version, challenger_version):
@@ -165,14 +228,21 @@ def _labelled_gate(
     champ, chal = metrics[champion_version], metrics[challenger_version]
     f1_ok = chal["f1"] >= champ["f1"] - settings.f1_tolerance
     far_ok = chal["far"] <= champ["far"] + settings.far_tolerance
+    if labelled.trained is None:
+        rows = f"{len(y)} readings (v{challenger_version}'s training window unknown)"
+    else:
+        rows = (
+            f"{len(y)} readings outside v{challenger_version}'s training window "
+            f"({labelled.excluded} training-window readings excluded)"
+        )
     reason = (
-        f"labelled gate on {len(y)} readings: F1 {chal['f1']:.3f} vs {champ['f1']:.3f} "
+        f"labelled gate on {rows}: F1 {chal['f1']:.3f} vs {champ['f1']:.3f} "
         f"(tolerance {settings.f1_tolerance}), false alarms {chal['far']:.3f} vs "
         f"{champ['far']:.3f}: {'passed' if f1_ok and far_ok else 'failed'}"
     )
     return GateReport(
         "labelled", f1_ok and far_ok, reason, champion_version, challenger_version, len(y),
-        champ, chal,
+        champ, chal, labelled.excluded,
     )  # fmt: skip
 
 

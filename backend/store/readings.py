@@ -24,11 +24,13 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    func,
     or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from backend.errors import NotFound
@@ -38,7 +40,7 @@ from backend.store.database import Database
 from backend.store.packing import datetimes_to_us, pack, unpack, us_to_datetimes
 from backend.store.tables import Machine, ReadingBatch, ScoreBatch, UtcDateTime, utcnow
 
-__all__ = ["IngestOutcome", "ReadingsRepository", "StoredBatch"]
+__all__ = ["IngestOutcome", "ReadingsRepository", "StoredBatch", "count_in_range"]
 
 
 @dataclass(frozen=True)
@@ -341,6 +343,60 @@ class ReadingsRepository:
         if not rows[0].columns or any(list(r.columns) != list(rows[0].columns) for r in rows):
             return _aligned_window([_decode(r) for r in rows], start, end, last_n)
         return _stacked_window(rows, start, end, last_n)
+
+    def count_in_range(
+        self, machine_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> int:
+        """How many readings of a machine are in ``[start, end)`` (all without bounds),
+        independent of any ``last_n``: see :func:`count_in_range`."""
+        table = cast(Table, ReadingBatch.__table__)
+        with self._db.engine.connect() as connection:
+            return count_in_range(
+                connection, table, table, [table.c.machine_id == machine_id], start, end
+            )
+
+
+def count_in_range(
+    connection: Connection,
+    batches: Table,
+    readings: Table,
+    where: Sequence[Any],
+    start: datetime | None,
+    end: datetime | None,
+) -> int:
+    """Readings in ``[start, end)`` of the rows of ``batches`` matching ``where``: SUM(n)
+    over the batches wholly inside, plus the readings in range of the batches across an
+    edge, decoded. ``batches`` has ``t_start``, ``t_end`` (first and last reading) and
+    ``n``; the reading times are in ``readings`` (``reading_batches``: ``batches`` itself,
+    or joined on ``batches.batch_id``)."""
+    inside, overlapping, across = list(where), list(where), []
+    if start is not None:
+        inside.append(batches.c.t_start >= start)
+        overlapping.append(batches.c.t_end >= start)
+        across.append(batches.c.t_start < start)
+    if end is not None:
+        inside.append(batches.c.t_end < end)
+        overlapping.append(batches.c.t_start < end)
+        across.append(batches.c.t_end >= end)
+    total = int(
+        connection.scalar(select(func.coalesce(func.sum(batches.c.n), 0)).where(*inside)) or 0
+    )
+    if not across:
+        return total
+    edges = select(readings.c.timestamps_us).where(*overlapping, or_(*across))
+    if readings is not batches:
+        edges = edges.join_from(batches, readings, readings.c.id == batches.c.batch_id)
+    lo = None if start is None else int(datetimes_to_us([start])[0])
+    hi = None if end is None else int(datetimes_to_us([end])[0])
+    for (packed,) in connection.execute(edges):
+        times = unpack(packed, "i8")
+        keep = np.ones(len(times), dtype=bool)
+        if lo is not None:
+            keep &= times >= lo
+        if hi is not None:
+            keep &= times < hi
+        total += int(keep.sum())
+    return total
 
 
 def _stacked_window(

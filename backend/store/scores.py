@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 from backend.store.database import Database
 from backend.store.machines import MachinesRepository
 from backend.store.packing import datetime_to_us, pack, unpack, us_to_datetimes
-from backend.store.readings import StoredBatch
+from backend.store.readings import StoredBatch, count_in_range
 from backend.store.tables import ReadingBatch, ScoreBatch, UtcDateTime, utcnow
 
 __all__ = ["RecentScores", "ScoreRecord", "ScoresRepository", "StoredScores"]
@@ -285,6 +285,20 @@ class ScoresRepository:
         )
         with self._db.session() as session:
             return int(session.scalar(query) or 0)
+
+    def count_in_range(
+        self,
+        machine_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        role: str = "champion",
+    ) -> int:
+        """How many ``role``-scored readings of a machine are in ``[start, end)``,
+        independent of any ``last_n`` (see :func:`~backend.store.readings.count_in_range`)."""
+        readings = cast(Table, ReadingBatch.__table__)
+        where = [_SCORES.c.machine_id == machine_id, _SCORES.c.role == role]
+        with self._db.engine.connect() as connection:
+            return count_in_range(connection, _SCORES, readings, where, start, end)
 
     def count(self, machine_id: str | None = None, role: str = "champion") -> int:
         query = select(func.coalesce(func.sum(ScoreBatch.n), 0)).where(ScoreBatch.role == role)

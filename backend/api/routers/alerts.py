@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path
 
-from backend.api.deps import ROW_ID_MAX, SettingsDep, StateDep, StoreDep
+from backend.api.deps import ROW_ID_MAX, SettingsDep, StateDep, StoreDep, row_limit
 from backend.schemas.alerts import (
     AckRequest,
     AlertOut,
@@ -40,11 +40,11 @@ def _linked(alert: AlertOut, settings: Settings) -> AlertOut:
 def list_alerts(
     store: StoreDep,
     settings: SettingsDep,
+    limit: Annotated[int, row_limit(100, 1000)],
     machine_id: str | None = None,
     state: StateFilter | None = None,
     severity: Severity | None = None,
     rule: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertOut]:
     """Newest first. ``state=open`` means pending or firing."""
     alerts = store.alerts.list(
@@ -90,8 +90,8 @@ def alert_deliveries(alert_id: AlertId, store: StoreDep) -> list[DeliveryOut]:
 @router.get("/deliveries")
 def list_deliveries(
     store: StoreDep,
+    limit: Annotated[int, row_limit(100, 1000)],
     status: Literal["queued", "retrying", "delivered", "failed", "suppressed"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryOut]:
     """The delivery log, newest first: every notification with every attempt."""
     return store.deliveries.list(status=status, limit=limit)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from fastapi import APIRouter, Body, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import ROW_ID_MAX, SettingsDep, StateDep, StoreDep
+from backend.api.deps import ROW_ID_MAX, SettingsDep, StateDep, StoreDep, row_limit
 from backend.schemas.dead_letters import (
     DeadLetterDetail,
     DeadLetterItem,
@@ -73,7 +73,7 @@ def _detail(d: DeadLetterOut) -> DeadLetterDetail:
 @router.get("")
 def list_dead_letters(
     store: StoreDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, row_limit(100, 1000)],
     include_replayed: bool = True,
 ) -> list[DeadLetterItem]:
     """Rejected messages, newest first, with the reason each was rejected."""

@@ -3,9 +3,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
-from backend.api.deps import StateDep, StoreDep
+from backend.api.deps import StateDep, StoreDep, row_limit
 from backend.schemas.jobs import JobOut, TrainOptions, TrainRequest
 from backend.schemas.readings import MachineId
 from backend.services.jobs import submit_training
@@ -23,8 +23,8 @@ def train(machine_id: MachineId, options: TrainOptions, state: StateDep) -> JobO
 @router.get("/jobs")
 def list_jobs(
     store: StoreDep,
+    limit: Annotated[int, row_limit(100, 1000)],
     machine_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[JobOut]:
     return store.jobs.list(machine_id, limit)
 

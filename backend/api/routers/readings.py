@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from backend.api.deps import SettingsDep, StateDep, StoreDep
+from backend.api.deps import SettingsDep, StateDep, StoreDep, row_limit
 from backend.schemas.readings import MachineId, ReadingsBatch
 from backend.schemas.resources import Accepted, ReadingsOut
 from backend.services.downsample import downsample_indices
@@ -53,16 +53,18 @@ def get_readings(
     machine_id: str,
     store: StoreDep,
     response: Response,
+    limit: Annotated[int, row_limit(10_000)],
     start: datetime | None = None,
     end: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
     max_points: MaxPoints = None,
 ) -> ReadingsOut:
     """Stored readings in ``[start, end)``, oldest first, at most the newest ``limit``;
     with ``max_points``, each sensor's minimum and maximum per time bucket of those."""
     store.machines.get(machine_id)
     values, labels = store.readings.window(machine_id, start, end, last_n=limit)
-    response.headers[TOTAL_COUNT_HEADER] = str(len(values))
+    response.headers[TOTAL_COUNT_HEADER] = str(
+        store.readings.count_in_range(machine_id, start, end)
+    )
     if max_points is not None and len(values) > max_points:
         keep = downsample_indices(values.index.asi8, values.to_numpy(dtype=float), max_points)
         values = values.iloc[keep]
@@ -75,7 +77,7 @@ def get_readings(
     return ReadingsOut(
         machine_id=machine_id,
         columns=[str(c) for c in values.columns],
-        timestamps=list(values.index.to_pydatetime()),
+        timestamps=list(values.index.to_pydatetime()) if len(values) else [],
         values=values.astype(object).where(values.notna(), None).to_numpy().tolist(),
         labels=label_list,
     )

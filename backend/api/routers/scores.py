@@ -6,7 +6,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Query, Response
 
-from backend.api.deps import StoreDep
+from backend.api.deps import StoreDep, row_limit
 from backend.api.routers.readings import TOTAL_COUNT_HEADER, MaxPoints
 from backend.schemas.resources import ScoresOut, SensorContribution
 from backend.services.downsample import downsample_indices
@@ -21,9 +21,9 @@ def get_scores(
     machine_id: str,
     store: StoreDep,
     response: Response,
+    limit: Annotated[int, row_limit(10_000)],
     start: datetime | None = None,
     end: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
     top: Annotated[int, Query(ge=0, le=32, description="top contributing sensors")] = 3,
     max_points: MaxPoints = None,
 ) -> ScoresOut:
@@ -44,8 +44,8 @@ def get_scores(
         model_versions=[],
         top_sensors=[],
     )
+    response.headers[TOTAL_COUNT_HEADER] = str(store.scores.count_in_range(machine_id, start, end))
     if not parts:
-        response.headers[TOTAL_COUNT_HEADER] = "0"
         return out
     timestamps = np.concatenate([p.timestamps_us for p in parts])
     keep = np.ones(len(timestamps), dtype=bool)
@@ -54,7 +54,6 @@ def get_scores(
     if end is not None:
         keep &= timestamps < int(end.timestamp() * 1e6)
     keep_idx = np.flatnonzero(keep)[-limit:]
-    response.headers[TOTAL_COUNT_HEADER] = str(len(keep_idx))
     if max_points is not None and len(keep_idx) > max_points:
         keep_idx = _downsampled(parts, timestamps, keep_idx, max_points)
     offset = 0
