@@ -128,7 +128,10 @@ class ApiSettings(BaseModel):
         description="largest request body any other route accepts (MiB), checked before the key",
     )
     max_rows: int = Field(
-        default=100_000, ge=1, description="largest `limit` a list or range endpoint accepts"
+        default=1_000_000,
+        ge=1,
+        description="largest `limit` a list or range endpoint accepts (the dashboard reads "
+        "up to 1,000,000 readings of a range and draws them downsampled)",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
@@ -97,7 +98,11 @@ def test_the_limit_stops_reading_a_stream_at_the_limit(
 
     app = SimpleNamespace(state=SimpleNamespace(mmlw=SimpleNamespace(settings=settings)))
     scope: Scope = {"type": "http", "method": "POST", "path": f"{API}/x", "headers": [], "app": app}
-    anyio.run(BodyLimit(reader), scope, receive, send)
+    # in a thread of its own: an event loop another test left running in this thread
+    # (Playwright's sync API) must not stop this one
+    runner = threading.Thread(target=anyio.run, args=(BodyLimit(reader), scope, receive, send))
+    runner.start()
+    runner.join(timeout=30)
     assert len(pulled) == 11  # 1100 bytes > 1024: nothing after that is read
     assert handled == []
     assert sent[0]["status"] == 413
