@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -196,6 +197,29 @@ def nab_dir() -> Path:
 def nab_reference_scorer() -> Path:
     """The independent NAB scorer (``../shared/tools/nab_score.py``)."""
     return _shared(NAB_SCORER, "NAB reference scorer")
+
+
+def reference_nab_scores(scorer: Path, nab_dir: Path, detections: Path) -> dict[str, Any]:
+    """What ``nab_score.py --threshold 0.5`` reports (its closing JSON line) for a folder of
+    0/1 detections laid out like ``nab_dir``."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            *(sys.executable, str(scorer), str(detections)),
+            *("--labels", str(nab_dir / "labels.json"), "--data-dir", str(nab_dir)),
+            *("--threshold", "0.5", "-q"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    scores: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return scores
 
 
 def _free_port() -> int:

@@ -40,7 +40,7 @@ from backend.store.database import Database
 from backend.store.packing import datetimes_to_us, pack, unpack, us_to_datetimes
 from backend.store.tables import Machine, ReadingBatch, ScoreBatch, UtcDateTime, utcnow
 
-__all__ = ["IngestOutcome", "ReadingsRepository", "StoredBatch", "count_in_range"]
+__all__ = ["IngestOutcome", "ReadingsRepository", "StoredBatch", "count_in_range", "decode_batch"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class StoredBatch:
         ).model_copy(update={"message_id": uuid.UUID(self.message_id)})
 
 
-def _decode(row: Any) -> StoredBatch:
+def decode_batch(row: Any) -> StoredBatch:
     """A stored batch from an ORM object or a Core row of ``reading_batches``."""
     return StoredBatch(
         id=row.id,
@@ -308,7 +308,7 @@ class ReadingsRepository:
         missing = [i for i in wanted if i not in found]
         if missing:
             raise NotFound(f"readings batch {missing[0]} not found")
-        return [_decode(found[int(i)]) for i in batch_ids]
+        return [decode_batch(found[int(i)]) for i in batch_ids]
 
     def window(
         self,
@@ -341,7 +341,7 @@ class ReadingsRepository:
         if not rows:
             return pd.DataFrame(), None
         if not rows[0].columns or any(list(r.columns) != list(rows[0].columns) for r in rows):
-            return _aligned_window([_decode(r) for r in rows], start, end, last_n)
+            return _aligned_window([decode_batch(r) for r in rows], start, end, last_n)
         return _stacked_window(rows, start, end, last_n)
 
     def count_in_range(

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from backend.errors import NotFound
 from backend.store.database import Database
-from backend.store.readings import StoredBatch, _decode
+from backend.store.readings import StoredBatch, decode_batch
 from backend.store.scores import ScoreRecord, ScoresRepository
 from backend.store.tables import ReadingBatch, StreamState, utcnow
 
@@ -109,7 +109,7 @@ class StreamsRepository:
             .limit(limit)
         )
         with self._db.engine.connect() as connection:
-            return [_decode(row) for row in connection.execute(query)]
+            return [decode_batch(row) for row in connection.execute(query)]
 
     def commit(
         self,

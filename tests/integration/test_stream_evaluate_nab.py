@@ -5,8 +5,6 @@ the independent reference scorer (``../shared/tools/nab_score.py --threshold 0.5
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,32 +13,9 @@ from click.testing import CliRunner
 
 from backend.cli import main
 from backend.settings import ModelSettings
+from tests.conftest import reference_nab_scores
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
-
-
-def _reference(scorer: Path, nab_dir: Path, detections: Path) -> dict[str, float]:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(scorer),
-            str(detections),
-            "--labels",
-            str(nab_dir / "labels.json"),
-            "--data-dir",
-            str(nab_dir),
-            "--threshold",
-            "0.5",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    ref: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return ref
 
 
 @pytest.mark.parametrize("detectors", [(), ("robust_zscore",)], ids=["default", "robust_zscore"])
@@ -72,7 +47,7 @@ def test_stream_mode_on_nab_dev_matches_the_reference_scorer(
     record = summary["detectors"][name]
     assert record["errors"] == 0, [f for f in record["files"] if f["error"]]
     assert record["detections"] > 0
-    ref = _reference(nab_reference_scorer, nab_dir, out / "detections")
+    ref = reference_nab_scores(nab_reference_scorer, nab_dir, out / "detections")
     for profile in PROFILES:
         assert record["scores"][profile] == pytest.approx(ref[profile], abs=1e-6), profile
         assert f"{record['scores'][profile]:.3f}" in result.output

@@ -9,8 +9,6 @@ from __future__ import annotations
 import doctest
 import json
 import math
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from backend.evaluation.nab import (
     score_file,
     score_file_detail,
 )
+from tests.conftest import reference_nab_scores
 
 STD = PROFILES["standard"]
 LOW_FP = PROFILES["reward_low_FP_rate"]
@@ -228,26 +227,7 @@ def test_agrees_with_reference_scorer(
         out.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"timestamp": stamps, "anomaly_score": scores}).to_csv(out, index=False)
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(nab_reference_scorer),
-            str(tmp_path),
-            "--labels",
-            str(nab_dir / "labels.json"),
-            "--data-dir",
-            str(nab_dir),
-            "--threshold",
-            "0.5",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    ref = json.loads(proc.stdout.strip().splitlines()[-1])
+    ref = reference_nab_scores(nab_reference_scorer, nab_dir, tmp_path)
 
     ours = score_detection_folder(nab_dir, tmp_path, threshold=0.5)
     assert len(ours.files) == ref["files"] == 34
