@@ -33,7 +33,11 @@ class WorkerContext:
     def store(self) -> Store:
         with self._lock:
             self.settings.ensure_data_dir()
-            return Store.open(self.settings.resolved_database_url, migrate=self.migrate)
+            return Store.open(
+                self.settings.resolved_database_url,
+                migrate=self.migrate,
+                dead_letter_body_limit=self.settings.broker.dead_letter_body_limit,
+            )
 
     @cached_property
     def registry(self) -> MlflowRegistry:

@@ -2,10 +2,12 @@
 
 Persistent messages, publisher confirms, batching, reconnect with backoff, waiting out
 refusals (the ingest queue at its length limit nacks), and optionally a local spool for
-what the broker cannot take. This is also the few lines an integrator copies::
+what the broker cannot take. This is also the few lines an integrator copies (with the
+machines' broker user, which may publish readings and nothing else: see
+:mod:`backend.messaging.provision`)::
 
     from backend.messaging.pika_publisher import PikaReadingsPublisher
-    with PikaReadingsPublisher("amqp://guest:guest@127.0.0.1:5672/%2F") as pub:
+    with PikaReadingsPublisher("amqp://mmlw-publisher:<password>@127.0.0.1:5672/%2F") as pub:
         pub.publish(ReadingsBatch.of_rows("pump-1", ["Current", "Pressure"],
                                           [timestamp], [[0.81, 1.02]]))
 """
@@ -82,6 +84,14 @@ class PikaReadingsPublisher:
     the next publish, on :meth:`connect`, :meth:`flush` and :meth:`close`; while some
     wait, each publish tries the broker once (at most every ``max_backoff_s``) instead
     of waiting out the whole budget. ``SpoolFull`` (a ServiceUnavailable) when full.
+
+    ``declare``: True declares the readings topology (exchange, ingest and dead-letter
+    queues; needs configure permission); False only checks, with a passive declare that
+    needs no permission, that the readings exchange exists; None (the default) declares
+    when the broker user may, and otherwise checks -- so the least-privilege publisher
+    user works, and then the ingest consumer (``mmlw ingest``) must have declared the
+    topology first (until it has, publishing retries and then raises). A broker user that
+    may not publish gets :class:`ServiceUnavailable` at once (403 ACCESS_REFUSED).
     """
 
     def __init__(
@@ -95,9 +105,11 @@ class PikaReadingsPublisher:
         max_backoff_s: float = 5.0,
         spool_path: Path | None = None,
         spool_max_bytes: int = 256 * 2**20,
+        declare: bool | None = None,
     ) -> None:
         self._parameters = pika.URLParameters(pika_url(url))
         self._topology = topology or Topology()
+        self._declare = declare
         self._max_retries = max_retries
         self._max_refusals = max_refusals
         self._backoff_s = backoff_s
@@ -161,7 +173,28 @@ class PikaReadingsPublisher:
             return self._channel
         self._connection = pika.BlockingConnection(self._parameters)
         channel = self._connection.channel()
+        if self._declare is not False:
+            try:
+                self._declare_topology(channel)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 403 or self._declare:
+                    self._drop_connection()
+                    raise
+                log.info(
+                    "broker user may not declare the readings topology (%s); checking that "
+                    "%s exists instead",
+                    exc.reply_text,
+                    self._topology.readings_exchange_name,
+                )
+                self._declare = False  # from now on: a least-privilege publisher
+                channel = self._connection.channel()
+        if self._declare is False:  # needs no permission; 404 (retried) until ingest declared it
+            channel.exchange_declare(self._topology.readings_exchange_name, passive=True)
         channel.confirm_delivery()
+        self._channel = channel
+        return channel
+
+    def _declare_topology(self, channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
         topo = self._topology
         channel.exchange_declare(topo.readings_exchange_name, "topic", durable=True)
         channel.exchange_declare(topo.dead_exchange_name, "fanout", durable=True)
@@ -181,8 +214,6 @@ class PikaReadingsPublisher:
                 "same MMLW_BROKER__INGEST_MAX_LENGTH, or delete the queue"
             ) from exc
         channel.queue_bind(topo.ingest_queue_name, topo.readings_exchange_name, routing_key="#")
-        self._channel = channel
-        return channel
 
     def publish_readings(
         self,
@@ -297,6 +328,8 @@ class PikaReadingsPublisher:
                 raise ServiceUnavailable(f"broker: access refused ({exc})") from exc
             except _CONNECTION_LOST as exc:
                 self._drop_connection()
+                if isinstance(exc, pika.exceptions.ChannelClosedByBroker) and exc.reply_code == 403:
+                    raise ServiceUnavailable(f"broker: access refused ({exc.reply_text})") from exc
                 failures += 1
                 self.stats.connection_failures += 1
                 if quick or failures >= self._max_retries:

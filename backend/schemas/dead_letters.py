@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["DeadLetterDetail", "DeadLetterItem", "DeadLetterSummary", "Purged", "ReplayAccepted"]
 
@@ -26,17 +26,27 @@ class DeadLetterSummary(BaseModel):
 
 
 class DeadLetterItem(DeadLetterSummary):
-    body_preview: str
-    body_bytes: int
+    """A dead letter in a list: its body's first bytes, size and digest, not the body."""
+
+    body_preview: str = Field(description="the body's first 500 bytes (invalid UTF-8 replaced)")
+    body_bytes: int = Field(description="size of the whole body as received")
+    body_sha256: str = Field(description="SHA-256 of the whole body as received, hex")
+    body_truncated: bool = Field(description="only the body's beginning was kept")
 
 
 class DeadLetterDetail(DeadLetterSummary):
-    """The whole record; ``body`` is text when it is UTF-8, else base64 (``body_encoding``)."""
+    """The whole record; ``body`` is what was kept of it (all of it unless
+    ``body_truncated``), as text when it is UTF-8, else base64 (``body_encoding``)."""
 
     headers: dict[str, object]
     body: str
     body_encoding: Literal["utf-8", "base64"]
-    body_bytes: int
+    body_bytes: int = Field(description="size of the whole body as received")
+    body_kept_bytes: int = Field(description="bytes of it kept (MMLW_BROKER__DEAD_LETTER_BODY_KIB)")
+    body_sha256: str = Field(description="SHA-256 of the whole body as received, hex")
+    body_truncated: bool = Field(
+        description="only the body's beginning was kept: replay needs a fixed body"
+    )
 
 
 class ReplayAccepted(BaseModel):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import InitErrorDetails, ValidationError
 
+from backend.schemas.param_bounds import param_errors
 from backend.schemas.readings import MachineId, UtcDatetime
 
 __all__ = ["ParamValue", "TuneOptions", "TuneRequest", "TuneResult", "TuneRow"]
@@ -40,6 +42,24 @@ class TuneOptions(BaseModel):
     register_best: bool = Field(
         default=False, description="train the best config as a challenger (a train job)"
     )
+
+    @field_validator("grid")
+    @classmethod
+    def _bounded(
+        cls, grid: dict[DetectorName, dict[str, list[ParamValue]]]
+    ) -> dict[DetectorName, dict[str, list[ParamValue]]]:
+        """Every value of the grid within the bounds of backend.schemas.param_bounds
+        (errors located at ``grid.<detector>.<param>.<index>``)."""
+        errors: list[InitErrorDetails] = []
+        for detector, params in grid.items():
+            for name, values in params.items():
+                for index, value in enumerate(values):
+                    for error in param_errors(detector, {name: value}, (detector,)):
+                        error["loc"] = (*error["loc"], index)
+                        errors.append(error)
+        if errors:
+            raise ValidationError.from_exception_data("grid", errors)
+        return grid
 
     @model_validator(mode="after")
     def _consistent(self) -> TuneOptions:

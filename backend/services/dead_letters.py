@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backend.errors import ConflictError
 from backend.messaging.sink import ReadingsSink
 from backend.schemas.readings import ReadingsBatch, parse_readings_message
 from backend.store import DeadLetterOut, Store
@@ -34,9 +35,15 @@ def replay(
     the dead letter unmarked. A valid batch goes to the readings exchange under its own
     machine id, so the ingest consumer stores it the normal way (idempotent by
     ``message_id``); the dead letter is marked only after the broker took it.
-    Raises :class:`~backend.errors.NotFound` for an unknown id.
+    Raises :class:`~backend.errors.NotFound` for an unknown id and
+    :class:`~backend.errors.ConflictError` for a body kept only in part (no override).
     """
     dead_letter = store.dead_letters.get(dead_letter_id)
+    if body_override is None and dead_letter.truncated:
+        raise ConflictError(
+            f"dead letter {dead_letter_id}: only the first {dead_letter.body_kept} of its "
+            f"{dead_letter.body_size} bytes were kept; replay it with a corrected body"
+        )
     body = dead_letter.body if body_override is None else body_override
     batch = parse_readings_message(body, max_readings)
     publisher.publish(batch)

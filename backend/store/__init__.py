@@ -8,7 +8,7 @@ from typing import Any
 from backend.store.alerts import AlertsRepository, DeliveriesRepository, SilencesRepository
 from backend.store.api_keys import ApiKeysRepository
 from backend.store.database import Database
-from backend.store.dead_letters import DeadLetterOut, DeadLettersRepository
+from backend.store.dead_letters import DEFAULT_BODY_LIMIT, DeadLetterOut, DeadLettersRepository
 from backend.store.jobs import JobsRepository
 from backend.store.lifecycle import AliasHistoryRepository, DriftStatesRepository
 from backend.store.machines import MachinesRepository
@@ -47,7 +47,11 @@ class Store:
     streams: StreamsRepository
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Store:
+    def open(
+        cls, url: str, *, migrate: bool = True, dead_letter_body_limit: int = DEFAULT_BODY_LIMIT
+    ) -> Store:
+        """Every repository over the database at ``url`` (migrated first unless told not
+        to); dead letters keep the first ``dead_letter_body_limit`` bytes of a body."""
         database = Database(url)
         if migrate:
             database.migrate()
@@ -57,7 +61,7 @@ class Store:
             readings=ReadingsRepository(database),
             scores=ScoresRepository(database),
             jobs=JobsRepository(database),
-            dead_letters=DeadLettersRepository(database),
+            dead_letters=DeadLettersRepository(database, body_limit=dead_letter_body_limit),
             alerts=AlertsRepository(database),
             silences=SilencesRepository(database),
             deliveries=DeliveriesRepository(database),

@@ -1,27 +1,48 @@
-"""Dead letters: every rejected message, with its reason and raw body, kept for replay."""
+"""Dead letters: every rejected message, with its reason and raw body, kept for replay.
+
+A body is kept up to ``body_limit`` bytes (``MMLW_BROKER__DEAD_LETTER_BODY_KIB``), with the
+size and SHA-256 of the whole: a message of any size costs at most that much to keep and
+to show. A list with ``bodies=False`` (the API's) loads only a short preview of each.
+"""
 
 from __future__ import annotations
 
 import base64
+import codecs
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import LargeBinary, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.errors import NotFound
 from backend.store.database import Database
 from backend.store.tables import DeadLetter, EventCount, utcnow
 
-__all__ = ["DEAD_LETTERS_EVENT", "DeadLetterOut", "DeadLettersRepository"]
+__all__ = [
+    "DEAD_LETTERS_EVENT",
+    "DEFAULT_BODY_LIMIT",
+    "PREVIEW_BYTES",
+    "DeadLetterOut",
+    "DeadLettersRepository",
+]
 
 DEAD_LETTERS_EVENT = "dead_letters"
+DEFAULT_BODY_LIMIT = 64 * 1024  # bytes of a body kept (MMLW_BROKER__DEAD_LETTER_BODY_KIB)
+PREVIEW_BYTES = 500  # of a body, in lists
 
 
 @dataclass(frozen=True)
 class DeadLetterOut:
+    """A dead letter. ``body`` is what the store kept of the body (all of it unless
+    ``truncated``); from :meth:`DeadLettersRepository.list` with ``bodies=False`` only its
+    first :data:`PREVIEW_BYTES`.
+    ``body_size`` and ``body_sha256`` describe the whole body as received, ``body_kept``
+    how many bytes of it the store holds."""
+
     id: int
     received_at: datetime
     source: str
@@ -32,13 +53,29 @@ class DeadLetterOut:
     headers: dict[str, Any]
     replayed_at: datetime | None = None
     replay_count: int = 0
+    body_size: int = 0
+    body_sha256: str = ""
+    body_kept: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """Whether only the first part of the body was kept (it cannot be replayed)."""
+        return self.body_kept < self.body_size
 
     def decoded_body(self) -> tuple[str, Literal["utf-8", "base64"]]:
-        """The body as text when it is UTF-8, else as base64, and which one it is."""
+        """The body as text when it is UTF-8, else as base64, and which one it is (a body
+        cut inside a character is still text, without that character's first bytes)."""
         try:
             return self.body.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
-            return base64.b64encode(self.body).decode("ascii"), "base64"
+            pass
+        if len(self.body) < self.body_size:
+            try:
+                text = codecs.getincrementaldecoder("utf-8")().decode(self.body, final=False)
+                return text, "utf-8"
+            except UnicodeDecodeError:
+                pass
+        return base64.b64encode(self.body).decode("ascii"), "base64"
 
 
 def _count_one(session: Session) -> None:
@@ -53,6 +90,20 @@ def _count_one(session: Session) -> None:
 
 
 def _out(row: DeadLetter) -> DeadLetterOut:
+    body = bytes(row.body)
+    return _described(
+        row,
+        body=body,
+        body_size=len(body) if row.body_size is None else row.body_size,
+        body_sha256=row.body_sha256 or hashlib.sha256(body).hexdigest(),
+        body_kept=len(body),
+    )
+
+
+def _described(
+    row: Any, *, body: bytes, body_size: int, body_sha256: str, body_kept: int
+) -> DeadLetterOut:
+    """A dead letter from a row (ORM or a selected row) and what is known of its body."""
     return DeadLetterOut(
         id=row.id,
         received_at=row.received_at,
@@ -60,16 +111,43 @@ def _out(row: DeadLetter) -> DeadLetterOut:
         routing_key=row.routing_key,
         message_id=row.message_id,
         reason=row.reason,
-        body=row.body,
+        body=body,
         headers=dict(row.headers or {}),
         replayed_at=row.replayed_at,
         replay_count=row.replay_count or 0,
+        body_size=body_size,
+        body_sha256=body_sha256,
+        body_kept=body_kept,
     )
 
 
+# what a list without bodies loads of each dead letter: everything but the body, whose
+# length and first PREVIEW_BYTES are computed by the database
+_SUMMARY = (
+    DeadLetter.id,
+    DeadLetter.received_at,
+    DeadLetter.source,
+    DeadLetter.routing_key,
+    DeadLetter.message_id,
+    DeadLetter.reason,
+    DeadLetter.headers,
+    DeadLetter.replayed_at,
+    DeadLetter.replay_count,
+    DeadLetter.body_size,
+    DeadLetter.body_sha256,
+    func.length(DeadLetter.body).label("body_kept"),
+    func.substr(DeadLetter.body, 1, PREVIEW_BYTES, type_=LargeBinary).label("preview"),
+)
+
+
 class DeadLettersRepository:
-    def __init__(self, database: Database) -> None:
+    """``body_limit``: bytes of a body kept (the first ones); the rest is dropped."""
+
+    def __init__(self, database: Database, *, body_limit: int = DEFAULT_BODY_LIMIT) -> None:
+        if body_limit < 1:
+            raise ValueError("body_limit: must be at least 1 byte")
         self._db = database
+        self._body_limit = body_limit
 
     def add(
         self,
@@ -81,13 +159,17 @@ class DeadLettersRepository:
         message_id: str | None = None,
         headers: dict[str, Any] | None = None,
     ) -> int:
+        """Record a dead letter: the first ``body_limit`` bytes of ``body``, and the size
+        and SHA-256 of all of it. Returns its id."""
         row = DeadLetter(
             received_at=utcnow(),
             source=source,
             routing_key=routing_key,
             message_id=message_id,
             reason=reason,
-            body=body,
+            body=bytes(body[: self._body_limit]),
+            body_size=len(body),
+            body_sha256=hashlib.sha256(body).hexdigest(),
             headers=headers or {},
             replay_count=0,
         )
@@ -115,14 +197,32 @@ class DeadLettersRepository:
                 raise NotFound(f"dead letter {dead_letter_id} not found")
             return _out(row)
 
-    def list(self, limit: int = 100, *, include_replayed: bool = True) -> list[DeadLetterOut]:
-        """Newest first; replayed ones left out unless ``include_replayed``."""
-        query = select(DeadLetter)
-        if not include_replayed:
-            query = query.where(DeadLetter.replayed_at.is_(None))
-        query = query.order_by(DeadLetter.id.desc()).limit(limit)
+    def list(
+        self, limit: int = 100, *, include_replayed: bool = True, bodies: bool = True
+    ) -> list[DeadLetterOut]:
+        """Newest first; replayed ones left out unless ``include_replayed``. With
+        ``bodies=False`` bodies are not loaded: each ``body`` is then only the first
+        :data:`PREVIEW_BYTES` of it."""
+
+        def newest(query: Select[Any]) -> Select[Any]:
+            if not include_replayed:
+                query = query.where(DeadLetter.replayed_at.is_(None))
+            return query.order_by(DeadLetter.id.desc()).limit(limit)
+
         with self._db.session() as session:
-            return [_out(row) for row in session.scalars(query)]
+            if bodies:
+                return [_out(row) for row in session.scalars(newest(select(DeadLetter)))]
+            rows = session.execute(newest(select(*_SUMMARY))).all()
+        return [
+            _described(
+                row,
+                body=bytes(row.preview or b""),
+                body_size=int(row.body_kept if row.body_size is None else row.body_size),
+                body_sha256=row.body_sha256 or "",
+                body_kept=int(row.body_kept or 0),
+            )
+            for row in rows
+        ]
 
     def count(self) -> int:
         """Dead letters stored now (a purge lowers it)."""

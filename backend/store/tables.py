@@ -152,10 +152,12 @@ class DeadLetter(Base):
     routing_key: Mapped[str | None] = mapped_column(String(255))
     message_id: Mapped[str | None] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # its first body_limit bytes (0010)
     headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     replayed_at: Mapped[datetime | None]
     replay_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    body_size: Mapped[int | None] = mapped_column(BigInteger)  # of the whole body received
+    body_sha256: Mapped[str | None] = mapped_column(String(64))  # of the whole body, hex
 
 
 class EventCount(Base):

@@ -33,6 +33,10 @@ LONG_RUNNING_APP_SERVICES = {"api", "worker", "ingest", "beat"}
 SECRET_VARIABLES = {
     "POSTGRES_PASSWORD",
     "RABBITMQ_PASSWORD",
+    "RABBITMQ_PUBLISHER_PASSWORD",
+    "RABBITMQ_INGEST_PASSWORD",
+    "RABBITMQ_WORKER_PASSWORD",
+    "RABBITMQ_API_PASSWORD",
     "MMLW_API_KEYS",
     "MMLW_DASHBOARD_API_KEY",
     "MMLW_MODEL_SIGNING_KEY",
@@ -330,8 +334,9 @@ def test_app_services_run_in_production_against_the_compose_services(
     for name in APP_SERVICES | {"dashboard"}:
         env = environment_of(services[name])
         assert env["MMLW_ENVIRONMENT"] == "production", name
-        if name == "dashboard":  # a client of the API: no store, broker, MLflow or models
+        if name in ("dashboard", "simulator"):  # clients: no store, MLflow or models
             assert "MMLW_MODELS__SIGNING_KEY" not in env
+            assert "MMLW_DATABASE_URL" not in env and "MMLW_MLFLOW_TRACKING_URI" not in env
             with pytest.MonkeyPatch.context() as patch:
                 for key, value in env.items():
                     if key.startswith("MMLW_"):
@@ -340,8 +345,9 @@ def test_app_services_run_in_production_against_the_compose_services(
             continue
         assert "@postgres:5432/mmlw" in env["MMLW_DATABASE_URL"], name
         assert env["MMLW_DATABASE_URL"].startswith("postgresql+psycopg://"), name
-        assert env["MMLW_BROKER__URL"].startswith("amqp://"), name
-        assert "@rabbitmq:5672/" in env["MMLW_BROKER__URL"], name
+        if name != "migrate":  # the store's schema only: no broker
+            assert env["MMLW_BROKER__URL"].startswith("amqp://"), name
+            assert "@rabbitmq:5672/" in env["MMLW_BROKER__URL"], name
         assert env["MMLW_MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
         with pytest.MonkeyPatch.context() as patch:
             for key, value in env.items():
@@ -440,7 +446,7 @@ def test_mlflow_requires_a_login(services: dict[str, Any]) -> None:
 
 def test_mmlw_services_log_in_to_mlflow_as_the_service_user(services: dict[str, Any]) -> None:
     mlflow = environment_of(services["mlflow"])
-    for name in APP_SERVICES:
+    for name in APP_SERVICES - {"simulator"}:  # the simulator is a machine: the broker only
         env = environment_of(services[name])
         assert env["MMLW_MLFLOW_USERNAME"] == mlflow["MLFLOW_SERVICE_USERNAME"], name
         assert env["MMLW_MLFLOW_PASSWORD"] == mlflow["MLFLOW_SERVICE_PASSWORD"], name
@@ -634,3 +640,56 @@ def test_ci_and_images_install_from_the_lock_file() -> None:
     assert "-c requirements.lock" in (ROOT / ".ci" / "run").read_text()
     mlflow_image = (ROOT / "docker" / "mlflow.Dockerfile").read_text()
     assert f"MLFLOW_VERSION={pins['mlflow']}" in mlflow_image
+
+
+# --------------------------------------------------------------------------- broker users
+BROKER_USERS = {
+    "api": "mmlw-api",
+    "worker": "mmlw-worker",
+    "beat": "mmlw-worker",
+    "ingest": "mmlw-ingest",
+    "simulator": "mmlw-publisher",  # what a machine holds
+}
+RABBITMQ_ENTRYPOINT = ROOT / "docker" / "rabbitmq-entrypoint.sh"
+RABBITMQ_DEFINITIONS = ROOT / "configs" / "rabbitmq" / "definitions.json"
+
+
+def test_each_process_logs_in_to_rabbitmq_as_its_own_user(services: dict[str, Any]) -> None:
+    from urllib.parse import urlsplit
+
+    for name, user in BROKER_USERS.items():
+        url = interpolate(environment_of(services[name])["MMLW_BROKER__URL"], filled_env())
+        assert urlsplit(url).username == user, name
+    assert "MMLW_BROKER__URL" not in environment_of(services["migrate"])
+    for name, service in services.items():  # the administrator is for operators only
+        for text in iter_strings(service):
+            assert "amqp://mmlw:" not in text, f"{name} logs in as the RabbitMQ administrator"
+
+
+def test_rabbitmq_imports_the_rendered_definitions_at_boot(services: dict[str, Any]) -> None:
+    from backend.messaging.provision import compose_definitions
+
+    rabbitmq = services["rabbitmq"]
+    mounts = {}  # container path -> host path of each bind mount
+    for volume in rabbitmq["volumes"]:
+        source, target, *_ = str(volume).split(":")
+        mounts[target] = source
+    entrypoint = as_argv(rabbitmq["entrypoint"])
+    assert entrypoint[0] == "/bin/sh" and mounts[entrypoint[1]] == "./docker/rabbitmq-entrypoint.sh"
+    assert as_argv(rabbitmq["command"]) == ["docker-entrypoint.sh", "rabbitmq-server"]
+    script = RABBITMQ_ENTRYPOINT.read_text()
+    template = re.search(r"MMLW_RABBITMQ_DEFINITIONS_TEMPLATE:-([^}]+)\}", script)
+    target = re.search(r"MMLW_RABBITMQ_DEFINITIONS:-([^}]+)\}", script)
+    assert template and target
+    assert mounts[template.group(1)] == "./configs/rabbitmq/definitions.json"
+    conf = (ROOT / "configs" / "rabbitmq" / "rabbitmq.conf").read_text()
+    assert re.search(rf"^load_definitions = {re.escape(target.group(1))}$", conf, re.MULTILINE)
+    assert json.loads(RABBITMQ_DEFINITIONS.read_text()) == compose_definitions(), (
+        "regenerate: python -m backend.messaging.provision compose-definitions "
+        "> configs/rabbitmq/definitions.json"
+    )
+    placeholders = set(re.findall(r"@hash:([A-Z_][A-Z0-9_]*)@", RABBITMQ_DEFINITIONS.read_text()))
+    env = environment_of(rabbitmq)
+    assert placeholders == {name for name in env if name.startswith("RABBITMQ_")}
+    for name in placeholders:
+        assert name in SECRET_VARIABLES and env[name] == f"${{{name}:?set {name} in .env}}"

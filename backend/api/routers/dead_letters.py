@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import ROW_ID_MAX, SettingsDep, StateDep, StoreDep, row_limit
+from backend.errors import ConflictError
 from backend.schemas.dead_letters import (
     DeadLetterDetail,
     DeadLetterItem,
@@ -23,6 +24,7 @@ from backend.schemas.dead_letters import (
 from backend.schemas.readings import UtcDatetime
 from backend.services.dead_letters import replay
 from backend.store import DeadLetterOut
+from backend.store.dead_letters import PREVIEW_BYTES
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
@@ -54,8 +56,10 @@ def _summary(d: DeadLetterOut) -> dict[str, Any]:
 def _item(d: DeadLetterOut) -> DeadLetterItem:
     return DeadLetterItem(
         **_summary(d),
-        body_preview=d.body[:500].decode("utf-8", errors="replace"),
-        body_bytes=len(d.body),
+        body_preview=d.body[:PREVIEW_BYTES].decode("utf-8", errors="replace"),
+        body_bytes=d.body_size,
+        body_sha256=d.body_sha256,
+        body_truncated=d.truncated,
     )
 
 
@@ -66,7 +70,10 @@ def _detail(d: DeadLetterOut) -> DeadLetterDetail:
         headers=d.headers,
         body=body,
         body_encoding=encoding,
-        body_bytes=len(d.body),
+        body_bytes=d.body_size,
+        body_kept_bytes=d.body_kept,
+        body_sha256=d.body_sha256,
+        body_truncated=d.truncated,
     )
 
 
@@ -76,8 +83,10 @@ def list_dead_letters(
     limit: Annotated[int, row_limit(100, 1000)],
     include_replayed: bool = True,
 ) -> list[DeadLetterItem]:
-    """Rejected messages, newest first, with the reason each was rejected."""
-    return [_item(d) for d in store.dead_letters.list(limit, include_replayed=include_replayed)]
+    """Rejected messages, newest first, with the reason each was rejected (bodies are not
+    loaded: a preview, size and digest of each)."""
+    listed = store.dead_letters.list(limit, include_replayed=include_replayed, bodies=False)
+    return [_item(d) for d in listed]
 
 
 @router.post("/purge")
@@ -100,7 +109,7 @@ def purge_dead_letters(request: PurgeRequest, store: StoreDep) -> Purged:
 
 @router.get("/{dead_letter_id}")
 def get_dead_letter(dead_letter_id: DeadLetterId, store: StoreDep) -> DeadLetterDetail:
-    """One dead letter whole, body included."""
+    """One dead letter whole, with what was kept of its body."""
     return _detail(store.dead_letters.get(dead_letter_id))
 
 
@@ -114,9 +123,18 @@ def replay_dead_letter(
     """Publish the dead letter again (or the fixed ``body``) through the readings exchange.
 
     202: the broker took it and it is marked replayed; ingest follows asynchronously.
-    422 naming the field if the message is still invalid (then it is not marked).
+    422 naming the field if the message is still invalid (then it is not marked); 409 if
+    only the beginning of its body was kept and no fixed ``body`` is given.
     """
     override = None if request is None or request.body is None else request.body.encode()
+    if override is None:
+        kept = state.store.dead_letters.get(dead_letter_id)
+        if kept.truncated:
+            raise ConflictError(
+                f"dead letter {dead_letter_id}: only the first {kept.body_kept} of its "
+                f"{kept.body_size} bytes were kept (MMLW_BROKER__DEAD_LETTER_BODY_KIB), so "
+                "the message is incomplete and cannot be replayed; send a fixed body instead"
+            )
     done = replay(
         dead_letter_id,
         store=state.store,
