@@ -1,8 +1,12 @@
 """Send one notification: SMTP e-mail or a signed webhook. One call = one attempt;
-retries, backoff and the delivery log belong to the caller (the notify task)."""
+retries, backoff and the delivery log belong to the caller (the notify task).
+
+E-mail is off until an SMTP host is configured (:data:`EMAIL_OFF` says how to turn it on).
+"""
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import ssl
 import time
@@ -18,7 +22,23 @@ from backend.alerts.messages import render_email, webhook_body
 from backend.alerts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from backend.settings import SmtpSettings
 
-__all__ = ["AttemptResult", "EmailSender", "Notifier", "WebhookSender", "build_notifier"]
+__all__ = [
+    "EMAIL_OFF",
+    "AttemptResult",
+    "EmailSender",
+    "Notifier",
+    "WebhookSender",
+    "build_notifier",
+    "log_email_status",
+]
+
+EMAIL_OFF = "e-mail notifications are off: set MMLW_ALERTS__SMTP__HOST to send alert e-mails"
+
+
+def log_email_status(smtp: SmtpSettings, logger: logging.Logger) -> None:
+    """The one line a starting process says when alert e-mail is off."""
+    if not smtp.enabled:
+        logger.info(EMAIL_OFF)
 
 
 @dataclass(frozen=True)
@@ -53,9 +73,11 @@ class EmailSender:
         return message
 
     def send(self, payload: dict[str, Any], delivery_id: int) -> AttemptResult:
+        smtp = self.smtp
+        if not smtp.enabled or smtp.host is None:
+            return AttemptResult(False, 0.0, error=EMAIL_OFF)
         message = self.message(payload, delivery_id)
         started = time.perf_counter()
-        smtp = self.smtp
         try:
             client_cls = smtplib.SMTP_SSL if smtp.ssl else smtplib.SMTP
             with client_cls(smtp.host, smtp.port, timeout=self.config.timeout) as client:

@@ -233,7 +233,7 @@ def alerts_unsilence(ctx: click.Context, silence_id: int) -> None:
 @click.option("--alert", "alert_id", type=int, default=None)
 @click.option(
     "--status",
-    type=click.Choice(["queued", "retrying", "delivered", "failed", "suppressed"]),
+    type=click.Choice(["queued", "retrying", "delivered", "failed", "suppressed", "skipped"]),
     default=None,
 )
 @click.option("--limit", default=50, show_default=True)

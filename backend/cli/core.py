@@ -6,9 +6,11 @@ import json
 import logging
 import os
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from functools import wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -41,14 +43,29 @@ def settings_of(ctx: click.Context) -> Settings:
     return ctx.find_object(dict)["settings"]  # type: ignore[no-any-return, index]
 
 
+def verbose_of(ctx: click.Context | None = None) -> bool:
+    """Whether ``mmlw -v`` was given (False outside a command)."""
+    ctx = ctx or click.get_current_context(silent=True)
+    found = ctx.find_object(dict) if ctx is not None else None
+    return bool(found and found.get("verbose"))
+
+
+def show_traceback_if_verbose(exc: BaseException, ctx: click.Context | None = None) -> None:
+    """With ``-v``, the traceback behind a one-line error goes to stderr first."""
+    if verbose_of(ctx):
+        traceback.print_exception(exc, file=sys.stderr)
+
+
 def one_line_errors(func: F) -> F:
-    """Turn library errors into a one-line message and exit code 1."""
+    """Turn library errors into a one-line message and exit code 1 (``-v``: the
+    traceback first)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except (MMLWError, ValueError, OSError) as exc:
+            show_traceback_if_verbose(exc)
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
@@ -68,11 +85,13 @@ def main(ctx: click.Context, verbose: bool) -> None:
     from backend.settings import Settings
 
     _configure_logging(verbose)
+    ctx.ensure_object(dict)["verbose"] = verbose
     try:
         settings = Settings()
     except ValidationError as exc:
+        show_traceback_if_verbose(exc, ctx)
         raise click.ClickException(f"settings: {describe_validation_error(exc)}") from exc
-    ctx.ensure_object(dict)["settings"] = settings
+    ctx.obj["settings"] = settings
 
 
 def require_broker(settings: Settings, command: str) -> None:
@@ -81,6 +100,20 @@ def require_broker(settings: Settings, command: str) -> None:
             f"{command}: MMLW_BROKER__URL is memory:// (in-process); point it at RabbitMQ, "
             "e.g. amqp://guest:guest@127.0.0.1:5672//"
         )
+
+
+def check_broker_now(settings: Settings, *, spool: Path | None = None) -> None:
+    """One connection attempt before a command publishes: a wrong password or a broker
+    that is down is one line at once, not silence or retries later. With a ``spool`` a
+    broker that is down is fine: batches wait in the spool."""
+    from backend.messaging.broker_check import BrokerUnreachable, check_broker
+
+    try:
+        check_broker(settings.broker.url)
+    except BrokerUnreachable as exc:
+        if spool is None:
+            raise
+        logging.getLogger(__name__).warning("%s; batches wait in %s", exc, spool)
 
 
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:

@@ -14,12 +14,15 @@ __all__ = [
     "AlertOut",
     "DeliveryAttemptOut",
     "DeliveryOut",
+    "DeliveryStatus",
     "ResolveRequest",
     "SilenceIn",
     "SilenceOut",
 ]
 
 AlertStateName = Literal["pending", "firing", "resolved"]
+# suppressed: the alert was acknowledged or silenced; skipped: the channel is off
+DeliveryStatus = Literal["queued", "retrying", "delivered", "failed", "suppressed", "skipped"]
 SILENCE_LABELS = ("machine_id", "rule", "severity")
 
 
@@ -125,7 +128,7 @@ class DeliveryOut(BaseModel):
     notifier: str
     channel: Literal["email", "webhook"]
     event: Literal["firing", "repeat", "resolved"]
-    status: Literal["queued", "retrying", "delivered", "failed", "suppressed"]
+    status: DeliveryStatus
     created_at: UtcDatetime
     delivered_at: UtcDatetime | None
     attempts: list[DeliveryAttemptOut]

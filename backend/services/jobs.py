@@ -13,11 +13,11 @@ from backend.detectors.catalog import build_detector
 from backend.errors import MMLWError, ServiceUnavailable
 from backend.messaging.dispatch import Dispatcher
 from backend.registry.base import ModelRegistry
-from backend.schemas.jobs import JobKind, JobOut, TrainRequest
+from backend.schemas.jobs import JobKind, JobOut, JobState, TrainRequest
 from backend.settings import ModelSettings
 from backend.store import Store
 
-__all__ = ["InlineTrainer", "create_training_job", "run_job", "submit_training"]
+__all__ = ["InlineTrainer", "create_training_job", "enqueue_job", "run_job", "submit_training"]
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
@@ -33,8 +33,21 @@ def create_training_job(request: TrainRequest, *, store: Store) -> JobOut:
 def submit_training(request: TrainRequest, *, store: Store, dispatcher: Dispatcher) -> JobOut:
     """Record a queued train job and enqueue it; the job id is the handle to poll."""
     job = create_training_job(request, store=store)
-    dispatcher.train(str(job.id))
+    enqueue_job(job, dispatcher.train, store=store)
     return job
+
+
+def enqueue_job(job: JobOut, send: Callable[[str], None], *, store: Store) -> None:
+    """Hand a recorded job to the queue with ``send``; if that fails, the job is failed
+    with the reason (it would never run) and :class:`ServiceUnavailable` says so."""
+    try:
+        send(str(job.id))
+    except Exception as exc:
+        if store.jobs.get(str(job.id)).state is not JobState.QUEUED:
+            raise  # it was taken (an inline run): the job holds its own outcome
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        store.jobs.finish(str(job.id), error=f"not queued: {reason}")
+        raise ServiceUnavailable(f"{job.kind.value} job {job.id} not queued: {reason}") from exc
 
 
 def run_job(job_id: str, work: Callable[[JobOut], R], *, store: Store) -> R | None:

@@ -434,7 +434,7 @@ class DeliveryWork:
     payload: dict[str, Any]
 
 
-_DONE = ("delivered", "failed", "suppressed")
+_DONE = ("delivered", "failed", "suppressed", "skipped")
 
 
 class DeliveriesRepository:
@@ -498,11 +498,19 @@ class DeliveriesRepository:
             return row.status
 
     def suppress(self, delivery_id: int, reason: str) -> None:
+        """Not sent because the alert is acknowledged or silenced."""
+        self._close(delivery_id, "suppressed", reason)
+
+    def skip(self, delivery_id: int, reason: str) -> None:
+        """Not sent because its channel is off (e-mail without an SMTP host)."""
+        self._close(delivery_id, "skipped", reason)
+
+    def _close(self, delivery_id: int, status: str, reason: str) -> None:
         with self._db.session() as session:
             session.execute(
                 update(Delivery)
                 .where(Delivery.id == delivery_id, Delivery.status.not_in(_DONE))
-                .values(status="suppressed", last_error=reason)
+                .values(status=status, last_error=reason)
             )
 
     def mark_dispatched(self, delivery_ids: Sequence[int], now: datetime) -> None:

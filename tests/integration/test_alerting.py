@@ -67,7 +67,8 @@ rules:
 def alert_settings(
     make_settings: Callable[..., Settings], rules: Path, smtp_port: int, **kw: object
 ) -> Settings:
-    alerts = AlertSettings(rules_file=rules, smtp=SmtpSettings(port=smtp_port), tick_s=3600)
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_port)
+    alerts = AlertSettings(rules_file=rules, smtp=smtp, tick_s=3600)
     return make_settings(alerts=alerts, **kw)
 
 

@@ -65,6 +65,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 
 from backend.errors import InvalidMessage, ServiceUnavailable
+from backend.messaging.broker_check import BrokerWaitLog
 from backend.messaging.dispatch import Dispatcher
 from backend.messaging.pika_publisher import pika_url
 from backend.messaging.topology import Topology
@@ -318,6 +319,8 @@ class IngestConsumer(ConsumerMixin):
         self._decoding = 0.0  # seconds spent in on_message, ever
         self._writer: ThreadPoolExecutor | None = None
         self._in_flight: tuple[Future[list[IngestOutcome]], list[_Pending]] | None = None
+        # "waiting for the broker at ..." while it is down, "connected" once it answers
+        self.broker_wait = BrokerWaitLog(connection.as_uri(), log)
 
     def run(self, _tokens: int = 1, **kwargs: Any) -> None:
         """Consume until :meth:`stop` (reconnecting on connection loss, also after a
@@ -332,6 +335,12 @@ class IngestConsumer(ConsumerMixin):
                 self._writer = None
 
     # kombu's ConsumerMixin hooks ---------------------------------------------------------
+    def on_connection_error(self, exc: BaseException, interval: float) -> None:
+        self.broker_wait.failed(exc)
+
+    def on_connection_revived(self) -> None:
+        self.broker_wait.connected()
+
     def get_consumers(self, consumer_cls: Callable[..., Consumer], channel: Any) -> list[Consumer]:
         self.topology.declare(channel)
         return [

@@ -16,6 +16,7 @@ from backend.schemas.alerts import (
     AckRequest,
     AlertOut,
     DeliveryOut,
+    DeliveryStatus,
     ResolveRequest,
     SilenceIn,
     SilenceOut,
@@ -91,7 +92,7 @@ def alert_deliveries(alert_id: AlertId, store: StoreDep) -> list[DeliveryOut]:
 def list_deliveries(
     store: StoreDep,
     limit: Annotated[int, row_limit(100, 1000)],
-    status: Literal["queued", "retrying", "delivered", "failed", "suppressed"] | None = None,
+    status: DeliveryStatus | None = None,
 ) -> list[DeliveryOut]:
     """The delivery log, newest first: every notification with every attempt."""
     return store.deliveries.list(status=status, limit=limit)
