@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backend.detectors.default import DEFAULT_DETECTOR
+
 __all__ = [
+    "BROKER_SCHEMES",
     "INGEST_MAX_LENGTH",
     "AlertSettings",
     "ApiSettings",
@@ -25,6 +28,7 @@ __all__ = [
     "PromotionSettings",
     "Settings",
     "SmtpSettings",
+    "TaskSettings",
 ]
 
 
@@ -34,7 +38,46 @@ __all__ = [
 # alarm, at which RabbitMQ blocks every publisher on the node (Celery's too).
 INGEST_MAX_LENGTH = 100_000
 
-DEFAULT_PASSWORDS = {"", "guest", "postgres", "password", "changeme", "admin", "secret", "mmlw"}
+# RabbitMQ (kombu's and pika's spellings) and kombu's in-process transport (mmlw demo)
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "memory")
+
+# compared lower-case, after percent-decoding; "password1234" is MLflow basic-auth's default
+DEFAULT_PASSWORDS = {
+    *("", "guest", "postgres", "password", "changeme", "change-me", "admin", "secret", "mmlw"),
+    *("password1234", "mlflow", "rabbitmq", "root", "test", "default", "123456", "12345678"),
+}
+MIN_KEY_LENGTH = 16  # API keys and the dashboard's key, in production
+
+
+def _login(url: str) -> tuple[str | None, str | None]:
+    """The user and password of ``url``, percent-decoded; None where absent."""
+    parts = urlsplit(url)
+    user, password = parts.username, parts.password
+    return (
+        None if user is None else unquote(user),
+        None if password is None else unquote(password),
+    )
+
+
+def _is_default(secret: str | None) -> bool:
+    """Empty, missing or a well-known default password."""
+    return (secret or "").strip().lower() in DEFAULT_PASSWORDS
+
+
+def _broker_login_problem(url: str) -> str | None:
+    """Why the broker URL(s) would log in with a default account, or None. kombu logs in
+    as guest/guest when a URL gives no user, and with password guest when it gives none;
+    ``;`` separates failover URLs."""
+    for part in url.split(";"):
+        part = part.strip()
+        if not part or part.startswith("memory://"):
+            continue
+        user, password = _login(part)
+        if not user or user.strip().lower() == "guest":
+            return "RabbitMQ's guest account (a URL without a user logs in as guest)"
+        if _is_default(password):
+            return f"a default or empty password for {user!r} (none given means guest)"
+    return None
 
 
 class BrokerSettings(BaseModel):
@@ -105,6 +148,30 @@ class BrokerSettings(BaseModel):
         "SQLite file and send them later (none: fail instead)",
     )
     spool_max_mb: float = Field(default=256, gt=0, description="size limit of the spool")
+    dead_letter_body_kib: int = Field(
+        default=64,
+        ge=1,
+        le=32 * 1024,
+        description="KiB of a dead letter's body the store keeps, with the size and SHA-256 "
+        "of the whole; a longer one keeps only its beginning and cannot be replayed as it was",
+    )
+
+    @property
+    def dead_letter_body_limit(self) -> int:
+        """Bytes of a dead letter's body the store keeps."""
+        return self.dead_letter_body_kib * 1024
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme, sep, _ = value.partition("://")
+        if not sep or scheme.lower() not in BROKER_SCHEMES:
+            what = f"unknown scheme {scheme!r}" if sep else "no scheme"
+            raise ValueError(
+                f"MMLW_BROKER__URL has {what}; use amqp://user:password@host:5672// "
+                f"(RabbitMQ) or memory:// (one process); schemes: {', '.join(BROKER_SCHEMES)}"
+            )
+        return value
 
 
 class ApiSettings(BaseModel):
@@ -136,16 +203,24 @@ class ApiSettings(BaseModel):
 
 
 class SmtpSettings(BaseModel):
-    """The mail server alert e-mails go through (default: a local catcher such as
-    Mailpit or the one ``mmlw demo`` runs, on port 1025)."""
+    """The mail server alert e-mails go through. Off until ``host`` is set: e-mail
+    deliveries are then recorded as skipped (``mmlw demo`` sets its own mail catcher)."""
 
-    host: str = "127.0.0.1"
+    host: str | None = Field(
+        default=None,
+        description="SMTP server for alert e-mail, e.g. a local catcher such as Mailpit on "
+        "port 1025 (none: e-mail notifications are off)",
+    )
     port: int = Field(default=1025, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
     starttls: bool = Field(default=False, description="upgrade the connection with STARTTLS")
     ssl: bool = Field(default=False, description="implicit TLS (SMTPS, usually port 465)")
     from_addr: str = "mmlw@localhost"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host and self.host.strip())
 
 
 class AlertSettings(BaseModel):
@@ -207,10 +282,23 @@ class DriftSettings(BaseModel):
     train_readings: int = Field(
         default=300, ge=10, description="readings after the change to retrain on"
     )
+    min_regime_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="a change is a new regime, retrained on, only once it has lasted this "
+        "long (by the readings' clock); readings back under the threshold before then end "
+        "it as an episode (a fault), with no retraining",
+    )
+    promote: bool = Field(
+        default=True,
+        description="the version a drift retrain makes is challenger; promote it to "
+        "champion when it passes the promotion gate (on the beat's models-maintain run), "
+        "even where MMLW_MODELS__AUTO_PROMOTE is off",
+    )
 
 
 class ModelSettings(BaseModel):
-    default_detector: str = "pca"
+    default_detector: str = DEFAULT_DETECTOR
     threshold_quantile: float = Field(default=0.995, gt=0.5, lt=1.0)
     alias_cache_ttl_s: float = Field(default=5.0, ge=0.0)
     preload_machines: int = Field(
@@ -243,6 +331,51 @@ class ModelSettings(BaseModel):
     )
 
 
+class TaskSettings(BaseModel):
+    """Celery time limits of train, tune and predict tasks, in seconds (none: no limit).
+
+    At the soft limit the task gets ``SoftTimeLimitExceeded`` (a train or tune job is then
+    marked failed); at the hard limit the worker process running it is killed and
+    replaced. Both need the prefork pool (``mmlw worker``'s default); the threads pool
+    cannot stop a task. Keep hard limits under RabbitMQ's consumer_timeout (2 h in
+    compose), which closes the channel of a task acknowledged late after that long.
+    """
+
+    train_soft_s: float | None = Field(
+        default=3300, gt=0, description="a train task (one model): the job fails"
+    )
+    train_hard_s: float | None = Field(
+        default=3600, gt=0, description="a train task: its worker process is replaced"
+    )
+    tune_soft_s: float | None = Field(
+        default=6600, gt=0, description="a tune task (ranking detector configs): the job fails"
+    )
+    tune_hard_s: float | None = Field(
+        default=7000, gt=0, description="a tune task: its worker process is replaced"
+    )
+    predict_soft_s: float | None = Field(
+        default=240, gt=0, description="a predict task (a group of stored batches): it fails"
+    )
+    predict_hard_s: float | None = Field(
+        default=300, gt=0, description="a predict task: its worker process is replaced"
+    )
+
+    def limits(
+        self, kind: Literal["train", "tune", "predict"]
+    ) -> tuple[float | None, float | None]:
+        """(soft, hard) time limits of ``kind`` tasks."""
+        return getattr(self, f"{kind}_soft_s"), getattr(self, f"{kind}_hard_s")
+
+    @model_validator(mode="after")
+    def _soft_before_hard(self) -> TaskSettings:
+        kinds: tuple[Literal["train", "tune", "predict"], ...] = ("train", "tune", "predict")
+        for kind in kinds:
+            soft, hard = self.limits(kind)
+            if soft is not None and hard is not None and soft >= hard:
+                raise ValueError(f"{kind}_soft_s: must be less than {kind}_hard_s")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything configurable about MMLW. See ``configs/settings.example.env``."""
 
@@ -270,6 +403,7 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=ModelSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    tasks: TaskSettings = Field(default_factory=TaskSettings)
 
     @model_validator(mode="after")
     def _mlflow_login_is_complete(self) -> Settings:
@@ -279,26 +413,49 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_default_passwords_in_production(self) -> Settings:
+        """In production, refuse every credential that is missing where one is needed,
+        empty, or a well-known default (percent-decoded before comparing)."""
         if self.environment != "production":
             return self
-        for name, url in (("broker.url", self.broker.url), ("database_url", self.database_url)):
-            password = urlsplit(url).password if url and "://" in url else None
-            if url and "@" in url and (password or "").lower() in DEFAULT_PASSWORDS:
-                raise ValueError(f"{name}: a default or empty password is refused in production")
-        for key in self.api.keys:
-            if len(key.get_secret_value()) < 16:
+        problem = _broker_login_problem(self.broker.url)
+        if problem:
+            raise ValueError(f"broker.url: {problem} is refused in production")
+        if self.database_url and "://" in self.database_url:
+            user, password = _login(self.database_url)
+            if user is not None and _is_default(password):
                 raise ValueError(
-                    "api.keys: keys shorter than 16 characters are refused in production"
+                    "database_url: a default or empty password is refused in production"
                 )
+        for key in self.api.keys:
+            if len(key.get_secret_value()) < MIN_KEY_LENGTH:
+                raise ValueError(
+                    f"api.keys: keys shorter than {MIN_KEY_LENGTH} characters are refused in "
+                    "production"
+                )
+        dashboard_key = self.dashboard.api_key
+        if dashboard_key is not None and (
+            len(dashboard_key.get_secret_value()) < MIN_KEY_LENGTH
+            or _is_default(dashboard_key.get_secret_value())
+        ):
+            raise ValueError(
+                f"dashboard.api_key: a key shorter than {MIN_KEY_LENGTH} characters is refused "
+                "in production"
+            )
+        smtp = self.alerts.smtp
+        smtp_password = None if smtp.password is None else smtp.password.get_secret_value()
+        if (smtp.username is not None or smtp_password is not None) and _is_default(smtp_password):
+            raise ValueError(
+                "alerts.smtp.password: a default or empty password is refused in production"
+            )
         tracking_uri = self.mlflow_tracking_uri or ""
         if tracking_uri.startswith(("http://", "https://")):
             secret = self.mlflow_password
-            password = secret.get_secret_value() if secret else urlsplit(tracking_uri).password
-            if (password or "").lower() in DEFAULT_PASSWORDS:
+            password = secret.get_secret_value() if secret else _login(tracking_uri)[1]
+            if _is_default(password):
                 raise ValueError(
                     "mlflow_password: the MLflow server must require a login in production; set "
                     "MMLW_MLFLOW_USERNAME and MMLW_MLFLOW_PASSWORD (a default or empty password "
-                    "is refused)"
+                    "is refused in production)"
                 )
         return self
 

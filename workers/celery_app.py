@@ -25,7 +25,12 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
     app.conf.beat_schedule = {
         "alerts-tick": {"task": ALERTS_TICK_TASK, "schedule": settings.alerts.tick_s},
     }
-    if settings.models.retrain_every_s is not None or settings.models.auto_promote:
+    drift = settings.models.drift
+    if (
+        settings.models.retrain_every_s is not None
+        or settings.models.auto_promote
+        or (drift.enabled and drift.promote)
+    ):
         app.conf.beat_schedule["models-maintain"] = {
             "task": MODELS_MAINTAIN_TASK,
             "schedule": MODELS_MAINTAIN_EVERY_S,

@@ -15,13 +15,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import uvicorn
 
+from backend.alerts.config import FlagsCondition
 from backend.alerts.mailcatcher import MailCatcher
 from backend.api.app import create_app
+from backend.detectors.default import DEFAULT_DETECTOR
 from backend.errors import MMLWError, ServiceUnavailable
+from backend.messaging.broker_check import broker_location
 from backend.messaging.sink import sink_from_settings
 from backend.registry.base import CHAMPION
 from backend.schemas.jobs import JobState, TrainRequest
@@ -32,12 +36,17 @@ from backend.store import Store
 from backend.store.tables import utcnow
 from workers.celery_app import create_celery
 from workers.context import WorkerContext
+from workers.demo_coverage import FaultCoverage, fault_coverage, reading_position
 from workers.runtime import ingest_consumer_thread, worker_thread
-from workers.simulator import SimulationStats, run_simulation, synthetic_fleet
+from workers.simulator import SimulationStats, SyntheticMachine, run_simulation, synthetic_fleet
 
 __all__ = ["DemoOptions", "DemoReport", "MachineReport", "run_demo"]
 
 log = logging.getLogger(__name__)
+
+#: seconds from a batch's arrival to its alert evaluation, allowed when matching alerts
+#: to faults
+COVERAGE_LATENCY_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,7 @@ class DemoOptions:
     batch_size: int = 30
     warmup: int = 600
     duration_s: float | None = None
-    detector: str = "pca"
+    detector: str = DEFAULT_DETECTOR
     serve_api: bool = True
     seed: int = 0
     catch_mail: bool = True
@@ -63,6 +72,8 @@ class MachineReport:
     mean_score_fault: float | None
     flag_rate_normal: float | None
     flag_rate_fault: float | None
+    normal_readings: int = 0
+    normal_flagged: int = 0
 
 
 @dataclass
@@ -71,6 +82,7 @@ class DemoReport:
     api_url: str | None = None
     alerts: list[str] = field(default_factory=list)
     emails: list[str] = field(default_factory=list)
+    coverage: FaultCoverage | None = None
 
     def lines(self) -> list[str]:
         out = [
@@ -84,6 +96,14 @@ class DemoReport:
                 f"{_fmt(m.mean_score_normal):>13} {_fmt(m.mean_score_fault):>12} "
                 f"{_pct(m.flag_rate_normal):>15} {_pct(m.flag_rate_fault):>14}"
             )
+        normal = sum(m.normal_readings for m in self.machines)
+        if normal:
+            flagged = sum(m.normal_flagged for m in self.machines)
+            out.append(f"normal readings flagged:   {100 * flagged / normal:.2f}% of {normal}")
+        if self.coverage is not None:
+            c = self.coverage
+            out.append(f"injected faults alerted:   {c.alerted} of {c.faults}")
+            out.append(f"alerts overlapping faults: {c.on_faults} of {c.alerts}")
         out.append(f"alerts: {len(self.alerts)}")
         out.extend(f"  {line}" for line in self.alerts)
         out.append(f"alert e-mails captured: {len(self.emails)}")
@@ -119,7 +139,38 @@ def machine_report(store: Store, machine_id: str, champion: int | None) -> Machi
         if mask.any():
             setattr(report, f"mean_score_{name}", float(score[mask].mean()))
             setattr(report, f"flag_rate_{name}", float(flags[mask].mean()))
+    report.normal_readings = int((truth == 0).sum())
+    report.normal_flagged = int(flags[truth == 0].sum())
     return report
+
+
+def demo_coverage(
+    store: Store,
+    fleet: list[SyntheticMachine],
+    rules: set[str],
+    started: datetime,
+    options: DemoOptions,
+) -> FaultCoverage:
+    """How the alerts of ``rules`` met the faults injected into ``fleet`` since ``started``
+    (see :mod:`workers.demo_coverage`)."""
+    now = utcnow()
+    total = FaultCoverage(0, 0, 0, 0)
+    for machine in fleet:
+
+        def position(at: datetime, machine: SyntheticMachine = machine) -> float:
+            return reading_position(
+                at, started, options.speedup, machine.period_s, options.batch_size
+            )
+
+        alerts = [
+            (position(a.fired_at), position(a.resolved_at or now))
+            for a in store.alerts.list(now, machine_id=machine.machine_id, limit=100_000)
+            if a.fired_at is not None and a.rule in rules
+        ]
+        faults = [(e.start_index, e.end_index) for e in machine.fault_log]
+        slack = options.batch_size + options.speedup * COVERAGE_LATENCY_S / machine.period_s
+        total = total + fault_coverage(faults, alerts, slack)
+    return total
 
 
 def run_demo(
@@ -167,7 +218,7 @@ def run_demo(
             report.api_url = f"http://{settings.api.host}:{settings.api.port}"
         echo(f"data dir:   {settings.data_dir}")
         echo(f"store:      {settings.resolved_database_url}")
-        echo(f"broker:     {settings.broker.url}")
+        echo(f"broker:     {broker_location(settings.broker.url)}")
         if report.api_url:
             echo(f"API:        {report.api_url}/docs  (machines: {report.api_url}/api/v1/machines)")
         dashboard = _start_dashboard(settings, report.api_url, echo) if report.api_url else None
@@ -192,6 +243,7 @@ def run_demo(
             name="simulator",
             daemon=True,
         )
+        simulation_started = utcnow()
         simulator.start()
         started = time.monotonic()
         jobs: dict[str, str] = {}
@@ -219,6 +271,12 @@ def run_demo(
             for machine in store.machines.list():
                 champion = registry.alias_version(machine.id, CHAMPION)
                 report.machines.append(machine_report(store, machine.id, champion))
+            scored_rules = {
+                r.name
+                for r in context.alerts_config.rules
+                if isinstance(r.condition, FlagsCondition)
+            }
+            report.coverage = demo_coverage(store, fleet, scored_rules, simulation_started, options)
             report.alerts = [
                 f"#{a.id} {a.machine_id} {a.rule} ({a.severity}) {a.state} "
                 f"since {a.started_at:%H:%M:%S}"

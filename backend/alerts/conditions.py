@@ -15,24 +15,44 @@ __all__ = ["TOP_SENSORS", "no_data_evidence", "scores_evidence"]
 TOP_SENSORS = 3
 
 
-def scores_evidence(condition: FlagsCondition, recent: RecentScores | None) -> Evidence:
-    """Holds when at least ``k`` of the last ``n`` readings score above ``multiple`` x
-    threshold; the evidence shows the worst of those readings (highest score/threshold)
-    and its top contributing sensors. Fewer than ``n`` readings are judged as they are."""
+def scores_evidence(
+    condition: FlagsCondition, recent: RecentScores | None, new: int = 1
+) -> Evidence:
+    """Holds when, at one of the ``new`` newest readings (those scored since the last
+    evaluation), at least ``k`` of the ``n`` readings up to it score above ``multiple`` x
+    threshold — so a short episode inside a large batch is not missed because it ended
+    before the batch's last ``n`` readings. ``recent`` should hold ``n + new - 1``
+    readings; fewer are judged as they are. The evidence shows the worst of the readings
+    looked at (highest score/threshold) and its top contributing sensors.
+
+    >>> from backend.alerts.config import FlagsCondition
+    >>> flags = np.array([0, 1, 1, 1, 0, 0, 0, 0], dtype=float)  # an episode, then calm
+    >>> recent = RecentScores(["a"], np.arange(8), flags * 2.0, np.ones(8),
+    ...                       np.ones(8, dtype=np.int64), flags[:, None] * 2.0)
+    >>> rule = FlagsCondition(kind="scores", k=3, n=4)
+    >>> scores_evidence(rule, recent).holds, scores_evidence(rule, recent, new=8).holds
+    (False, True)
+    """
     if recent is None or len(recent) == 0:
         return Evidence(holds=False, summary="no scored readings yet")
-    tail = slice(-condition.n, None)
+    new = max(1, min(int(new), len(recent)))
+    tail = slice(-(condition.n + new - 1), None)
     scores, thresholds = recent.scores[tail], recent.thresholds[tail]
     ratio = scores / np.where(thresholds > 0, thresholds, np.finfo(float).tiny)
-    above = int((ratio > condition.multiple).sum())
+    above_each = (ratio > condition.multiple).astype(np.int64)
+    # per window of n readings ending at each new reading: how many are above
+    counts = np.convolve(above_each, np.ones(condition.n, dtype=np.int64))[: len(above_each)]
+    above = int(counts[-new:].max())
     worst = int(np.argmax(ratio))
     contributions = recent.contributions[tail][worst]
     top = np.argsort(-contributions, kind="stable")[:TOP_SENSORS]
     what = "threshold" if condition.multiple == 1 else f"{condition.multiple:g} x threshold"
+    window = min(condition.n, len(scores))
+    where = f"the last {window}" if new == 1 else f"{window} in a row (of the {new} newest)"
     return Evidence(
         holds=above >= condition.k,
         summary=(
-            f"{above} of the last {len(scores)} readings above {what} "
+            f"{above} of {where} readings above {what} "
             f"(needs {condition.k}); worst score {scores[worst]:.4g} "
             f"vs threshold {thresholds[worst]:.4g}"
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from pydantic import BaseModel
 
 from backend import __version__
 from backend.alerts.config import load_alerts_config
+from backend.alerts.notifiers import log_email_status
 from backend.api.deps import ApiKey, AppState
 from backend.api.limits import ApiKeyGate, BodyLimit
 from backend.api.routers import (
@@ -49,6 +51,8 @@ from backend.store import Store
 __all__ = ["API_PREFIX", "create_app"]
 
 API_PREFIX = "/api/v1"
+
+log = logging.getLogger(__name__)
 
 
 class ErrorOut(BaseModel):
@@ -93,7 +97,11 @@ def create_app(
         owned_store = store is None
         owned_publisher = publisher is None
         settings.ensure_data_dir()
-        the_store = store or Store.open(settings.resolved_database_url)
+        log_email_status(settings.alerts.smtp, log)
+        the_store = store or Store.open(
+            settings.resolved_database_url,
+            dead_letter_body_limit=settings.broker.dead_letter_body_limit,
+        )
         if registry is None:
             from backend.registry.mlflow_registry import MlflowRegistry
 

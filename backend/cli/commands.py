@@ -3,7 +3,9 @@ machines, evaluate, dlq, db."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import signal
 import sys
 import threading
@@ -15,6 +17,7 @@ from typing import Any
 import click
 
 from backend.cli.core import (
+    check_broker_now,
     main,
     one_line_errors,
     open_registry,
@@ -25,12 +28,18 @@ from backend.cli.core import (
     train_dispatcher,
 )
 
+log = logging.getLogger(__name__)
+
 
 @main.command()
 @click.option("--machines", default=3, show_default=True, help="simulated machines")
 @click.option("--speedup", default=30.0, show_default=True, help="simulated seconds per second")
 @click.option("--warmup", default=600, show_default=True, help="readings before training")
-@click.option("--detector", default="pca", show_default=True)
+@click.option(
+    "--detector",
+    default=None,
+    help="catalog name (default: MMLW_MODELS__DEFAULT_DETECTOR, adaptive)",
+)
 @click.option("--duration", type=float, default=None, help="stop after N seconds (default: Ctrl-C)")
 @click.option("--port", type=int, default=None, help="API port (default: MMLW_API__PORT or 8000)")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
@@ -41,7 +50,7 @@ def demo(
     machines: int,
     speedup: float,
     warmup: int,
-    detector: str,
+    detector: str | None,
     duration: float | None,
     port: int | None,
     data_dir: Path | None,
@@ -50,6 +59,7 @@ def demo(
     from workers.demo import DemoOptions, run_demo
 
     settings = settings_of(ctx)
+    check_broker_now(settings)
     updates: dict[str, Any] = {}
     if data_dir is not None:
         updates["data_dir"] = data_dir.expanduser().resolve()
@@ -65,7 +75,7 @@ def demo(
             machines=machines,
             speedup=speedup,
             warmup=warmup,
-            detector=detector,
+            detector=detector or settings.models.default_detector,
             duration_s=duration,
         ),
         echo=click.echo,
@@ -137,6 +147,8 @@ def worker(
     blas_threads: int,
 ) -> None:
     """Run a Celery worker for train/predict/notify work (scale by running more)."""
+    from backend.alerts.notifiers import log_email_status
+    from backend.messaging.broker_check import wait_for_broker
     from backend.messaging.topology import Topology
     from workers.blas_threads import limit_blas_threads
     from workers.celery_app import create_celery, default_node_name, worker_context
@@ -144,6 +156,8 @@ def worker(
 
     settings = settings_of(ctx)
     require_broker(settings, "worker")
+    wait_for_broker(settings.broker.url, log)  # says so while it waits; refusals are errors
+    log_email_status(settings.alerts.smtp, log)
     if metrics_port is not None:  # first: the instruments of every process, summed
         from workers.metrics_server import serve_worker_metrics
 
@@ -193,15 +207,21 @@ def ingest(ctx: click.Context, prefetch: int) -> None:
     """Consume readings from the ingest queue: validate, store, enqueue scoring."""
     from kombu import Connection
 
+    from backend.messaging.broker_check import BrokerUnreachable, broker_location, check_broker
     from workers.consumers.ingest import IngestConsumer
     from workers.context import WorkerContext
 
     settings = settings_of(ctx)
     require_broker(settings, "ingest")
+    # a refused login or vhost is an error; a broker that is down is waited for (the
+    # consumer says so, and again every 15 s)
+    with contextlib.suppress(BrokerUnreachable):
+        check_broker(settings.broker.url)
     context = WorkerContext(settings)
     with Connection(settings.broker.url) as connection:
         consumer = IngestConsumer.for_context(connection, context, prefetch)
-        click.echo(f"consuming {context.topology.ingest_queue_name} on {connection.as_uri()}")
+        queue, where = context.topology.ingest_queue_name, broker_location(settings.broker.url)
+        click.echo(f"consuming {queue} on {where}")
         try:
             consumer.run()
         except KeyboardInterrupt:
@@ -261,6 +281,7 @@ def simulate(
         sources = [CsvReplay(path, start=now) for path in replay_files]
     else:
         sources = list(synthetic_fleet(machines, seed=seed, warmup=warmup))
+    check_broker_now(settings, spool=spool or settings.broker.spool_path)  # after the input
     sink = sink_from_settings(settings.broker, spool_path=spool or settings.broker.spool_path)
 
     def progress(stats: Any) -> None:
@@ -317,6 +338,7 @@ def publish(
     settings = settings_of(ctx)
     require_broker(settings, "publish")
     source = CsvReplay(csv_file, machine_id, sep=sep, time_column=time_column)
+    check_broker_now(settings, spool=spool or settings.broker.spool_path)  # after the input
     sink = sink_from_settings(settings.broker, spool_path=spool or settings.broker.spool_path)
     try:
         stats = run_simulation([source], sink, batch_size=batch_size, speedup=0)
@@ -331,7 +353,11 @@ def publish(
 # -- models and jobs --------------------------------------------------------------------
 @main.command()
 @click.argument("machine_id")
-@click.option("--detector", default="pca", show_default=True)
+@click.option(
+    "--detector",
+    default=None,
+    help="catalog name (default: MMLW_MODELS__DEFAULT_DETECTOR, adaptive)",
+)
 @click.option("--param", "params", multiple=True, help="detector parameter NAME=VALUE (JSON value)")
 @click.option("--start", type=click.DateTime(), default=None, help="window start (UTC)")
 @click.option("--end", type=click.DateTime(), default=None, help="window end (UTC)")
@@ -343,7 +369,7 @@ def publish(
 def train(
     ctx: click.Context,
     machine_id: str,
-    detector: str,
+    detector: str | None,
     params: tuple[str, ...],
     start: datetime | None,
     end: datetime | None,
@@ -360,7 +386,7 @@ def train(
     parsed = parse_params(params)
     request = TrainRequest(
         machine_id=machine_id,
-        detector=detector,
+        detector=detector or settings.models.default_detector,
         params=parsed,
         start=start.replace(tzinfo=UTC) if start else None,
         end=end.replace(tzinfo=UTC) if end else None,
@@ -818,11 +844,16 @@ def db() -> None:
 @click.pass_context
 @one_line_errors
 def db_upgrade(ctx: click.Context, revision: str) -> None:
-    """Create or migrate the schema of MMLW_DATABASE_URL."""
+    """Create or migrate the schema of MMLW_DATABASE_URL (a PostgreSQL database that does
+    not exist yet is created first)."""
     from backend.store import Database
+    from backend.store.provisioning import ensure_database
 
     settings = settings_of(ctx.parent) if ctx.parent else settings_of(ctx)
     settings.ensure_data_dir()
+    created = ensure_database(settings.resolved_database_url)
+    if created is not None:
+        click.echo(f"created database {created}")
     database = Database(settings.resolved_database_url)
     database.migrate(revision)
     click.echo(f"database {database.engine.url.render_as_string(hide_password=True)} at {revision}")

@@ -8,7 +8,10 @@ average (EWMA) computed for a whole batch at once by one linear filter
 the *previous* row's value of the stage before it, so the recursion is exactly the same
 whether a series is scored whole or in parts.
 
-Per sensor, in time order:
+With two or more sensors, the stages see each sensor's reading minus what the other
+sensors predict for it (:class:`~backend.detectors.cross_sensor.CrossSensorResidual`,
+``cross_sensor``): a machine moving to another operating point moves its sensors together
+and stays normal; one sensor leaving the others does not. Per sensor, in time order:
 
 1. **forecast residual** — the forecast of a reading is the fast EWMA level of the
    readings before it (``level_rate``); ``r = x - forecast``;
@@ -33,6 +36,22 @@ reading less surprising than ``10**-floor`` reports ``floor``. On a stream whose
 rows are normal, the product's threshold (a high quantile of the training scores) is then
 the floor itself, so one threshold means the same tail probability on every stream.
 
+**Alarms are held** (``hold``): from the row after a reading scores above the floor, the
+series is in alarm, and readings under an alarm are not learned from — the slow level,
+the spreads, the cycle and the score history stay as they were before it (only the fast
+level follows the readings). A level shift, a drift or a stuck sensor therefore keeps
+scoring for as long as it lasts, instead of becoming normal within a few dozen rows. The
+alarm ends at the first reading back near the level before it (on every sensor, its
+squared distance from the slow level, in spreads, below ``release``). After an episode
+(longer than ``blip_rows``) nothing learned during it is kept and the fast level returns
+to the slow one, so the readings after a fault are judged as those before it; after a
+blip (a short alarm, as bursty streams make all the time) the score history keeps what it
+learned about the blip's size, so a stream's usual blips stop alarming. An alarm that
+outlasts ``regime_rows`` rows is a new regime, not a fault: the series continues from a
+copy of its state that kept learning throughout. The alarm's flag and length, and that
+copy, are part of the carry; scoring is done in vectorised segments of constant alarm
+state, split where an alarm starts or ends, so any batching still gives the same scores.
+
 >>> rng = np.random.default_rng(0)
 >>> X = rng.normal(size=(600, 2))
 >>> det = AdaptiveDetector().fit(X[:300])
@@ -42,6 +61,10 @@ True
 >>> spike = X[300:400].copy(); spike[50, 1] += 12.0
 >>> bool(det.score_samples(spike)[50:56].max() > 2 * det.floor)
 True
+>>> shift = X[300:500].copy(); shift[50:150, 0] += 8.0  # a fault of 100 rows
+>>> flagged = det.score_samples(shift) > det.floor
+>>> bool(flagged[55:150].all()), bool(flagged[160:].any())  # held while it lasts, then over
+(True, False)
 """
 
 from __future__ import annotations
@@ -49,92 +72,32 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from scipy.signal import lfilter
 from scipy.special import log_ndtr
 
+from backend.detectors._online import LN10 as _LN10
+from backend.detectors._online import MEAN_ABS as _MEAN_ABS
+from backend.detectors._online import before as _before
+from backend.detectors._online import ewma as _ewma
 from backend.detectors._scale import scale_floor
 from backend.detectors.base import BaseDetector, Carry, as_matrix
+from backend.detectors.cross_sensor import CrossSensorResidual
+from backend.detectors.seasonality import dominant_period
 
 __all__ = ["AdaptiveDetector", "dominant_period"]
 
-#: E|r| = MEAN_ABS * std for Gaussian r
-_MEAN_ABS = float(np.sqrt(2.0 / np.pi))
-_LN10 = float(np.log(10.0))
-#: the carry's per-sensor and scalar state, in this order
+#: the carry's per-sensor state
 _SENSOR_STATE = ("level", "slow", "r_abs1", "r_abs2", "d_abs1", "d_abs2")
-_WARM_STATE = ("r_abs1", "r_abs2", "d_abs1", "d_abs2")
-_SCALAR_STATE = ("short", "mean", "var1", "var2")
-
-
-def _ewma(values: np.ndarray, rate: float, previous: np.ndarray) -> np.ndarray:
-    """EWMA ``y_t = rate·v_t + (1 - rate)·y_{t-1}`` along axis 0, from ``y_{-1} = previous``."""
-    zi = ((1.0 - rate) * np.asarray(previous, dtype=np.float64))[None, ...]
-    out, _ = lfilter([rate], [1.0, rate - 1.0], values, axis=0, zi=zi)
-    return np.asarray(out)
-
-
-def _before(values: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """Each row's predecessor: ``previous`` then ``values[:-1]``."""
-    return np.concatenate([np.asarray(previous, dtype=np.float64)[None, ...], values[:-1]])
-
-
-def dominant_period(X: np.ndarray, low: int = 4, min_corr: float = 0.3) -> int:
-    """The lag in ``[low, len(X) // 2]`` where the mean autocorrelation of the sensors'
-    detrended first differences peaks above ``min_corr`` (a repeating shape), else 0.
-
-    >>> t = np.arange(700)
-    >>> rng = np.random.default_rng(0)
-    >>> dominant_period(np.sin(2 * np.pi * t / 96)[:, None] + 0.1 * rng.normal(size=(700, 1)))
-    96
-    >>> dominant_period(rng.normal(size=(700, 2)))
-    0
-    """
-    n = len(X)
-    high = n // 2
-    if high <= low:
-        return 0
-    # smoothed levels, so noise does not hide a slow cycle; then remove the linear trend
-    kernel = np.ones(3) / 3.0
-    smooth = np.column_stack([np.convolve(c, kernel, mode="valid") for c in X.T])
-    t = np.arange(len(smooth), dtype=np.float64)
-    fit = np.polynomial.polynomial.polyfit(t, smooth, 1)
-    resid = smooth - np.polynomial.polynomial.polyval(t, fit).T
-    resid = resid - resid.mean(axis=0)
-    power = (resid**2).sum(axis=0)
-    usable = power > 1e-12 * np.maximum(1.0, (smooth**2).sum(axis=0))
-    if not usable.any():
-        return 0
-    resid = resid[:, usable] / np.sqrt(power[usable])
-    m = len(resid)
-    size = 1 << int(np.ceil(np.log2(2 * m)))
-    spectrum = np.fft.rfft(resid, size, axis=0)
-    acf = np.fft.irfft(np.abs(spectrum) ** 2, size, axis=0)[: high + 1].mean(axis=1)
-    # unbiased for the shrinking overlap
-    acf = acf * m / np.maximum(m - np.arange(high + 1), 1)
-    lags = np.arange(low, min(high, m - 1) + 1)
-    if not len(lags):
-        return 0
-    # first local maximum past the first zero crossing, the usual period estimate
-    below = np.flatnonzero(acf[lags] < 0)
-    if not len(below):
-        return 0
-    # the first positive hump after it: its peak is the period
-    rest = lags[below[0] :]
-    positive = acf[rest] > 0
-    if not positive.any():
-        return 0
-    hump = rest[int(np.argmax(positive)) :]
-    ends = np.flatnonzero(acf[hump] <= 0)
-    hump = hump[: ends[0]] if len(ends) else hump
-    best = int(hump[np.argmax(acf[hump])])
-    return best if acf[best] >= min_corr else 0
+#: what a series is in: the scored state, and the learning copy kept during an alarm
+_SHADOW = "shadow."
+#: the score history of the anomaly likelihood
+_HISTORY = ("mean", "var1", "var2")
 
 
 class AdaptiveDetector(BaseDetector):
     """Online forecast residuals and level changes per sensor, scored as an anomaly
-    likelihood (see the module docstring). Every parameter is a rate or a multiple, the
-    same for any stream; ``floor`` is the surprise (``-log10`` tail probability) below
-    which readings report as normal."""
+    likelihood, with alarms held while they last (see the module docstring). Every
+    parameter is a rate, a multiple or a row count, the same for any stream; ``floor`` is
+    the surprise (``-log10`` tail probability) below which readings report as normal."""
 
     rowwise: ClassVar[bool] = False
 
@@ -151,6 +114,12 @@ class AdaptiveDetector(BaseDetector):
         cap: float = 100.0,
         floor: float = 6.0,
         min_history_std: float = 0.05,
+        cross_sensor: bool = True,
+        cross_ridge: float = 1e-4,
+        hold: bool = True,
+        release: float = 12.0,
+        regime_rows: int = 500,
+        blip_rows: int = 8,
         eps: float = 1e-9,
     ) -> None:
         self.level_rate = level_rate
@@ -164,10 +133,16 @@ class AdaptiveDetector(BaseDetector):
         self.cap = cap
         self.floor = floor
         self.min_history_std = min_history_std
+        self.cross_sensor = cross_sensor
+        self.cross_ridge = cross_ridge
+        self.hold = hold
+        self.release = release
+        self.regime_rows = regime_rows
+        self.blip_rows = blip_rows
         self.eps = eps
 
     # -- fitting: the state a series starts from -----------------------------------------
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> AdaptiveDetector:
+    def _check_params(self) -> None:
         for name in ("level_rate", "spread_rate", "shift_rate", "short_rate", "history_rate"):
             value = float(getattr(self, name))
             if not 0.0 < value <= 1.0:
@@ -176,11 +151,26 @@ class AdaptiveDetector(BaseDetector):
             raise ValueError(f"season_rate: {self.season_rate!r} not in (0, 1]")
         if float(self.clip) <= 0 or float(self.floor) <= 0 or float(self.min_history_std) <= 0:
             raise ValueError("clip, floor and min_history_std: must be positive")
+        if float(self.release) <= 0.0:
+            raise ValueError(f"release: {self.release!r} must be positive")
+        if int(self.blip_rows) < 0:
+            raise ValueError(f"blip_rows: {self.blip_rows!r} must be >= 0")
+        if int(self.regime_rows) < 1:
+            raise ValueError(f"regime_rows: {self.regime_rows!r} must be >= 1")
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> AdaptiveDetector:
+        self._check_params()
         X = as_matrix(X)
         if not len(X):
             raise ValueError("X: need at least one row")
         n, m = X.shape
         self.n_features_in_ = m
+        self.cross_ = (
+            CrossSensorResidual.fit(X, float(self.cross_ridge), float(self.eps))
+            if self.cross_sensor and m > 1
+            else None
+        )
+        X = self._inputs(X)
         if self.season == "auto":
             self.period_ = dominant_period(X)
         elif isinstance(self.season, (int, np.integer)) and not isinstance(self.season, bool):
@@ -220,23 +210,31 @@ class AdaptiveDetector(BaseDetector):
             padded[:n] = u
             shape = np.nanmedian(padded.reshape(cycles, period, m), axis=0)
             sensors["profile"] = np.where(np.isfinite(shape), shape, 0.0)
-        _, _, after = self._run(X, self._initial(sensors, mean=0.0, var=1.0))
+        after = self._run(X, self._initial(sensors, mean=0.0, var=1.0), learn=True)[3]
         sensors.update({k: after[k] for k in ("r_abs1", "r_abs2", "d_abs1", "d_abs2")})
         sensors["profile"] = self._at_start(after["profile"], n)
-        _, raw, after = self._run(X, self._initial(sensors, mean=0.0, var=1.0))
+        initial = self._initial(sensors, mean=0.0, var=1.0)
+        _, raw, _, after = self._run(X, initial, learn=True)
         short = _ewma(raw, float(self.short_rate), np.asarray(raw[0]))
         mean = float(np.median(short))
         spread = 1.4826 * float(np.median(np.abs(short - mean)))
         var = max(spread**2, float(self.min_history_std) ** 2)
         # the history learns from the training rows as it will from live ones (robustly)
-        _, history = self._likelihood(raw, self._initial(sensors, mean=mean, var=var))
+        _, history = self._likelihood(raw, self._initial(sensors, mean=mean, var=var), True)
         # where a series starts: the first rows' level, everything else as learned
         sensors.update({k: after[k] for k in ("r_abs1", "r_abs2", "d_abs1", "d_abs2")})
         sensors["profile"] = self._at_start(after["profile"], n)
-        self.start_ = {**self._initial(sensors, mean=mean, var=var), **history}
+        start_state = {**self._initial(sensors, mean=mean, var=var), **history}
+        self.start_ = self._with_shadow(start_state, alarm=0.0, alarm_rows=0.0)
         # where the training rows end (what explain continues from)
-        self.end_ = {**self.start_, **after, "seen": np.array(float(n))}
+        end_state = {**start_state, **after, "seen": np.array(float(n))}
+        self.end_ = self._with_shadow(end_state, alarm=0.0, alarm_rows=0.0)
         return self
+
+    def _inputs(self, X: np.ndarray) -> np.ndarray:
+        """What the stages see: each sensor against the others, or the readings."""
+        cross = getattr(self, "cross_", None)
+        return X if cross is None else cross.transform(X)
 
     def _at_start(self, profile: np.ndarray, n: int) -> np.ndarray:
         """A profile learned at the end of ``n`` rows, rotated to the phase of row 0."""
@@ -261,16 +259,19 @@ class AdaptiveDetector(BaseDetector):
 
     # -- scoring ---------------------------------------------------------------------------
     def _run(
-        self, X: np.ndarray, state: Carry
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Per-sensor raw terms, the raw score per row, and the sensor state after ``X``."""
-        a, s, k = float(self.level_rate), float(self.spread_rate), float(self.clip)
+        self, X: np.ndarray, state: Carry, learn: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Per-sensor raw terms, the raw score per row, each row's deviation from the slow
+        level (largest over sensors, in squared spreads), and the sensor state after ``X``.
+        Without ``learn`` only the fast level moves (slow level, spreads, cycle frozen)."""
+        a, k = float(self.level_rate), float(self.clip)
+        s = float(self.spread_rate) if learn else 0.0
         period = int(getattr(self, "period_", 0))
         after: dict[str, np.ndarray] = {}
         if period:
             # seasonal correction: EWMA of the residual one period back, per phase
             profile = np.asarray(state["profile"], dtype=np.float64)
-            X, after["profile"], after["base"] = self._deseason(X, profile, state["base"])
+            X, after["profile"], after["base"] = self._deseason(X, profile, state["base"], learn)
         else:
             after["profile"] = np.asarray(state["profile"], dtype=np.float64)
             after["base"] = np.asarray(state["base"], dtype=np.float64)
@@ -285,7 +286,7 @@ class AdaptiveDetector(BaseDetector):
         sigma = np.maximum(_before(r_abs2, state["r_abs2"]) / _MEAN_ABS, self.floor_)
         z = r / sigma
 
-        slow = _ewma(X, float(self.shift_rate), state["slow"])
+        slow = _ewma(X, float(self.shift_rate) if learn else 0.0, state["slow"])
         d = level - _before(slow, state["slow"])
         d_abs1 = _ewma(np.abs(d), s, state["d_abs1"])
         bound = (
@@ -295,8 +296,15 @@ class AdaptiveDetector(BaseDetector):
         zd = d / np.maximum(_before(d_abs2, state["d_abs2"]) / _MEAN_ABS, self.floor_)
 
         cap = float(self.cap)
-        terms = np.minimum(np.maximum(z * z, zd * zd), cap) / X.shape[1]
-        raw = terms.sum(axis=1)
+        # each sensor's term (uncapped: it says which sensors to blame), the raw score
+        # from the capped ones (no single sensor outweighs ``cap``)
+        terms = np.maximum(z * z, zd * zd) / X.shape[1]
+        raw = np.minimum(terms, cap / X.shape[1]).sum(axis=1)
+        # how far each reading is from the slow level (the level before an alarm): the
+        # largest over sensors of its squared distance in units of the point and level
+        # spreads (one sensor still off keeps an alarm on)
+        scale2 = sigma**2 + (_before(d_abs2, state["d_abs2"]) / _MEAN_ABS) ** 2
+        dev = ((X - _before(slow, state["slow"])) ** 2 / scale2).max(axis=1)
         after.update(
             level=level[-1],
             slow=slow[-1],
@@ -305,18 +313,19 @@ class AdaptiveDetector(BaseDetector):
             d_abs1=d_abs1[-1],
             d_abs2=d_abs2[-1],
         )
-        return terms, raw, after
+        return terms, raw, dev, after
 
     def _deseason(
-        self, X: np.ndarray, profile: np.ndarray, base: np.ndarray
+        self, X: np.ndarray, profile: np.ndarray, base: np.ndarray, learn: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``X`` minus its seasonal component one period back, the profile and base after.
 
         ``u = x - base`` (``base``: an EWMA over about one period); the component is the
         EWMA, phase by phase, of ``u`` (``c_t = g·u_t + (1 - g)·c_{t-P}``), computed one
         period at a time; a row is corrected by ``c_{t-P}``, learned before it."""
-        period, g = len(profile), float(self.season_rate)
-        level = _ewma(X, 1.0 / period, base)
+        period = len(profile)
+        g = float(self.season_rate) if learn else 0.0
+        level = _ewma(X, 1.0 / period if learn else 0.0, base)
         u = X - _before(level, base)
         comp = np.vstack([profile, np.empty_like(X)])  # row t of X is comp[t + period]
         for i in range(0, len(X), period):
@@ -325,10 +334,11 @@ class AdaptiveDetector(BaseDetector):
         return X - comp[: len(X)], comp[-period:].copy(), level[-1]
 
     def _likelihood(
-        self, raw: np.ndarray, state: Carry
+        self, raw: np.ndarray, state: Carry, learn: bool
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Surprise ``-log10 Q(z)`` of each row's short average against its history."""
-        h = float(self.history_rate)
+        """Surprise ``-log10 Q(z)`` of each row's short average against its history
+        (frozen without ``learn``)."""
+        h = float(self.history_rate) if learn else 0.0
         short = _ewma(raw, float(self.short_rate), np.asarray(state["short"]))
         mean = _ewma(short, h, np.asarray(state["mean"]))
         mean_before = _before(mean, np.asarray(state["mean"]))
@@ -346,42 +356,112 @@ class AdaptiveDetector(BaseDetector):
         after = {"short": short[-1], "mean": mean[-1], "var1": var1[-1], "var2": var2[-1]}
         return surprise, after
 
+    def _pass(
+        self, X: np.ndarray, state: Carry, learn: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Terms, surprise and deviation (see :meth:`_run`) of rows ``X`` from ``state``
+        (one scored state, no alarm keys), and that state after them."""
+        terms, raw, dev, after = self._run(X, state, learn)
+        surprise, after_l = self._likelihood(raw, state, learn)
+        seen = np.array(float(state["seen"]) + len(X))
+        return terms, surprise, dev, {**after, **after_l, "seen": seen}
+
+    @staticmethod
+    def _with_shadow(
+        state: Carry, *, alarm: float, alarm_rows: float, shadow: Carry | None = None
+    ) -> dict[str, np.ndarray]:
+        """A carry: the scored state, its learning copy (the same outside an alarm) and
+        the alarm's flag and length."""
+        shadow = state if shadow is None else shadow
+        carry = {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
+        carry.update({_SHADOW + k: np.asarray(v, dtype=np.float64) for k, v in shadow.items()})
+        carry["alarm"] = np.array(float(alarm))
+        carry["alarm_rows"] = np.array(float(alarm_rows))
+        return carry
+
+    @staticmethod
+    def _split(carry: Carry) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        scored = {k: v for k, v in carry.items() if not k.startswith(_SHADOW)}
+        scored.pop("alarm", None)
+        scored.pop("alarm_rows", None)
+        shadow = {k[len(_SHADOW) :]: v for k, v in carry.items() if k.startswith(_SHADOW)}
+        return scored, shadow
+
     def stream(self, X: np.ndarray, carry: Carry | None) -> tuple[np.ndarray, Carry]:
         """A series starts (``carry`` None) from what the training rows taught, in warm-up:
         until it has seen as many rows as the detector was fitted on, it reports the floor
         (its statistics are the training rows', not yet its own)."""
-        X = self._check_input(X)
-        if carry:
-            state: Carry = carry
-        else:
-            state = self.start_
-        return self._score(X, state)
+        X = self._inputs(self._check_input(X))
+        return self._score(X, carry if carry else self.start_)
 
-    def _score(self, X: np.ndarray, state: Carry) -> tuple[np.ndarray, Carry]:
-        if not len(X):
-            return np.zeros((0, self.n_features_in_)), dict(state)
-        terms, raw, after = self._run(X, state)
-        surprise, after_l = self._likelihood(raw, state)
-        seen = float(state["seen"]) + np.arange(len(X))
-        score = np.where(
-            seen < self.n_fit_, float(self.floor), np.maximum(surprise, float(self.floor))
-        )
+    def _score(self, X: np.ndarray, carry: Carry) -> tuple[np.ndarray, Carry]:
+        """Score ``X`` in segments of constant alarm state (see the module docstring): each
+        segment is one vectorised pass, split where an alarm starts or ends."""
+        n, m = X.shape
+        terms = np.zeros((n, m))
+        surprise = np.zeros(n)
+        state, shadow = self._split(carry)
+        alarm, alarm_rows = float(carry["alarm"]), float(carry["alarm_rows"])
+        hold, floor, release = bool(self.hold), float(self.floor), float(self.release)
+        i = 0
+        while i < n:
+            rest = X[i:]
+            warm = float(state["seen"]) + np.arange(len(rest)) >= self.n_fit_
+            if not alarm:
+                part, part_surprise, _, after = self._pass(rest, state, learn=True)
+                hits = np.flatnonzero(warm & (part_surprise > floor) & hold)
+                stop = int(hits[0]) + 1 if len(hits) else len(rest)
+                terms[i : i + stop], surprise[i : i + stop] = part[:stop], part_surprise[:stop]
+                if len(hits):
+                    # an alarm starts after this row: the state learned up to it
+                    if stop < len(rest):
+                        after = self._pass(rest[:stop], state, learn=True)[3]
+                    alarm, alarm_rows = 1.0, 0.0
+                state = shadow = after
+            else:
+                part, part_surprise, dev, after = self._pass(rest, state, learn=False)
+                learned = self._pass(rest, shadow, learn=True)[3]
+                ends = np.flatnonzero(dev < release)
+                end = int(ends[0]) if len(ends) else len(rest)
+                accept = int(self.regime_rows) - int(alarm_rows) - 1
+                stop = min(end, accept, len(rest) - 1) + 1
+                terms[i : i + stop], surprise[i : i + stop] = part[:stop], part_surprise[:stop]
+                if end == stop - 1:
+                    # readings are normal again
+                    state = self._pass(rest[:stop], state, learn=False)[3]
+                    if alarm_rows + stop <= int(self.blip_rows):
+                        # a blip: the score history learns how large the stream's blips are
+                        learned = self._pass(rest[:stop], shadow, learn=True)[3]
+                        state.update({k: learned[k] for k in _HISTORY})
+                    else:
+                        # an episode: nothing of it is learned, the level is where it was
+                        state["level"] = state["slow"]
+                    state = shadow = {**state, "short": state["mean"]}
+                    alarm = 0.0
+                elif accept == stop - 1:
+                    # the alarm outlasted regime_rows: its readings are the new normal
+                    state = shadow = self._pass(rest[:stop], shadow, learn=True)[3]
+                    alarm = 0.0
+                else:
+                    state, shadow = after, learned
+                    alarm_rows += stop
+            i += stop
+        seen = float(carry["seen"]) + np.arange(n)
+        score = np.where(seen < self.n_fit_, floor, np.maximum(surprise, floor))
         total = terms.sum(axis=1, keepdims=True)
-        share = np.divide(
-            terms, total, out=np.full_like(terms, 1.0 / terms.shape[1]), where=total > 0
-        )
+        share = np.divide(terms, total, out=np.full_like(terms, 1.0 / m), where=total > 0)
         # the excess over the floor shared by the sensors' raw terms, the floor itself put
         # on the largest one: a row at the floor sums to exactly the floor (no rounding
         # that could lift it over a threshold equal to the floor)
-        contributions = share * (score - float(self.floor))[:, None]
-        rows = np.arange(len(X))
-        contributions[rows, share.argmax(axis=1)] += float(self.floor)
-        new_state = {**after, **after_l, "seen": np.array(float(state["seen"]) + len(X))}
-        return contributions, {k: np.asarray(v, dtype=np.float64) for k, v in new_state.items()}
+        contributions = share * (score - floor)[:, None]
+        contributions[np.arange(n), share.argmax(axis=1)] += floor
+        return contributions, self._with_shadow(
+            state, alarm=alarm, alarm_rows=alarm_rows, shadow=shadow
+        )
 
     def explain(self, X: np.ndarray) -> np.ndarray:
-        """Rows ``X`` scored as if they followed the training rows (nothing learned)."""
-        return self._score(self._check_input(X), self.end_)[0]
+        """Rows ``X`` scored as if they followed the training rows."""
+        return self._score(self._inputs(self._check_input(X)), self.end_)[0]
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         return self.explain(X).sum(axis=1)

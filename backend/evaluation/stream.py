@@ -23,8 +23,9 @@ one row per data row, in the data file's order, its timestamps copied as text,
 loader drops for missing values). A file on which the model cannot be fitted or scored is
 reported with its error and written as all zeros; the other files still run. NAB-layout
 folders are scored by NAB's rules (:mod:`backend.evaluation.nab`) on the written folder;
-SKAB-layout folders by SKAB's point metrics (onsets vs anomaly labels) and its NAB
-changepoint score (:mod:`backend.evaluation.metrics`), both on the rows after learning.
+SKAB-layout folders by SKAB's point metrics (rows under a firing alert vs anomaly labels)
+and its NAB changepoint score on the onsets (:mod:`backend.evaluation.metrics`), both on
+the rows after learning.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import pandas as pd
 
 from backend.alerts.conditions import scores_evidence
 from backend.alerts.config import AlertRule, AlertsConfig, FlagsCondition, load_alerts_config
-from backend.alerts.engine import AlertSnapshot, Event, step
+from backend.alerts.engine import AlertSnapshot, AlertState, Event, step
 from backend.evaluation.datasets import BenchmarkFile, Dataset, Layout, load_dataset
 from backend.evaluation.metrics import (
     NabCounts,
@@ -96,12 +97,15 @@ def score_rules(config: AlertsConfig | None = None) -> list[AlertRule]:
 class ReplayResult:
     """One replayed series, aligned with its rows (learning rows: score NaN, no flag).
 
-    ``detections`` is 0/1 (int8), 1 only at alert onsets; ``alerts`` counts the alert
-    instances that fired (one per rule onset, so it may exceed the detections)."""
+    ``detections`` is 0/1 (int8), 1 only at alert onsets; ``alerting`` marks the rows of
+    every batch after which an alert was firing (what an operator sees as "alerting");
+    ``alerts`` counts the alert instances that fired (one per rule onset, so it may exceed
+    the detections)."""
 
     scores: np.ndarray
     flags: np.ndarray
     detections: np.ndarray
+    alerting: np.ndarray
     alerts: int
     learning_rows: int
     threshold: float
@@ -137,14 +141,30 @@ class _Alerts:
         #: how many newest readings the conditions look at
         self.depth = max((c.n for _, c in self.checks), default=0)
 
-    def evaluate(self, recent: RecentScores, now: datetime) -> int:
-        """Step every rule at ``now``; the number of alert onsets (FIRING events)."""
+    def evaluate(self, recent: RecentScores, now: datetime, new: int = 1) -> int:
+        """Step every rule at ``now`` after ``new`` readings were scored, as the serving
+        path does (:func:`backend.services.alerting.evaluate_machine`: a rule with no open
+        alert that held at one of the new readings but not at the newest is stepped with
+        both); the number of alert onsets (FIRING events)."""
         fired = 0
         for i, (timing, condition) in enumerate(self.checks):
-            transition = step(timing, self.open[i], scores_evidence(condition, recent), now)
-            self.open[i] = transition.after
-            fired += transition.event is Event.FIRING
+            latest = scores_evidence(condition, recent)
+            steps = [latest]
+            current = self.open[i]
+            if new > 1 and (current is None or not current.is_open):
+                earlier = scores_evidence(condition, recent, new)
+                if earlier.holds and not latest.holds:
+                    steps.insert(0, earlier)
+            for evidence in steps:
+                transition = step(timing, self.open[i], evidence, now)
+                self.open[i] = transition.after
+                fired += transition.event is Event.FIRING
         return fired
+
+    @property
+    def firing(self) -> bool:
+        """Whether some alert instance is firing now."""
+        return any(a is not None and a.state is AlertState.FIRING for a in self.open)
 
 
 def replay_file(
@@ -193,6 +213,7 @@ def replay_file(
     scores = np.full(n, np.nan)
     contributions = np.zeros((len(live), len(columns)))
     detections = np.zeros(n, dtype=np.int8)
+    alerting = np.zeros(n, dtype=bool)
     fired_total = 0
     carry = None
     for start in range(0, len(live), batch_size):
@@ -202,7 +223,7 @@ def replay_file(
         contributions[start:stop] = scored.contributions
         if not alerts.depth:
             continue
-        tail = slice(max(0, stop - alerts.depth), stop)
+        tail = slice(max(0, start - alerts.depth + 1), stop)
         recent = _recent(
             columns,
             stamps_us[tail],
@@ -210,16 +231,18 @@ def replay_file(
             contributions[tail],
             model.threshold,
         )
-        fired = alerts.evaluate(recent, index[stop - 1].to_pydatetime())
+        fired = alerts.evaluate(recent, index[stop - 1].to_pydatetime(), stop - start)
         fired_total += fired
         if fired:
             detections[n_learning + stop - 1] = 1
+        alerting[n_learning + start : n_learning + stop] = alerts.firing
     flags = np.zeros(n, dtype=bool)
     flags[n_learning:] = scores[n_learning:] > model.threshold
     return ReplayResult(
         scores=scores,
         flags=flags,
         detections=detections,
+        alerting=alerting,
         alerts=fired_total,
         learning_rows=n_learning,
         threshold=float(model.threshold),
@@ -314,10 +337,13 @@ class _SkabTotals:
     counts: PointCounts = field(default_factory=PointCounts)
     nab: NabCounts = field(default_factory=NabCounts)
 
-    def add(self, file: BenchmarkFile, first: int, detections: np.ndarray) -> None:
-        """Onsets vs labels on the rows after learning (``first`` onwards)."""
+    def add(
+        self, file: BenchmarkFile, first: int, detections: np.ndarray, alerting: np.ndarray
+    ) -> None:
+        """On the rows after learning (``first`` onwards): rows under a firing alert vs
+        anomaly labels (point metrics), alert onsets vs changepoints (NAB score)."""
         onsets = detections[first:]
-        self.counts += point_counts(file.anomaly[first:], onsets)
+        self.counts += point_counts(file.anomaly[first:], alerting[first:].astype(np.int8))
         times = pd.DatetimeIndex(file.frame.index[first:])
         seconds = np.asarray((times - times[0]).total_seconds(), dtype=np.float64)
         width = ProtocolConfig().nab_window_s
@@ -341,14 +367,16 @@ def _replay_one(
     rules: Sequence[AlertRule],
     batch_size: int,
     out_dir: Path,
-) -> tuple[FileOutcome, np.ndarray]:
-    """Replay and write one file; any failure becomes the outcome's error (all zeros)."""
+) -> tuple[FileOutcome, np.ndarray, np.ndarray]:
+    """Replay and write one file; any failure becomes the outcome's error (all zeros).
+    Returns the outcome, the detections and the rows under a firing alert."""
     started = time.perf_counter()
     timestamps = _data_timestamps(dataset.root, file, dataset.layout)
     n_data = len(timestamps)
     nominal = learning_rows(dataset.layout, n_data)
     outcome = FileOutcome(file=f"{file.name}.csv", rows=n_data, learning_rows=0)
     detections = np.zeros(len(file.frame), dtype=np.int8)
+    alerting = np.zeros(len(file.frame), dtype=bool)
     positions = np.zeros(0, dtype=np.int64)
     try:
         positions = _data_positions(dataset.root, file, dataset.layout, n_data)
@@ -364,16 +392,17 @@ def _replay_one(
             rules=rules,
             batch_size=batch_size,
         )
-        detections = result.detections
+        detections, alerting = result.detections, result.alerting
         outcome.alerts = result.alerts
         outcome.flagged = int(result.flags.sum())
     except Exception as exc:  # reported per file, the run goes on
         outcome.error = f"{type(exc).__name__}: {exc}"
         detections = np.zeros(len(file.frame), dtype=np.int8)
+        alerting = np.zeros(len(file.frame), dtype=bool)
     outcome.detections = int(detections.sum())
     _write_detections(out_dir / outcome.file, timestamps, positions, detections[: len(positions)])
     outcome.seconds = time.perf_counter() - started
-    return outcome, detections
+    return outcome, detections, alerting
 
 
 def _evaluate_detector(
@@ -391,7 +420,7 @@ def _evaluate_detector(
     summary = DetectorSummary(detector, dict(params), str(out_dir))
     skab = _SkabTotals()
     for file in dataset.files:
-        outcome, detections = _replay_one(
+        outcome, detections, alerting = _replay_one(
             dataset,
             file,
             detector,
@@ -404,7 +433,7 @@ def _evaluate_detector(
         summary.files.append(outcome)
         first = outcome.learning_rows or min(SKAB_LEARNING_ROWS, len(file.frame))
         if dataset.layout == "skab" and first < len(file.frame):
-            skab.add(file, first, detections)
+            skab.add(file, first, detections, alerting)
         if on_file is not None:
             on_file(detector, outcome)
     if dataset.layout == "nab":

@@ -2,6 +2,8 @@
 
 The API and the CLI enqueue train work through :class:`TaskDispatcher`; the ingest
 consumer enqueues predict work. Task names are the contract with ``workers.tasks``.
+A send the broker does not take raises :class:`ServiceUnavailable` with one line saying
+why and what to do (:func:`~backend.messaging.broker_check.describe_broker_error`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any, Protocol
 
 from celery import Celery
 
+from backend.errors import ServiceUnavailable
+from backend.messaging.broker_check import describe_broker_error, is_broker_error
 from backend.messaging.topology import Topology
 
 __all__ = [
@@ -54,6 +58,14 @@ def transport_options(broker_url: str) -> dict[str, Any]:
     return {"polling_interval": 0.01}
 
 
+def _route(topology: Topology, kind: str) -> dict[str, str]:
+    """Through the queue's own exchange: with only a queue named, Celery publishes to the
+    default exchange (amq.default), and write permission there reaches every queue of the
+    vhost (RabbitMQ checks the exchange only), so no broker user is granted it."""
+    name = topology.task_queue_name(kind)
+    return {"queue": name, "exchange": name, "routing_key": name}
+
+
 def celery_config(broker_url: str, topology: Topology, predict_prefetch: int = 4) -> dict[str, Any]:
     """The Celery configuration shared by senders and workers (JSON only, late acks).
 
@@ -76,18 +88,20 @@ def celery_config(broker_url: str, topology: Topology, predict_prefetch: int = 4
         "task_queues": topology.task_queues(),
         "task_default_queue": topology.task_queue_name("predict"),
         "task_routes": {
-            TRAIN_TASK: {"queue": topology.task_queue_name("train")},
-            PREDICT_TASK: {"queue": topology.task_queue_name("predict")},
-            NOTIFY_TASK: {"queue": topology.task_queue_name("notify")},
-            ALERTS_TICK_TASK: {"queue": topology.task_queue_name("notify")},
-            MODELS_MAINTAIN_TASK: {"queue": topology.task_queue_name("train")},
-            TUNE_TASK: {"queue": topology.task_queue_name("train")},
+            TRAIN_TASK: _route(topology, "train"),
+            PREDICT_TASK: _route(topology, "predict"),
+            NOTIFY_TASK: _route(topology, "notify"),
+            ALERTS_TICK_TASK: _route(topology, "notify"),
+            MODELS_MAINTAIN_TASK: _route(topology, "train"),
+            TUNE_TASK: _route(topology, "train"),
         },
         "task_create_missing_queues": False,
         # Celery's control plane (remote control, pidbox queues, events) lives inside the
-        # namespace too: another deployment's `celery control` never reaches these workers
+        # namespace too: another deployment's `celery control` never reaches these workers,
+        # and the broker user of workers is granted exactly these names (messaging.provision)
         "control_exchange": f"{topology.namespace}.celery",
         "event_exchange": f"{topology.namespace}.celeryev",
+        "event_queue_prefix": f"{topology.namespace}.celeryev",
         "worker_hijack_root_logger": False,
         "enable_utc": True,
     }
@@ -105,25 +119,34 @@ class CeleryDispatcher:
         app.conf.update(celery_config(broker_url, topology))
         return cls(app)
 
+    def _send(self, name: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> None:
+        try:
+            self._app.send_task(name, args=args, kwargs=kwargs or {})
+        except Exception as exc:
+            if not is_broker_error(exc):
+                raise
+            url = str(self._app.conf.broker_url)
+            raise ServiceUnavailable(describe_broker_error(exc, url)) from exc
+
     def train(self, job_id: str) -> None:
-        self._app.send_task(TRAIN_TASK, args=[job_id])
+        self._send(TRAIN_TASK, [job_id])
 
     def predict(self, batch_id: int, version: int | None = None) -> None:
         """Score with the champion, or with ``version`` when given (backfills)."""
         kwargs = {} if version is None else {"version": version}
-        self._app.send_task(PREDICT_TASK, args=[batch_id], kwargs=kwargs)
+        self._send(PREDICT_TASK, [batch_id], kwargs)
 
     def predict_many(self, batch_ids: Sequence[int], version: int | None = None) -> None:
         """One predict task for several batches (scored together, stored in one
         transaction, alert rules evaluated once per machine)."""
         if batch_ids:
             kwargs = {} if version is None else {"version": version}
-            self._app.send_task(PREDICT_TASK, args=[list(batch_ids)], kwargs=kwargs)
+            self._send(PREDICT_TASK, [list(batch_ids)], kwargs)
 
     def notify(self, delivery_id: int) -> None:
         """Send one alert notification (a delivery of the outbox)."""
-        self._app.send_task(NOTIFY_TASK, args=[delivery_id])
+        self._send(NOTIFY_TASK, [delivery_id])
 
     def tune(self, job_id: str) -> None:
         """Rank detector configs on a machine's history (a tune job)."""
-        self._app.send_task(TUNE_TASK, args=[job_id])
+        self._send(TUNE_TASK, [job_id])

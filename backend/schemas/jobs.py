@@ -6,8 +6,10 @@ import enum
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from backend.detectors.default import DEFAULT_DETECTOR
+from backend.schemas.param_bounds import check_params
 from backend.schemas.readings import MachineId, UtcDatetime
 
 __all__ = ["JobKind", "JobOut", "JobState", "TrainOptions", "TrainRequest", "TrainResult"]
@@ -37,9 +39,11 @@ class TrainOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    detector: str = Field(default="pca", pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    detector: str = Field(default=DEFAULT_DETECTOR, pattern=r"^[a-z][a-z0-9_]{0,40}$")
     params: dict[str, float | int | str | bool | list[int] | None] = Field(
-        default_factory=dict, description="lists of integers for e.g. lags and windows"
+        default_factory=dict,
+        description="lists of integers for e.g. lags and windows; parameters that size the "
+        "model are bounded (backend.schemas.param_bounds)",
     )
     start: UtcDatetime | None = None
     end: UtcDatetime | None = None
@@ -58,6 +62,16 @@ class TrainOptions(BaseModel):
     group: str | None = Field(
         default=None, max_length=64, description="jobs compared side by side share a group"
     )
+
+    @field_validator("params")
+    @classmethod
+    def _bounded(
+        cls, params: dict[str, float | int | str | bool | list[int] | None], info: ValidationInfo
+    ) -> dict[str, float | int | str | bool | list[int] | None]:
+        detector = info.data.get("detector")
+        if isinstance(detector, str):
+            check_params(detector, params)
+        return params
 
     @model_validator(mode="after")
     def _window(self) -> TrainOptions:

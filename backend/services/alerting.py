@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from backend.alerts.conditions import no_data_evidence, scores_evidence
 from backend.alerts.config import AlertRule, AlertsConfig, FlagsCondition, NoDataCondition
 from backend.alerts.engine import Evidence
-from backend.alerts.notifiers import build_notifier
+from backend.alerts.notifiers import EMAIL_OFF, build_notifier
 from backend.messaging.dispatch import Dispatcher
 from backend.observability.metrics import instruments
 from backend.settings import Settings
@@ -29,6 +29,9 @@ __all__ = ["SendOutcome", "evaluate_machine", "send_delivery", "tick"]
 log = logging.getLogger(__name__)
 
 REDISPATCH_AFTER = timedelta(seconds=60)
+#: the most newly scored readings one evaluation looks back over (one large import batch
+#: is judged on its newest ones)
+MAX_NEW_READINGS = 10_000
 
 
 def _channels(config: AlertsConfig) -> dict[str, str]:
@@ -42,18 +45,55 @@ def evaluate_machine(
     config: AlertsConfig,
     dispatcher: Dispatcher,
     now: datetime | None = None,
+    new_readings: int = 1,
 ) -> list[Evaluation]:
     """Evaluate every rule that applies to ``machine_id`` (in one transaction) and
-    dispatch what they send."""
+    dispatch what they send.
+
+    ``new_readings``: how many readings were scored since the last evaluation (at most
+    :data:`MAX_NEW_READINGS` are looked at). A rule with no open alert that held at one of
+    them but not at the newest (a short episode inside a large batch) is first stepped
+    with that evidence, so it fires, then with the newest readings', so it can resolve."""
     now = now or utcnow()
     rules = config.rules_for(machine_id)
     if not rules:
         return []
+    new_readings = max(1, min(new_readings, MAX_NEW_READINGS))
     n = max((r.condition.n for r in rules if isinstance(r.condition, FlagsCondition)), default=0)
-    recent = store.scores.recent(machine_id, n) if n else None
+    recent = store.scores.recent(machine_id, n + new_readings - 1) if n else None
     needs_last_seen = any(isinstance(r.condition, NoDataCondition) for r in rules)
     last_received = store.machines.last_seen(machine_id) if needs_last_seen else None
-    checks = [(rule, _evidence(rule, recent, last_received, now)) for rule in rules]
+    latest = [(rule, _evidence(rule, recent, last_received, now, 1)) for rule in rules]
+    evaluations: list[Evaluation] = []
+    if new_readings > 1:
+        earlier = [
+            (rule, _evidence(rule, recent, last_received, now, new_readings)) for rule in rules
+        ]
+        missed = {
+            rule.name
+            for (rule, a), (_, b) in zip(earlier, latest, strict=True)
+            if a.holds and not b.holds
+        }
+        if missed:
+            # only an episode no open alert covers needs its own step
+            open_now = store.alerts.list(now, machine_id=machine_id, state="open")
+            missed -= {a.rule for a in open_now}
+            episodes = [check for check in earlier if check[0].name in missed]
+            if episodes:
+                evaluations += _apply(machine_id, episodes, store, config, dispatcher, now)
+    return evaluations + _apply(machine_id, latest, store, config, dispatcher, now)
+
+
+def _apply(
+    machine_id: str,
+    checks: list[tuple[AlertRule, Evidence]],
+    store: Store,
+    config: AlertsConfig,
+    dispatcher: Dispatcher,
+    now: datetime,
+) -> list[Evaluation]:
+    """Step the rules with their evidence (one transaction) and dispatch what they send."""
+    rules = [rule for rule, _ in checks]
     evaluations = store.alerts.evaluate_all(machine_id, checks, now, _channels(config))
     for rule, evaluation in zip(rules, evaluations, strict=True):
         if evaluation.event is not None:
@@ -70,10 +110,14 @@ def evaluate_machine(
 
 
 def _evidence(
-    rule: AlertRule, recent: RecentScores | None, last_received: datetime | None, now: datetime
+    rule: AlertRule,
+    recent: RecentScores | None,
+    last_received: datetime | None,
+    now: datetime,
+    new_readings: int,
 ) -> Evidence:
     if isinstance(rule.condition, FlagsCondition):
-        return scores_evidence(rule.condition, recent)
+        return scores_evidence(rule.condition, recent, new_readings)
     return no_data_evidence(rule.condition, last_received, now)
 
 
@@ -129,6 +173,9 @@ def send_delivery(
             give_up=True,
         )
         return SendOutcome("failed")
+    if notifier_config.type == "email" and not settings.alerts.smtp.enabled:
+        store.deliveries.skip(delivery_id, EMAIL_OFF)  # not retried: nothing would change
+        return SendOutcome("skipped")
     payload = {
         **work.payload,
         "dashboard_url": settings.dashboard.machine_url(work.payload["machine_id"]),

@@ -1,12 +1,16 @@
 """Drift-triggered retraining: a Page-Hinkley test per machine on the champion's
 log(score / threshold); when the machine's normal regime has moved (every reading now
 looks anomalous to the champion, for longer than a fault lasts), retrain on the readings
-since the change and make that version champion.
+since the change. The new version is challenger: it scores in shadow and becomes champion
+only through the promotion gate (:func:`backend.services.retraining.auto_promote`).
 
 One state per machine in the store (``drift_states``): ``watching`` -> ``detected``
-(waiting for ``train_readings`` readings after the change) -> ``retraining`` (one job);
-a new champion version starts a fresh test. Writes are optimistic, so concurrent
-predict tasks of one machine create exactly one job.
+(waiting until the change has lasted ``min_regime_s`` by the readings' clock and
+``train_readings`` readings followed it) -> ``retraining`` (one job). A batch whose
+readings are mostly back under the threshold while ``detected`` ends the episode: it was
+a fault, not a regime, and the test starts afresh with nothing retrained. A new champion
+version starts a fresh test. Writes are optimistic, so concurrent predict tasks of one
+machine create exactly one job.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from backend.store.lifecycle import DriftRecord
 from backend.store.packing import us_to_datetimes
 from backend.store.tables import utcnow
 
-__all__ = ["LOG_RATIO_CLIP", "log_ratios", "observe"]
+__all__ = ["DRIFT_REASON", "LOG_RATIO_CLIP", "log_ratios", "observe"]
 
 log = logging.getLogger(__name__)
 
+#: how a drift retrain's reason (and its version's ``mmlw.reason`` tag) begins
+DRIFT_REASON = "drift:"
 LOG_RATIO_CLIP = 3.0  # a reading 20x over the threshold counts no more than that
 MAX_REPLAY = 200_000  # stored readings re-read to place a detected change in time order
 
@@ -66,7 +72,7 @@ def observe(
             test = PageHinkley.from_dict(current.detector)
             record = current
         record, start_job = _advance(
-            record, test, values[order], timestamps_us[order], store, settings.train_readings
+            record, test, values[order], timestamps_us[order], store, settings
         )
         if record == current:
             return None  # waiting (for readings after the change, or for the job): no news
@@ -86,7 +92,7 @@ def _advance(
     values: np.ndarray,
     timestamps_us: np.ndarray,
     store: Store,
-    train_readings: int,
+    settings: DriftSettings,
 ) -> tuple[DriftRecord, bool]:
     now = utcnow()
     if record.status == "watching":
@@ -98,8 +104,22 @@ def _advance(
             record = replace(record, status="detected", change_at=change_at)
         record = replace(record, detector=test.to_dict(), updated_at=now)
     if record.status == "detected" and record.change_at is not None:
+        if len(values) and float(np.median(values)) <= 0.0:
+            # the readings are back under the threshold: an episode (a fault), not a regime
+            lasted = us_to_datetimes(np.array([timestamps_us[-1]]))[0] - record.change_at
+            log.info(
+                "%s: the change of %s ended after %.0f s: an episode, not retrained on",
+                record.machine_id, record.change_at, lasted.total_seconds(),
+            )  # fmt: skip
+            fresh = PageHinkley(test.delta, test.threshold, test.min_n)
+            return replace(
+                record, status="watching", detector=fresh.to_dict(), change_at=None,
+                updated_at=now,
+            ), False  # fmt: skip
+        newest = us_to_datetimes(np.array([timestamps_us.max()]))[0] if len(values) else None
+        lasted_s = (newest - record.change_at).total_seconds() if newest is not None else 0.0
         since = store.scores.count_since(record.machine_id, record.change_at)
-        if since >= train_readings:
+        if since >= settings.train_readings and lasted_s >= settings.min_regime_s:
             return replace(record, status="retraining", updated_at=now), True
     if record.status == "retraining" and record.job_id is not None:
         job = store.jobs.get(record.job_id)
@@ -149,8 +169,8 @@ def _start_retraining(
         detector=champion.model.detector_name,
         params=dict(champion.model.params),  # type: ignore[arg-type]  # stored from a TrainRequest
         start=record.change_at or utcnow(),
-        alias="champion",
-        reason=f"drift: regime changed at {record.change_at:%Y-%m-%d %H:%M:%S} UTC",
+        alias="challenger",
+        reason=f"{DRIFT_REASON} regime changed at {record.change_at:%Y-%m-%d %H:%M:%S} UTC",
     )
     job = store.jobs.create(JobKind.TRAIN, machine_id, request.model_dump(mode="json"))
     while store.drift.save(replace(record, job_id=str(job.id)), expected=record) is None:

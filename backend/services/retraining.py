@@ -12,6 +12,7 @@ from backend.errors import ConflictError, InsufficientData, NotFound
 from backend.messaging.dispatch import Dispatcher
 from backend.registry.base import CHALLENGER, CHAMPION, ModelRegistry
 from backend.schemas.jobs import TrainRequest
+from backend.services.drift import DRIFT_REASON
 from backend.services.jobs import submit_training
 from backend.services.lifecycle import promote
 from backend.settings import ModelSettings
@@ -59,12 +60,18 @@ def retrain_due(
 
 
 def auto_promote(*, store: Store, registry: ModelRegistry, settings: ModelSettings) -> list[str]:
-    """Promote each machine's challenger that passes the gate; returns those machines."""
-    if not settings.auto_promote:
+    """Promote each machine's challenger that passes the gate; returns those machines.
+    Every challenger with ``auto_promote``; else (``drift.promote``) those a drift
+    retrain made."""
+    drift_only = not settings.auto_promote
+    if drift_only and not (settings.drift.enabled and settings.drift.promote):
         return []
     promoted = []
     for machine in store.machines.list():
-        if registry.alias_version(machine.id, CHALLENGER) is None:
+        challenger = registry.alias_version(machine.id, CHALLENGER)
+        if challenger is None:
+            continue
+        if drift_only and not _made_by_drift(registry, machine.id, challenger):
             continue
         try:
             promote(
@@ -80,3 +87,8 @@ def auto_promote(*, store: Store, registry: ModelRegistry, settings: ModelSettin
             continue
         promoted.append(machine.id)
     return promoted
+
+
+def _made_by_drift(registry: ModelRegistry, machine_id: str, version: int) -> bool:
+    found = [v for v in registry.versions(machine_id) if v.version == version]
+    return bool(found) and found[0].tags.get("mmlw.reason", "").startswith(DRIFT_REASON)

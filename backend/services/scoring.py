@@ -211,12 +211,17 @@ def drift_inputs(
     return result
 
 
-def alerting_machines(outcomes: Sequence[ScoreOutcome]) -> list[str]:
+def alerting_machines(outcomes: Sequence[ScoreOutcome]) -> dict[str, int]:
     """Machines whose alert rules need evaluating after these outcomes (a stored or
-    already-stored champion score; not for unscored, rejected batches), each once."""
-    return list(
-        dict.fromkeys(o.machine_id for o in outcomes if o.status in ("scored", "duplicate"))
-    )
+    already-stored champion score; not for unscored, rejected batches), each once, with
+    how many readings were newly scored for it (at least 1)."""
+    machines: dict[str, int] = {}
+    for o in outcomes:
+        if o.status in ("scored", "duplicate"):
+            machines[o.machine_id] = machines.get(o.machine_id, 0) + (
+                o.n if o.status == "scored" else 0
+            )
+    return {m: max(1, n) for m, n in machines.items()}
 
 
 def _version_or_none(models: ModelProvider, machine_id: str, version: int) -> LoadedModel | None:

@@ -10,6 +10,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from backend.detectors.default import DEFAULT_DETECTOR
 from backend.schemas.jobs import JobOut
 from backend.schemas.resources import ModelVersionOut
 from frontend.api_client import ApiError
@@ -46,7 +47,9 @@ def layout(machine_id: str | None = None) -> html.Div:
             html.H3("Train a new version"),
             html.Div(
                 [
-                    html.Label(["detector ", dcc.Input(id="train-detector", value="pca")]),
+                    html.Label(
+                        ["detector ", dcc.Input(id="train-detector", value=DEFAULT_DETECTOR)]
+                    ),
                     html.Label(
                         [
                             "on the last ",
@@ -239,7 +242,7 @@ def register(app: Dash, context: DashboardContext) -> None:
             raise PreventUpdate
         if not machine_id:
             return None, message("Choose a machine first.", "error")
-        options: dict[str, Any] = {"detector": (detector or "pca").strip()}
+        options: dict[str, Any] = {"detector": (detector or DEFAULT_DETECTOR).strip()}
         if last_n:
             options["last_n"] = int(last_n)
         try:

@@ -91,14 +91,7 @@ def test_explain_has_one_column_per_sensor_and_rows_sum_to_scores(fitted) -> Non
 def test_injected_fault_scores_higher_than_normal(
     name: str,
     fitted,  # type: ignore[no-untyped-def]
-    request: pytest.FixtureRequest,
 ) -> None:
-    if name == "adaptive":  # strict: fixing it makes this test say so
-        reason = (
-            "known: adaptive stops scoring an 80-row level shift after ~25 rows (the shift "
-            "term's spread learns the shift), not after the ~1/shift_rate rows it documents"
-        )
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     broken = TEST.copy()
     broken[:, 1] += 2.5  # breaks the correlation between sensors and shifts a level
     assert np.median(fitted.score_samples(broken)) > np.median(fitted.score_samples(TEST))

@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 from kombu import Connection
 
 from backend.cli import main
+from backend.detectors.default import DEFAULT_DETECTOR
 from backend.messaging.topology import Topology
 from backend.registry.mlflow_registry import MlflowRegistry
 from backend.schemas.readings import ReadingsBatch, parse_readings_message
@@ -203,7 +204,7 @@ def test_train_inline_then_list_models_jobs_and_machines(
     assert models.exit_code == 0, models.output
     lines = models.stdout.strip().splitlines()
     assert len(lines) == 2, models.stdout
-    assert lines[0].split()[:4] == [f"{unique_prefix}mixer-1", "v1", "champion", "pca"]
+    assert lines[0].split()[:4] == [f"{unique_prefix}mixer-1", "v1", "champion", DEFAULT_DETECTOR]
     assert lines[1].split()[:4] == [
         f"{unique_prefix}mixer-1",
         "v2",
@@ -227,7 +228,7 @@ def test_train_inline_then_list_models_jobs_and_machines(
     assert job["machine_id"] == "mixer-1"
     assert job["result"]["version"] == 1
     assert job["result"]["aliases"] == ["champion"]
-    assert job["request"]["detector"] == "pca"
+    assert job["request"]["detector"] == DEFAULT_DETECTOR
 
     machines = cli("machines")
     assert machines.exit_code == 0, machines.output

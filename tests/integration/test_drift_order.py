@@ -38,7 +38,9 @@ def test_a_late_normal_batch_does_not_move_the_change_point(sqlite_store: Store)
         stored.append((saved, scores))
     # two workers: the shifted batches 40-49 are observed before the normal 30-39
     order = [*range(30), *range(40, 50), *range(30, 40), *range(50, 60)]
-    settings = DriftSettings(delta=0.5, threshold=30.0, min_readings=50, train_readings=50)
+    settings = DriftSettings(
+        delta=0.5, threshold=30.0, min_readings=50, train_readings=50, min_regime_s=0
+    )
     jobs = Jobs()
     for k in order:
         batch, scores = stored[k]

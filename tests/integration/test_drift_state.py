@@ -59,7 +59,9 @@ def test_concurrent_tasks_start_exactly_one_retraining(store: Store) -> None:
     rng = np.random.default_rng(1)
     detector = build_detector("pca").fit(rng.normal(size=(200, 2)))
     champion = LoadedModel("m-model", 1, AnomalyModel(detector, 1.0, ["a", "b"], "pca"))
-    settings = DriftSettings(delta=0.5, threshold=30.0, min_readings=50, train_readings=50)
+    settings = DriftSettings(
+        delta=0.5, threshold=30.0, min_readings=50, train_readings=50, min_regime_s=0
+    )
     batches = scored_batches(store, 80, shift_at=40)
     jobs = Jobs()
 

@@ -18,6 +18,7 @@ from backend.messaging.pika_publisher import PikaReadingsPublisher
 from backend.messaging.topology import Topology
 from backend.schemas import JobState, TrainRequest
 from backend.services.jobs import submit_training
+from backend.services.retraining import auto_promote
 from backend.settings import DriftSettings, PromotionSettings, Settings
 from backend.store import Store
 from backend.store.packing import us_to_datetimes
@@ -120,12 +121,16 @@ def test_champion_challenger_shadow_gated_promotion_rollback_and_history(
     machine = SyntheticMachine("mill-1", seed=11, faults=())
     publish(pub, machine, 400)
     wait_for(lambda: store.machines.get("mill-1").n_readings == 400, what="readings")
-    v1 = train(pipeline, "mill-1")
+    # pca: its threshold follows threshold_quantile (adaptive's is its floor whatever the
+    # quantile), which is how this test makes a quieter and a too sensitive version
+    v1 = train(pipeline, "mill-1", detector="pca")
     assert (v1["version"], v1["aliases"]) == (1, ["champion"])
     wait_for(lambda: scored(store, "mill-1") == 400, what="backfill")
 
     # v2 becomes challenger and scores in shadow next to the champion
-    v2 = train(pipeline, "mill-1", threshold_quantile=0.999, reason="quieter threshold")
+    v2 = train(
+        pipeline, "mill-1", detector="pca", threshold_quantile=0.999, reason="quieter threshold"
+    )
     assert (v2["version"], v2["aliases"]) == (2, ["challenger"])
     shadowed = publish(pub, machine, 200)
     wait_for(lambda: scored(store, "mill-1", "challenger") >= 200, what="shadow scores")
@@ -149,7 +154,7 @@ def test_champion_challenger_shadow_gated_promotion_rollback_and_history(
     )
 
     # a noisy v3 does not pass the gate
-    v3 = train(pipeline, "mill-1", threshold_quantile=0.6, reason="too sensitive")
+    v3 = train(pipeline, "mill-1", detector="pca", threshold_quantile=0.6, reason="too sensitive")
     assert v3["aliases"] == ["challenger"]
     time.sleep(2 * pipeline.settings.models.alias_cache_ttl_s)  # "no challenger" was cached
     publish(pub, machine, 200)
@@ -200,7 +205,13 @@ def test_champion_challenger_shadow_gated_promotion_rollback_and_history(
 
 @pytest.mark.parametrize(
     "stack",
-    [{"drift": DriftSettings(threshold=500.0, min_readings=200, train_readings=300)}],
+    [
+        {
+            "drift": DriftSettings(
+                threshold=500.0, min_readings=200, train_readings=300, min_regime_s=300
+            )
+        }
+    ],
     indirect=True,
 )
 def test_a_regime_shift_triggers_exactly_one_retraining_on_post_shift_readings(
@@ -211,7 +222,9 @@ def test_a_regime_shift_triggers_exactly_one_retraining_on_post_shift_readings(
     machine = SyntheticMachine("kiln-1", seed=4, faults=())
     publish(pub, machine, 400)
     wait_for(lambda: store.machines.get("kiln-1").n_readings == 400, what="readings")
-    train(pipeline, "kiln-1")
+    # a detector that never adapts by itself (the default one accepts a regime that
+    # outlasts its regime_rows on its own, and drift then sees normal scores)
+    train(pipeline, "kiln-1", detector="pca")
     publish(pub, machine, 300)
     wait_for(lambda: scored(store, "kiln-1") == 700, what="normal scores")
     assert store.drift.get("kiln-1") is not None and store.drift.get("kiln-1").status == "watching"  # type: ignore[union-attr]
@@ -228,20 +241,29 @@ def test_a_regime_shift_triggers_exactly_one_retraining_on_post_shift_readings(
     wait_for(lambda: store.jobs.get(job.id).state.finished, what="the retraining")  # type: ignore[attr-defined]
     done = store.jobs.get(job.id)  # type: ignore[attr-defined]
     assert done.state is JobState.SUCCEEDED, done.error
-    assert done.result is not None and done.result["aliases"] == ["champion"]
-    assert pipeline.context.registry.alias_version("kiln-1", "champion") == 2
+    # the new version is challenger; it scores the regime in shadow and passes the gate
+    registry = pipeline.context.registry
+    assert done.result is not None and done.result["aliases"] == ["challenger"]
+    assert registry.alias_version("kiln-1", "champion") == 1
+    time.sleep(2 * pipeline.settings.models.alias_cache_ttl_s)  # the worker's alias cache
+    shadowed = publish(pub, machine, 300, shift=8 * spread)
+    wait_for(lambda: scored(store, "kiln-1", role="challenger") >= 200, timeout_s=90, what="shadow")
+    settings = pipeline.settings.models
+    assert not settings.auto_promote  # drift challengers are promoted through the gate anyway
+    assert auto_promote(store=store, registry=registry, settings=settings) == ["kiln-1"]
+    assert registry.alias_version("kiln-1", "champion") == 2
     # trained on the new regime only: its window starts at or after the shift
     assert datetime.fromisoformat(str(done.request["start"])) > shift_start - timedelta(seconds=1)
     (v2,) = [v for v in pipeline.context.registry.versions("kiln-1") if v.version == 2]
     assert v2.tags["mmlw.reason"].startswith("drift: regime changed at")
     assert v2.metrics["n_readings"] <= len(shifted)
-    wait_for(lambda: scored(store, "kiln-1") >= 1400, timeout_s=90, what="all scored")
+    wait_for(lambda: scored(store, "kiln-1") >= 1400 + len(shadowed), timeout_s=90, what="all")
 
     # the new champion sees the new regime as normal: no second retraining
     time.sleep(2 * pipeline.settings.models.alias_cache_ttl_s)  # the worker's alias cache
     later = publish(pub, machine, 300, shift=8 * spread)
     wait_for(
-        lambda: versions_of(store, "kiln-1", later) == {2} and scored(store, "kiln-1") >= 1700,
+        lambda: versions_of(store, "kiln-1", later) == {2} and scored(store, "kiln-1") >= 2000,
         timeout_s=90,
         what=lambda: f"the new regime scored by v2: {versions_of(store, 'kiln-1', later)}",
     )

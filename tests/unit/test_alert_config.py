@@ -95,6 +95,12 @@ def test_k_of_n_condition_on_recent_scores() -> None:
     assert [s for s, _ in held.top_sensors] == ["b", "c", "a"]
     assert "2 of the last 3 readings above threshold" in held.summary
     assert not scores_evidence(condition, _recent([5.0, 5.0, 0.1, 0.5, 3.0])).holds
+    # an episode that ended before the newest n readings of a batch still holds the rule
+    episode = _recent([0.1, 2.0, 3.0, 0.1, 0.1, 0.1])
+    assert not scores_evidence(condition, episode).holds
+    inside = scores_evidence(condition, episode, new=5)
+    assert inside.holds and "2 of 3 in a row (of the 5 newest)" in inside.summary
+    assert not scores_evidence(condition, episode, new=2).holds  # windows ending at 5, 6
     spike = FlagsCondition(k=1, n=1, multiple=10)
     assert not scores_evidence(spike, _recent([9.0])).holds
     assert scores_evidence(spike, _recent([11.0])).holds

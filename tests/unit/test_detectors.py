@@ -33,10 +33,7 @@ def test_fit_returns_self_and_scores_have_one_per_row(name: str) -> None:
     assert np.isfinite(scores).all()
 
 
-def test_faults_score_higher_than_normal(name: str, request: pytest.FixtureRequest) -> None:
-    if name == "adaptive":  # strict: fixing it makes this test say so
-        reason = "known: adaptive stops scoring a persistent level shift after ~25 rows"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+def test_faults_score_higher_than_normal(name: str) -> None:
     detector = build_detector(name).fit(correlated(600))
     normal = correlated(200, seed=1)
     broken = normal.copy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from celery import Celery, Task
 
@@ -28,6 +29,7 @@ from backend.services.scoring import (
 )
 from backend.services.training import run_train_job
 from backend.services.tuning import run_tune_job
+from backend.settings import TaskSettings
 from workers.context import WorkerContext
 
 __all__ = ["register_tasks"]
@@ -35,13 +37,31 @@ __all__ = ["register_tasks"]
 log = logging.getLogger(__name__)
 
 
+def _time_limits(
+    tasks: TaskSettings, kind: Literal["train", "tune", "predict"]
+) -> dict[str, float | None]:
+    """Celery's task options for the time limits of ``kind`` (see TaskSettings)."""
+    soft, hard = tasks.limits(kind)
+    return {"soft_time_limit": soft, "time_limit": hard}
+
+
 def register_tasks(app: Celery) -> None:
-    """Register on ``app`` only (``shared=False``): apps in one process never mix contexts."""
+    """Register on ``app`` only (``shared=False``): apps in one process never mix contexts.
+    Train, tune and predict tasks get the time limits of ``settings.tasks``."""
 
     def context() -> WorkerContext:
         return app.mmlw_context  # type: ignore[attr-defined, no-any-return]
 
-    @app.task(name=TRAIN_TASK, bind=True, shared=False, acks_late=True, reject_on_worker_lost=True)
+    limits = context().settings.tasks
+
+    @app.task(
+        name=TRAIN_TASK,
+        bind=True,
+        shared=False,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        **_time_limits(limits, "train"),
+    )
     def train(self: Task, job_id: str) -> None:
         ctx = context()
         result = run_train_job(
@@ -51,7 +71,14 @@ def register_tasks(app: Celery) -> None:
             machine_id = ctx.store.jobs.get(job_id).machine_id
             backfill_scores(machine_id, result.version, store=ctx.store, dispatcher=ctx.dispatcher)
 
-    @app.task(name=TUNE_TASK, bind=True, shared=False, acks_late=True, reject_on_worker_lost=True)
+    @app.task(
+        name=TUNE_TASK,
+        bind=True,
+        shared=False,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        **_time_limits(limits, "tune"),
+    )
     def tune(self: Task, job_id: str) -> None:
         ctx = context()
         run_tune_job(job_id, store=ctx.store, settings=ctx.settings, dispatcher=ctx.dispatcher)
@@ -65,6 +92,7 @@ def register_tasks(app: Celery) -> None:
         autoretry_for=(ServiceUnavailable,),
         retry_backoff=True,
         max_retries=8,
+        **_time_limits(limits, "predict"),
     )
     def predict(
         self: Task, batch_id: int | list[int], version: int | None = None
@@ -93,13 +121,14 @@ def register_tasks(app: Celery) -> None:
                     dispatcher=ctx.dispatcher,
                     settings=ctx.settings.models.drift,
                 )
-            for machine_id in alerting_machines(outcomes):
+            for machine_id, new_readings in alerting_machines(outcomes).items():
                 try:
                     evaluate_machine(
                         machine_id,
                         store=ctx.store,
                         config=ctx.alerts_config,
                         dispatcher=ctx.dispatcher,
+                        new_readings=new_readings,
                     )
                 except Exception:  # the scores are stored; the next batch or tick re-evaluates
                     log.exception("alert evaluation of %s after %s failed", machine_id, batch_ids)
