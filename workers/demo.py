@@ -36,7 +36,12 @@ from backend.store import Store
 from backend.store.tables import utcnow
 from workers.celery_app import create_celery
 from workers.context import WorkerContext
-from workers.demo_coverage import FaultCoverage, fault_coverage, reading_position
+from workers.demo_alerts import (
+    FaultCoverage,
+    fault_coverage,
+    on_readings_clock,
+    reading_position,
+)
 from workers.runtime import ingest_consumer_thread, worker_thread
 from workers.simulator import SimulationStats, SyntheticMachine, run_simulation, synthetic_fleet
 
@@ -152,7 +157,7 @@ def demo_coverage(
     options: DemoOptions,
 ) -> FaultCoverage:
     """How the alerts of ``rules`` met the faults injected into ``fleet`` since ``started``
-    (see :mod:`workers.demo_coverage`)."""
+    (see :mod:`workers.demo_alerts`)."""
     now = utcnow()
     total = FaultCoverage(0, 0, 0, 0)
     for machine in fleet:
@@ -193,6 +198,9 @@ def run_demo(
         alerts = settings.alerts.model_copy(update={"smtp": smtp})
         settings = settings.model_copy(update={"alerts": alerts})
     context = WorkerContext(settings, migrate=True)
+    if 0 < options.speedup < float("inf"):
+        # the machines' clock runs ``speedup`` times the wall clock: so do the rules
+        context.alerts_config = on_readings_clock(context.alerts_config, options.speedup)
     app = create_celery(settings, context)
     store = context.store
     registry = context.registry

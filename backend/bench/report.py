@@ -16,6 +16,7 @@ from backend.bench.consumer_runs import ConsumerRun
 from backend.bench.e2e import LatencyResult, ThroughputResult
 from backend.bench.limits import ScoringLimit
 from backend.bench.training import TrainingResult
+from backend.detectors.default import DEFAULT_DETECTOR
 
 __all__ = ["BenchReport", "Target", "environment"]
 
@@ -171,6 +172,12 @@ class BenchReport:
                 "Isolation Forest e2e, zero loss",
                 self.best_throughput("isolation_forest"),
                 50_000,
+                " readings/s",
+            ),
+            at_least(
+                f"default detector ({DEFAULT_DETECTOR}) e2e, zero loss",
+                self.best_throughput(DEFAULT_DETECTOR),
+                100_000,
                 " readings/s",
             ),
             at_least(

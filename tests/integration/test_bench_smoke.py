@@ -11,6 +11,7 @@ import pytest
 
 from backend.bench import BenchTargets, Scenario, load_scenario, run_bench
 from backend.bench.scenarios import SCENARIO_DIR
+from backend.detectors.default import DEFAULT_DETECTOR
 from backend.settings import Settings
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
@@ -69,6 +70,7 @@ def test_smoke_run_counts_every_reading_and_reports_every_part(
     assert all(value is not None and value > 0 for value in ratios.values()), ratios
     assert [t.name for t in report.targets() if t.met is None] == [  # it runs PCA only
         "Isolation Forest e2e, zero loss",
+        f"default detector ({DEFAULT_DETECTOR}) e2e, zero loss",
         "level_change (streamed, stateful) e2e, zero loss",
     ]
     table = report.table()

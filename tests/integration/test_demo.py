@@ -5,6 +5,7 @@ and stored scores in which the injected faults score higher than normal operatio
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -74,6 +75,15 @@ def test_demo_trains_and_scores_simulated_machines(tmp_path: Path) -> None:
     mails = _alert_mails(tmp_path)
     assert mails and "FIRING" in mails[0].read_text(), output[-2000:]
     assert f"alert e-mails captured: {len(mails)}" in output, output[-2000:]
+    # the closing table's three figures: normal readings flagged, faults alerted, alerts
+    # on faults (the demo's alert rules run on the machines' clock)
+    flagged = re.search(r"normal readings flagged: +([0-9.]+)% of ([0-9]+)", output)
+    alerted = re.search(r"injected faults alerted: +([0-9]+) of ([0-9]+)", output)
+    on_faults = re.search(r"alerts overlapping faults: +([0-9]+) of ([0-9]+)", output)
+    assert flagged and alerted and on_faults, output[-2000:]
+    assert float(flagged[1]) < 5 and int(flagged[2]) > 300
+    assert int(alerted[2]) >= 1 and int(alerted[1]) >= 1
+    assert int(on_faults[2]) >= 1 and int(on_faults[1]) >= 0.8 * int(on_faults[2])
 
 
 def _alert_mails(tmp_path: Path) -> list[Path]:

@@ -1,4 +1,5 @@
-"""How the demo's alerts met its injected faults: every fault alerted, every alert on one.
+"""The demo's alerts: timed on the simulated machines' clock, and how they met the
+injected faults (every fault alerted, every alert on one).
 
 The demo knows where it injected faults (reading positions of each simulated machine) and
 the store knows when alerts fired and resolved (wall clock). The simulator publishes
@@ -18,7 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["FaultCoverage", "fault_coverage", "reading_position"]
+from backend.alerts.config import AlertsConfig, FlagsCondition
+
+__all__ = ["FaultCoverage", "fault_coverage", "on_readings_clock", "reading_position"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +63,29 @@ def fault_coverage(
         alerts=len(alerts),
         on_faults=sum(any(covers(f, a) for f in faults) for a in alerts),
     )
+
+
+def on_readings_clock(config: AlertsConfig, speedup: float) -> AlertsConfig:
+    """``config`` with the timings of its score rules (pending, keep firing, repeat)
+    divided by ``speedup``, so that they hold on simulated machines' clock: "keep firing
+    for 30 s" is 30 s of readings, not 15 minutes of them at 30x. Other rules (no data)
+    are about the wall clock and stay as they are.
+
+    >>> from backend.alerts.config import load_alerts_config
+    >>> fast = on_readings_clock(load_alerts_config(None), 30.0)
+    >>> [(r.name, r.keep_firing_for) for r in fast.rules][:2]
+    [('anomalous-readings', 1.0), ('score-far-above-threshold', 1.0)]
+    """
+    rules = [
+        rule.model_copy(
+            update={
+                "for_s": rule.for_s / speedup,
+                "keep_firing_for": rule.keep_firing_for / speedup,
+                "repeat_interval": rule.repeat_interval / speedup,
+            }
+        )
+        if isinstance(rule.condition, FlagsCondition)
+        else rule
+        for rule in config.rules
+    ]
+    return config.model_copy(update={"rules": rules})
