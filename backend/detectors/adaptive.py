@@ -81,19 +81,16 @@ from backend.detectors._online import ewma as _ewma
 from backend.detectors._scale import scale_floor
 from backend.detectors.base import BaseDetector, Carry, as_matrix
 from backend.detectors.cross_sensor import CrossSensorResidual
+from backend.detectors.held_alarms import HeldAlarms
 from backend.detectors.seasonality import dominant_period
 
 __all__ = ["AdaptiveDetector", "dominant_period"]
 
 #: the carry's per-sensor state
 _SENSOR_STATE = ("level", "slow", "r_abs1", "r_abs2", "d_abs1", "d_abs2")
-#: what a series is in: the scored state, and the learning copy kept during an alarm
-_SHADOW = "shadow."
-#: the score history of the anomaly likelihood
-_HISTORY = ("mean", "var1", "var2")
 
 
-class AdaptiveDetector(BaseDetector):
+class AdaptiveDetector(HeldAlarms, BaseDetector):
     """Online forecast residuals and level changes per sensor, scored as an anomaly
     likelihood, with alarms held while they last (see the module docstring). Every
     parameter is a rate, a multiple or a row count, the same for any stream; ``floor`` is
@@ -366,98 +363,12 @@ class AdaptiveDetector(BaseDetector):
         seen = np.array(float(state["seen"]) + len(X))
         return terms, surprise, dev, {**after, **after_l, "seen": seen}
 
-    @staticmethod
-    def _with_shadow(
-        state: Carry, *, alarm: float, alarm_rows: float, shadow: Carry | None = None
-    ) -> dict[str, np.ndarray]:
-        """A carry: the scored state, its learning copy (the same outside an alarm) and
-        the alarm's flag and length."""
-        shadow = state if shadow is None else shadow
-        carry = {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
-        carry.update({_SHADOW + k: np.asarray(v, dtype=np.float64) for k, v in shadow.items()})
-        carry["alarm"] = np.array(float(alarm))
-        carry["alarm_rows"] = np.array(float(alarm_rows))
-        return carry
-
-    @staticmethod
-    def _split(carry: Carry) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        scored = {k: v for k, v in carry.items() if not k.startswith(_SHADOW)}
-        scored.pop("alarm", None)
-        scored.pop("alarm_rows", None)
-        shadow = {k[len(_SHADOW) :]: v for k, v in carry.items() if k.startswith(_SHADOW)}
-        return scored, shadow
-
     def stream(self, X: np.ndarray, carry: Carry | None) -> tuple[np.ndarray, Carry]:
         """A series starts (``carry`` None) from what the training rows taught, in warm-up:
         until it has seen as many rows as the detector was fitted on, it reports the floor
         (its statistics are the training rows', not yet its own)."""
         X = self._inputs(self._check_input(X))
         return self._score(X, carry if carry else self.start_)
-
-    def _score(self, X: np.ndarray, carry: Carry) -> tuple[np.ndarray, Carry]:
-        """Score ``X`` in segments of constant alarm state (see the module docstring): each
-        segment is one vectorised pass, split where an alarm starts or ends."""
-        n, m = X.shape
-        terms = np.zeros((n, m))
-        surprise = np.zeros(n)
-        state, shadow = self._split(carry)
-        alarm, alarm_rows = float(carry["alarm"]), float(carry["alarm_rows"])
-        hold, floor, release = bool(self.hold), float(self.floor), float(self.release)
-        i = 0
-        while i < n:
-            rest = X[i:]
-            warm = float(state["seen"]) + np.arange(len(rest)) >= self.n_fit_
-            if not alarm:
-                part, part_surprise, _, after = self._pass(rest, state, learn=True)
-                hits = np.flatnonzero(warm & (part_surprise > floor) & hold)
-                stop = int(hits[0]) + 1 if len(hits) else len(rest)
-                terms[i : i + stop], surprise[i : i + stop] = part[:stop], part_surprise[:stop]
-                if len(hits):
-                    # an alarm starts after this row: the state learned up to it
-                    if stop < len(rest):
-                        after = self._pass(rest[:stop], state, learn=True)[3]
-                    alarm, alarm_rows = 1.0, 0.0
-                state = shadow = after
-            else:
-                part, part_surprise, dev, after = self._pass(rest, state, learn=False)
-                learned = self._pass(rest, shadow, learn=True)[3]
-                ends = np.flatnonzero(dev < release)
-                end = int(ends[0]) if len(ends) else len(rest)
-                accept = int(self.regime_rows) - int(alarm_rows) - 1
-                stop = min(end, accept, len(rest) - 1) + 1
-                terms[i : i + stop], surprise[i : i + stop] = part[:stop], part_surprise[:stop]
-                if end == stop - 1:
-                    # readings are normal again
-                    state = self._pass(rest[:stop], state, learn=False)[3]
-                    if alarm_rows + stop <= int(self.blip_rows):
-                        # a blip: the score history learns how large the stream's blips are
-                        learned = self._pass(rest[:stop], shadow, learn=True)[3]
-                        state.update({k: learned[k] for k in _HISTORY})
-                    else:
-                        # an episode: nothing of it is learned, the level is where it was
-                        state["level"] = state["slow"]
-                    state = shadow = {**state, "short": state["mean"]}
-                    alarm = 0.0
-                elif accept == stop - 1:
-                    # the alarm outlasted regime_rows: its readings are the new normal
-                    state = shadow = self._pass(rest[:stop], shadow, learn=True)[3]
-                    alarm = 0.0
-                else:
-                    state, shadow = after, learned
-                    alarm_rows += stop
-            i += stop
-        seen = float(carry["seen"]) + np.arange(n)
-        score = np.where(seen < self.n_fit_, floor, np.maximum(surprise, floor))
-        total = terms.sum(axis=1, keepdims=True)
-        share = np.divide(terms, total, out=np.full_like(terms, 1.0 / m), where=total > 0)
-        # the excess over the floor shared by the sensors' raw terms, the floor itself put
-        # on the largest one: a row at the floor sums to exactly the floor (no rounding
-        # that could lift it over a threshold equal to the floor)
-        contributions = share * (score - floor)[:, None]
-        contributions[np.arange(n), share.argmax(axis=1)] += floor
-        return contributions, self._with_shadow(
-            state, alarm=alarm, alarm_rows=alarm_rows, shadow=shadow
-        )
 
     def explain(self, X: np.ndarray) -> np.ndarray:
         """Rows ``X`` scored as if they followed the training rows."""
