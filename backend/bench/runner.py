@@ -6,6 +6,7 @@ else runs on it: the report records the load average and the CPU other processes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -188,18 +189,22 @@ class _Run:
             versions = self.versions[detector]
             machine, version = next(iter(versions.items()))
             for _ in range(self.scenario.repeats):
-                self.echo(f"mlflow models serve baseline, {detector}")
-                served = mlflow_serve_baseline(
-                    tracking_uri=self.settings.resolved_tracking_uri,
-                    model_uri=f"models:/{self.registry.model_name(machine)}/{version}",
-                    batch_size=self.scenario.batch_size,
-                    readings=spec.readings,
-                    workers=spec.mlflow_serve_workers,
-                    clients=spec.http_clients,
-                    log_path=self.box.directory / "mlflow-serve.log",
-                )
-                self.report.mlflow_serve.setdefault(detector, []).append(served)
-                self.echo(f"  {served.readings_per_s:,.0f} readings/s")
+                for workers, clients in spec.serve_configs(os.cpu_count() or 1):
+                    self.echo(
+                        f"mlflow models serve baseline, {detector}, {workers} worker(s), "
+                        f"{clients} clients"
+                    )
+                    served = mlflow_serve_baseline(
+                        tracking_uri=self.settings.resolved_tracking_uri,
+                        model_uri=f"models:/{self.registry.model_name(machine)}/{version}",
+                        batch_size=self.scenario.batch_size,
+                        readings=spec.readings,
+                        workers=workers,
+                        clients=clients,
+                        log_path=self.box.directory / "mlflow-serve.log",
+                    )
+                    self.report.mlflow_serve.setdefault(detector, []).append(served)
+                    self.echo(f"  {served.readings_per_s:,.0f} readings/s")
                 plain = run_consumer_group(
                     self.settings.broker.url,
                     Topology(f"{self.settings.broker.namespace}-plain"),

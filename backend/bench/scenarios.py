@@ -59,12 +59,27 @@ class LatencySpec(_Spec):
 
 class BaselineSpec(_Spec):
     readings: int = Field(default=300_000, ge=1)
-    mlflow_serve_workers: int = Field(
-        default=1,
-        ge=1,
-        description="uvicorn workers (on 2 cores, 2 served less than 1: 32k vs 61-68k rows/s)",
+    mlflow_serve_workers: int = Field(default=1, ge=1, description="uvicorn workers")
+    mlflow_serve_per_core: bool = Field(
+        default=True,
+        description="also serve with one worker per CPU core (what one would run), with "
+        "twice as many clients; ratios are against the better of the two",
     )
     http_clients: int = Field(default=2, ge=1, description="concurrent POSTing clients")
+
+    def serve_configs(self, cores: int) -> list[tuple[int, int]]:
+        """``(workers, clients)`` of each ``mlflow models serve`` baseline run.
+
+        >>> BaselineSpec().serve_configs(2), BaselineSpec().serve_configs(1)
+        ([(1, 2), (2, 4)], [(1, 2)])
+        >>> BaselineSpec(mlflow_serve_per_core=False).serve_configs(8)
+        [(1, 2)]
+        """
+        configs = [(self.mlflow_serve_workers, self.http_clients)]
+        if self.mlflow_serve_per_core and cores != self.mlflow_serve_workers:
+            configs.append((cores, max(self.http_clients, 2 * cores)))
+        return configs
+
     plain_consumers: int = Field(default=2, ge=1, description="pika consumer processes")
 
 

@@ -72,7 +72,7 @@ def _rows(report: BenchReport) -> list[tuple[str, list[str]]]:
             ),
         )
     row(
-        f"mlflow models serve readings/s, {batch}/req",
+        f"mlflow models serve readings/s, {batch}/req, best of its worker counts",
         lambda d: _best_and_spread(report.mlflow_serve.get(d, []), lambda r: r.readings_per_s),
     )
     row(

@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "backend.alerts.conditions",
+    "backend.bench.scenarios",
     "backend.detectors._online",
     "backend.detectors.cross_sensor",
     "backend.detectors.seasonality",
