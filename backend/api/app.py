@@ -18,6 +18,7 @@ from backend import __version__
 from backend.alerts.config import load_alerts_config
 from backend.alerts.notifiers import log_email_status
 from backend.api.deps import ApiKey, AppState
+from backend.api.docs_pages import add_docs_pages
 from backend.api.limits import ApiKeyGate, BodyLimit
 from backend.api.routers import (
     alerts,
@@ -132,7 +133,10 @@ def create_app(
         version=__version__,
         description="Anomaly detection on machine sensor data, served from a message broker.",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by add_docs_pages, never from a CDN
+        redoc_url=None,
     )
+    add_docs_pages(app)
 
     @app.exception_handler(MMLWError)
     async def _mmlw_error(_: Request, exc: MMLWError) -> JSONResponse:
