@@ -91,7 +91,6 @@ class HeldAlarms:
                 state = shadow = after
             else:
                 part, part_surprise, dev, after = self._pass(rest, state, learn=False)
-                learned = self._pass(rest, shadow, learn=True)[3]
                 ends = np.flatnonzero(dev < release)
                 end = int(ends[0]) if len(ends) else len(rest)
                 accept = int(self.regime_rows) - int(alarm_rows) - 1
@@ -114,7 +113,8 @@ class HeldAlarms:
                     state = shadow = self._pass(rest[:stop], shadow, learn=True)[3]
                     alarm = 0.0
                 else:
-                    state, shadow = after, learned
+                    # still in alarm: the learning copy follows the rows too
+                    state, shadow = after, self._pass(rest, shadow, learn=True)[3]
                     alarm_rows += stop
             i += stop
         seen = float(carry["seen"]) + np.arange(n)
