@@ -12,9 +12,10 @@ scores the machine next resumes from there.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from sqlalchemy import Table, insert, select, update
@@ -32,22 +33,60 @@ _STATES = cast(Table, StreamState.__table__)
 _BATCHES = cast(Table, ReadingBatch.__table__)
 
 
-def save_carry(carry: Mapping[str, np.ndarray]) -> bytes:
-    """Named arrays as ``.npz`` bytes (data only).
+#: how a packed carry begins (older checkpoints are ``.npz`` archives, which begin "PK")
+CARRY_MAGIC = b"MMLWC1\n"
+#: the kinds of array a carry may hold: booleans, integers, floats (never objects)
+_CARRY_KINDS = frozenset("biuf")
 
-    >>> load_carry(save_carry({"history": np.arange(3.0)}))["history"].tolist()
-    [0.0, 1.0, 2.0]
+
+def save_carry(carry: Mapping[str, np.ndarray]) -> bytes:
+    """Named numeric arrays as bytes: :data:`CARRY_MAGIC`, a 4-byte header length, a JSON
+    header (name, dtype, shape of each array) and the arrays' bytes, in order. A stateful
+    detector's carry is written and read once per batch: for one of tens of small arrays
+    (``adaptive``: 28) this takes under half the time of an ``.npz`` archive.
+
+    >>> load_carry(save_carry({"history": np.arange(3.0), "n": np.array(2)}))["history"]
+    array([0., 1., 2.])
+    >>> save_carry({"bad": np.array([object()])})
+    Traceback (most recent call last):
+    ValueError: carry: bad is of dtype object; a carry holds numbers only
     """
-    out = io.BytesIO()
-    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in carry.items()}
-    np.savez(out, **arrays)
-    return out.getvalue()
+    header, parts = [], []
+    for name, value in carry.items():
+        array = np.asarray(value)
+        if array.dtype.kind not in _CARRY_KINDS:
+            raise ValueError(f"carry: {name} is of dtype {array.dtype}; a carry holds numbers only")
+        header.append([name, array.dtype.str, list(array.shape)])
+        parts.append(array.tobytes())
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    return b"".join([CARRY_MAGIC, len(encoded).to_bytes(4, "little"), encoded, *parts])
 
 
 def load_carry(data: bytes) -> dict[str, np.ndarray]:
-    """The arrays :func:`save_carry` wrote; refuses anything that would unpickle."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
+    """The arrays :func:`save_carry` wrote (or an older ``.npz`` checkpoint); numbers only,
+    nothing is unpickled; ValueError if the bytes do not add up."""
+    if not data.startswith(CARRY_MAGIC):
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    start = len(CARRY_MAGIC) + 4
+    size = int.from_bytes(data[len(CARRY_MAGIC) : start], "little")
+    buffer = bytearray(data)  # the arrays are the detector's to change
+    offset = start + size
+    out: dict[str, np.ndarray] = {}
+    for name, dtype_str, shape in json.loads(data[start:offset]):
+        dtype = np.dtype(dtype_str)
+        if dtype.kind not in _CARRY_KINDS:
+            raise ValueError(f"carry: {name} has dtype {dtype}; a carry holds numbers only")
+        count = int(np.prod(shape, dtype=np.int64))
+        end = offset + count * dtype.itemsize
+        if end > len(data):
+            raise ValueError("carry: truncated")
+        array = np.frombuffer(buffer, dtype=dtype, count=count, offset=offset)
+        out[name] = array.reshape(tuple(shape))
+        offset = end
+    if offset != len(data):
+        raise ValueError("carry: trailing bytes")
+    return out
 
 
 @dataclass(frozen=True)

@@ -50,3 +50,31 @@ def test_one_part_equals_batch_by_batch(name: str) -> None:
     assert alone_carry is not None and set(carry) == set(alone_carry)
     for key in carry:
         np.testing.assert_allclose(carry[key], alone_carry[key], rtol=1e-9, atol=1e-12)
+
+
+def test_a_carry_round_trips_as_numbers_and_old_checkpoints_still_load() -> None:
+    import io
+
+    from backend.store.streams import CARRY_MAGIC, load_carry, save_carry
+
+    X = np.random.default_rng(0).normal(size=(600, 3))
+    model = fit_model(X[:400], ["a", "b", "c"], "adaptive", {}, 0.995).model
+    _, carry = model.stream(X[400:500], None)
+    data = save_carry(carry)
+    assert data.startswith(CARRY_MAGIC)
+    loaded = load_carry(data)
+    assert sorted(loaded) == sorted(carry)
+    for name, value in carry.items():
+        assert loaded[name].shape == np.shape(value) and np.array_equal(loaded[name], value)
+    # serving goes on from the stored carry exactly as from the one in memory
+    np.testing.assert_array_equal(
+        model.stream(X[500:], loaded)[0].scores, model.stream(X[500:], carry)[0].scores
+    )
+    old = io.BytesIO()
+    np.savez(old, **{k: np.asarray(v) for k, v in carry.items()})  # checkpoints before
+    assert all(np.array_equal(load_carry(old.getvalue())[k], v) for k, v in carry.items())
+    for bad in (data[:-1], data + b"\0"):
+        with pytest.raises(ValueError, match="carry"):
+            load_carry(bad)
+    with pytest.raises(ValueError, match="numbers only"):
+        save_carry({"x": np.array(["text"])})
