@@ -10,7 +10,7 @@ from backend.alerts.config import FlagsCondition, NoDataCondition
 from backend.alerts.engine import Evidence
 from backend.store.scores import RecentScores
 
-__all__ = ["TOP_SENSORS", "no_data_evidence", "scores_evidence"]
+__all__ = ["TOP_SENSORS", "episode_evidence", "no_data_evidence", "scores_evidence"]
 
 TOP_SENSORS = 3
 
@@ -61,6 +61,19 @@ def scores_evidence(
         model_version=int(recent.versions[tail][worst]),
         top_sensors=tuple((recent.columns[j], float(contributions[j])) for j in top),
     )
+
+
+def episode_evidence(
+    condition: FlagsCondition, recent: RecentScores | None, new: int, latest: Evidence
+) -> Evidence | None:
+    """The evidence of a short episode among the ``new`` newest readings that the newest
+    readings (``latest``, :func:`scores_evidence` with ``new=1``) no longer show; None if
+    there is none. A rule with no open alert is stepped with it first, so the episode
+    fires, then with ``latest``, so it can resolve (serving and evaluation alike)."""
+    if new <= 1 or latest.holds:
+        return None
+    earlier = scores_evidence(condition, recent, new)
+    return earlier if earlier.holds else None
 
 
 def no_data_evidence(

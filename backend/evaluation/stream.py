@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backend.alerts.conditions import scores_evidence
+from backend.alerts.conditions import episode_evidence, scores_evidence
 from backend.alerts.config import AlertRule, AlertsConfig, FlagsCondition, load_alerts_config
 from backend.alerts.engine import AlertSnapshot, AlertState, Event, step
 from backend.evaluation.datasets import BenchmarkFile, Dataset, Layout, load_dataset
@@ -149,12 +149,10 @@ class _Alerts:
         fired = 0
         for i, (timing, condition) in enumerate(self.checks):
             latest = scores_evidence(condition, recent)
-            steps = [latest]
             current = self.open[i]
-            if new > 1 and (current is None or not current.is_open):
-                earlier = scores_evidence(condition, recent, new)
-                if earlier.holds and not latest.holds:
-                    steps.insert(0, earlier)
+            episode = episode_evidence(condition, recent, new, latest)
+            no_alert = current is None or not current.is_open
+            steps = [episode, latest] if episode is not None and no_alert else [latest]
             for evidence in steps:
                 transition = step(timing, self.open[i], evidence, now)
                 self.open[i] = transition.after

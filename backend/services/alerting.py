@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from backend.alerts.conditions import no_data_evidence, scores_evidence
+from backend.alerts.conditions import episode_evidence, no_data_evidence, scores_evidence
 from backend.alerts.config import AlertRule, AlertsConfig, FlagsCondition, NoDataCondition
 from backend.alerts.engine import Evidence
 from backend.alerts.notifiers import EMAIL_OFF, build_notifier
@@ -63,24 +63,19 @@ def evaluate_machine(
     recent = store.scores.recent(machine_id, n + new_readings - 1) if n else None
     needs_last_seen = any(isinstance(r.condition, NoDataCondition) for r in rules)
     last_received = store.machines.last_seen(machine_id) if needs_last_seen else None
-    latest = [(rule, _evidence(rule, recent, last_received, now, 1)) for rule in rules]
+    latest = [(rule, _evidence(rule, recent, last_received, now)) for rule in rules]
+    episodes = [
+        (rule, found)
+        for rule, evidence in latest
+        if isinstance(rule.condition, FlagsCondition)
+        and (found := episode_evidence(rule.condition, recent, new_readings, evidence))
+    ]
     evaluations: list[Evaluation] = []
-    if new_readings > 1:
-        earlier = [
-            (rule, _evidence(rule, recent, last_received, now, new_readings)) for rule in rules
-        ]
-        missed = {
-            rule.name
-            for (rule, a), (_, b) in zip(earlier, latest, strict=True)
-            if a.holds and not b.holds
-        }
-        if missed:
-            # only an episode no open alert covers needs its own step
-            open_now = store.alerts.list(now, machine_id=machine_id, state="open")
-            missed -= {a.rule for a in open_now}
-            episodes = [check for check in earlier if check[0].name in missed]
-            if episodes:
-                evaluations += _apply(machine_id, episodes, store, config, dispatcher, now)
+    if episodes:  # rare: only an episode no open alert covers needs its own step
+        open_rules = {a.rule for a in store.alerts.list(now, machine_id=machine_id, state="open")}
+        episodes = [(rule, found) for rule, found in episodes if rule.name not in open_rules]
+        if episodes:
+            evaluations += _apply(machine_id, episodes, store, config, dispatcher, now)
     return evaluations + _apply(machine_id, latest, store, config, dispatcher, now)
 
 
@@ -110,14 +105,10 @@ def _apply(
 
 
 def _evidence(
-    rule: AlertRule,
-    recent: RecentScores | None,
-    last_received: datetime | None,
-    now: datetime,
-    new_readings: int,
+    rule: AlertRule, recent: RecentScores | None, last_received: datetime | None, now: datetime
 ) -> Evidence:
     if isinstance(rule.condition, FlagsCondition):
-        return scores_evidence(rule.condition, recent, new_readings)
+        return scores_evidence(rule.condition, recent)
     return no_data_evidence(rule.condition, last_received, now)
 
 

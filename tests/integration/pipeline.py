@@ -8,7 +8,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import pika
+from fastapi.testclient import TestClient
 
+from backend.api.app import create_app
 from backend.errors import NotFound
 from backend.messaging.pika_publisher import pika_url
 from backend.messaging.topology import TASK_QUEUES, Topology
@@ -66,6 +68,24 @@ def running_pipeline(settings: Settings) -> Iterator[Pipeline]:
         consumer = stack.enter_context(ingest_consumer_thread(settings, context))
         yield Pipeline(settings, context, consumer)
     context.store.close()
+
+
+@contextmanager
+def api_with_ingest(settings: Settings) -> Iterator[tuple[TestClient, WorkerContext]]:
+    """The app on ``settings`` with the ingest consumer running in a thread (no worker)."""
+    context = WorkerContext(settings, migrate=True)
+    try:
+        with ingest_consumer_thread(settings, context):
+            app = create_app(
+                settings,
+                store=context.store,
+                registry=context.registry,
+                dispatcher=context.dispatcher,
+            )
+            with TestClient(app) as client:
+                yield client, context
+    finally:
+        context.store.close()
 
 
 def delete_topology(amqp_url: str, topology: Topology) -> None:

@@ -19,13 +19,12 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from kombu import Connection, Producer
 
-from backend.api.app import create_app
 from backend.registry.mlflow_registry import MlflowRegistry
 from backend.settings import Settings
 from backend.store import Database, Store
 from backend.store.dead_letters import PREVIEW_BYTES
+from tests.integration.pipeline import api_with_ingest
 from workers.context import WorkerContext
-from workers.runtime import ingest_consumer_thread
 from workers.simulator import SyntheticMachine
 
 API = "/api/v1"
@@ -179,20 +178,8 @@ class Running:
 def running(make_settings: Callable[..., Settings], registry: MlflowRegistry) -> Iterator[Running]:
     settings = make_settings()
     broker = settings.broker.model_copy(update={"dead_letter_body_kib": LIMIT // 1024})
-    settings = settings.model_copy(update={"broker": broker})
-    context = WorkerContext(settings, migrate=True)
-    try:
-        with ingest_consumer_thread(settings, context):
-            app = create_app(
-                settings,
-                store=context.store,
-                registry=context.registry,
-                dispatcher=context.dispatcher,
-            )
-            with TestClient(app) as client:
-                yield Running(client, context)
-    finally:
-        context.store.close()
+    with api_with_ingest(settings.model_copy(update={"broker": broker})) as (client, context):
+        yield Running(client, context)
 
 
 def test_the_consumer_keeps_the_beginning_and_replay_refuses_the_cut_body(

@@ -22,7 +22,6 @@ from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 from kombu import Connection, Producer
 
-from backend.api.app import create_app
 from backend.cli import main
 from backend.errors import NotFound
 from backend.messaging.pika_publisher import pika_url
@@ -32,9 +31,8 @@ from backend.schemas.readings import ReadingsBatch, parse_readings_message
 from backend.settings import Settings
 from backend.store import Database, Store
 from backend.store.database import MIGRATIONS_DIR
-from tests.integration.pipeline import delete_topology
+from tests.integration.pipeline import api_with_ingest, delete_topology
 from workers.context import WorkerContext
-from workers.runtime import ingest_consumer_thread
 from workers.simulator import SyntheticMachine
 
 API = "/api/v1"
@@ -173,20 +171,8 @@ class Api:
 @pytest.fixture
 def running(make_settings: Callable[..., Settings], registry: MlflowRegistry) -> Iterator[Api]:
     """The app on ``memory://`` with the ingest consumer running in a thread."""
-    settings = make_settings()
-    context = WorkerContext(settings, migrate=True)
-    try:
-        with ingest_consumer_thread(settings, context):
-            app = create_app(
-                settings,
-                store=context.store,
-                registry=context.registry,
-                dispatcher=context.dispatcher,
-            )
-            with TestClient(app) as client:
-                yield Api(client, context)
-    finally:
-        context.store.close()
+    with api_with_ingest(make_settings()) as (client, context):
+        yield Api(client, context)
 
 
 def publish_to_broker(api: Api, routing_key: str, body: bytes, message_id: str) -> None:

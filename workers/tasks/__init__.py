@@ -53,15 +53,10 @@ def register_tasks(app: Celery) -> None:
         return app.mmlw_context  # type: ignore[attr-defined, no-any-return]
 
     limits = context().settings.tasks
+    # job tasks: acknowledged after they ran, redelivered if their worker died
+    durable = {"bind": True, "shared": False, "acks_late": True, "reject_on_worker_lost": True}
 
-    @app.task(
-        name=TRAIN_TASK,
-        bind=True,
-        shared=False,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        **_time_limits(limits, "train"),
-    )
+    @app.task(name=TRAIN_TASK, **durable, **_time_limits(limits, "train"))
     def train(self: Task, job_id: str) -> None:
         ctx = context()
         result = run_train_job(
@@ -71,24 +66,14 @@ def register_tasks(app: Celery) -> None:
             machine_id = ctx.store.jobs.get(job_id).machine_id
             backfill_scores(machine_id, result.version, store=ctx.store, dispatcher=ctx.dispatcher)
 
-    @app.task(
-        name=TUNE_TASK,
-        bind=True,
-        shared=False,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        **_time_limits(limits, "tune"),
-    )
+    @app.task(name=TUNE_TASK, **durable, **_time_limits(limits, "tune"))
     def tune(self: Task, job_id: str) -> None:
         ctx = context()
         run_tune_job(job_id, store=ctx.store, settings=ctx.settings, dispatcher=ctx.dispatcher)
 
     @app.task(
         name=PREDICT_TASK,
-        bind=True,
-        shared=False,
-        acks_late=True,
-        reject_on_worker_lost=True,
+        **durable,
         autoretry_for=(ServiceUnavailable,),
         retry_backoff=True,
         max_retries=8,
@@ -138,7 +123,7 @@ def register_tasks(app: Celery) -> None:
             "flagged": sum(o.n_flagged for o in outcomes),
         }
 
-    @app.task(name=NOTIFY_TASK, bind=True, shared=False, acks_late=True, reject_on_worker_lost=True)
+    @app.task(name=NOTIFY_TASK, **durable)
     def notify(self: Task, delivery_id: int) -> str:
         ctx = context()
         outcome = send_delivery(
