@@ -12,9 +12,9 @@ WORKDIR /opt/mmlw
 
 # Dependencies first, in their own layer: editing the code does not reinstall them.
 # (Empty package stubs let pip resolve the project's dependencies from pyproject.toml.)
-COPY pyproject.toml README.md requirements.lock ./
-RUN mkdir backend workers frontend \
-    && touch backend/__init__.py workers/__init__.py frontend/__init__.py \
+COPY pyproject.toml setup.py README.md requirements.lock ./
+RUN mkdir -p backend/mmlw workers/mmlw/workers frontend/mmlw/frontend \
+    && touch backend/mmlw/version.py workers/mmlw/workers/__init__.py frontend/mmlw/frontend/__init__.py \
     && pip install --no-cache-dir -c requirements.lock . \
     && pip uninstall --yes mmlw \
     && rm -rf backend workers frontend build ./*.egg-info

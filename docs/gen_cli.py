@@ -18,7 +18,7 @@ import click
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.cli import main as mmlw  # noqa: E402
+from mmlw.cli import main as mmlw  # noqa: E402
 
 WIDTH = 88
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.settings import BrokerSettings, Settings
-from backend.store import Store
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.settings import BrokerSettings, Settings
+from mmlw.store import Store
 
 RABBITMQ_URL = os.environ.get("MMLW_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 POSTGRES_ADMIN_URL = os.environ.get(

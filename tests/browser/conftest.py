@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from backend.registry.mlflow_registry import MlflowRegistry
+from mmlw.registry.mlflow_registry import MlflowRegistry
 from tests.browser.system import LiveSystem, live_system, system_settings
 from tests.conftest import IN_CI
 

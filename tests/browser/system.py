@@ -13,14 +13,14 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from backend.api.app import create_app
-from backend.schemas.readings import ReadingsBatch
-from backend.settings import BrokerSettings, Settings
-from frontend.app import create_dashboard
-from frontend.server import serving
+from mmlw.api.app import create_app
+from mmlw.frontend.app import create_dashboard
+from mmlw.frontend.server import serving
+from mmlw.schemas.readings import ReadingsBatch
+from mmlw.settings import BrokerSettings, Settings
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import Pipeline, running_pipeline
 from tests.integration.test_demo import free_port
-from workers.simulator import SyntheticMachine
 
 READ_KEY = "reader-key"
 OPERATOR_KEY = "operator-key"

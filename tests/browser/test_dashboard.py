@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend.schemas.readings import ReadingsBatch
-from frontend.status import Status
+from mmlw.frontend.status import Status
+from mmlw.schemas.readings import ReadingsBatch
+from mmlw.workers.simulator import SyntheticMachine
 from tests.browser.conftest import screenshot
 from tests.browser.system import OPERATOR_KEY, LiveSystem, machine_counts, post, publish
 from tests.integration.pipeline import wait_for
-from workers.simulator import SyntheticMachine
 
 pytestmark = pytest.mark.slow
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from frontend.pages.machine import BUCKETS, SCORE_BUCKETS
+from mmlw.frontend.pages.machine import BUCKETS, SCORE_BUCKETS
+from mmlw.workers.simulator import SyntheticMachine
 from tests.browser.conftest import ARTIFACTS, screenshot
 from tests.browser.system import LiveSystem, machine_counts, publish
 from tests.integration.pipeline import wait_for
-from workers.simulator import SyntheticMachine
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 
-from backend.detectors.catalog import DETECTORS, build_detector, load_detector_configs
+from mmlw.detectors.catalog import DETECTORS, build_detector, load_detector_configs
 
 CONFIGS = load_detector_configs(Path(__file__).resolve().parents[2] / "configs" / "detectors.yaml")
 CASES: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in sorted(DETECTORS)] + [

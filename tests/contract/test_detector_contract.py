@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from backend.detectors.catalog import DETECTORS, build_detector, load_detector_configs
-from backend.detectors.model import AnomalyModel
-from backend.detectors.threshold import quantile_threshold
-from backend.registry.base import DatasetInfo
-from backend.registry.mlflow_registry import MlflowRegistry
+from mmlw.detectors.catalog import DETECTORS, build_detector, load_detector_configs
+from mmlw.detectors.model import AnomalyModel
+from mmlw.detectors.threshold import quantile_threshold
+from mmlw.registry.base import DatasetInfo
+from mmlw.registry.mlflow_registry import MlflowRegistry
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "detectors.yaml"
 COLUMNS = [f"s{i}" for i in range(5)]

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.detectors.base import Carry
-from backend.detectors.catalog import DETECTORS, build_detector, load_detector_configs
+from mmlw.detectors.base import Carry
+from mmlw.detectors.catalog import DETECTORS, build_detector, load_detector_configs
 
 CONFIGS = load_detector_configs(Path(__file__).resolve().parents[2] / "configs" / "detectors.yaml")
 CASES = [(name, {}) for name in sorted(DETECTORS)] + [

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.messaging.pika_publisher import PikaReadingsPublisher
-from backend.messaging.topology import Topology
-from backend.settings import Settings
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher
+from mmlw.messaging.topology import Topology
+from mmlw.settings import Settings
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import delete_topology, queue_depth, running_pipeline, wait_for
-from workers.simulator import SyntheticMachine
 
 pytestmark = pytest.mark.rabbitmq
 

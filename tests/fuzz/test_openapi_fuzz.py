@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from backend.api.app import create_app
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.settings import Settings
-from backend.store import Store
-from workers.simulator import SyntheticMachine
+from mmlw.api.app import create_app
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.workers.simulator import SyntheticMachine
 
 
 @pytest.fixture

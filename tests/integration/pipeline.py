@@ -10,16 +10,16 @@ from dataclasses import dataclass
 import pika
 from fastapi.testclient import TestClient
 
-from backend.api.app import create_app
-from backend.errors import NotFound
-from backend.messaging.pika_publisher import pika_url
-from backend.messaging.topology import TASK_QUEUES, Topology
-from backend.settings import Settings
-from backend.store import Store
-from workers.celery_app import create_celery
-from workers.consumers.ingest import IngestConsumer
-from workers.context import WorkerContext
-from workers.runtime import ingest_consumer_thread, worker_thread
+from mmlw.api.app import create_app
+from mmlw.errors import NotFound
+from mmlw.messaging.pika_publisher import pika_url
+from mmlw.messaging.topology import TASK_QUEUES, Topology
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.workers.celery_app import create_celery
+from mmlw.workers.consumers.ingest import IngestConsumer
+from mmlw.workers.context import WorkerContext
+from mmlw.workers.runtime import ingest_consumer_thread, worker_thread
 
 
 @dataclass

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from backend.alerts.config import load_alerts_config
-from backend.alerts.engine import Evidence
-from backend.alerts.mailcatcher import MailCatcher
-from backend.cli import main
-from backend.services.alerting import send_delivery
-from backend.settings import Settings
-from backend.store import Store
-from backend.store.tables import utcnow
+from mmlw.alerts.config import load_alerts_config
+from mmlw.alerts.engine import Evidence
+from mmlw.alerts.mailcatcher import MailCatcher
+from mmlw.cli import main
+from mmlw.services.alerting import send_delivery
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.store.tables import utcnow
 from tests.integration.receivers import webhook_receiver
 from tests.integration.test_alerting import alert_settings, write_rules
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from sqlalchemy import event
 
-from backend.alerts.config import AlertRule, AlertsConfig
-from backend.alerts.engine import Event, Evidence
-from backend.schemas import ReadingsBatch
-from backend.schemas.alerts import SilenceIn
-from backend.services.alerting import evaluate_machine
-from backend.store import ScoreRecord, Store
+from mmlw.alerts.config import AlertRule, AlertsConfig
+from mmlw.alerts.engine import Event, Evidence
+from mmlw.schemas import ReadingsBatch
+from mmlw.schemas.alerts import SilenceIn
+from mmlw.services.alerting import evaluate_machine
+from mmlw.store import ScoreRecord, Store
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 CONFIG = AlertsConfig.model_validate(

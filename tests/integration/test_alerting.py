@@ -14,25 +14,25 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.alerts.config import load_alerts_config
-from backend.alerts.engine import Evidence
-from backend.alerts.mailcatcher import MailCatcher
-from backend.alerts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from backend.api.app import create_app
-from backend.messaging.dispatch import CeleryDispatcher
-from backend.messaging.pika_publisher import PikaReadingsPublisher
-from backend.messaging.topology import Topology
-from backend.schemas import JobState, TrainRequest
-from backend.schemas.alerts import SilenceIn
-from backend.services.alerting import send_delivery, tick
-from backend.services.jobs import submit_training
-from backend.settings import AlertSettings, Settings, SmtpSettings
-from backend.store import Store
-from backend.store.tables import utcnow
+from mmlw.alerts.config import load_alerts_config
+from mmlw.alerts.engine import Evidence
+from mmlw.alerts.mailcatcher import MailCatcher
+from mmlw.alerts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from mmlw.api.app import create_app
+from mmlw.messaging.dispatch import CeleryDispatcher
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher
+from mmlw.messaging.topology import Topology
+from mmlw.schemas import JobState, TrainRequest
+from mmlw.schemas.alerts import SilenceIn
+from mmlw.services.alerting import send_delivery, tick
+from mmlw.services.jobs import submit_training
+from mmlw.settings import AlertSettings, Settings, SmtpSettings
+from mmlw.store import Store
+from mmlw.store.tables import utcnow
+from mmlw.workers.celery_app import create_celery
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import Pipeline, delete_topology, running_pipeline, wait_for
 from tests.integration.receivers import webhook_receiver
-from workers.celery_app import create_celery
-from workers.simulator import SyntheticMachine
 
 SECRET = "hook-secret-for-tests"
 

@@ -9,13 +9,13 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.alerts.config import load_alerts_config
-from backend.alerts.engine import Evidence
-from backend.api.app import create_app
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.settings import Settings
-from backend.store import Store
-from backend.store.tables import utcnow
+from mmlw.alerts.config import load_alerts_config
+from mmlw.alerts.engine import Evidence
+from mmlw.api.app import create_app
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.store.tables import utcnow
 
 API = "/api/v1"
 
@@ -134,7 +134,7 @@ def test_bad_requests_name_the_problem(
 def test_rules_endpoint_masks_secrets(
     make_settings: Callable[..., Settings], store: Store, registry: MlflowRegistry, tmp_path
 ) -> None:
-    from backend.settings import AlertSettings
+    from mmlw.settings import AlertSettings
 
     rules = tmp_path / "alerts.yaml"
     rules.write_text(

@@ -19,15 +19,15 @@ from fastapi.testclient import TestClient
 from kombu import Connection, Producer
 from pydantic import SecretStr
 
-from backend.api.app import create_app
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas.readings import ReadingsBatch
-from backend.settings import Settings
-from backend.store import Store
-from workers.celery_app import create_celery
-from workers.context import WorkerContext
-from workers.runtime import ingest_consumer_thread, worker_thread
-from workers.simulator import SyntheticMachine
+from mmlw.api.app import create_app
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas.readings import ReadingsBatch
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.workers.celery_app import create_celery
+from mmlw.workers.context import WorkerContext
+from mmlw.workers.runtime import ingest_consumer_thread, worker_thread
+from mmlw.workers.simulator import SyntheticMachine
 
 DEADLINE_S = 30.0
 START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)

@@ -11,13 +11,13 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from starlette.types import Message, Receive, Scope, Send
 
-from backend.api.app import create_app
-from backend.api.limits import BodyLimit
-from backend.messaging.sink import ListSink
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.settings import ApiSettings, Settings
-from backend.store import Store
-from workers.simulator import SyntheticMachine
+from mmlw.api.app import create_app
+from mmlw.api.limits import BodyLimit
+from mmlw.messaging.sink import ListSink
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.settings import ApiSettings, Settings
+from mmlw.store import Store
+from mmlw.workers.simulator import SyntheticMachine
 
 API = "/api/v1"
 KEY = "k" * 20

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from backend.bench import BenchTargets, Scenario, load_scenario, run_bench
-from backend.bench.scenarios import SCENARIO_DIR
-from backend.detectors.default import DEFAULT_DETECTOR
-from backend.settings import Settings
+from mmlw.bench import BenchTargets, Scenario, load_scenario, run_bench
+from mmlw.bench.scenarios import SCENARIO_DIR
+from mmlw.detectors.default import DEFAULT_DETECTOR
+from mmlw.settings import Settings
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 

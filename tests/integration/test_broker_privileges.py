@@ -1,4 +1,4 @@
-"""Least privilege on the real RabbitMQ: the users ``backend.messaging.provision`` creates.
+"""Least privilege on the real RabbitMQ: the users ``mmlw.messaging.provision`` creates.
 
 The module provisions the role users in a vhost of its own (unique user names too) with
 ``rabbitmqctl`` and deletes them afterwards; each test starts with empty queues. With the
@@ -31,27 +31,27 @@ import pika.exceptions
 import pytest
 from kombu import Connection, Exchange
 
-from backend.errors import ServiceUnavailable
-from backend.messaging.dispatch import CeleryDispatcher
-from backend.messaging.kombu_publisher import KombuReadingsPublisher
-from backend.messaging.pika_publisher import PikaReadingsPublisher
-from backend.messaging.provision import (
+from mmlw.errors import ServiceUnavailable
+from mmlw.messaging.dispatch import CeleryDispatcher
+from mmlw.messaging.kombu_publisher import KombuReadingsPublisher
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher
+from mmlw.messaging.provision import (
     ROLES,
     BrokerAccount,
     Rabbitmqctl,
     broker_accounts,
     provision,
 )
-from backend.messaging.topology import Topology
-from backend.schemas import JobState, ReadingsBatch, TrainRequest
-from backend.services.jobs import submit_training
-from backend.settings import BrokerSettings, Settings
+from mmlw.messaging.topology import Topology
+from mmlw.schemas import JobState, ReadingsBatch, TrainRequest
+from mmlw.services.jobs import submit_training
+from mmlw.settings import BrokerSettings, Settings
+from mmlw.workers.celery_app import create_celery
+from mmlw.workers.context import WorkerContext
+from mmlw.workers.runtime import ingest_consumer_thread, worker_thread
+from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import IN_CI
 from tests.integration.pipeline import wait_for
-from workers.celery_app import create_celery
-from workers.context import WorkerContext
-from workers.runtime import ingest_consumer_thread, worker_thread
-from workers.simulator import SyntheticMachine
 
 pytestmark = pytest.mark.rabbitmq
 

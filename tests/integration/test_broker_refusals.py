@@ -17,18 +17,18 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from backend.api.app import create_app
-from backend.cli import main
-from backend.errors import BrokerBusy, ServiceUnavailable
-from backend.messaging.pika_publisher import PikaReadingsPublisher, pika_url
-from backend.messaging.topology import Topology
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas.readings import ReadingsBatch
-from backend.settings import Settings
+from mmlw.api.app import create_app
+from mmlw.cli import main
+from mmlw.errors import BrokerBusy, ServiceUnavailable
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher, pika_url
+from mmlw.messaging.topology import Topology
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas.readings import ReadingsBatch
+from mmlw.settings import Settings
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import delete_topology, running_pipeline, wait_for
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_demo import free_port
-from workers.simulator import SyntheticMachine
 
 pytestmark = [pytest.mark.rabbitmq]
 

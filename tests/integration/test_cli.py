@@ -19,14 +19,14 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from kombu import Connection
 
-from backend.cli import main
-from backend.detectors.default import DEFAULT_DETECTOR
-from backend.messaging.topology import Topology
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas.readings import ReadingsBatch, parse_readings_message
-from backend.store import Store
+from mmlw.cli import main
+from mmlw.detectors.default import DEFAULT_DETECTOR
+from mmlw.messaging.topology import Topology
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas.readings import ReadingsBatch, parse_readings_message
+from mmlw.store import Store
+from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import TEST_SIGNING_KEY
-from workers.simulator import SyntheticMachine
 
 START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 COMMANDS = (
@@ -402,9 +402,9 @@ def test_simulate_to_rabbitmq(cli: Cli, rabbitmq_url: str, broker_namespace: str
 def test_alerts_list_show_ack_unack_resolve_silence_and_deliveries(
     cli: Cli, store_url: str
 ) -> None:
-    from backend.alerts.config import load_alerts_config
-    from backend.alerts.engine import Evidence
-    from backend.store.tables import utcnow
+    from mmlw.alerts.config import load_alerts_config
+    from mmlw.alerts.engine import Evidence
+    from mmlw.store.tables import utcnow
 
     config = load_alerts_config(None)
     with Store.open(store_url) as store:

@@ -25,11 +25,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from kombu import Connection
 
-from backend.messaging.topology import Topology
-from backend.schemas.jobs import JobState
-from backend.store import Store
+from mmlw.messaging.topology import Topology
+from mmlw.schemas.jobs import JobState
+from mmlw.store import Store
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.tcp_proxy import TcpProxy
-from workers.simulator import SyntheticMachine
 
 PASSWORD = "pw-s3cret-x"  # must never appear in any output
 
@@ -54,9 +54,9 @@ def mmlw_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def mmlw(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
-    """Run ``python -m backend.cli ARGS``: exit code and stdout + stderr."""
+    """Run ``python -m mmlw.cli ARGS``: exit code and stdout + stderr."""
     done = subprocess.run(
-        [sys.executable, "-m", "backend.cli", *args],
+        [sys.executable, "-m", "mmlw.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -209,7 +209,7 @@ class Lines:
 @contextmanager
 def running(*args: str, env: dict[str, str]) -> Iterator[Lines]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", *args],
+        [sys.executable, "-m", "mmlw.cli", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

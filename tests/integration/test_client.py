@@ -1,4 +1,4 @@
-"""``backend.client.Client`` against a real running backend: the in-process pipeline
+"""``mmlw.client.Client`` against a real running backend: the in-process pipeline
 (ingest consumer + Celery worker on ``memory://``, SQLite store, the session's MLflow
 store) and the API served by uvicorn on a loopback port: :mod:`tests.browser.system`'s
 live system (its dashboard runs too, unused here).
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend import errors
-from backend.client import (
+from mmlw import errors
+from mmlw.client import (
     Client,
     ClientError,
     Conflict,
@@ -34,13 +34,13 @@ from backend.client import (
     ServiceUnavailable,
     Unauthorized,
 )
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas import JobState, ReadingsBatch, TrainOptions
-from backend.settings import PromotionSettings
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas import JobState, ReadingsBatch, TrainOptions
+from mmlw.settings import PromotionSettings
+from mmlw.workers.simulator import SyntheticMachine
 from tests.browser.system import OPERATOR_KEY, LiveSystem, live_system, system_settings
 from tests.integration.pipeline import wait_for
 from tests.integration.test_demo import free_port
-from workers.simulator import SyntheticMachine
 
 pytestmark = pytest.mark.slow
 README = Path(__file__).resolve().parents[2] / "README.md"

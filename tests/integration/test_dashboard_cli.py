@@ -16,7 +16,7 @@ def test_mmlw_dashboard_serves_the_app() -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMLW_")}
     command = [
-        sys.executable, "-m", "backend.cli", "dashboard", "--port", str(port),
+        sys.executable, "-m", "mmlw.cli", "dashboard", "--port", str(port),
         "--api-url", "http://127.0.0.1:9", "--mlflow-url", "http://mlflow.example",
     ]  # fmt: skip
     process = subprocess.Popen(

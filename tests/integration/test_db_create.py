@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from backend.store.provisioning import create_database_sql, ensure_database
+from mmlw.store.provisioning import create_database_sql, ensure_database
 from tests.integration.test_cli_failures import assert_one_clear_line, mmlw, mmlw_env
 
 pytestmark = pytest.mark.postgres

@@ -19,13 +19,13 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from kombu import Connection, Producer
 
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.settings import Settings
-from backend.store import Database, Store
-from backend.store.dead_letters import PREVIEW_BYTES
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.settings import Settings
+from mmlw.store import Database, Store
+from mmlw.store.dead_letters import PREVIEW_BYTES
+from mmlw.workers.context import WorkerContext
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import api_with_ingest
-from workers.context import WorkerContext
-from workers.simulator import SyntheticMachine
 
 API = "/api/v1"
 LIMIT = 1024
@@ -76,8 +76,8 @@ def test_a_long_body_keeps_its_beginning_size_and_digest(capped: Store) -> None:
 
 
 def test_the_replay_service_refuses_a_cut_body_unless_given_a_whole_one(capped: Store) -> None:
-    from backend.errors import ConflictError
-    from backend.services.dead_letters import replay
+    from mmlw.errors import ConflictError
+    from mmlw.services.dead_letters import replay
 
     class Sink:
         def __init__(self) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from backend.api.app import create_app
-from backend.settings import Settings
-from backend.store import Database, Store
+from mmlw.api.app import create_app
+from mmlw.settings import Settings
+from mmlw.store import Database, Store
 from tests.integration.test_metrics import samples
 
 

@@ -22,18 +22,18 @@ from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 from kombu import Connection, Producer
 
-from backend.cli import main
-from backend.errors import NotFound
-from backend.messaging.pika_publisher import pika_url
-from backend.messaging.topology import Topology
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas.readings import ReadingsBatch, parse_readings_message
-from backend.settings import Settings
-from backend.store import Database, Store
-from backend.store.database import MIGRATIONS_DIR
+from mmlw.cli import main
+from mmlw.errors import NotFound
+from mmlw.messaging.pika_publisher import pika_url
+from mmlw.messaging.topology import Topology
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas.readings import ReadingsBatch, parse_readings_message
+from mmlw.settings import Settings
+from mmlw.store import Database, Store
+from mmlw.store.database import MIGRATIONS_DIR
+from mmlw.workers.context import WorkerContext
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import api_with_ingest, delete_topology
-from workers.context import WorkerContext
-from workers.simulator import SyntheticMachine
 
 API = "/api/v1"
 DEADLINE_S = 20.0

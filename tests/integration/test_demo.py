@@ -29,7 +29,7 @@ def test_demo_trains_and_scores_simulated_machines(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMLW_")}
     command = [
-        sys.executable, "-m", "backend.cli", "demo",
+        sys.executable, "-m", "mmlw.cli", "demo",
         "--machines", "2", "--speedup", "100", "--warmup", "300",
         "--duration", "90", "--port", str(port), "--data-dir", str(tmp_path / "data"),
     ]  # fmt: skip

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.api.app import create_app
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.settings import Settings
+from mmlw.api.app import create_app
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.settings import Settings
+from mmlw.workers.simulator import SyntheticMachine
 from tests.browser.system import system_settings
 from tests.integration.pipeline import running_pipeline, wait_for
-from workers.simulator import SyntheticMachine
 
 API = "/api/v1"
 N = 6_000

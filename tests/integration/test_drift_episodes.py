@@ -9,22 +9,22 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.detectors.catalog import build_detector
-from backend.detectors.model import AnomalyModel
-from backend.registry.base import CHALLENGER, CHAMPION
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas import ReadingsBatch
-from backend.schemas.jobs import JobState, TrainRequest
-from backend.services.drift import DRIFT_REASON, observe
-from backend.services.jobs import InlineTrainer, submit_training
-from backend.services.retraining import auto_promote
-from backend.services.scoring import LoadedModel, score_batch
-from backend.settings import DriftSettings, ModelSettings, PromotionSettings
-from backend.store import ScoreRecord, Store
+from mmlw.detectors.catalog import build_detector
+from mmlw.detectors.model import AnomalyModel
+from mmlw.registry.base import CHALLENGER, CHAMPION
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas import ReadingsBatch
+from mmlw.schemas.jobs import JobState, TrainRequest
+from mmlw.services.drift import DRIFT_REASON, observe
+from mmlw.services.jobs import InlineTrainer, submit_training
+from mmlw.services.retraining import auto_promote
+from mmlw.services.scoring import LoadedModel, score_batch
+from mmlw.settings import DriftSettings, ModelSettings, PromotionSettings
+from mmlw.store import ScoreRecord, Store
+from mmlw.workers.model_cache import ModelCache
+from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import TEST_SIGNING_KEY
 from tests.integration.dispatchers import Jobs
-from workers.model_cache import ModelCache
-from workers.simulator import SyntheticMachine
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 SETTINGS = DriftSettings(

@@ -12,14 +12,14 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlalchemy import event
 
-from backend.detectors.catalog import build_detector
-from backend.detectors.model import AnomalyModel
-from backend.schemas import ReadingsBatch
-from backend.services.drift import observe
-from backend.services.scoring import LoadedModel
-from backend.settings import DriftSettings
-from backend.store import ScoreRecord, Store, StoredBatch
-from backend.store.lifecycle import DriftRecord
+from mmlw.detectors.catalog import build_detector
+from mmlw.detectors.model import AnomalyModel
+from mmlw.schemas import ReadingsBatch
+from mmlw.services.drift import observe
+from mmlw.services.scoring import LoadedModel
+from mmlw.settings import DriftSettings
+from mmlw.store import ScoreRecord, Store, StoredBatch
+from mmlw.store.lifecycle import DriftRecord
 from tests.integration.dispatchers import Jobs
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)

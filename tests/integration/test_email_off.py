@@ -13,17 +13,17 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from backend.alerts.config import EmailNotifier, load_alerts_config
-from backend.alerts.engine import Evidence
-from backend.alerts.mailcatcher import MailCatcher
-from backend.alerts.notifiers import EMAIL_OFF, EmailSender, log_email_status
-from backend.api.app import create_app
-from backend.cli import main
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.services.alerting import send_delivery
-from backend.settings import AlertSettings, Settings, SmtpSettings
-from backend.store import Store
-from backend.store.tables import utcnow
+from mmlw.alerts.config import EmailNotifier, load_alerts_config
+from mmlw.alerts.engine import Evidence
+from mmlw.alerts.mailcatcher import MailCatcher
+from mmlw.alerts.notifiers import EMAIL_OFF, EmailSender, log_email_status
+from mmlw.api.app import create_app
+from mmlw.cli import main
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.services.alerting import send_delivery
+from mmlw.settings import AlertSettings, Settings, SmtpSettings
+from mmlw.store import Store
+from mmlw.store.tables import utcnow
 
 RULES = (
     "notifiers: {mail: {type: email, to: [ops@example.com], max_attempts: 5}}\n"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
-from backend.cli import main
+from mmlw.cli import main
 
 SKAB_FILES = ("valve1/0.csv", "other/2.csv", "other/14.csv")
 
@@ -132,7 +132,7 @@ def test_evaluate_real_skab_files_without_mlflow(skab_subset: Path, tmp_path: Pa
         tmp_path, "--dataset", str(skab_subset), "--out", str(tmp_path / "o"), "--no-mlflow"
     )
     assert result.exit_code == 0, result.output
-    from backend.detectors.catalog import DETECTORS
+    from mmlw.detectors.catalog import DETECTORS
 
     table = pd.read_csv(tmp_path / "o" / "metrics.csv")
     assert set(DETECTORS) == set(table.loc[table["source"] == "ours", "detector"])
@@ -145,9 +145,9 @@ def test_recipes_on_the_whole_skab_benchmark(skab_dir: Path) -> None:
     FAR 2.56 %, NAB standard 26.16), which shows the harness scores as upstream does; our
     fixed recipe reaches the targets we quote.
     """
-    from backend.evaluation.datasets import load_dataset
-    from backend.evaluation.protocol import run_protocol
-    from backend.evaluation.recipes import RECIPES
+    from mmlw.evaluation.datasets import load_dataset
+    from mmlw.evaluation.protocol import run_protocol
+    from mmlw.evaluation.recipes import RECIPES
 
     files = load_dataset(skab_dir).files
     assert len(files) == 34

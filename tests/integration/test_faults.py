@@ -25,15 +25,15 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from backend.messaging.pika_publisher import PikaReadingsPublisher
-from backend.messaging.topology import Topology
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.store import Store
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher
+from mmlw.messaging.topology import Topology
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.store import Store
+from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import IN_CI, TEST_SIGNING_KEY, _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology
 from tests.integration.test_demo import free_port
 from tests.integration.test_processes import mmlw, poll, process_env
-from workers.simulator import SyntheticMachine
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 

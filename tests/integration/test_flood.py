@@ -16,18 +16,18 @@ from pathlib import Path
 import pika
 import pytest
 
-from backend.messaging.dispatch import CeleryDispatcher
-from backend.messaging.pika_publisher import PikaReadingsPublisher, pika_url
-from backend.messaging.topology import Topology
-from backend.schemas.jobs import JobState, TrainRequest
-from backend.services.jobs import submit_training
-from backend.store import Store
+from mmlw.messaging.dispatch import CeleryDispatcher
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher, pika_url
+from mmlw.messaging.topology import Topology
+from mmlw.schemas.jobs import JobState, TrainRequest
+from mmlw.services.jobs import submit_training
+from mmlw.store import Store
+from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology, wait_for
 from tests.integration.test_demo import free_port
 from tests.integration.test_faults import stored_counts
 from tests.integration.test_processes import mmlw, process_env, terminate_all
-from workers.simulator import SyntheticMachine
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.errors import ConflictError
-from backend.registry.base import CHALLENGER, CHAMPION
-from backend.schemas.readings import ReadingsBatch
-from backend.schemas.resources import ModelVersionOut
-from backend.services.lifecycle import gate_report, promote
-from backend.settings import PromotionSettings
-from backend.store import Store
+from mmlw.errors import ConflictError
+from mmlw.registry.base import CHALLENGER, CHAMPION
+from mmlw.schemas.readings import ReadingsBatch
+from mmlw.schemas.resources import ModelVersionOut
+from mmlw.services.lifecycle import gate_report, promote
+from mmlw.settings import PromotionSettings
+from mmlw.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TRAINED = 1000  # readings 0..999: the challenger's training window

@@ -18,24 +18,24 @@ from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from backend.api.app import create_app
-from backend.cli import main
-from backend.registry.base import CHAMPION
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas.jobs import TrainRequest
-from backend.services.import_sources import csv_source, parquet_source, sql_source
-from backend.services.importing import (
+from mmlw.api.app import create_app
+from mmlw.cli import main
+from mmlw.registry.base import CHAMPION
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas.jobs import TrainRequest
+from mmlw.services.import_sources import csv_source, parquet_source, sql_source
+from mmlw.services.importing import (
     ImportOptions,
     ImportReport,
     import_readings,
     queue_scoring,
 )
-from backend.services.jobs import InlineTrainer, submit_training
-from backend.services.scoring import score_batch
-from backend.settings import ModelSettings, Settings
-from backend.store import Store
+from mmlw.services.jobs import InlineTrainer, submit_training
+from mmlw.services.scoring import score_batch
+from mmlw.settings import ModelSettings, Settings
+from mmlw.store import Store
+from mmlw.workers.model_cache import ModelCache
 from tests.conftest import TEST_SIGNING_KEY
-from workers.model_cache import ModelCache
 
 SENSORS = ["Accelerometer1RMS", "Current", "Pressure", "Volume Flow RateRMS"]
 START = datetime(2026, 3, 9, 10, 0, 0)

@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from backend.messaging.pika_publisher import PikaReadingsPublisher
-from backend.messaging.topology import Topology
-from backend.schemas import ReadingsBatch
-from backend.store import Store
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher
+from mmlw.messaging.topology import Topology
+from mmlw.schemas import ReadingsBatch
+from mmlw.store import Store
+from mmlw.workers.consumers import ingest
+from mmlw.workers.consumers.ingest import IngestConsumer
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.dispatchers import Jobs
 from tests.integration.pipeline import delete_topology
-from workers.consumers import ingest
-from workers.consumers.ingest import IngestConsumer
-from workers.simulator import SyntheticMachine
 
 pytestmark = pytest.mark.rabbitmq
 

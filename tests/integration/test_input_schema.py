@@ -12,23 +12,23 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.api.app import create_app
-from backend.errors import NotFound
-from backend.messaging.pika_publisher import PikaReadingsPublisher
-from backend.messaging.topology import Topology
-from backend.registry.base import CHAMPION
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas import ReadingsBatch
-from backend.schemas.jobs import TrainRequest
-from backend.schemas.readings import parse_readings_message
-from backend.services.jobs import InlineTrainer, submit_training
-from backend.services.scoring import score_batch
-from backend.settings import ModelSettings, Settings
-from backend.store import Store
+from mmlw.api.app import create_app
+from mmlw.errors import NotFound
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher
+from mmlw.messaging.topology import Topology
+from mmlw.registry.base import CHAMPION
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas import ReadingsBatch
+from mmlw.schemas.jobs import TrainRequest
+from mmlw.schemas.readings import parse_readings_message
+from mmlw.services.jobs import InlineTrainer, submit_training
+from mmlw.services.scoring import score_batch
+from mmlw.settings import ModelSettings, Settings
+from mmlw.store import Store
+from mmlw.workers.model_cache import ModelCache
+from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import TEST_SIGNING_KEY
 from tests.integration.pipeline import delete_topology, running_pipeline, wait_for
-from workers.model_cache import ModelCache
-from workers.simulator import SyntheticMachine
 
 MACHINE = "press-1"
 

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend.errors import ServiceUnavailable
-from backend.schemas.jobs import JobKind, JobState, TrainRequest
-from backend.services.jobs import enqueue_job, submit_training
-from backend.store import Store
-from workers.simulator import SyntheticMachine
+from mmlw.errors import ServiceUnavailable
+from mmlw.schemas.jobs import JobKind, JobState, TrainRequest
+from mmlw.services.jobs import enqueue_job, submit_training
+from mmlw.store import Store
+from mmlw.workers.simulator import SyntheticMachine
 
 DOWN = "cannot reach the broker at amqp://127.0.0.1:5672// (connection refused)"
 

@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.api.app import create_app
-from backend.messaging.pika_publisher import PikaReadingsPublisher
-from backend.messaging.topology import Topology
-from backend.schemas import JobState, TrainRequest
-from backend.services.jobs import submit_training
-from backend.services.retraining import auto_promote
-from backend.settings import DriftSettings, PromotionSettings, Settings
-from backend.store import Store
-from backend.store.packing import us_to_datetimes
+from mmlw.api.app import create_app
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher
+from mmlw.messaging.topology import Topology
+from mmlw.schemas import JobState, TrainRequest
+from mmlw.services.jobs import submit_training
+from mmlw.services.retraining import auto_promote
+from mmlw.settings import DriftSettings, PromotionSettings, Settings
+from mmlw.store import Store
+from mmlw.store.packing import us_to_datetimes
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import Pipeline, delete_topology, running_pipeline, wait_for
-from workers.simulator import SyntheticMachine
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 API = "/api/v1"

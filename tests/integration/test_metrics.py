@@ -9,14 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from backend.api.app import create_app
-from backend.messaging.pika_publisher import PikaReadingsPublisher
-from backend.messaging.topology import Topology
-from backend.schemas import TrainRequest
-from backend.services.jobs import submit_training
-from backend.settings import Settings
+from mmlw.api.app import create_app
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher
+from mmlw.messaging.topology import Topology
+from mmlw.schemas import TrainRequest
+from mmlw.services.jobs import submit_training
+from mmlw.settings import Settings
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import delete_topology, running_pipeline, wait_for
-from workers.simulator import SyntheticMachine
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from backend.errors import ServiceUnavailable
-from backend.registry.base import CHAMPION
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.settings import Settings
+from mmlw.errors import ServiceUnavailable
+from mmlw.registry.base import CHAMPION
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.settings import Settings
 from tests.conftest import TEST_SIGNING_KEY, MlflowAuthServer
 from tests.integration.test_untrusted_models import COLUMNS, MACHINE, _legit
 

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from backend.api.app import create_app
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.settings import Settings
-from backend.store import Store
-from workers.simulator import SyntheticMachine
+from mmlw.api.app import create_app
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.workers.simulator import SyntheticMachine
 
 API = "/api/v1"
 

@@ -10,13 +10,14 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from backend.detectors.default import DEFAULT_DETECTOR
-from backend.messaging.dispatch import CeleryDispatcher
-from backend.messaging.pika_publisher import PikaReadingsPublisher
-from backend.messaging.topology import Topology
-from backend.registry.base import CHAMPION
-from backend.schemas import JobState, ReadingsBatch, TrainRequest
-from backend.services.jobs import submit_training
+from mmlw.detectors.default import DEFAULT_DETECTOR
+from mmlw.messaging.dispatch import CeleryDispatcher
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher
+from mmlw.messaging.topology import Topology
+from mmlw.registry.base import CHAMPION
+from mmlw.schemas import JobState, ReadingsBatch, TrainRequest
+from mmlw.services.jobs import submit_training
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import (
     Pipeline,
     delete_topology,
@@ -24,7 +25,6 @@ from tests.integration.pipeline import (
     running_pipeline,
     wait_for,
 )
-from workers.simulator import SyntheticMachine
 
 pytestmark = pytest.mark.rabbitmq
 

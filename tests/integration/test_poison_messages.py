@@ -32,15 +32,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from kombu import Connection
 
-from backend.messaging.pika_publisher import PikaReadingsPublisher, pika_url
-from backend.schemas.readings import ReadingsBatch
-from backend.settings import Settings
-from backend.store import Store
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher, pika_url
+from mmlw.schemas.readings import ReadingsBatch
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.workers.consumers.ingest import IngestConsumer
+from mmlw.workers.context import WorkerContext
+from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import delete_topology, queue_depth, wait_for
 from tests.integration.tcp_proxy import TcpProxy
-from workers.consumers.ingest import IngestConsumer
-from workers.context import WorkerContext
-from workers.simulator import SyntheticMachine
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.messaging.topology import Topology
+from mmlw.messaging.topology import Topology
 from tests.conftest import TEST_SIGNING_KEY, _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology
 from tests.integration.test_demo import free_port
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 
 
 def mmlw(*args: str) -> list[str]:
-    return [sys.executable, "-m", "backend.cli", *args]
+    return [sys.executable, "-m", "mmlw.cli", *args]
 
 
 def process_env(

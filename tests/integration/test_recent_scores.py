@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy import event
 
-from backend.schemas import ReadingsBatch
-from backend.store import ScoreRecord, Store
+from mmlw.schemas import ReadingsBatch
+from mmlw.store import ScoreRecord, Store
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

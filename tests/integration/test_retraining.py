@@ -7,19 +7,19 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from backend.registry.base import CHALLENGER, CHAMPION
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas.jobs import TrainRequest
-from backend.services.comparison import CompareRow, comparison_figure
-from backend.services.jobs import InlineTrainer, submit_training
-from backend.services.retraining import auto_promote, retrain_due
-from backend.services.scoring import score_batch
-from backend.settings import ModelSettings, PromotionSettings
-from backend.store import Store
-from backend.store.tables import utcnow
+from mmlw.registry.base import CHALLENGER, CHAMPION
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas.jobs import TrainRequest
+from mmlw.services.comparison import CompareRow, comparison_figure
+from mmlw.services.jobs import InlineTrainer, submit_training
+from mmlw.services.retraining import auto_promote, retrain_due
+from mmlw.services.scoring import score_batch
+from mmlw.settings import ModelSettings, PromotionSettings
+from mmlw.store import Store
+from mmlw.store.tables import utcnow
+from mmlw.workers.model_cache import ModelCache
+from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import TEST_SIGNING_KEY
-from workers.model_cache import ModelCache
-from workers.simulator import SyntheticMachine
 
 
 def add(store: Store, machine: SyntheticMachine, n: int) -> list[int]:

@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from backend.api.app import create_app
-from backend.cli import main
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.settings import ApiSettings, Settings
-from backend.store import Store
-from workers.simulator import SyntheticMachine
+from mmlw.api.app import create_app
+from mmlw.cli import main
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.settings import ApiSettings, Settings
+from mmlw.store import Store
+from mmlw.workers.simulator import SyntheticMachine
 
 API = "/api/v1"
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from backend.errors import NotFound
-from backend.schemas import JobKind, JobState, ReadingsBatch
-from backend.store import ScoreRecord, Store
+from mmlw.errors import NotFound
+from mmlw.schemas import JobKind, JobState, ReadingsBatch
+from mmlw.store import ScoreRecord, Store
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -128,7 +128,7 @@ def test_migrations_are_idempotent(database_url: str) -> None:
 def test_the_stacked_window_equals_the_aligned_one(sqlite_store: Store) -> None:
     """The fast window (same columns: decoded into one array) against the pandas path
     (concat + sort + mask), on out-of-order batches with and without labels."""
-    from backend.store.readings import _aligned_window
+    from mmlw.store.readings import _aligned_window
 
     rng = np.random.default_rng(5)
     t0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from backend.detectors.model import AnomalyModel, fit_model
-from backend.registry.base import CHAMPION
-from backend.schemas import ReadingsBatch
-from backend.services.scoring import LoadedModel, score_batches
-from backend.store import Store
+from mmlw.detectors.model import AnomalyModel, fit_model
+from mmlw.registry.base import CHAMPION
+from mmlw.schemas import ReadingsBatch
+from mmlw.services.scoring import LoadedModel, score_batches
+from mmlw.store import Store
 
 COLUMNS = ["temp", "flow", "vib"]
 MACHINE = "kiln-1"

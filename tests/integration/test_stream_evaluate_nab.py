@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from backend.cli import main
-from backend.settings import ModelSettings
+from mmlw.cli import main
+from mmlw.settings import ModelSettings
 from tests.conftest import reference_nab_scores
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")

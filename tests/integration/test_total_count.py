@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from fastapi.testclient import TestClient
 
-from backend.api.app import create_app
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas.readings import ReadingsBatch
-from backend.settings import Settings
-from backend.store import Store
-from backend.store.scores import ScoreRecord
+from mmlw.api.app import create_app
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas.readings import ReadingsBatch
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.store.scores import ScoreRecord
 
 API = "/api/v1"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

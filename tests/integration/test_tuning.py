@@ -17,20 +17,20 @@ from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from backend.api.app import create_app
-from backend.cli import main
-from backend.messaging.topology import Topology
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas import JobState
-from backend.schemas.tuning import TuneRequest, TuneResult
-from backend.services.tuning import create_tuning_job, run_tuning
-from backend.settings import Settings
-from backend.store import Store
+from mmlw.api.app import create_app
+from mmlw.cli import main
+from mmlw.messaging.topology import Topology
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas import JobState
+from mmlw.schemas.tuning import TuneRequest, TuneResult
+from mmlw.services.tuning import create_tuning_job, run_tuning
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import TEST_SIGNING_KEY
 from tests.integration.pipeline import delete_topology, wait_for
 from tests.integration.test_api import running_pipeline as api_pipeline
 from tests.integration.test_api import wait_for_job
-from workers.simulator import SyntheticMachine
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 API = "/api/v1"

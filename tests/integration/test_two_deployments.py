@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from backend.messaging.dispatch import celery_config
-from backend.messaging.topology import Topology
+from mmlw.messaging.dispatch import celery_config
+from mmlw.messaging.topology import Topology
 from tests.integration.pipeline import delete_topology
 from tests.integration.test_processes import mmlw, process_env, terminate_all
 

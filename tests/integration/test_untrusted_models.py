@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend.detectors.catalog import build_detector
-from backend.detectors.model import AnomalyModel
-from backend.errors import UntrustedModel
-from backend.observability.metrics import instruments
-from backend.registry.base import CHAMPION, DatasetInfo
-from backend.registry.mlflow_registry import ARTIFACT_KEY, MlflowRegistry
-from backend.registry.signing import DIGEST_TAG, SIGNATURE_TAG, ModelSigner
+from mmlw.detectors.catalog import build_detector
+from mmlw.detectors.model import AnomalyModel
+from mmlw.errors import UntrustedModel
+from mmlw.observability.metrics import instruments
+from mmlw.registry.base import CHAMPION, DatasetInfo
+from mmlw.registry.mlflow_registry import ARTIFACT_KEY, MlflowRegistry
+from mmlw.registry.signing import DIGEST_TAG, SIGNATURE_TAG, ModelSigner
+from mmlw.workers.model_cache import ModelCache
 from tests.conftest import TEST_SIGNING_KEY
-from workers.model_cache import ModelCache
 
 COLUMNS = ["a", "b", "c"]
 MACHINE = "press-9"
@@ -137,7 +137,7 @@ def test_a_planted_champion_is_refused_and_the_previous_one_serves(
     assert registry.alias_version(MACHINE, CHAMPION) == planted
 
     refused_before = instruments().models_refused._value.get()
-    with caplog.at_level(logging.ERROR, logger="workers.model_cache"):
+    with caplog.at_level(logging.ERROR, logger="mmlw.workers.model_cache"):
         served = cache.get(MACHINE)
         again = cache.get(MACHINE)  # refused once, not re-downloaded per batch
     assert served is not None and served.version == v1 and again is served

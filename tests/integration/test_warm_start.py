@@ -10,14 +10,14 @@ from pathlib import Path
 
 from celery.signals import worker_process_init
 
-from backend.registry.base import CHAMPION
-from backend.schemas.jobs import TrainRequest
-from backend.services.jobs import InlineTrainer, submit_training
-from backend.settings import Settings
-from backend.store import Store
-from workers.context import WorkerContext
-from workers.simulator import SyntheticMachine
-from workers.warm_start import PRELOAD_THREAD, connect_warm_start, preload_models
+from mmlw.registry.base import CHAMPION
+from mmlw.schemas.jobs import TrainRequest
+from mmlw.services.jobs import InlineTrainer, submit_training
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.workers.context import WorkerContext
+from mmlw.workers.simulator import SyntheticMachine
+from mmlw.workers.warm_start import PRELOAD_THREAD, connect_warm_start, preload_models
 
 
 def _deployment(make_settings: Callable[..., Settings], tmp_path: Path) -> Settings:

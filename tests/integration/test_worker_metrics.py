@@ -14,20 +14,20 @@ import pytest
 from celery import Celery
 from fastapi.testclient import TestClient
 
-from backend.api.app import create_app
-from backend.messaging.dispatch import CeleryDispatcher, celery_config
-from backend.messaging.topology import Topology
-from backend.registry.mlflow_registry import MlflowRegistry
-from backend.schemas import TrainRequest
-from backend.services.jobs import submit_training
-from backend.settings import Settings
-from backend.store import Store
+from mmlw.api.app import create_app
+from mmlw.messaging.dispatch import CeleryDispatcher, celery_config
+from mmlw.messaging.topology import Topology
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.schemas import TrainRequest
+from mmlw.services.jobs import submit_training
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology, wait_for
 from tests.integration.test_demo import free_port
 from tests.integration.test_metrics import samples
 from tests.integration.test_processes import mmlw, process_env, terminate_all
-from workers.simulator import SyntheticMachine
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 

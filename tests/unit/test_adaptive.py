@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.detectors.adaptive import AdaptiveDetector, dominant_period
-from backend.detectors.model import fit_model
+from mmlw.detectors.adaptive import AdaptiveDetector, dominant_period
+from mmlw.detectors.model import fit_model
 
 
 def streamed(detector: AdaptiveDetector, X: np.ndarray, train: np.ndarray) -> np.ndarray:

@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.alerts.conditions import no_data_evidence, scores_evidence
-from backend.alerts.config import (
+from mmlw.alerts.conditions import no_data_evidence, scores_evidence
+from mmlw.alerts.config import (
     FlagsCondition,
     NoDataCondition,
     WebhookNotifier,
     load_alerts_config,
     parse_duration,
 )
-from backend.alerts.messages import render_email, webhook_body
-from backend.alerts.signing import sign, verify
-from backend.store.scores import RecentScores
+from mmlw.alerts.messages import render_email, webhook_body
+from mmlw.alerts.signing import sign, verify
+from mmlw.store.scores import RecentScores
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"MMLW_WEBHOOK_URL": "http://127.0.0.1:9/hook", "MMLW_WEBHOOK_SECRET": "s3cret"}

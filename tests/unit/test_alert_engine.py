@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backend.alerts.engine import (
+from mmlw.alerts.engine import (
     AlertSnapshot,
     AlertState,
     Event,

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from frontend.api_client import ApiClient, ApiError
+from mmlw.frontend.api_client import ApiClient, ApiError
 
 READINGS = {
     "machine_id": "pump-1",

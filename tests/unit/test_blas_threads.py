@@ -1,4 +1,4 @@
-"""`mmlw worker` runs each process with one BLAS thread (workers.blas_threads)."""
+"""`mmlw worker` runs each process with one BLAS thread (mmlw.workers.blas_threads)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy  # noqa: F401 - loads the BLAS library threadpoolctl looks at
 from celery.signals import worker_process_init
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from workers.blas_threads import limit_blas_threads
+from mmlw.workers.blas_threads import limit_blas_threads
 
 
 def _blas_threads() -> set[int]:

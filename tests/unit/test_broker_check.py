@@ -11,7 +11,7 @@ from amqp.exceptions import AccessRefused, NotAllowed
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from backend.messaging.broker_check import (
+from mmlw.messaging.broker_check import (
     BrokerWaitLog,
     broker_location,
     broker_problem,
@@ -19,7 +19,7 @@ from backend.messaging.broker_check import (
     describe_broker_error,
     is_broker_error,
 )
-from backend.settings import BrokerSettings, SmtpSettings
+from mmlw.settings import BrokerSettings, SmtpSettings
 
 URL = "amqp://guest:pw-s3cret@rabbit.local:5672//"
 

@@ -1,7 +1,7 @@
 """``mmlw --help`` stays fast: the CLI imports heavy libraries only inside the commands.
 
 No wall-clock limits (the machine may be busy): a fresh interpreter checks which modules
-building the command tree loads, and ``-X importtime`` compares ``backend.cli`` with the
+building the command tree loads, and ``-X importtime`` compares ``mmlw.cli`` with the
 interpreter's own start-up imports measured in the same run.
 """
 
@@ -13,16 +13,16 @@ import sys
 from typing import Any
 
 HEAVY = ("mlflow", "sklearn", "pandas", "fastapi", "dash", "plotly", "celery", "sqlalchemy")
-RATIO = 5.0  # backend.cli may cost at most this many times the interpreter's start-up imports
+RATIO = 5.0  # mmlw.cli may cost at most this many times the interpreter's start-up imports
 RUNS = 3  # the best of a few runs, so that a busy machine does not fail the test
 
 PROBE = f"""
-import backend.cli  # first, so that its cumulative time counts everything it loads
+import mmlw.cli  # first, so that its cumulative time counts everything it loads
 
 import json, sys
 import click
 from click.testing import CliRunner
-from backend.cli import main
+from mmlw.cli import main
 
 
 def walk(group, ctx):
@@ -72,9 +72,9 @@ def test_importing_the_cli_costs_little_next_to_interpreter_start_up() -> None:
     ratios = []
     for _ in range(RUNS):
         _, cumulative = _probe()
-        cli = cumulative["backend.cli"]
+        cli = cumulative["mmlw.cli"]
         startup = cumulative["site"] + cumulative.get("encodings", 0)
         ratios.append(cli / startup)
         if ratios[-1] < RATIO:
             return
-    raise AssertionError(f"import backend.cli / start-up imports = {min(ratios):.1f} >= {RATIO}")
+    raise AssertionError(f"import mmlw.cli / start-up imports = {min(ratios):.1f} >= {RATIO}")

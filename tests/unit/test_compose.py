@@ -18,7 +18,7 @@ import click
 import pytest
 import yaml
 
-from backend.settings import Settings
+from mmlw.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -196,10 +196,10 @@ def resolve_mmlw(argv: list[str]) -> tuple[list[str], click.Context]:
 
     Fails unless every subcommand and option exists and every value parses.
     """
-    from backend import cli
+    from mmlw import cli
 
     assert argv and argv[0] == "mmlw", f"not an mmlw command: {argv}"
-    assert isinstance(cli.main, click.Group), "backend.cli.main must be a click.Group"
+    assert isinstance(cli.main, click.Group), "mmlw.cli.main must be a click.Group"
     command: click.Command = cli.main
     args, path = list(argv[1:]), ["mmlw"]
     parent: click.Context | None = None
@@ -667,7 +667,7 @@ def test_each_process_logs_in_to_rabbitmq_as_its_own_user(services: dict[str, An
 
 
 def test_rabbitmq_imports_the_rendered_definitions_at_boot(services: dict[str, Any]) -> None:
-    from backend.messaging.provision import compose_definitions
+    from mmlw.messaging.provision import compose_definitions
 
     rabbitmq = services["rabbitmq"]
     mounts = {}  # container path -> host path of each bind mount
@@ -685,7 +685,7 @@ def test_rabbitmq_imports_the_rendered_definitions_at_boot(services: dict[str, A
     conf = (ROOT / "configs" / "rabbitmq" / "rabbitmq.conf").read_text()
     assert re.search(rf"^load_definitions = {re.escape(target.group(1))}$", conf, re.MULTILINE)
     assert json.loads(RABBITMQ_DEFINITIONS.read_text()) == compose_definitions(), (
-        "regenerate: python -m backend.messaging.provision compose-definitions "
+        "regenerate: python -m mmlw.messaging.provision compose-definitions "
         "> configs/rabbitmq/definitions.json"
     )
     placeholders = set(re.findall(r"@hash:([A-Z_][A-Z0-9_]*)@", RABBITMQ_DEFINITIONS.read_text()))

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from backend.detectors.catalog import DETECTORS, build_detector
-from backend.detectors.model import AnomalyModel
-from backend.detectors.threshold import quantile_threshold
+from mmlw.detectors.catalog import DETECTORS, build_detector
+from mmlw.detectors.model import AnomalyModel
+from mmlw.detectors.threshold import quantile_threshold
 
 
 def correlated(n: int, seed: int = 0) -> np.ndarray:
@@ -100,7 +100,7 @@ def test_anomaly_model_aligns_columns_by_name() -> None:
 
 
 def test_half_space_trees_partial_fit_swaps_windows_and_ignores_chunking() -> None:
-    from backend.detectors.half_space_trees import HalfSpaceTreesDetector
+    from mmlw.detectors.half_space_trees import HalfSpaceTreesDetector
 
     X = correlated(600)
     stream = correlated(250, seed=3) + 5.0
@@ -124,7 +124,7 @@ def test_half_space_trees_partial_fit_swaps_windows_and_ignores_chunking() -> No
 
 
 def test_robust_zscore_max_and_smoothing() -> None:
-    from backend.detectors.zscore import RobustZScoreDetector
+    from mmlw.detectors.zscore import RobustZScoreDetector
 
     X = correlated(400)
     X[:, 4] = 1.0  # a constant sensor must not divide by zero
@@ -141,8 +141,8 @@ def test_robust_zscore_max_and_smoothing() -> None:
 
 
 def test_temporal_features_have_no_nan_and_fold_back_onto_sensors() -> None:
-    from backend.detectors.features import TemporalFeatures, temporal_features
-    from backend.detectors.mahalanobis import MahalanobisDetector
+    from mmlw.detectors.features import TemporalFeatures, temporal_features
+    from mmlw.detectors.mahalanobis import MahalanobisDetector
 
     X = correlated(200)
     expanded, source = temporal_features(X[:3], lags=(1, 2), windows=(5,), diffs=True)
@@ -185,7 +185,7 @@ def test_pca_temporal_sees_a_broken_dynamic_that_static_pca_misses() -> None:
 def test_repo_benchmark_configs_load() -> None:
     from pathlib import Path
 
-    from backend.detectors.catalog import load_detector_configs
+    from mmlw.detectors.catalog import load_detector_configs
 
     path = Path(__file__).resolve().parents[2] / "configs" / "detectors.yaml"
     assert set(load_detector_configs(path)) >= set(DETECTORS)

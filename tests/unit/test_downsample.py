@@ -7,8 +7,8 @@ import doctest
 import numpy as np
 import pytest
 
-from backend.services import downsample
-from backend.services.downsample import downsample_indices
+from mmlw.services import downsample
+from mmlw.services.downsample import downsample_indices
 
 
 def test_doctest() -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.evaluation.datasets import detect_layout, load_dataset
-from backend.evaluation.metrics import (
+from mmlw.evaluation.datasets import detect_layout, load_dataset
+from mmlw.evaluation.metrics import (
     NabCounts,
     detection_windows,
     nab_counts,
@@ -19,7 +19,7 @@ from backend.evaluation.metrics import (
     point_metrics,
     tp_reward,
 )
-from backend.evaluation.protocol import (
+from mmlw.evaluation.protocol import (
     ProtocolConfig,
     alarm_changepoints,
     changepoint_alarms,

@@ -10,10 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from backend.schemas.alerts import AlertOut
-from backend.schemas.resources import MachineOut, ReadingsOut, ScoresOut, SensorContribution
-from frontend import components, figures, links, status, timerange
-from frontend.figures import (
+from mmlw.frontend import components, figures, links, status, timerange
+from mmlw.frontend.figures import (
     WEBGL_FROM,
     AlertPeriod,
     alert_periods,
@@ -25,8 +23,10 @@ from frontend.figures import (
     sensor_figure,
     sparkline,
 )
-from frontend.status import Status, machine_row, worst_first
-from frontend.timerange import RESET, parse_moment, window_for, zoom_window
+from mmlw.frontend.status import Status, machine_row, worst_first
+from mmlw.frontend.timerange import RESET, parse_moment, window_for, zoom_window
+from mmlw.schemas.alerts import AlertOut
+from mmlw.schemas.resources import MachineOut, ReadingsOut, ScoresOut, SensorContribution
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -348,7 +348,7 @@ def test_clicked_moments_are_utc() -> None:
 
 
 def test_alert_views() -> None:
-    from frontend.pages.alerts import select_alerts
+    from mmlw.frontend.pages.alerts import select_alerts
 
     open_one = alert(1, T0, None)
     acked = alert(2, T0, None).model_copy(update={"acknowledged": True})
@@ -361,7 +361,7 @@ def test_alert_views() -> None:
 
 
 def test_machine_page_defaults_to_the_newest_anomaly() -> None:
-    from frontend.pages.machine import default_moment
+    from mmlw.frontend.pages.machine import default_moment
 
     assert default_moment(scores_of([])) is None
     assert default_moment(scores_of([0.5, 2.0, 0.7])) == (T0 + timedelta(seconds=1)).isoformat()
@@ -389,7 +389,7 @@ def test_sensor_markers_are_thinned_to_the_worst_per_slot() -> None:
 
 
 def test_routes() -> None:
-    from frontend.app import route
+    from mmlw.frontend.app import route
 
     def ids(component: Any) -> set[str]:
         found = {component.id} if isinstance(getattr(component, "id", None), str) else set()
@@ -457,7 +457,7 @@ def test_figures_leave_room_for_what_plotly_would_push_the_margins_out_for() -> 
 def test_a_page_load_gets_its_page_with_the_layout() -> None:
     from dash import Dash
 
-    from frontend.app import opened
+    from mmlw.frontend.app import opened
 
     app = Dash("test-routes")
     address, page = opened("http://dash.example:8050/machines/pump-1?range=7d", app) or ("", None)

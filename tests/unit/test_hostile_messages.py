@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.errors import InvalidMessage
-from backend.schemas.readings import (
+from mmlw.errors import InvalidMessage
+from mmlw.schemas.readings import (
     MAX_COLUMNS,
     MAX_JSON_DEPTH,
     MAX_MESSAGE_BYTES,
@@ -21,8 +21,8 @@ from backend.schemas.readings import (
     json_nesting_exceeds,
     parse_readings_message,
 )
-from backend.schemas.readings_arrays import decode_readings
-from backend.settings import BrokerSettings
+from mmlw.schemas.readings_arrays import decode_readings
+from mmlw.settings import BrokerSettings
 
 BASE: dict[str, Any] = {
     "schema": "mmlw.readings/1",

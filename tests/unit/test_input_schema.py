@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.detectors.input_schema import InputSchema, SchemaMismatch, conform
+from mmlw.detectors.input_schema import InputSchema, SchemaMismatch, conform
 
 SCHEMA = InputSchema(("a", "b", "c"))
 

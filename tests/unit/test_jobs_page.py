@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from backend.schemas.jobs import JobKind, JobOut, JobState
-from frontend.pages.jobs import job_rows
+from mmlw.frontend.pages.jobs import job_rows
+from mmlw.schemas.jobs import JobKind, JobOut, JobState
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 

@@ -8,14 +8,14 @@ import importlib
 import numpy as np
 import pytest
 
-from backend.detectors.catalog import DETECTORS
-from backend.detectors.features import trailing_mean
-from backend.detectors.level_change import LevelChangeDetector, persistence_ratio
+from mmlw.detectors.catalog import DETECTORS
+from mmlw.detectors.features import trailing_mean
+from mmlw.detectors.level_change import LevelChangeDetector, persistence_ratio
 
 
 def test_doctests_of_every_registered_detector_module() -> None:
     modules = {DETECTORS[name].__module__ for name in DETECTORS}
-    modules.add("backend.detectors.level_change")
+    modules.add("mmlw.detectors.level_change")
     for name in sorted(modules):
         result = doctest.testmod(importlib.import_module(name))
         assert result.failed == 0, name

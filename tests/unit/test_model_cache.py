@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from backend.detectors.model import AnomalyModel
-from backend.detectors.pca import PCADetector
-from backend.registry.base import DatasetInfo, RegisteredVersion
-from backend.schemas.resources import ModelVersionOut
-from workers.model_cache import ModelCache
+from mmlw.detectors.model import AnomalyModel
+from mmlw.detectors.pca import PCADetector
+from mmlw.registry.base import DatasetInfo, RegisteredVersion
+from mmlw.schemas.resources import ModelVersionOut
+from mmlw.workers.model_cache import ModelCache
 
 
 class MemoryRegistry:

@@ -8,12 +8,12 @@ import importlib
 import pytest
 
 MODULES = [
-    "backend.alerts.conditions",
-    "backend.bench.scenarios",
-    "backend.detectors._online",
-    "backend.detectors.cross_sensor",
-    "backend.detectors.seasonality",
-    "workers.demo_alerts",
+    "mmlw.alerts.conditions",
+    "mmlw.bench.scenarios",
+    "mmlw.detectors._online",
+    "mmlw.detectors.cross_sensor",
+    "mmlw.detectors.seasonality",
+    "mmlw.workers.demo_alerts",
 ]
 
 

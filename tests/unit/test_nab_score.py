@@ -1,4 +1,4 @@
-"""NAB scoring (backend.evaluation.nab): hand-computed cases and agreement with the reference.
+"""NAB scoring (mmlw.evaluation.nab): hand-computed cases and agreement with the reference.
 
 The reference is ``../shared/tools/nab_score.py``, an independent implementation checked
 against NAB's published results; both must agree to 1e-6 on the nab-dev files.
@@ -17,8 +17,8 @@ import numpy.typing as npt
 import pandas as pd
 import pytest
 
-from backend.evaluation import nab
-from backend.evaluation.nab import (
+from mmlw.evaluation import nab
+from mmlw.evaluation.nab import (
     PROFILES,
     NabProfile,
     load_nab_labels,

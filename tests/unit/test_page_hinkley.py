@@ -7,8 +7,8 @@ import doctest
 import numpy as np
 import pytest
 
-from backend.detectors import drift
-from backend.detectors.drift import PageHinkley
+from mmlw.detectors import drift
+from mmlw.detectors.drift import PageHinkley
 
 
 def _recursion(ph: PageHinkley, values: np.ndarray, positions: np.ndarray) -> bool:

@@ -10,13 +10,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from backend.detectors.catalog import DETECTORS, load_detector_configs
-from backend.messaging.dispatch import PREDICT_TASK, TRAIN_TASK, TUNE_TASK
-from backend.schemas.jobs import TrainOptions, TrainRequest
-from backend.schemas.param_bounds import PARAM_BOUNDS, check_params
-from backend.schemas.tuning import TuneOptions
-from backend.settings import Settings, TaskSettings
-from workers.celery_app import create_celery
+from mmlw.detectors.catalog import DETECTORS, load_detector_configs
+from mmlw.messaging.dispatch import PREDICT_TASK, TRAIN_TASK, TUNE_TASK
+from mmlw.schemas.jobs import TrainOptions, TrainRequest
+from mmlw.schemas.param_bounds import PARAM_BOUNDS, check_params
+from mmlw.schemas.tuning import TuneOptions
+from mmlw.settings import Settings, TaskSettings
+from mmlw.workers.celery_app import create_celery
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

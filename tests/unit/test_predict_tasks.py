@@ -7,8 +7,8 @@ import doctest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.consumers import ingest
-from workers.consumers.ingest import predict_tasks
+from mmlw.workers.consumers import ingest
+from mmlw.workers.consumers.ingest import predict_tasks
 
 
 def test_doctest() -> None:

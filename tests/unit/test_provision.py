@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.errors import ServiceUnavailable
-from backend.messaging.provision import (
+from mmlw.errors import ServiceUnavailable
+from mmlw.messaging.provision import (
     ManagementApi,
     Rabbitmqctl,
     broker_accounts,

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from backend.detectors.default import DEFAULT_DETECTOR
-from backend.evaluation.stream import replay_file
-from workers.simulator import SyntheticMachine
+from mmlw.detectors.default import DEFAULT_DETECTOR
+from mmlw.evaluation.stream import replay_file
+from mmlw.workers.simulator import SyntheticMachine
 
 DAY = 86_400
 

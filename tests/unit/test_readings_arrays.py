@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.errors import InvalidMessage
-from backend.schemas.readings import ReadingsBatch, parse_readings_message
-from backend.schemas.readings_arrays import ReadingsArrays, _fast, decode_readings
+from mmlw.errors import InvalidMessage
+from mmlw.schemas.readings import ReadingsBatch, parse_readings_message
+from mmlw.schemas.readings_arrays import ReadingsArrays, _fast, decode_readings
 
 BASE: dict[str, Any] = {
     "schema": "mmlw.readings/1",

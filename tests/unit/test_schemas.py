@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend.errors import InvalidMessage
-from backend.schemas import READINGS_SCHEMA, ReadingsBatch, TrainRequest, parse_readings_message
+from mmlw.errors import InvalidMessage
+from mmlw.schemas import READINGS_SCHEMA, ReadingsBatch, TrainRequest, parse_readings_message
 
 
 def message(**overrides: object) -> dict[str, object]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from backend.settings import Settings
+from mmlw.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "settings.example.env"
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from backend.settings import Settings
+from mmlw.settings import Settings
 
 STRONG = "a-strong-secret-0123456789"
 GOOD: dict[str, Any] = {

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.messaging.sink import ListSink
-from backend.schemas.readings import ReadingsBatch
-from workers.simulator import (
+from mmlw.messaging.sink import ListSink
+from mmlw.schemas.readings import ReadingsBatch
+from mmlw.workers.simulator import (
     FAULT_KINDS,
     CsvReplay,
     Frame,

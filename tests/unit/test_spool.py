@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.errors import ServiceUnavailable
-from backend.messaging.spool import Spool, SpoolFull
-from workers.consumers.backpressure import BacklogGate
+from mmlw.errors import ServiceUnavailable
+from mmlw.messaging.spool import Spool, SpoolFull
+from mmlw.workers.consumers.backpressure import BacklogGate
 
 
 def test_spool_keeps_messages_in_order_across_instances(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""``mmlw evaluate --mode stream`` replay (backend.evaluation.stream) on small synthetic
+"""``mmlw evaluate --mode stream`` replay (mmlw.evaluation.stream) on small synthetic
 folders: detections are alert onsets, nothing in the learning period, the data file's
 exact timestamps, per-file failures isolated, batch-size invariant scores."""
 
@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.detectors.catalog import DETECTORS
-from backend.detectors.default import DEFAULT_DETECTOR
-from backend.detectors.zscore import RobustZScoreDetector
-from backend.evaluation.nab import probation_length
-from backend.evaluation.stream import (
+from mmlw.detectors.catalog import DETECTORS
+from mmlw.detectors.default import DEFAULT_DETECTOR
+from mmlw.detectors.zscore import RobustZScoreDetector
+from mmlw.evaluation.nab import probation_length
+from mmlw.evaluation.stream import (
     MIN_LEARNING_ROWS,
     SKAB_LEARNING_ROWS,
     replay_file,
@@ -274,7 +274,7 @@ def test_several_detectors_write_one_folder_each_and_one_summary(tmp_path: Path)
 def test_cli_stream_mode_options(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from backend.cli import main
+    from mmlw.cli import main
 
     data = _nab_folder(tmp_path / "nab", {"c/a.csv": (_stamps(N), _series())})
     env = {"MMLW_DATA_DIR": str(tmp_path / "data")}

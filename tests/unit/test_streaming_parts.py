@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.detectors.model import fit_model
-from backend.services.streaming import _stream
-from backend.store.readings import StoredBatch
+from mmlw.detectors.model import fit_model
+from mmlw.services.streaming import _stream
+from mmlw.store.readings import StoredBatch
 
 COLUMNS = ["s0", "s1", "s2", "s3"]
 
@@ -55,7 +55,7 @@ def test_one_part_equals_batch_by_batch(name: str) -> None:
 def test_a_carry_round_trips_as_numbers_and_old_checkpoints_still_load() -> None:
     import io
 
-    from backend.store.streams import CARRY_MAGIC, load_carry, save_carry
+    from mmlw.store.streams import CARRY_MAGIC, load_carry, save_carry
 
     X = np.random.default_rng(0).normal(size=(600, 3))
     model = fit_model(X[:400], ["a", "b", "c"], "adaptive", {}, 0.995).model

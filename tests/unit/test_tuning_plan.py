@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from backend.detectors.features import temporal_features
-from backend.schemas.tuning import TuneOptions
-from backend.services.tuning_plan import (
+from mmlw.detectors.features import temporal_features
+from mmlw.schemas.tuning import TuneOptions
+from mmlw.services.tuning_plan import (
     FeatureCache,
     FeatureStep,
     TuneConfig,

@@ -1,5 +1,0 @@
-"""The detector users get without naming one (``mmlw train``, the API, the demo, stream
-evaluation): held, cross-sensor anomaly likelihood (:mod:`backend.detectors.adaptive`).
-Kept apart from the catalog so naming it imports no detector code."""
-
-DEFAULT_DETECTOR = "adaptive"

@@ -1,0 +1,90 @@
+"""Evaluate a rule's condition into :class:`Evidence` (pure: arrays and times in)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from mmlw.alerts.config import FlagsCondition, NoDataCondition
+from mmlw.alerts.engine import Evidence
+from mmlw.store.scores import RecentScores
+
+__all__ = ["TOP_SENSORS", "episode_evidence", "no_data_evidence", "scores_evidence"]
+
+TOP_SENSORS = 3
+
+
+def scores_evidence(
+    condition: FlagsCondition, recent: RecentScores | None, new: int = 1
+) -> Evidence:
+    """Holds when, at one of the ``new`` newest readings (those scored since the last
+    evaluation), at least ``k`` of the ``n`` readings up to it score above ``multiple`` x
+    threshold — so a short episode inside a large batch is not missed because it ended
+    before the batch's last ``n`` readings. ``recent`` should hold ``n + new - 1``
+    readings; fewer are judged as they are. The evidence shows the worst of the readings
+    looked at (highest score/threshold) and its top contributing sensors.
+
+    >>> from mmlw.alerts.config import FlagsCondition
+    >>> flags = np.array([0, 1, 1, 1, 0, 0, 0, 0], dtype=float)  # an episode, then calm
+    >>> recent = RecentScores(["a"], np.arange(8), flags * 2.0, np.ones(8),
+    ...                       np.ones(8, dtype=np.int64), flags[:, None] * 2.0)
+    >>> rule = FlagsCondition(kind="scores", k=3, n=4)
+    >>> scores_evidence(rule, recent).holds, scores_evidence(rule, recent, new=8).holds
+    (False, True)
+    """
+    if recent is None or len(recent) == 0:
+        return Evidence(holds=False, summary="no scored readings yet")
+    new = max(1, min(int(new), len(recent)))
+    tail = slice(-(condition.n + new - 1), None)
+    scores, thresholds = recent.scores[tail], recent.thresholds[tail]
+    ratio = scores / np.where(thresholds > 0, thresholds, np.finfo(float).tiny)
+    above_each = (ratio > condition.multiple).astype(np.int64)
+    # per window of n readings ending at each new reading: how many are above
+    counts = np.convolve(above_each, np.ones(condition.n, dtype=np.int64))[: len(above_each)]
+    above = int(counts[-new:].max())
+    worst = int(np.argmax(ratio))
+    contributions = recent.contributions[tail][worst]
+    top = np.argsort(-contributions, kind="stable")[:TOP_SENSORS]
+    what = "threshold" if condition.multiple == 1 else f"{condition.multiple:g} x threshold"
+    window = min(condition.n, len(scores))
+    where = f"the last {window}" if new == 1 else f"{window} in a row (of the {new} newest)"
+    return Evidence(
+        holds=above >= condition.k,
+        summary=(
+            f"{above} of {where} readings above {what} "
+            f"(needs {condition.k}); worst score {scores[worst]:.4g} "
+            f"vs threshold {thresholds[worst]:.4g}"
+        ),
+        score=float(scores[worst]),
+        threshold=float(thresholds[worst]),
+        model_version=int(recent.versions[tail][worst]),
+        top_sensors=tuple((recent.columns[j], float(contributions[j])) for j in top),
+    )
+
+
+def episode_evidence(
+    condition: FlagsCondition, recent: RecentScores | None, new: int, latest: Evidence
+) -> Evidence | None:
+    """The evidence of a short episode among the ``new`` newest readings that the newest
+    readings (``latest``, :func:`scores_evidence` with ``new=1``) no longer show; None if
+    there is none. A rule with no open alert is stepped with it first, so the episode
+    fires, then with ``latest``, so it can resolve (serving and evaluation alike)."""
+    if new <= 1 or latest.holds:
+        return None
+    earlier = scores_evidence(condition, recent, new)
+    return earlier if earlier.holds else None
+
+
+def no_data_evidence(
+    condition: NoDataCondition, last_received: datetime | None, now: datetime
+) -> Evidence:
+    """Holds when nothing arrived for ``seconds`` (a machine never heard from does not
+    alert: it is not known to exist)."""
+    if last_received is None:
+        return Evidence(holds=False, summary="no readings ever received")
+    silent_s = (now - last_received).total_seconds()
+    return Evidence(
+        holds=silent_s >= condition.seconds,
+        summary=f"no readings for {silent_s:.0f} s (limit {condition.seconds:.0f} s)",
+    )

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+
+from mmlw.api.deps import SettingsDep, StateDep, StoreDep, row_limit
+from mmlw.schemas.readings import MachineId, ReadingsBatch
+from mmlw.schemas.resources import Accepted, ReadingsOut
+from mmlw.services.downsample import downsample_indices
+
+router = APIRouter(prefix="/machines/{machine_id}/readings", tags=["readings"])
+
+TOTAL_COUNT_HEADER = "X-Total-Count"
+MaxPoints = Annotated[
+    int | None,
+    Query(
+        ge=10,
+        le=100_000,
+        description="downsample to at most this many rows, keeping every time bucket's "
+        f"extremes; the {TOTAL_COUNT_HEADER} header says how many rows were in range",
+    ),
+]
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
+def post_readings(
+    machine_id: MachineId, batch: ReadingsBatch, state: StateDep, settings: SettingsDep
+) -> Accepted:
+    """Publish a readings batch (the AMQP contract) to the readings exchange.
+
+    202 means the broker confirmed the message; storage and scoring follow
+    asynchronously and idempotently on ``message_id``. 503 with ``Retry-After`` while the
+    ingest queue is full (or the broker is unreachable): send the same body again later.
+    """
+    if batch.machine_id != machine_id:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"machine_id: body says {batch.machine_id!r}, path says {machine_id!r}",
+        )
+    if len(batch) > settings.broker.max_batch_readings:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"timestamps: {len(batch)} readings exceed {settings.broker.max_batch_readings}",
+        )
+    state.publisher.publish(batch)
+    return Accepted(message_id=str(batch.message_id), machine_id=machine_id, readings=len(batch))
+
+
+@router.get("")
+def get_readings(
+    machine_id: str,
+    store: StoreDep,
+    response: Response,
+    limit: Annotated[int, row_limit(10_000)],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    max_points: MaxPoints = None,
+) -> ReadingsOut:
+    """Stored readings in ``[start, end)``, oldest first, at most the newest ``limit``;
+    with ``max_points``, each sensor's minimum and maximum per time bucket of those."""
+    store.machines.get(machine_id)
+    values, labels = store.readings.window(machine_id, start, end, last_n=limit)
+    response.headers[TOTAL_COUNT_HEADER] = str(
+        store.readings.count_in_range(machine_id, start, end)
+    )
+    if max_points is not None and len(values) > max_points:
+        keep = downsample_indices(values.index.asi8, values.to_numpy(dtype=float), max_points)
+        values = values.iloc[keep]
+        labels = labels.iloc[keep] if labels is not None else None
+    label_list: list[int | None] = (
+        [None if v < 0 else int(v) for v in labels.to_numpy()]
+        if labels is not None
+        else [None] * len(values)
+    )
+    return ReadingsOut(
+        machine_id=machine_id,
+        columns=[str(c) for c in values.columns],
+        timestamps=list(values.index.to_pydatetime()) if len(values) else [],
+        values=values.astype(object).where(values.notna(), None).to_numpy().tolist(),
+        labels=label_list,
+    )

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Response
+
+from mmlw.api.deps import StoreDep, row_limit
+from mmlw.api.routers.readings import TOTAL_COUNT_HEADER, MaxPoints
+from mmlw.schemas.resources import ScoresOut, SensorContribution
+from mmlw.services.downsample import downsample_indices
+from mmlw.store.packing import us_to_datetimes
+from mmlw.store.scores import StoredScores
+
+router = APIRouter(prefix="/machines/{machine_id}/scores", tags=["scores"])
+
+
+@router.get("")
+def get_scores(
+    machine_id: str,
+    store: StoreDep,
+    response: Response,
+    limit: Annotated[int, row_limit(10_000)],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    top: Annotated[int, Query(ge=0, le=32, description="top contributing sensors")] = 3,
+    max_points: MaxPoints = None,
+) -> ScoresOut:
+    """Champion scores in ``[start, end)``, oldest first, each with the version that made it
+    and its ``top`` contributing sensors. With ``max_points``: per time bucket the lowest
+    and highest score and the highest flagged one, so no anomaly is lost."""
+    store.machines.get(machine_id)
+    parts = store.scores.query(
+        machine_id, start, end, limit_batches=max(limit, 10_000), last_n=limit
+    )
+    out = ScoresOut(
+        machine_id=machine_id,
+        columns=parts[-1].columns if parts else [],
+        timestamps=[],
+        scores=[],
+        thresholds=[],
+        flags=[],
+        model_versions=[],
+        top_sensors=[],
+    )
+    response.headers[TOTAL_COUNT_HEADER] = str(store.scores.count_in_range(machine_id, start, end))
+    if not parts:
+        return out
+    timestamps = np.concatenate([p.timestamps_us for p in parts])
+    keep = np.ones(len(timestamps), dtype=bool)
+    if start is not None:
+        keep &= timestamps >= int(start.timestamp() * 1e6)
+    if end is not None:
+        keep &= timestamps < int(end.timestamp() * 1e6)
+    keep_idx = np.flatnonzero(keep)[-limit:]
+    if max_points is not None and len(keep_idx) > max_points:
+        keep_idx = _downsampled(parts, timestamps, keep_idx, max_points)
+    offset = 0
+    for part in parts:
+        n = len(part.scores)
+        local = keep_idx[(keep_idx >= offset) & (keep_idx < offset + n)] - offset
+        offset += n
+        if local.size == 0:
+            continue
+        scores = part.scores[local]
+        contributions = part.contributions[local]
+        order = np.argsort(-contributions, axis=1)[:, :top]
+        out.timestamps.extend(us_to_datetimes(part.timestamps_us[local]))
+        out.scores.extend(scores.tolist())
+        out.thresholds.extend([part.threshold] * len(local))
+        out.flags.extend((scores > part.threshold).tolist())
+        out.model_versions.extend([part.model_version] * len(local))
+        out.top_sensors.extend(
+            [SensorContribution(sensor=part.columns[j], contribution=float(row[j])) for j in ranks]
+            for row, ranks in zip(contributions, order, strict=True)
+        )
+    return out
+
+
+def _downsampled(
+    parts: list[StoredScores], timestamps: np.ndarray, keep_idx: np.ndarray, max_points: int
+) -> np.ndarray:
+    """The rows of ``keep_idx`` (indices into the concatenated parts) worth drawing."""
+    scores = np.concatenate([p.scores for p in parts])[keep_idx]
+    thresholds = np.concatenate([np.full(len(p.scores), p.threshold) for p in parts])[keep_idx]
+    times = timestamps[keep_idx]
+    order = np.argsort(times, kind="stable")  # batches of one machine may overlap in time
+    chosen = downsample_indices(
+        times[order], scores[order], max_points, flagged=(scores > thresholds)[order]
+    )
+    return np.sort(keep_idx[order[chosen]])

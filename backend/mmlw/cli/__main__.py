@@ -1,0 +1,3 @@
+from mmlw.cli import main
+
+main()

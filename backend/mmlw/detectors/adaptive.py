@@ -1,0 +1,378 @@
+"""An online, adaptive detector with an anomaly likelihood on top of its raw score.
+
+Every statistic keeps learning as rows arrive, and all of it is carried between parts of
+a series as a handful of numbers per sensor (no trailing rows), so serving, evaluation and
+any batching score a series identically. Each stage is an exponentially weighted moving
+average (EWMA) computed for a whole batch at once by one linear filter
+(:func:`scipy.signal.lfilter`), with a point-wise step between stages; a stage only uses
+the *previous* row's value of the stage before it, so the recursion is exactly the same
+whether a series is scored whole or in parts.
+
+With two or more sensors, the stages see each sensor's reading minus what the other
+sensors predict for it (:class:`~mmlw.detectors.cross_sensor.CrossSensorResidual`,
+``cross_sensor``): a machine moving to another operating point moves its sensors together
+and stays normal; one sensor leaving the others does not. Per sensor, in time order:
+
+1. **forecast residual** — the forecast of a reading is the fast EWMA level of the
+   readings before it (``level_rate``); ``r = x - forecast``;
+2. **adaptive spread** — a slow EWMA of ``|r|`` (``spread_rate``), made robust by a second
+   EWMA of ``|r|`` clipped at ``clip`` times the first; ``z = r / spread`` (the spread of
+   the rows before);
+3. **persistent level change** — the fast level against a slow level (``shift_rate``), in
+   units of that difference's own adaptive spread: a shift keeps scoring while it is new
+   and fades as the slow level follows it (after about ``1 / shift_rate`` rows the shift
+   is the new normal);
+4. **cycles** (``season`` rows, ``0``: off; ``"auto"``: the strongest autocorrelation
+   period of the training rows, if any) — the forecast adds the EWMA of the residual one
+   period back, so a repeating daily shape stops scoring once learned.
+
+The raw score of a row is ``log1p(mean over sensors of max(z², zd²))`` (per-sensor parts
+give :meth:`explain`). The **anomaly likelihood** (the idea of HTM/NAB's): a short moving
+average of the raw score (``short_rate``) is compared with the long history of that average
+(EWMA mean and variance, ``history_rate``); the tail probability ``Q`` of the standardised
+short average says how unusual the recent scores are *for this stream*. The reported score
+is the surprise ``-log10 Q`` (``1 - likelihood = 10**-score``), floored at ``floor``: every
+reading less surprising than ``10**-floor`` reports ``floor``. On a stream whose training
+rows are normal, the product's threshold (a high quantile of the training scores) is then
+the floor itself, so one threshold means the same tail probability on every stream.
+
+**Alarms are held** (``hold``): from the row after a reading scores above the floor, the
+series is in alarm, and readings under an alarm are not learned from — the slow level,
+the spreads, the cycle and the score history stay as they were before it (only the fast
+level follows the readings). A level shift, a drift or a stuck sensor therefore keeps
+scoring for as long as it lasts, instead of becoming normal within a few dozen rows. The
+alarm ends at the first reading back near the level before it (on every sensor, its
+squared distance from the slow level, in spreads, below ``release``). After an episode
+(longer than ``blip_rows``) nothing learned during it is kept and the fast level returns
+to the slow one, so the readings after a fault are judged as those before it; after a
+blip (a short alarm, as bursty streams make all the time) the score history keeps what it
+learned about the blip's size, so a stream's usual blips stop alarming. An alarm that
+outlasts ``regime_rows`` rows is a new regime, not a fault: the series continues from a
+copy of its state that kept learning throughout. The alarm's flag and length, and that
+copy, are part of the carry; scoring is done in vectorised segments of constant alarm
+state, split where an alarm starts or ends, so any batching still gives the same scores.
+
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(600, 2))
+>>> det = AdaptiveDetector().fit(X[:300])
+>>> scores, carry = det.stream(X[300:], None)
+>>> bool(np.allclose(scores.sum(axis=1), det.floor))  # stationary: never above the floor
+True
+>>> spike = X[300:400].copy(); spike[50, 1] += 12.0
+>>> bool(det.score_samples(spike)[50:56].max() > 2 * det.floor)
+True
+>>> shift = X[300:500].copy(); shift[50:150, 0] += 8.0  # a fault of 100 rows
+>>> flagged = det.score_samples(shift) > det.floor
+>>> bool(flagged[55:150].all()), bool(flagged[160:].any())  # held while it lasts, then over
+(True, False)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from scipy.special import log_ndtr
+
+from mmlw.detectors._online import LN10 as _LN10
+from mmlw.detectors._online import MEAN_ABS as _MEAN_ABS
+from mmlw.detectors._online import before as _before
+from mmlw.detectors._online import ewma as _ewma
+from mmlw.detectors._scale import scale_floor
+from mmlw.detectors.base import BaseDetector, Carry, as_matrix
+from mmlw.detectors.cross_sensor import CrossSensorResidual
+from mmlw.detectors.held_alarms import HeldAlarms
+from mmlw.detectors.seasonality import dominant_period
+
+__all__ = ["AdaptiveDetector", "dominant_period"]
+
+#: the carry's per-sensor state
+_SENSOR_STATE = ("level", "slow", "r_abs1", "r_abs2", "d_abs1", "d_abs2")
+
+
+class AdaptiveDetector(HeldAlarms, BaseDetector):
+    """Online forecast residuals and level changes per sensor, scored as an anomaly
+    likelihood, with alarms held while they last (see the module docstring). Every
+    parameter is a rate, a multiple or a row count, the same for any stream; ``floor`` is
+    the surprise (``-log10`` tail probability) below which readings report as normal."""
+
+    rowwise: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        level_rate: float = 0.2,
+        spread_rate: float = 0.005,
+        shift_rate: float = 0.005,
+        short_rate: float = 0.2,
+        history_rate: float = 0.0005,
+        season: int | str = "auto",
+        season_rate: float = 0.1,
+        clip: float = 4.0,
+        cap: float = 100.0,
+        floor: float = 6.0,
+        min_history_std: float = 0.05,
+        cross_sensor: bool = True,
+        cross_ridge: float = 1e-4,
+        hold: bool = True,
+        release: float = 12.0,
+        regime_rows: int = 500,
+        blip_rows: int = 8,
+        eps: float = 1e-9,
+    ) -> None:
+        self.level_rate = level_rate
+        self.spread_rate = spread_rate
+        self.shift_rate = shift_rate
+        self.short_rate = short_rate
+        self.history_rate = history_rate
+        self.season = season
+        self.season_rate = season_rate
+        self.clip = clip
+        self.cap = cap
+        self.floor = floor
+        self.min_history_std = min_history_std
+        self.cross_sensor = cross_sensor
+        self.cross_ridge = cross_ridge
+        self.hold = hold
+        self.release = release
+        self.regime_rows = regime_rows
+        self.blip_rows = blip_rows
+        self.eps = eps
+
+    # -- fitting: the state a series starts from -----------------------------------------
+    def _check_params(self) -> None:
+        for name in ("level_rate", "spread_rate", "shift_rate", "short_rate", "history_rate"):
+            value = float(getattr(self, name))
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name}: {value!r} not in (0, 1]")
+        if not 0.0 < float(self.season_rate) <= 1.0:
+            raise ValueError(f"season_rate: {self.season_rate!r} not in (0, 1]")
+        if float(self.clip) <= 0 or float(self.floor) <= 0 or float(self.min_history_std) <= 0:
+            raise ValueError("clip, floor and min_history_std: must be positive")
+        if float(self.release) <= 0.0:
+            raise ValueError(f"release: {self.release!r} must be positive")
+        if int(self.blip_rows) < 0:
+            raise ValueError(f"blip_rows: {self.blip_rows!r} must be >= 0")
+        if int(self.regime_rows) < 1:
+            raise ValueError(f"regime_rows: {self.regime_rows!r} must be >= 1")
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> AdaptiveDetector:
+        self._check_params()
+        X = as_matrix(X)
+        if not len(X):
+            raise ValueError("X: need at least one row")
+        n, m = X.shape
+        self.n_features_in_ = m
+        self.cross_ = (
+            CrossSensorResidual.fit(X, float(self.cross_ridge), float(self.eps))
+            if self.cross_sensor and m > 1
+            else None
+        )
+        X = self._inputs(X)
+        if self.season == "auto":
+            self.period_ = dominant_period(X)
+        elif isinstance(self.season, (int, np.integer)) and not isinstance(self.season, bool):
+            if int(self.season) < 0:
+                raise ValueError(f"season: {self.season!r} must be >= 0 or 'auto'")
+            self.period_ = int(self.season)
+        else:
+            raise ValueError(f"season: {self.season!r} must be an int >= 0 or 'auto'")
+
+        start = np.median(X[: min(n, 10)], axis=0)
+        self.floor_ = scale_floor(np.median(X, axis=0), float(self.eps))
+        steps = np.diff(X, axis=0) if n > 1 else np.zeros((1, m))
+        spread = 1.4826 * np.median(np.abs(steps - np.median(steps, axis=0)), axis=0) / np.sqrt(2)
+        spread = np.where(spread < self.floor_, steps.std(axis=0) / np.sqrt(2), spread)
+        spread = np.maximum(spread, self.floor_)
+        ratio = float(self.level_rate) / (2.0 - float(self.level_rate))
+        shift_spread = spread * np.sqrt(ratio)
+        sensors = {
+            "level": start,
+            "slow": start,
+            "r_abs1": _MEAN_ABS * spread,
+            "r_abs2": _MEAN_ABS * spread,
+            "d_abs1": _MEAN_ABS * shift_spread,
+            "d_abs2": _MEAN_ABS * shift_spread,
+        }
+        # a first pass over the training rows learns the spreads (and the cycle), a second
+        # one, from them, the history of the raw score
+        self.n_fit_ = n
+        period = int(self.period_)
+        if period:
+            # the cycle's shape to start from: per phase, the median of the training
+            # cycles around their running level
+            level = _ewma(X, 1.0 / period, start)
+            u = X - _before(level, start)
+            cycles = -(-n // period)
+            padded = np.full((cycles * period, m), np.nan)
+            padded[:n] = u
+            shape = np.nanmedian(padded.reshape(cycles, period, m), axis=0)
+            sensors["profile"] = np.where(np.isfinite(shape), shape, 0.0)
+        after = self._run(X, self._initial(sensors, mean=0.0, var=1.0), learn=True)[3]
+        sensors.update({k: after[k] for k in ("r_abs1", "r_abs2", "d_abs1", "d_abs2")})
+        sensors["profile"] = self._at_start(after["profile"], n)
+        initial = self._initial(sensors, mean=0.0, var=1.0)
+        _, raw, _, after = self._run(X, initial, learn=True)
+        short = _ewma(raw, float(self.short_rate), np.asarray(raw[0]))
+        mean = float(np.median(short))
+        spread = 1.4826 * float(np.median(np.abs(short - mean)))
+        var = max(spread**2, float(self.min_history_std) ** 2)
+        # the history learns from the training rows as it will from live ones (robustly)
+        _, history = self._likelihood(raw, self._initial(sensors, mean=mean, var=var), True)
+        # where a series starts: the first rows' level, everything else as learned
+        sensors.update({k: after[k] for k in ("r_abs1", "r_abs2", "d_abs1", "d_abs2")})
+        sensors["profile"] = self._at_start(after["profile"], n)
+        start_state = {**self._initial(sensors, mean=mean, var=var), **history}
+        self.start_ = self._with_shadow(start_state, alarm=0.0, alarm_rows=0.0)
+        # where the training rows end (what explain continues from)
+        end_state = {**start_state, **after, "seen": np.array(float(n))}
+        self.end_ = self._with_shadow(end_state, alarm=0.0, alarm_rows=0.0)
+        return self
+
+    def _inputs(self, X: np.ndarray) -> np.ndarray:
+        """What the stages see: each sensor against the others, or the readings."""
+        cross = getattr(self, "cross_", None)
+        return X if cross is None else cross.transform(X)
+
+    def _at_start(self, profile: np.ndarray, n: int) -> np.ndarray:
+        """A profile learned at the end of ``n`` rows, rotated to the phase of row 0."""
+        period = len(profile)
+        return profile[(np.arange(period) - n) % period] if period else profile
+
+    def _initial(
+        self, sensors: dict[str, np.ndarray], mean: float, var: float
+    ) -> dict[str, np.ndarray]:
+        period = int(getattr(self, "period_", 0))
+        state = {k: np.asarray(sensors[k], dtype=np.float64).copy() for k in _SENSOR_STATE}
+        state["short"] = np.array(mean)
+        state["mean"] = np.array(mean)
+        state["var1"] = np.array(var)
+        state["var2"] = np.array(var)
+        # the seasonal component of the last ``period`` rows, oldest first, and its base
+        profile = sensors.get("profile")
+        state["profile"] = np.zeros((period, self.n_features_in_)) if profile is None else profile
+        state["base"] = np.asarray(sensors.get("base", sensors["level"]), dtype=np.float64)
+        state["seen"] = np.array(0.0)
+        return state
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _run(
+        self, X: np.ndarray, state: Carry, learn: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Per-sensor raw terms, the raw score per row, each row's deviation from the slow
+        level (largest over sensors, in squared spreads), and the sensor state after ``X``.
+        Without ``learn`` only the fast level moves (slow level, spreads, cycle frozen)."""
+        a, k = float(self.level_rate), float(self.clip)
+        s = float(self.spread_rate) if learn else 0.0
+        period = int(getattr(self, "period_", 0))
+        after: dict[str, np.ndarray] = {}
+        if period:
+            # seasonal correction: EWMA of the residual one period back, per phase
+            profile = np.asarray(state["profile"], dtype=np.float64)
+            X, after["profile"], after["base"] = self._deseason(X, profile, state["base"], learn)
+        else:
+            after["profile"] = np.asarray(state["profile"], dtype=np.float64)
+            after["base"] = np.asarray(state["base"], dtype=np.float64)
+        level = _ewma(X, a, state["level"])
+        forecast = _before(level, state["level"])
+        r = X - forecast
+        r_abs1 = _ewma(np.abs(r), s, state["r_abs1"])
+        bound = (
+            k / _MEAN_ABS * np.maximum(_before(r_abs1, state["r_abs1"]), _MEAN_ABS * self.floor_)
+        )
+        r_abs2 = _ewma(np.minimum(np.abs(r), bound), s, state["r_abs2"])
+        sigma = np.maximum(_before(r_abs2, state["r_abs2"]) / _MEAN_ABS, self.floor_)
+        z = r / sigma
+
+        slow = _ewma(X, float(self.shift_rate) if learn else 0.0, state["slow"])
+        d = level - _before(slow, state["slow"])
+        d_abs1 = _ewma(np.abs(d), s, state["d_abs1"])
+        bound = (
+            k / _MEAN_ABS * np.maximum(_before(d_abs1, state["d_abs1"]), _MEAN_ABS * self.floor_)
+        )
+        d_abs2 = _ewma(np.minimum(np.abs(d), bound), s, state["d_abs2"])
+        zd = d / np.maximum(_before(d_abs2, state["d_abs2"]) / _MEAN_ABS, self.floor_)
+
+        cap = float(self.cap)
+        # each sensor's term (uncapped: it says which sensors to blame), the raw score
+        # from the capped ones (no single sensor outweighs ``cap``)
+        terms = np.maximum(z * z, zd * zd) / X.shape[1]
+        raw = np.minimum(terms, cap / X.shape[1]).sum(axis=1)
+        # how far each reading is from the slow level (the level before an alarm): the
+        # largest over sensors of its squared distance in units of the point and level
+        # spreads (one sensor still off keeps an alarm on)
+        scale2 = sigma**2 + (_before(d_abs2, state["d_abs2"]) / _MEAN_ABS) ** 2
+        dev = ((X - _before(slow, state["slow"])) ** 2 / scale2).max(axis=1)
+        after.update(
+            level=level[-1],
+            slow=slow[-1],
+            r_abs1=r_abs1[-1],
+            r_abs2=r_abs2[-1],
+            d_abs1=d_abs1[-1],
+            d_abs2=d_abs2[-1],
+        )
+        return terms, raw, dev, after
+
+    def _deseason(
+        self, X: np.ndarray, profile: np.ndarray, base: np.ndarray, learn: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``X`` minus its seasonal component one period back, the profile and base after.
+
+        ``u = x - base`` (``base``: an EWMA over about one period); the component is the
+        EWMA, phase by phase, of ``u`` (``c_t = g·u_t + (1 - g)·c_{t-P}``), computed one
+        period at a time; a row is corrected by ``c_{t-P}``, learned before it."""
+        period = len(profile)
+        g = float(self.season_rate) if learn else 0.0
+        level = _ewma(X, 1.0 / period if learn else 0.0, base)
+        u = X - _before(level, base)
+        comp = np.vstack([profile, np.empty_like(X)])  # row t of X is comp[t + period]
+        for i in range(0, len(X), period):
+            j = min(i + period, len(X))
+            comp[i + period : j + period] = g * u[i:j] + (1.0 - g) * comp[i:j]
+        return X - comp[: len(X)], comp[-period:].copy(), level[-1]
+
+    def _likelihood(
+        self, raw: np.ndarray, state: Carry, learn: bool
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Surprise ``-log10 Q(z)`` of each row's short average against its history
+        (frozen without ``learn``)."""
+        h = float(self.history_rate) if learn else 0.0
+        short = _ewma(raw, float(self.short_rate), np.asarray(state["short"]))
+        mean = _ewma(short, h, np.asarray(state["mean"]))
+        mean_before = _before(mean, np.asarray(state["mean"]))
+        dev2 = (short - mean_before) ** 2
+        var1 = _ewma(dev2, h, np.asarray(state["var1"]))
+        bound = (float(self.clip) ** 2) * np.maximum(
+            _before(var1, np.asarray(state["var1"])), float(self.min_history_std) ** 2
+        )
+        var2 = _ewma(np.minimum(dev2, bound), h, np.asarray(state["var2"]))
+        std = np.sqrt(
+            np.maximum(_before(var2, np.asarray(state["var2"])), float(self.min_history_std) ** 2)
+        )
+        zl = (short - mean_before) / std
+        surprise = -log_ndtr(-zl) / _LN10
+        after = {"short": short[-1], "mean": mean[-1], "var1": var1[-1], "var2": var2[-1]}
+        return surprise, after
+
+    def _pass(
+        self, X: np.ndarray, state: Carry, learn: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Terms, surprise and deviation (see :meth:`_run`) of rows ``X`` from ``state``
+        (one scored state, no alarm keys), and that state after them."""
+        terms, raw, dev, after = self._run(X, state, learn)
+        surprise, after_l = self._likelihood(raw, state, learn)
+        seen = np.array(float(state["seen"]) + len(X))
+        return terms, surprise, dev, {**after, **after_l, "seen": seen}
+
+    def stream(self, X: np.ndarray, carry: Carry | None) -> tuple[np.ndarray, Carry]:
+        """A series starts (``carry`` None) from what the training rows taught, in warm-up:
+        until it has seen as many rows as the detector was fitted on, it reports the floor
+        (its statistics are the training rows', not yet its own)."""
+        X = self._inputs(self._check_input(X))
+        return self._score(X, carry if carry else self.start_)
+
+    def explain(self, X: np.ndarray) -> np.ndarray:
+        """Rows ``X`` scored as if they followed the training rows."""
+        return self._score(self._inputs(self._check_input(X)), self.end_)[0]
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        return self.explain(X).sum(axis=1)

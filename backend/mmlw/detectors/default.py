@@ -1,0 +1,5 @@
+"""The detector users get without naming one (``mmlw train``, the API, the demo, stream
+evaluation): held, cross-sensor anomaly likelihood (:mod:`mmlw.detectors.adaptive`).
+Kept apart from the catalog so naming it imports no detector code."""
+
+DEFAULT_DETECTOR = "adaptive"

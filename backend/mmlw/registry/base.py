@@ -1,0 +1,59 @@
+"""What the rest of MMLW needs from a model registry; MLflow is one implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from mmlw.detectors.model import AnomalyModel
+from mmlw.schemas.resources import ModelVersionOut
+
+__all__ = ["CHALLENGER", "CHAMPION", "DatasetInfo", "ModelRegistry", "RegisteredVersion"]
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """The identity of a training batch: enough to recognise the same data again."""
+
+    machine_id: str
+    start: str
+    end: str
+    n_rows: int
+    columns: list[str]
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    model_name: str
+    version: int
+    run_id: str
+
+
+class ModelRegistry(Protocol):
+    def model_name(self, machine_id: str) -> str: ...
+
+    def register(
+        self,
+        machine_id: str,
+        model: AnomalyModel,
+        *,
+        params: Mapping[str, object],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        dataset: DatasetInfo,
+    ) -> RegisteredVersion: ...
+
+    def set_alias(self, machine_id: str, alias: str, version: int) -> None: ...
+
+    def delete_alias(self, machine_id: str, alias: str) -> None: ...
+
+    def alias_version(self, machine_id: str, alias: str) -> int | None: ...
+
+    def load(self, machine_id: str, version: int) -> AnomalyModel: ...
+
+    def versions(self, machine_id: str) -> list[ModelVersionOut]: ...

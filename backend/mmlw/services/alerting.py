@@ -1,0 +1,199 @@
+"""Alerting as the pipeline uses it: evaluate a machine's rules after each scored batch
+(and on a periodic tick for time-based conditions), and send one delivery per call.
+
+Deliveries are an outbox: they are written in the same transaction as the alert change
+that calls for them, then handed to the ``notify`` queue; a tick re-sends any whose
+hand-off was lost. Sending re-checks acknowledge/silence, so a muted alert sends nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from mmlw.alerts.conditions import episode_evidence, no_data_evidence, scores_evidence
+from mmlw.alerts.config import AlertRule, AlertsConfig, FlagsCondition, NoDataCondition
+from mmlw.alerts.engine import Evidence
+from mmlw.alerts.notifiers import EMAIL_OFF, build_notifier
+from mmlw.messaging.dispatch import Dispatcher
+from mmlw.observability.metrics import instruments
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.store.alerts import Evaluation
+from mmlw.store.scores import RecentScores
+from mmlw.store.tables import utcnow
+
+__all__ = ["SendOutcome", "evaluate_machine", "send_delivery", "tick"]
+
+log = logging.getLogger(__name__)
+
+REDISPATCH_AFTER = timedelta(seconds=60)
+#: the most newly scored readings one evaluation looks back over (one large import batch
+#: is judged on its newest ones)
+MAX_NEW_READINGS = 10_000
+
+
+def _channels(config: AlertsConfig) -> dict[str, str]:
+    return {name: n.type for name, n in config.notifiers.items()}
+
+
+def evaluate_machine(
+    machine_id: str,
+    *,
+    store: Store,
+    config: AlertsConfig,
+    dispatcher: Dispatcher,
+    now: datetime | None = None,
+    new_readings: int = 1,
+) -> list[Evaluation]:
+    """Evaluate every rule that applies to ``machine_id`` (in one transaction) and
+    dispatch what they send.
+
+    ``new_readings``: how many readings were scored since the last evaluation (at most
+    :data:`MAX_NEW_READINGS` are looked at). A rule with no open alert that held at one of
+    them but not at the newest (a short episode inside a large batch) is first stepped
+    with that evidence, so it fires, then with the newest readings', so it can resolve."""
+    now = now or utcnow()
+    rules = config.rules_for(machine_id)
+    if not rules:
+        return []
+    new_readings = max(1, min(new_readings, MAX_NEW_READINGS))
+    n = max((r.condition.n for r in rules if isinstance(r.condition, FlagsCondition)), default=0)
+    recent = store.scores.recent(machine_id, n + new_readings - 1) if n else None
+    needs_last_seen = any(isinstance(r.condition, NoDataCondition) for r in rules)
+    last_received = store.machines.last_seen(machine_id) if needs_last_seen else None
+    latest = [(rule, _evidence(rule, recent, last_received, now)) for rule in rules]
+    episodes = [
+        (rule, found)
+        for rule, evidence in latest
+        if isinstance(rule.condition, FlagsCondition)
+        and (found := episode_evidence(rule.condition, recent, new_readings, evidence))
+    ]
+    evaluations: list[Evaluation] = []
+    if episodes:  # rare: only an episode no open alert covers needs its own step
+        open_rules = {a.rule for a in store.alerts.list(now, machine_id=machine_id, state="open")}
+        episodes = [(rule, found) for rule, found in episodes if rule.name not in open_rules]
+        if episodes:
+            evaluations += _apply(machine_id, episodes, store, config, dispatcher, now)
+    return evaluations + _apply(machine_id, latest, store, config, dispatcher, now)
+
+
+def _apply(
+    machine_id: str,
+    checks: list[tuple[AlertRule, Evidence]],
+    store: Store,
+    config: AlertsConfig,
+    dispatcher: Dispatcher,
+    now: datetime,
+) -> list[Evaluation]:
+    """Step the rules with their evidence (one transaction) and dispatch what they send."""
+    rules = [rule for rule, _ in checks]
+    evaluations = store.alerts.evaluate_all(machine_id, checks, now, _channels(config))
+    for rule, evaluation in zip(rules, evaluations, strict=True):
+        if evaluation.event is not None:
+            instruments().alerts_fired.labels(evaluation.event.value).inc()
+            log.info(
+                "alert %s on %s: %s (%d notifications)",
+                rule.name,
+                machine_id,
+                evaluation.event.value,
+                len(evaluation.delivery_ids),
+            )
+        _dispatch(evaluation.delivery_ids, store=store, dispatcher=dispatcher, now=now)
+    return evaluations
+
+
+def _evidence(
+    rule: AlertRule, recent: RecentScores | None, last_received: datetime | None, now: datetime
+) -> Evidence:
+    if isinstance(rule.condition, FlagsCondition):
+        return scores_evidence(rule.condition, recent)
+    return no_data_evidence(rule.condition, last_received, now)
+
+
+def tick(
+    *, store: Store, config: AlertsConfig, dispatcher: Dispatcher, now: datetime | None = None
+) -> int:
+    """Evaluate every machine (time-based conditions: no data, pending periods, keep
+    firing, repeats) and re-send lost hand-offs; returns how many machines."""
+    now = now or utcnow()
+    machines = store.machines.list()
+    for machine in machines:
+        evaluate_machine(machine.id, store=store, config=config, dispatcher=dispatcher, now=now)
+    lost = store.deliveries.undispatched(older_than=now - REDISPATCH_AFTER)
+    if lost:
+        log.warning("re-sending %d notifications whose hand-off was lost", len(lost))
+        _dispatch(lost, store=store, dispatcher=dispatcher, now=now)
+    return len(machines)
+
+
+def _dispatch(ids: list[int], *, store: Store, dispatcher: Dispatcher, now: datetime) -> None:
+    for delivery_id in ids:
+        dispatcher.notify(delivery_id)
+    store.deliveries.mark_dispatched(ids, now)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: str
+    retry_in_s: float | None = None
+
+
+def send_delivery(
+    delivery_id: int, *, store: Store, config: AlertsConfig, settings: Settings
+) -> SendOutcome:
+    """Make the next attempt of one delivery, log it, and say whether to retry when."""
+    work = store.deliveries.claim(delivery_id)
+    if work is None:
+        return SendOutcome("done")
+    now = utcnow()
+    if work.event != "resolved":
+        reason = store.alerts.is_quiet(work.alert_id, now)
+        if reason is not None:
+            store.deliveries.suppress(delivery_id, reason)
+            return SendOutcome("suppressed")
+    notifier_config = config.notifiers.get(work.notifier)
+    if notifier_config is None or notifier_config.type != work.channel:
+        store.deliveries.record_attempt(
+            delivery_id,
+            ok=False,
+            now=now,
+            duration_ms=0.0,
+            error=f"notifier {work.notifier!r} ({work.channel}) is no longer configured",
+            give_up=True,
+        )
+        return SendOutcome("failed")
+    if notifier_config.type == "email" and not settings.alerts.smtp.enabled:
+        store.deliveries.skip(delivery_id, EMAIL_OFF)  # not retried: nothing would change
+        return SendOutcome("skipped")
+    payload = {
+        **work.payload,
+        "dashboard_url": settings.dashboard.machine_url(work.payload["machine_id"]),
+    }
+    started = utcnow()
+    result = build_notifier(notifier_config, settings.alerts.smtp).send(payload, delivery_id)
+    give_up = not result.ok and work.attempt >= notifier_config.max_attempts
+    status = store.deliveries.record_attempt(
+        delivery_id,
+        ok=result.ok,
+        now=started,
+        duration_ms=result.duration_ms,
+        status_code=result.status_code,
+        error=result.error,
+        give_up=give_up,
+    )
+    if not result.ok:
+        instruments().notifications_failed.labels(work.channel).inc()
+    if status == "retrying":
+        log.warning(
+            "notification %d via %s failed (attempt %d): %s",
+            delivery_id,
+            work.notifier,
+            work.attempt,
+            result.error,
+        )
+        return SendOutcome(status, notifier_config.backoff * 2 ** (work.attempt - 1))
+    if status == "failed":
+        log.error("notification %d via %s: gave up: %s", delivery_id, work.notifier, result.error)
+    return SendOutcome(status)

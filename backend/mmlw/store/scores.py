@@ -1,0 +1,373 @@
+"""Scores, stored per readings batch and model version (idempotent on that pair)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import numpy as np
+from sqlalchemy import Row, Table, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from mmlw.store.database import Database
+from mmlw.store.machines import MachinesRepository
+from mmlw.store.packing import datetime_to_us, pack, unpack, us_to_datetimes
+from mmlw.store.readings import StoredBatch, count_in_range
+from mmlw.store.tables import ReadingBatch, ScoreBatch, UtcDateTime, utcnow
+
+__all__ = ["RecentScores", "ScoreRecord", "ScoresRepository", "StoredScores"]
+
+_SCORES = cast(Table, ScoreBatch.__table__)
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """What a predict task hands to the store for one batch."""
+
+    batch: StoredBatch
+    model_name: str
+    model_version: int
+    role: str
+    threshold: float
+    scores: np.ndarray
+    contributions: np.ndarray
+    columns: list[str]
+
+
+@dataclass(frozen=True)
+class StoredScores:
+    batch_id: int
+    model_version: int
+    role: str
+    threshold: float
+    columns: list[str]
+    timestamps_us: np.ndarray
+    scores: np.ndarray
+    contributions: np.ndarray
+
+    @property
+    def flags(self) -> np.ndarray:
+        return self.scores > self.threshold
+
+
+@dataclass(frozen=True)
+class RecentScores:
+    """A machine's newest champion-scored readings, oldest first, one row per reading."""
+
+    columns: list[str]
+    timestamps_us: np.ndarray
+    scores: np.ndarray
+    thresholds: np.ndarray
+    versions: np.ndarray
+    contributions: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+class ScoresRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def add(self, record: ScoreRecord) -> bool:
+        """Store scores once per (batch, model version, role); False if already there."""
+        (created,) = self.add_many([record])
+        return created
+
+    def add_many(self, records: Sequence[ScoreRecord]) -> list[bool]:
+        """Store many batches' scores in one transaction: one look-up of what is already
+        there, one multi-row insert, one counter update per machine. Idempotent like
+        :meth:`add` (per record: True if stored now, False if it was already there); when
+        a concurrent writer gets in between, each record is retried on its own."""
+        if not records:
+            return []
+        try:
+            with self._db.session() as session:
+                return self.insert(session, records)
+        except IntegrityError:
+            if len(records) == 1:
+                return [False]
+            return [self.add_many([record])[0] for record in records]
+
+    @classmethod
+    def insert(cls, session: Session, records: Sequence[ScoreRecord]) -> list[bool]:
+        """:meth:`add_many` inside the caller's transaction (no retry of its own: an
+        IntegrityError from a concurrent writer reaches the caller)."""
+        now = utcnow()
+        done = cls._existing(session, records)
+        rows, created, scored = [], [], Counter[str]()
+        for record in records:
+            key = _key(record)
+            if key in done:
+                created.append(False)
+                continue
+            done.add(key)
+            rows.append(_score_row(record, now))
+            created.append(True)
+            if record.role == "champion":
+                scored[record.batch.machine_id] += len(record.scores)
+        if rows:
+            session.connection().execute(insert(_SCORES), rows)  # Core
+        for machine_id, n in scored.items():
+            MachinesRepository.add_scored(session, machine_id, n)
+        return created
+
+    @staticmethod
+    def _existing(
+        session: Session, records: Sequence[ScoreRecord]
+    ) -> set[tuple[int, str, int, str]]:
+        batch_ids = {record.batch.id for record in records}
+        rows = session.execute(
+            select(
+                ScoreBatch.batch_id,
+                ScoreBatch.model_name,
+                ScoreBatch.model_version,
+                ScoreBatch.role,
+            ).where(ScoreBatch.batch_id.in_(batch_ids))
+        )
+        return {(r.batch_id, r.model_name, r.model_version, r.role) for r in rows}
+
+    def query(
+        self,
+        machine_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        role: str = "champion",
+        limit_batches: int = 10_000,
+        last_n: int | None = None,
+    ) -> list[StoredScores]:
+        """Scored batches of a machine overlapping ``[start, end)``, oldest first; with
+        ``last_n``, only the newest batches that hold its newest ``last_n`` readings (read
+        newest first, stopping two batches past that count, as
+        :meth:`~mmlw.store.readings.ReadingsRepository.window` does, so batches that
+        overlap in time are not missed)."""
+        query = (
+            select(ScoreBatch, ReadingBatch.timestamps_us)
+            .join(ReadingBatch, ReadingBatch.id == ScoreBatch.batch_id)
+            .where(ScoreBatch.machine_id == machine_id, ScoreBatch.role == role)
+        )
+        if start is not None:
+            query = query.where(ScoreBatch.t_end >= start)
+        if end is not None:
+            query = query.where(ScoreBatch.t_start < end)
+        query = query.order_by(ScoreBatch.t_start.desc()).limit(limit_batches)
+        out: list[StoredScores] = []
+        count = 0
+        with self._db.session() as session:
+            for row, ts in session.execute(query.execution_options(yield_per=100)):
+                out.append(_stored(row, ts))
+                count += row.n
+                if last_n is not None and count >= last_n + 2 * row.n:
+                    break
+        out.reverse()
+        return out
+
+    def recent(self, machine_id: str, n: int) -> RecentScores | None:
+        """The newest ``n`` champion-scored readings of a machine (None: none scored), of
+        the columns of its newest batch.
+
+        Reads batches newest first (by ``t_end``), one at first, then at least twice as
+        many each time, until they hold ``n`` readings and the next batch ends before the
+        oldest of the ``n`` newest read (batches may overlap in time): usually one."""
+        if n < 1:
+            return None
+        parts: list[StoredScores] = []
+        total, page = 0, 1
+        while True:
+            rows = self._newest(machine_id, offset=len(parts), limit=page)
+            parts.extend(_stored(row, row.timestamps_us) for row in rows)
+            total += sum(row.n for row in rows)
+            following = rows[-1].ends if rows else None  # where the next, unread batch ends
+            if following is None or (total >= n and not _may_hold_newer(parts, n, following)):
+                break
+            # twice as many, or enough for the rest if the next batches are as large
+            page = max(2 * page, -(-(n - total) // max(1, total // len(parts))))
+        if not parts:
+            return None
+        columns = parts[0].columns
+        parts = [p for p in parts if p.columns == columns]
+        timestamps = np.concatenate([p.timestamps_us for p in parts])
+        order = np.argsort(timestamps, kind="stable")[-n:]
+        return RecentScores(
+            columns=columns,
+            timestamps_us=timestamps[order],
+            scores=np.concatenate([p.scores for p in parts])[order],
+            thresholds=np.concatenate([np.full(len(p.scores), p.threshold) for p in parts])[order],
+            versions=np.concatenate([np.full(len(p.scores), p.model_version) for p in parts])[
+                order
+            ],
+            contributions=np.concatenate([p.contributions for p in parts])[order],
+        )
+
+    def _newest(self, machine_id: str, *, offset: int, limit: int) -> list[Row[Any]]:
+        """Champion score batches newest first (by ``t_end``), with their reading times
+        (``timestamps_us``) and where the batch after each ends (``ends``; None: none
+        after it). Core rows: a predict
+        task reads this for every machine it scores, and ORM objects would cost more
+        than the query."""
+        order = (_SCORES.c.t_end.desc(), _SCORES.c.id.desc())
+        page = (  # over the narrow columns only: the wide ones are read for this page
+            select(
+                _SCORES.c.id,
+                func.lead(_SCORES.c.t_end, type_=UtcDateTime()).over(order_by=order).label("ends"),
+            )
+            .where(_SCORES.c.machine_id == machine_id, _SCORES.c.role == "champion")
+            .order_by(*order)
+            .offset(offset)
+            .limit(limit)
+            .subquery()
+        )
+        readings = cast(Table, ReadingBatch.__table__)
+        query = (
+            select(
+                *(_SCORES.c[name] for name in _STORED_COLUMNS),
+                readings.c.timestamps_us,
+                page.c.ends,
+            )
+            .join(page, page.c.id == _SCORES.c.id)
+            .join(readings, readings.c.id == _SCORES.c.batch_id)
+            .order_by(*order)
+        )
+        with self._db.engine.connect() as connection:
+            return list(connection.execute(query))
+
+    def paired_flags(
+        self, machine_id: str, champion_version: int, challenger_version: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flags of the champion and of the shadow challenger on the batches both scored."""
+        champion = aliased(ScoreBatch)
+        challenger = aliased(ScoreBatch)
+        query = (
+            select(champion.scores, champion.threshold, challenger.scores, challenger.threshold)
+            .join(challenger, challenger.batch_id == champion.batch_id)
+            .where(
+                champion.machine_id == machine_id,
+                champion.role == "champion",
+                champion.model_version == champion_version,
+                challenger.role == "challenger",
+                challenger.model_version == challenger_version,
+            )
+        )
+        with self._db.session() as session:
+            rows = session.execute(query).all()
+        if not rows:
+            return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
+        champ = np.concatenate([unpack(a, "f8") > t for a, t, _, _ in rows])
+        chal = np.concatenate([unpack(b, "f8") > t for _, _, b, t in rows])
+        return champ, chal
+
+    def version_at(self, machine_id: str, at: datetime) -> int | None:
+        """The model version whose champion score covers the reading at ``at``."""
+        query = (
+            select(ScoreBatch.model_version)
+            .where(
+                ScoreBatch.machine_id == machine_id,
+                ScoreBatch.role == "champion",
+                ScoreBatch.t_start <= at,
+                ScoreBatch.t_end >= at,
+            )
+            .order_by(ScoreBatch.scored_at)
+            .limit(1)
+        )
+        with self._db.session() as session:
+            return session.scalar(query)
+
+    def count_since(self, machine_id: str, start: datetime) -> int:
+        """Champion-scored readings in batches that start at or after ``start``."""
+        query = select(func.coalesce(func.sum(ScoreBatch.n), 0)).where(
+            ScoreBatch.machine_id == machine_id,
+            ScoreBatch.role == "champion",
+            ScoreBatch.t_start >= start,
+        )
+        with self._db.session() as session:
+            return int(session.scalar(query) or 0)
+
+    def count_in_range(
+        self,
+        machine_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        role: str = "champion",
+    ) -> int:
+        """How many ``role``-scored readings of a machine are in ``[start, end)``,
+        independent of any ``last_n`` (see :func:`~mmlw.store.readings.count_in_range`)."""
+        readings = cast(Table, ReadingBatch.__table__)
+        where = [_SCORES.c.machine_id == machine_id, _SCORES.c.role == role]
+        with self._db.engine.connect() as connection:
+            return count_in_range(connection, _SCORES, readings, where, start, end)
+
+    def count(self, machine_id: str | None = None, role: str = "champion") -> int:
+        query = select(func.coalesce(func.sum(ScoreBatch.n), 0)).where(ScoreBatch.role == role)
+        if machine_id is not None:
+            query = query.where(ScoreBatch.machine_id == machine_id)
+        with self._db.session() as session:
+            return int(session.scalar(query) or 0)
+
+
+def _key(record: ScoreRecord) -> tuple[int, str, int, str]:
+    return (record.batch.id, record.model_name, record.model_version, record.role)
+
+
+def _score_row(record: ScoreRecord, now: datetime) -> dict[str, object]:
+    batch = record.batch
+    return {
+        "batch_id": batch.id,
+        "machine_id": batch.machine_id,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "role": record.role,
+        "threshold": record.threshold,
+        "scored_at": now,
+        "t_start": _from_us(int(batch.timestamps_us.min())),
+        "t_end": _from_us(int(batch.timestamps_us.max())),
+        "n": len(record.scores),
+        "n_flagged": int((record.scores > record.threshold).sum()),
+        "columns": record.columns,
+        "scores": pack(record.scores, "f8"),
+        "contributions": pack(record.contributions, "f4"),
+    }
+
+
+# what :func:`_stored` reads of a score batch row
+_STORED_COLUMNS = (
+    "batch_id",
+    "model_version",
+    "role",
+    "threshold",
+    "columns",
+    "scores",
+    "contributions",
+    "n",
+)
+
+
+def _stored(row: ScoreBatch | Row[Any], timestamps_us: bytes) -> StoredScores:
+    return StoredScores(
+        batch_id=row.batch_id,
+        model_version=row.model_version,
+        role=row.role,
+        threshold=row.threshold,
+        columns=list(row.columns),
+        timestamps_us=unpack(timestamps_us, "i8"),
+        scores=unpack(row.scores, "f8"),
+        contributions=unpack(row.contributions, "f4", len(row.columns)),
+    )
+
+
+def _may_hold_newer(parts: Sequence[StoredScores], n: int, t_end: datetime) -> bool:
+    """Whether a batch ending at ``t_end`` may hold one of the ``n`` newest readings of
+    ``parts`` of the first part's columns (not if those are fewer than ``n``)."""
+    columns = parts[0].columns
+    stamps = np.concatenate([p.timestamps_us for p in parts if p.columns == columns])
+    if len(stamps) < n:
+        return False
+    oldest_kept = np.partition(stamps, len(stamps) - n)[len(stamps) - n]
+    return datetime_to_us(t_end) >= oldest_kept
+
+
+def _from_us(value: int) -> datetime:
+    return us_to_datetimes(np.array([value]))[0]

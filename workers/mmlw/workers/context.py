@@ -1,0 +1,65 @@
+"""The long-lived objects a worker process needs, built once from Settings, on first use."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+from mmlw.alerts.config import AlertsConfig, load_alerts_config
+from mmlw.messaging.dispatch import CeleryDispatcher, Dispatcher
+from mmlw.messaging.topology import Topology
+from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.settings import Settings
+from mmlw.store import Store
+from mmlw.workers.model_cache import ModelCache
+
+__all__ = ["WorkerContext"]
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    migrate: bool = False
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @cached_property
+    def topology(self) -> Topology:
+        return Topology.from_settings(self.settings.broker)
+
+    @cached_property
+    def store(self) -> Store:
+        with self._lock:
+            self.settings.ensure_data_dir()
+            return Store.open(
+                self.settings.resolved_database_url,
+                migrate=self.migrate,
+                dead_letter_body_limit=self.settings.broker.dead_letter_body_limit,
+            )
+
+    @cached_property
+    def registry(self) -> MlflowRegistry:
+        return MlflowRegistry.from_settings(self.settings)
+
+    @cached_property
+    def models(self) -> ModelCache:
+        return ModelCache(
+            self.registry,
+            ttl_s=self.settings.models.alias_cache_ttl_s,
+            history=self._alias_history,
+        )
+
+    def _alias_history(self, machine_id: str, alias: str) -> list[int]:
+        """The versions MMLW moved ``alias`` to, newest first."""
+        events = self.store.alias_history.list(machine_id, alias)
+        return [e.to_version for e in reversed(events) if e.to_version is not None]
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        return CeleryDispatcher.from_broker(self.settings.broker.url, self.topology)
+
+    @cached_property
+    def alerts_config(self) -> AlertsConfig:
+        return load_alerts_config(self.settings.alerts.rules_file)

@@ -1,0 +1,94 @@
+"""Running the pipeline's consumers inside the current process (demo and tests).
+
+``mmlw worker`` and ``mmlw ingest`` run the same pieces as separate processes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from celery import Celery
+from celery.worker import WorkController
+from celery.worker import state as worker_state
+from kombu import Connection
+
+from mmlw.messaging.dispatch import transport_options
+from mmlw.messaging.topology import TASK_QUEUES, Topology
+from mmlw.settings import Settings
+from mmlw.workers.consumers.ingest import IngestConsumer
+from mmlw.workers.context import WorkerContext
+
+__all__ = ["ingest_consumer_thread", "worker_thread"]
+
+
+class _ThreadWorker(WorkController):
+    """A WorkController that tells us when its consumer is ready."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.ready = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def on_consumer_ready(self, consumer) -> None:  # type: ignore[no-untyped-def]
+        self.ready.set()
+
+
+@contextmanager
+def worker_thread(
+    app: Celery,
+    *,
+    queues: Sequence[str] = TASK_QUEUES,
+    concurrency: int = 2,
+    pool: str = "threads",
+    ready_timeout_s: float = 30.0,
+) -> Iterator[WorkController]:
+    """Run a Celery worker on ``queues`` in a daemon thread; stop it on exit.
+
+    The app becomes the process default, as Celery's pools look tasks up there.
+    """
+    app.set_default()
+    app.conf.worker_enable_remote_control = False  # no pidbox: nothing to cancel across threads
+    topology = Topology(app.mmlw_context.settings.broker.namespace)  # type: ignore[attr-defined]
+    worker = _ThreadWorker(
+        app=app,
+        queues=[topology.task_queue_name(q) for q in queues],
+        concurrency=concurrency,
+        pool=pool,
+        loglevel="WARNING",
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        hostname=f"mmlw-inproc-{id(app):x}@localhost",
+    )
+    thread = threading.Thread(target=worker.start, name="celery-worker", daemon=True)
+    thread.start()
+    if not worker.ready.wait(ready_timeout_s):
+        raise RuntimeError("the in-process Celery worker did not start")
+    try:
+        yield worker
+    finally:
+        # Celery's own test worker stops this way: the worker thread notices the flag
+        # and shuts itself down (stopping it from this thread would race its connection).
+        worker_state.should_terminate = 0
+        thread.join(30)
+        worker_state.should_terminate = None
+        if thread.is_alive():
+            raise RuntimeError("the in-process Celery worker did not stop within 30 s")
+
+
+@contextmanager
+def ingest_consumer_thread(settings: Settings, context: WorkerContext) -> Iterator[IngestConsumer]:
+    """Run the ingest consumer in a daemon thread; stop it on exit."""
+    connection = Connection(
+        settings.broker.url, heartbeat=0, transport_options=transport_options(settings.broker.url)
+    )
+    consumer = IngestConsumer.for_context(connection, context)
+    thread = threading.Thread(target=consumer.run, name="ingest-consumer", daemon=True)
+    thread.start()
+    try:
+        yield consumer
+    finally:
+        consumer.stop()
+        thread.join(15)
+        connection.release()

@@ -1,0 +1,149 @@
+"""Celery tasks: thin, idempotent wrappers around :mod:`mmlw.services`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from celery import Celery, Task
+
+from mmlw.errors import ServiceUnavailable
+from mmlw.messaging.dispatch import (
+    ALERTS_TICK_TASK,
+    MODELS_MAINTAIN_TASK,
+    NOTIFY_TASK,
+    PREDICT_TASK,
+    TRAIN_TASK,
+    TUNE_TASK,
+)
+from mmlw.observability.metrics import instruments
+from mmlw.registry.base import CHAMPION
+from mmlw.services.alerting import evaluate_machine, send_delivery, tick
+from mmlw.services.drift import observe as observe_drift
+from mmlw.services.retraining import auto_promote, retrain_due
+from mmlw.services.scoring import (
+    alerting_machines,
+    backfill_scores,
+    drift_inputs,
+    score_batches,
+)
+from mmlw.services.training import run_train_job
+from mmlw.services.tuning import run_tune_job
+from mmlw.settings import TaskSettings
+from mmlw.workers.context import WorkerContext
+
+__all__ = ["register_tasks"]
+
+log = logging.getLogger(__name__)
+
+
+def _time_limits(
+    tasks: TaskSettings, kind: Literal["train", "tune", "predict"]
+) -> dict[str, float | None]:
+    """Celery's task options for the time limits of ``kind`` (see TaskSettings)."""
+    soft, hard = tasks.limits(kind)
+    return {"soft_time_limit": soft, "time_limit": hard}
+
+
+def register_tasks(app: Celery) -> None:
+    """Register on ``app`` only (``shared=False``): apps in one process never mix contexts.
+    Train, tune and predict tasks get the time limits of ``settings.tasks``."""
+
+    def context() -> WorkerContext:
+        return app.mmlw_context  # type: ignore[attr-defined, no-any-return]
+
+    limits = context().settings.tasks
+    # job tasks: acknowledged after they ran, redelivered if their worker died
+    durable = {"bind": True, "shared": False, "acks_late": True, "reject_on_worker_lost": True}
+
+    @app.task(name=TRAIN_TASK, **durable, **_time_limits(limits, "train"))
+    def train(self: Task, job_id: str) -> None:
+        ctx = context()
+        result = run_train_job(
+            job_id, store=ctx.store, registry=ctx.registry, settings=ctx.settings.models
+        )
+        if result is not None and CHAMPION in result.aliases:
+            machine_id = ctx.store.jobs.get(job_id).machine_id
+            backfill_scores(machine_id, result.version, store=ctx.store, dispatcher=ctx.dispatcher)
+
+    @app.task(name=TUNE_TASK, **durable, **_time_limits(limits, "tune"))
+    def tune(self: Task, job_id: str) -> None:
+        ctx = context()
+        run_tune_job(job_id, store=ctx.store, settings=ctx.settings, dispatcher=ctx.dispatcher)
+
+    @app.task(
+        name=PREDICT_TASK,
+        **durable,
+        autoretry_for=(ServiceUnavailable,),
+        retry_backoff=True,
+        max_retries=8,
+        **_time_limits(limits, "predict"),
+    )
+    def predict(
+        self: Task, batch_id: int | list[int], version: int | None = None
+    ) -> dict[str, object]:
+        """Score one stored batch or several (``batch_id`` a list), then run each
+        machine's drift test and alert rules once for all of its batches."""
+        ctx = context()
+        batch_ids = [batch_id] if isinstance(batch_id, int) else list(batch_id)
+        with instruments().predict_seconds.time():
+            outcomes = score_batches(
+                batch_ids,
+                store=ctx.store,
+                models=ctx.models,
+                version=version,
+                extra_sensors=ctx.settings.models.extra_sensors,
+            )
+        log.debug("predict batches %s (version %s): %s", batch_ids, version, outcomes)
+        if version is None:  # backfills (an explicit version) score history: no drift, alerts
+            for machine_id, champion, timestamps_us, scores in drift_inputs(outcomes):
+                observe_drift(
+                    machine_id,
+                    champion,
+                    timestamps_us,
+                    scores,
+                    store=ctx.store,
+                    dispatcher=ctx.dispatcher,
+                    settings=ctx.settings.models.drift,
+                )
+            for machine_id, new_readings in alerting_machines(outcomes).items():
+                try:
+                    evaluate_machine(
+                        machine_id,
+                        store=ctx.store,
+                        config=ctx.alerts_config,
+                        dispatcher=ctx.dispatcher,
+                        new_readings=new_readings,
+                    )
+                except Exception:  # the scores are stored; the next batch or tick re-evaluates
+                    log.exception("alert evaluation of %s after %s failed", machine_id, batch_ids)
+        return {
+            "status": [o.status for o in outcomes],
+            "n": sum(o.n for o in outcomes),
+            "flagged": sum(o.n_flagged for o in outcomes),
+        }
+
+    @app.task(name=NOTIFY_TASK, **durable)
+    def notify(self: Task, delivery_id: int) -> str:
+        ctx = context()
+        outcome = send_delivery(
+            delivery_id, store=ctx.store, config=ctx.alerts_config, settings=ctx.settings
+        )
+        if outcome.retry_in_s is not None:
+            raise self.retry(countdown=outcome.retry_in_s, max_retries=None)
+        return outcome.status
+
+    @app.task(name=ALERTS_TICK_TASK, bind=True, shared=False, ignore_result=True)
+    def alerts_tick(self: Task) -> int:
+        ctx = context()
+        return tick(store=ctx.store, config=ctx.alerts_config, dispatcher=ctx.dispatcher)
+
+    @app.task(name=MODELS_MAINTAIN_TASK, bind=True, shared=False, ignore_result=True)
+    def models_maintain(self: Task) -> dict[str, list[str]]:
+        ctx = context()
+        settings = ctx.settings.models
+        jobs = retrain_due(
+            store=ctx.store, registry=ctx.registry, dispatcher=ctx.dispatcher, settings=settings
+        )
+        promoted = auto_promote(store=ctx.store, registry=ctx.registry, settings=settings)
+        return {"retrain_jobs": jobs, "promoted": promoted}
