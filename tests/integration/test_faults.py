@@ -3,20 +3,21 @@ fault and recovery, every published reading is stored once and scored once.
 
 (a) ``kill -9`` of the worker process group while it holds unacknowledged batches;
 (b) RabbitMQ stopped and started (``rabbitmqctl stop_app`` / ``start_app``) while a
-publisher streams; (c) the API and the ingest consumer killed and restarted while a
-client streams through HTTP.
+publisher streams, on a RabbitMQ node of the test's own (the shared broker is never
+stopped); (c) the API and the ingest consumer killed and restarted while a client
+streams through HTTP.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from tests.conftest import IN_CI, TEST_SIGNING_KEY, _create_pg_database, _drop_p
 from tests.integration.pipeline import delete_topology
 from tests.integration.test_demo import free_port
 from tests.integration.test_processes import mmlw, poll, process_env
+from tests.support import rabbitmq_node
+from tests.support.rabbitmq_node import RabbitNode
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 
@@ -105,15 +108,16 @@ class Deployment:
         assert done["state"] == "succeeded", done["error"]
 
 
-@pytest.fixture
-def deployment(
-    tmp_path: Path, rabbitmq_url: str, postgres_admin_url: str, tracking_uri: str
+@contextmanager
+def running_deployment(
+    tmp_path: Path, broker_url: str, postgres_admin_url: str, tracking_uri: str
 ) -> Iterator[Deployment]:
+    """ingest, worker and API as processes on ``broker_url`` and a fresh database."""
     namespace = f"f{uuid.uuid4().hex[:10]}"
     db_name, db_url = _create_pg_database(postgres_admin_url)
     port = free_port()
     env = process_env(
-        tmp_path, rabbitmq_url, db_url, tracking_uri, namespace, port,
+        tmp_path, broker_url, db_url, tracking_uri, namespace, port,
         MMLW_MODELS__DRIFT__ENABLED="false",
     )  # fmt: skip
     subprocess.run(mmlw("db", "upgrade"), env=env, check=True, capture_output=True, timeout=120)
@@ -125,8 +129,29 @@ def deployment(
         yield running
     finally:
         running.stop_all()
-        delete_topology(rabbitmq_url, Topology(namespace))
+        with suppress(Exception):  # a private broker may already be gone
+            delete_topology(broker_url, Topology(namespace))
         _drop_pg_database(postgres_admin_url, db_name)
+
+
+@pytest.fixture
+def deployment(
+    tmp_path: Path, rabbitmq_url: str, postgres_admin_url: str, tracking_uri: str
+) -> Iterator[Deployment]:
+    with running_deployment(tmp_path, rabbitmq_url, postgres_admin_url, tracking_uri) as d:
+        yield d
+
+
+@pytest.fixture
+def private_broker() -> Iterator[RabbitNode]:
+    """A RabbitMQ node of this test's own: stopping it disturbs no other test."""
+    reason = rabbitmq_node.available()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true)", pytrace=False)
+        pytest.skip(reason)
+    with rabbitmq_node.private_rabbitmq() as node:
+        yield node
 
 
 def stored_counts(db_url: str, machine_id: str) -> tuple[int, int, int]:
@@ -275,40 +300,35 @@ def test_api_and_ingest_killed_and_restarted_while_a_client_streams(
     assert readings == 2000
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
-
 def test_rabbitmq_stopped_and_started_while_a_publisher_streams(
-    deployment: Deployment, rabbitmq_url: str
+    tmp_path: Path,
+    private_broker: RabbitNode,
+    postgres_admin_url: str,
+    tracking_uri: str,
 ) -> None:
-    if shutil.which("rabbitmqctl") is None:
-        if IN_CI:
-            pytest.fail("rabbitmqctl not found (CI=true)", pytrace=False)
-        pytest.skip("rabbitmqctl not found")
-    topology = Topology(deployment.env["MMLW_BROKER__NAMESPACE"])
     machine = SyntheticMachine("mill-4", seed=4, faults=())
-    with ExitStack() as stack:
-        pub = stack.enter_context(PikaReadingsPublisher(rabbitmq_url, topology))
-        warm_up(deployment, pub, machine)
-        for i in range(120):
-            if i == 40:
-                _rabbitmqctl("stop_app")
-                stack.callback(_rabbitmqctl, "start_app")  # restart even if the test fails
+    with running_deployment(
+        tmp_path, private_broker.url, postgres_admin_url, tracking_uri
+    ) as deployment:
+        topology = Topology(deployment.env["MMLW_BROKER__NAMESPACE"])
+        with PikaReadingsPublisher(private_broker.url, topology) as pub:
+            warm_up(deployment, pub, machine)
+            for i in range(120):
+                if i == 40:
+                    private_broker.ctl("stop_app")
 
-                def restart() -> None:
-                    time.sleep(3.0)
-                    _rabbitmqctl("start_app")
+                    def restart() -> None:
+                        time.sleep(3.0)
+                        private_broker.ctl("start_app")
 
-                import threading
-
-                threading.Thread(target=restart, daemon=True).start()
-            pub.publish(machine.read(20).to_batch())  # waits, reconnects and resends
-    total = 400 + 120 * 20
-    poll(
-        f"all {total} stored and scored after the broker came back",
-        lambda: (m := deployment.machine("mill-4"))["n_scored"] == total and m,
-        180,
-    )
-    readings, scores, per_batch = stored_counts(deployment.env["MMLW_DATABASE_URL"], "mill-4")
-    assert (readings, scores, per_batch) == (total, total, 1)
+                    threading.Thread(target=restart, daemon=True).start()
+                pub.publish(machine.read(20).to_batch())  # waits, reconnects and resends
+        total = 400 + 120 * 20
+        poll(
+            f"all {total} stored and scored after the broker came back",
+            lambda: (m := deployment.machine("mill-4"))["n_scored"] == total and m,
+            180,
+        )
+        db_url = deployment.env["MMLW_DATABASE_URL"]
+        readings, scores, per_batch = stored_counts(db_url, "mill-4")
+        assert (readings, scores, per_batch) == (total, total, 1)

@@ -8,11 +8,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from mmlw.detectors.default import DEFAULT_DETECTOR
 from mmlw.schemas.param_bounds import check_params
 from mmlw.schemas.readings import MachineId, UtcDatetime
 
-__all__ = ["JobKind", "JobOut", "JobState", "TrainOptions", "TrainRequest", "TrainResult"]
+# The detector users get without naming one (``mmlw train``, the API, the demo, stream
+# evaluation): a name on the wire contract, so it lives here; ``mmlw.detectors.default``
+# re-exports it for the domain code.
+DEFAULT_DETECTOR = "adaptive"
+
+__all__ = [
+    "DEFAULT_DETECTOR",
+    "JobKind",
+    "JobOut",
+    "JobState",
+    "TrainOptions",
+    "TrainRequest",
+    "TrainResult",
+]
 
 
 class JobKind(enum.StrEnum):

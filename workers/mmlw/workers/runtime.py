@@ -24,14 +24,23 @@ __all__ = ["ingest_consumer_thread", "worker_thread"]
 
 
 class _ThreadWorker(WorkController):
-    """A WorkController that tells us when its consumer is ready."""
+    """A WorkController that tells us when its consumer is ready, and that notices a stop
+    request within a quarter second: an idle event loop otherwise sleeps in its poll for
+    up to ten seconds before it looks at the termination flag again."""
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         self.ready = threading.Event()
         super().__init__(*args, **kwargs)
 
     def on_consumer_ready(self, consumer) -> None:  # type: ignore[no-untyped-def]
+        hub = getattr(self, "hub", None)
+        if hub is not None:
+            hub.call_repeatedly(0.25, _wake)
         self.ready.set()
+
+
+def _wake() -> None:
+    """A timer that wakes the worker's event loop (see _ThreadWorker)."""
 
 
 @contextmanager

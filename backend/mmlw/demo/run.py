@@ -36,7 +36,7 @@ from mmlw.store import Store
 from mmlw.store.tables import utcnow
 from mmlw.workers.celery_app import create_celery
 from mmlw.workers.context import WorkerContext
-from mmlw.workers.demo_alerts import (
+from mmlw.demo.alerts import (
     FaultCoverage,
     fault_coverage,
     on_readings_clock,
@@ -162,7 +162,7 @@ def demo_coverage(
     options: DemoOptions,
 ) -> FaultCoverage:
     """How the alerts of ``rules`` met the faults injected into ``fleet`` since ``started``
-    (see :mod:`mmlw.workers.demo_alerts`)."""
+    (see :mod:`mmlw.demo.alerts`)."""
     now = utcnow()
     total = FaultCoverage(0, 0, 0, 0)
     for machine in fleet:
@@ -174,7 +174,7 @@ def demo_coverage(
 
         alerts = [
             (position(a.fired_at), position(a.resolved_at or now))
-            for a in store.alerts.list(now, machine_id=machine.machine_id, limit=100_000)
+            for a in store.alerts.list(machine_id=machine.machine_id, limit=100_000)
             if a.fired_at is not None and a.rule in rules
         ]
         faults = [(e.start_index, e.end_index) for e in machine.fault_log]
@@ -293,7 +293,7 @@ def run_demo(
             report.alerts = [
                 f"#{a.id} {a.machine_id} {a.rule} ({a.severity}) {a.state} "
                 f"since {a.started_at:%H:%M:%S}"
-                for a in store.alerts.list(utcnow(), limit=20)
+                for a in store.alerts.list(limit=20)
             ]
             if catcher is not None:
                 report.emails = catcher.subjects()
