@@ -18,6 +18,7 @@ from mmlw.alerts.config import load_alerts_config
 from mmlw.alerts.engine import Evidence
 from mmlw.alerts.mailcatcher import MailCatcher
 from mmlw.cli import main
+from mmlw.services.alert_evaluation import evaluate
 from mmlw.services.alerting import send_delivery
 from mmlw.settings import Settings
 from mmlw.store import Store
@@ -57,8 +58,8 @@ def test_mail_and_webhook_show_each_sensors_share_of_the_score_and_mail_headers(
         config = load_alerts_config(settings.alerts.rules_file)
         channels: dict[str, str] = {name: n.type for name, n in config.notifiers.items()}
         before = utcnow()
-        deliveries = store.alerts.evaluate(
-            config.rules[0], "pump-7", EVIDENCE, utcnow(), channels
+        deliveries = evaluate(
+            store.alerts, config.rules[0], "pump-7", EVIDENCE, utcnow(), channels
         ).delivery_ids
         for delivery_id in deliveries:
             outcome = send_delivery(delivery_id, store=store, config=config, settings=settings)
@@ -111,8 +112,8 @@ def test_a_score_that_is_not_positive_shows_raw_contributions_not_percentages(
         evidence = Evidence(
             holds=True, summary="odd", score=0.0, threshold=-1.0, top_sensors=(("Temp", 0.0),)
         )
-        for delivery_id in sqlite_store.alerts.evaluate(
-            config.rules[0], "pump-8", evidence, utcnow(), channels
+        for delivery_id in evaluate(
+            sqlite_store.alerts, config.rules[0], "pump-8", evidence, utcnow(), channels
         ).delivery_ids:
             send_delivery(delivery_id, store=sqlite_store, config=config, settings=settings)
         (request,) = hook.requests
@@ -129,8 +130,8 @@ def test_alerts_list_says_how_many_resolved_alerts_it_leaves_out(
     rule = config.rules[0]
     channels: dict[str, str] = {name: n.type for name, n in config.notifiers.items()}
     for machine in ("press-1", "press-2", "press-3"):
-        sqlite_store.alerts.evaluate(rule, machine, EVIDENCE, utcnow(), channels)
-    for alert in sqlite_store.alerts.list(utcnow())[-2:]:
+        evaluate(sqlite_store.alerts, rule, machine, EVIDENCE, utcnow(), channels)
+    for alert in sqlite_store.alerts.list()[-2:]:
         sqlite_store.alerts.resolve(alert.id, "bob", None, utcnow())
     env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("MMLW_")}
     env |= {

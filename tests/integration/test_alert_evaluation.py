@@ -1,5 +1,5 @@
-"""All of a machine's alert rules in one transaction (``AlertsRepository.evaluate_all``
-and the ``evaluate_machine`` service), on SQLite and PostgreSQL alike."""
+"""All of a machine's alert rules in one transaction (the ``evaluate_all`` and
+``evaluate_machine`` services), on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from mmlw.alerts.config import AlertRule, AlertsConfig
 from mmlw.alerts.engine import Event, Evidence
 from mmlw.schemas import ReadingsBatch
 from mmlw.schemas.alerts import SilenceIn
+from mmlw.services.alert_evaluation import evaluate, evaluate_all
 from mmlw.services.alerting import evaluate_machine
 from mmlw.store import ScoreRecord, Store
 
@@ -71,10 +72,10 @@ def checks(*evidence: Evidence) -> list[tuple[AlertRule, Evidence]]:
 
 def test_a_quiet_machine_costs_one_read_and_writes_nothing(store: Store) -> None:
     seen = statements(store)
-    evaluations = store.alerts.evaluate_all("m1", checks(FINE, FINE, FINE), T0, CHANNELS)
+    evaluations = evaluate_all(store.alerts, "m1", checks(FINE, FINE, FINE), T0, CHANNELS)
     assert [(e.alert, e.event, e.delivery_ids) for e in evaluations] == [(None, None, [])] * 3
     assert seen == ["SELECT"]
-    assert store.alerts.list(T0) == []
+    assert store.alerts.list() == []
 
 
 def test_every_rule_moves_as_it_would_on_its_own(store: Store) -> None:
@@ -82,22 +83,22 @@ def test_every_rule_moves_as_it_would_on_its_own(store: Store) -> None:
         SilenceIn(matchers={"team": "night"}, ends_at=T0 + timedelta(hours=1), created_by="bob"),
         T0,
     )
-    first = store.alerts.evaluate_all("m1", checks(HOLDS, HOLDS, HOLDS), T0, CHANNELS)
+    first = evaluate_all(store.alerts, "m1", checks(HOLDS, HOLDS, HOLDS), T0, CHANNELS)
     assert [e.event for e in first] == [Event.FIRING, None, None]
     assert [e.alert.state if e.alert else None for e in first] == ["firing", "pending", "firing"]
     assert len(first[0].delivery_ids) == 1 and first[1].delivery_ids == first[2].delivery_ids == []
     assert first[2].alert is not None and first[2].alert.silenced  # fires, sends nothing
 
     later = T0 + timedelta(seconds=10)
-    second = store.alerts.evaluate_all("m1", checks(FINE, FINE, HOLDS), later, CHANNELS)
+    second = evaluate_all(store.alerts, "m1", checks(FINE, FINE, HOLDS), later, CHANNELS)
     assert [e.event for e in second] == [Event.RESOLVED, None, None]
     assert second[1].alert is None  # the pending one is dropped: it never fired
     assert len(second[0].delivery_ids) == 1
-    states = {a.rule: a.state for a in store.alerts.list(later)}
+    states = {a.rule: a.state for a in store.alerts.list()}
     assert states == {"flagged": "resolved", "silent": "firing"}
 
     # one rule alone, through evaluate: the same engine, the same instances
-    again = store.alerts.evaluate(CONFIG.rules[0], "m1", HOLDS, later, CHANNELS)
+    again = evaluate(store.alerts, CONFIG.rules[0], "m1", HOLDS, later, CHANNELS)
     assert again.event is Event.FIRING and again.alert is not None
     assert again.alert.id not in {e.alert.id for e in first if e.alert is not None}
 
@@ -105,8 +106,8 @@ def test_every_rule_moves_as_it_would_on_its_own(store: Store) -> None:
 def test_rules_are_evaluated_at_most_once_per_call(store: Store) -> None:
     rule = CONFIG.rules[0]
     with pytest.raises(ValueError, match="at most once"):
-        store.alerts.evaluate_all("m1", [(rule, HOLDS), (rule, FINE)], T0, CHANNELS)
-    assert store.alerts.evaluate_all("m1", [], T0, CHANNELS) == []
+        evaluate_all(store.alerts, "m1", [(rule, HOLDS), (rule, FINE)], T0, CHANNELS)
+    assert evaluate_all(store.alerts, "m1", [], T0, CHANNELS) == []
 
 
 def test_evaluate_machine_scores_and_dispatches_once(store: Store) -> None:
@@ -135,7 +136,7 @@ def test_concurrent_evaluations_notify_each_event_once(store: Store) -> None:
     results = []
 
     def evaluate() -> None:
-        results.append(store.alerts.evaluate_all("m1", checks(HOLDS, HOLDS, FINE), T0, CHANNELS))
+        results.append(evaluate_all(store.alerts, "m1", checks(HOLDS, HOLDS, FINE), T0, CHANNELS))
 
     threads = [threading.Thread(target=evaluate) for _ in range(6)]
     for t in threads:
@@ -146,4 +147,4 @@ def test_concurrent_evaluations_notify_each_event_once(store: Store) -> None:
     fired = [e for evaluations in results for e in evaluations if e.event is not None]
     assert [e.event for e in fired] == [Event.FIRING]  # one task sent it, the others saw it
     assert len(store.deliveries.list()) == 1
-    assert sorted(a.rule for a in store.alerts.list(T0)) == ["flagged", "slow"]
+    assert sorted(a.rule for a in store.alerts.list()) == ["flagged", "slow"]

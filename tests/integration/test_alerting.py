@@ -24,6 +24,8 @@ from mmlw.messaging.pika_publisher import PikaReadingsPublisher
 from mmlw.messaging.topology import Topology
 from mmlw.schemas import JobState, TrainRequest
 from mmlw.schemas.alerts import SilenceIn
+from mmlw.services.alert_evaluation import evaluate as evaluate_rule
+from mmlw.services.alert_views import list_alerts
 from mmlw.services.alerting import send_delivery, tick
 from mmlw.services.jobs import submit_training
 from mmlw.settings import AlertSettings, Settings, SmtpSettings
@@ -134,7 +136,7 @@ def test_fault_fires_once_by_mail_and_signed_webhook_survives_restart_and_resolv
                 wait_for(lambda: scored(store, "press-1") == 400, what="backfilled scores")
                 publish(pub, machine, 40)
                 wait_for(lambda: scored(store, "press-1") == 440, what="normal scores")
-                assert store.alerts.list(utcnow()) == []
+                assert store.alerts.list() == []
 
                 train = store.readings.window("press-1", last_n=400)[0]
                 shift = 30 * float(train.iloc[:, 0].std())
@@ -143,7 +145,7 @@ def test_fault_fires_once_by_mail_and_signed_webhook_survives_restart_and_resolv
                     lambda: len(catcher.messages) >= 1 and len(hook.requests) >= 1,
                     what="the firing e-mail and webhook",
                 )
-                (alert,) = store.alerts.list(utcnow())
+                (alert,) = list_alerts(store, utcnow())
                 assert alert.state == "firing" and alert.severity == "critical"
                 assert alert.model_version == 1
                 assert alert.top_sensors[0].sensor == machine.columns[0]
@@ -178,7 +180,7 @@ def test_fault_fires_once_by_mail_and_signed_webhook_survives_restart_and_resolv
                 wait_for(lambda: scored(store, "press-1") == 540, what="recovery scores")
                 time.sleep(1.0)
                 assert (len(catcher.messages), len(hook.requests)) == (2, 2)
-                resolved = store.alerts.get(alert.id, utcnow())
+                resolved = store.alerts.get(alert.id)
                 assert resolved.state == "resolved" and resolved.resolved_at is not None
                 deliveries = store.deliveries.list(alert_id=alert.id)
         finally:
@@ -225,7 +227,7 @@ def open_alert(store: Store, settings: Settings, pipeline: Pipeline) -> list[int
     config = load_alerts_config(settings.alerts.rules_file)
     channels = {name: n.type for name, n in config.notifiers.items()}
     evidence = Evidence(holds=True, summary="test", score=5.0, threshold=1.0)
-    evaluation = store.alerts.evaluate(config.rules[0], "m1", evidence, utcnow(), channels)
+    evaluation = evaluate_rule(store.alerts, config.rules[0], "m1", evidence, utcnow(), channels)
     for delivery_id in evaluation.delivery_ids:
         pipeline.context.dispatcher.notify(delivery_id)
     return evaluation.delivery_ids
@@ -293,12 +295,12 @@ def test_acknowledged_or_silenced_alerts_send_nothing(
 
         def evaluate(machine_id: str, seconds: float) -> list[int]:
             now = start + timedelta(seconds=seconds)
-            return store.alerts.evaluate(rule, machine_id, bad, now, channels).delivery_ids
+            return evaluate_rule(store.alerts, rule, machine_id, bad, now, channels).delivery_ids
 
         start = utcnow()
         first = evaluate("m1", 0)
         assert len(first) == 2
-        alert_id = store.alerts.list(utcnow(), machine_id="m1")[0].id
+        alert_id = store.alerts.list(machine_id="m1")[0].id
         # acknowledged after the firing notice was queued: sending it is suppressed ...
         store.alerts.acknowledge(alert_id, "alice", "on it", utcnow())
         for delivery_id in first:
@@ -306,7 +308,7 @@ def test_acknowledged_or_silenced_alerts_send_nothing(
             assert outcome.status == "suppressed"
         # ... and no repeat is due while acknowledged, however long it fires
         assert evaluate("m1", 5) == [] and evaluate("m1", 60) == []
-        store.alerts.unacknowledge(alert_id, utcnow())
+        store.alerts.unacknowledge(alert_id)
         assert len(evaluate("m1", 61)) == 2  # repeats resume
 
         # a silence on m2 mutes the firing notice altogether
@@ -320,7 +322,7 @@ def test_acknowledged_or_silenced_alerts_send_nothing(
             utcnow(),
         )
         assert evaluate("m2", 0) == []
-        (m2,) = store.alerts.list(utcnow(), machine_id="m2")
+        (m2,) = list_alerts(store, utcnow(), machine_id="m2")
         assert m2.state == "firing" and m2.silenced and m2.last_notified_at is None
     assert hook.requests == [] and catcher.messages == []
 
@@ -343,8 +345,13 @@ def test_tick_fires_no_data_alerts_and_resends_lost_hand_offs(
         config = load_alerts_config(rules)
         now = utcnow()
         # a delivery whose hand-off to the queue was lost (written, never dispatched)
-        lost = store.alerts.evaluate(
-            config.rules[1], "ghost", Evidence(holds=True, summary="x"), now, {"mail": "email"}
+        lost = evaluate_rule(
+            store.alerts,
+            config.rules[1],
+            "ghost",
+            Evidence(holds=True, summary="x"),
+            now,
+            {"mail": "email"},
         ).delivery_ids
         assert tick(store=store, config=config, dispatcher=dispatcher, now=now) == 1
         assert catcher.messages == []  # fresh data; the lost hand-off is not overdue yet

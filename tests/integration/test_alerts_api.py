@@ -13,6 +13,7 @@ from mmlw.alerts.config import load_alerts_config
 from mmlw.alerts.engine import Evidence
 from mmlw.api.app import create_app
 from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.services.alert_evaluation import evaluate
 from mmlw.settings import Settings
 from mmlw.store import Store
 from mmlw.store.tables import utcnow
@@ -39,8 +40,8 @@ def fire(store: Store, machine_id: str, rule_index: int = 0) -> int:
         top_sensors=(("vibration", 0.6), ("temp", 0.3)),
     )
     rule = config.rules[rule_index]
-    store.alerts.evaluate(rule, machine_id, evidence, utcnow(), {"operator-mail": "email"})
-    return store.alerts.list(utcnow(), machine_id=machine_id, rule=rule.name)[0].id
+    evaluate(store.alerts, rule, machine_id, evidence, utcnow(), {"operator-mail": "email"})
+    return store.alerts.list(machine_id=machine_id, rule=rule.name)[0].id
 
 
 def test_list_filter_and_act_on_alerts(client: TestClient, store: Store) -> None:

@@ -20,6 +20,7 @@ from mmlw.alerts.notifiers import EMAIL_OFF, EmailSender, log_email_status
 from mmlw.api.app import create_app
 from mmlw.cli import main
 from mmlw.registry.mlflow_registry import MlflowRegistry
+from mmlw.services.alert_evaluation import evaluate
 from mmlw.services.alerting import send_delivery
 from mmlw.settings import AlertSettings, Settings, SmtpSettings
 from mmlw.store import Store
@@ -34,8 +35,8 @@ BAD = Evidence(holds=True, summary="bad", score=5.0, threshold=1.0)
 
 def open_alert(store: Store, rules: Path, machine_id: str = "press-1") -> int:
     config = load_alerts_config(rules)
-    (delivery_id,) = store.alerts.evaluate(
-        config.rules[0], machine_id, BAD, utcnow(), {"mail": "email"}
+    (delivery_id,) = evaluate(
+        store.alerts, config.rules[0], machine_id, BAD, utcnow(), {"mail": "email"}
     ).delivery_ids
     return delivery_id
 

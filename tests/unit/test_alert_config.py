@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmlw.alerts.conditions import no_data_evidence, scores_evidence
+from mmlw.alerts.conditions import ScoreWindow, no_data_evidence, scores_evidence
 from mmlw.alerts.config import (
     FlagsCondition,
     NoDataCondition,
@@ -17,7 +17,6 @@ from mmlw.alerts.config import (
 )
 from mmlw.alerts.messages import render_email, webhook_body
 from mmlw.alerts.signing import sign, verify
-from mmlw.store.scores import RecentScores
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"MMLW_WEBHOOK_URL": "http://127.0.0.1:9/hook", "MMLW_WEBHOOK_SECRET": "s3cret"}
@@ -74,12 +73,11 @@ def test_durations() -> None:
             parse_duration(bad)
 
 
-def _recent(scores: list[float], threshold: float = 1.0) -> RecentScores:
+def _recent(scores: list[float], threshold: float = 1.0) -> ScoreWindow:
     n = len(scores)
     contributions = np.tile(np.array([0.2, 0.5, 0.3], dtype=np.float32), (n, 1))
-    return RecentScores(
+    return ScoreWindow(
         columns=["a", "b", "c"],
-        timestamps_us=np.arange(n, dtype=np.int64),
         scores=np.array(scores),
         thresholds=np.full(n, threshold),
         versions=np.full(n, 3),

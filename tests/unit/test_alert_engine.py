@@ -16,6 +16,9 @@ from mmlw.alerts.engine import (
     labels_match,
     step,
 )
+from mmlw.schemas.alerts import DeliveryStatus
+from mmlw.services.alert_evaluation import progress, snapshot
+from mmlw.store.alerts import AlertRecord
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HOLDS = Evidence(holds=True, summary="bad", score=9.0, threshold=1.0)
@@ -153,3 +156,28 @@ def test_evidence_is_updated_only_while_the_condition_holds() -> None:
 def test_labels_match(matchers: dict[str, str], expected: bool) -> None:
     labels = {"machine_id": "press-1", "severity": "critical", "rule": "anomalous-readings"}
     assert labels_match(matchers, labels) is expected
+
+
+def test_a_stored_instance_reaches_the_engine_and_comes_back_unchanged() -> None:
+    record = AlertRecord(
+        id=7, rule="r", machine_id="m", severity="critical", labels={}, state="firing",
+        started_at=at(0), last_active_at=at(30), fired_at=at(10), resolved_at=None,
+        resolved_by=None, last_notified_at=at(10), acknowledged_at=at(20),
+        acknowledged_by="alice", ack_comment=None, summary="bad", score=9.0, threshold=1.0,
+        model_version=3, top_sensors=(("temp", 0.75),),
+    )  # fmt: skip
+    before = snapshot(record)
+    assert before.state is AlertState.FIRING and before.acknowledged
+    assert before.evidence.holds and before.evidence.top_sensors == (("temp", 0.75),)
+    written = progress(before)
+    assert (written.state, written.fired_at, written.last_notified_at) == ("firing", at(10), at(10))
+    assert (written.score, written.model_version, written.summary) == (9.0, 3, "bad")
+    # a quiet (acknowledged) firing alert that stops holding resolves without a notice
+    after = step(RuleTiming(), before, CLEAR, at(40)).after
+    assert after is not None and progress(after).state == "resolved"
+
+
+def test_delivery_statuses_keep_their_stored_values() -> None:
+    stored = ["queued", "retrying", "delivered", "failed", "suppressed", "skipped"]
+    assert [s.value for s in DeliveryStatus] == stored  # no migration for existing rows
+    assert [s for s in DeliveryStatus if not s.finished] == ["queued", "retrying"]

@@ -2,21 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 
 from mmlw.alerts.config import FlagsCondition, NoDataCondition
 from mmlw.alerts.engine import Evidence
-from mmlw.store.scores import RecentScores
 
-__all__ = ["TOP_SENSORS", "episode_evidence", "no_data_evidence", "scores_evidence"]
+__all__ = [
+    "TOP_SENSORS",
+    "ScoreWindow",
+    "ScoredReadings",
+    "episode_evidence",
+    "no_data_evidence",
+    "scores_evidence",
+]
 
 TOP_SENSORS = 3
 
 
+class ScoredReadings(Protocol):
+    """A machine's newest scored readings, oldest first, one row per reading: what a
+    ``scores`` condition looks at (the store's ``RecentScores`` is one), so that this
+    pure code needs no store."""
+
+    @property
+    def columns(self) -> Sequence[str]: ...
+    @property
+    def scores(self) -> np.ndarray: ...
+    @property
+    def thresholds(self) -> np.ndarray: ...
+    @property
+    def versions(self) -> np.ndarray: ...
+    @property
+    def contributions(self) -> np.ndarray: ...  # readings x columns
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ScoreWindow:
+    """:class:`ScoredReadings` from arrays at hand (a replay, a test)."""
+
+    columns: Sequence[str]
+    scores: np.ndarray
+    thresholds: np.ndarray
+    versions: np.ndarray
+    contributions: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
 def scores_evidence(
-    condition: FlagsCondition, recent: RecentScores | None, new: int = 1
+    condition: FlagsCondition, recent: ScoredReadings | None, new: int = 1
 ) -> Evidence:
     """Holds when, at one of the ``new`` newest readings (those scored since the last
     evaluation), at least ``k`` of the ``n`` readings up to it score above ``multiple`` x
@@ -27,8 +69,8 @@ def scores_evidence(
 
     >>> from mmlw.alerts.config import FlagsCondition
     >>> flags = np.array([0, 1, 1, 1, 0, 0, 0, 0], dtype=float)  # an episode, then calm
-    >>> recent = RecentScores(["a"], np.arange(8), flags * 2.0, np.ones(8),
-    ...                       np.ones(8, dtype=np.int64), flags[:, None] * 2.0)
+    >>> recent = ScoreWindow(["a"], flags * 2.0, np.ones(8), np.ones(8, dtype=np.int64),
+    ...                      flags[:, None] * 2.0)
     >>> rule = FlagsCondition(kind="scores", k=3, n=4)
     >>> scores_evidence(rule, recent).holds, scores_evidence(rule, recent, new=8).holds
     (False, True)
@@ -64,7 +106,7 @@ def scores_evidence(
 
 
 def episode_evidence(
-    condition: FlagsCondition, recent: RecentScores | None, new: int, latest: Evidence
+    condition: FlagsCondition, recent: ScoredReadings | None, new: int, latest: Evidence
 ) -> Evidence | None:
     """The evidence of a short episode among the ``new`` newest readings that the newest
     readings (``latest``, :func:`scores_evidence` with ``new=1``) no longer show; None if

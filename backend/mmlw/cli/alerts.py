@@ -69,9 +69,11 @@ def alerts_list(
 ) -> None:
     """Alerts, newest first: every state unless --state. A last line says how many
     resolved alerts the listing leaves out (by --state or --limit) and how to see them."""
+    from mmlw.services.alert_views import list_alerts
+
     with open_store(settings_of(ctx)) as store:
-        found = store.alerts.list(
-            utcnow(), machine_id=machine_id, state=state, severity=severity, limit=limit
+        found = list_alerts(
+            store, utcnow(), machine_id=machine_id, state=state, severity=severity, limit=limit
         )
         resolved = _count_resolved(store, machine_id=machine_id, severity=severity)
     click.echo(
@@ -113,13 +115,15 @@ def _count_resolved(store: Store, *, machine_id: str | None, severity: str | Non
 @one_line_errors
 def alerts_show(ctx: click.Context, alert_id: int) -> None:
     """One alert whole, with its deliveries and every attempt (JSON)."""
+    from mmlw.services.alert_views import delivery_out, get_alert
+
     settings = settings_of(ctx)
     with open_store(settings) as store:
-        alert = store.alerts.get(alert_id, utcnow())
+        alert = get_alert(store, alert_id, utcnow())
         deliveries = store.deliveries.list(alert_id=alert_id, limit=1000)
     record = alert.model_dump(mode="json")
     record["dashboard_url"] = settings.dashboard.machine_url(alert.machine_id)
-    record["deliveries"] = [d.model_dump(mode="json") for d in deliveries]
+    record["deliveries"] = [delivery_out(d).model_dump(mode="json") for d in deliveries]
     click.echo(json.dumps(record, indent=2))
 
 
@@ -143,7 +147,7 @@ def alerts_ack(ctx: click.Context, alert_id: int, by: str, comment: str | None) 
 def alerts_unack(ctx: click.Context, alert_id: int) -> None:
     """Take an acknowledgement back: repeats resume."""
     with open_store(settings_of(ctx)) as store:
-        alert = store.alerts.unacknowledge(alert_id, utcnow())
+        alert = store.alerts.unacknowledge(alert_id)
     click.echo(f"alert {alert.id} no longer acknowledged ({alert.state})")
 
 

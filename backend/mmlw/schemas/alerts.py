@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,8 +22,24 @@ __all__ = [
 ]
 
 AlertStateName = Literal["pending", "firing", "resolved"]
-# suppressed: the alert was acknowledged or silenced; skipped: the channel is off
-DeliveryStatus = Literal["queued", "retrying", "delivered", "failed", "suppressed", "skipped"]
+
+
+class DeliveryStatus(StrEnum):
+    """Where one notification is; the values are what the store holds."""
+
+    QUEUED = "queued"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"  # the alert was acknowledged or silenced
+    SKIPPED = "skipped"  # the channel is off
+
+    @property
+    def finished(self) -> bool:
+        """No further attempt will be made (a redelivered notify task does nothing)."""
+        return self not in (DeliveryStatus.QUEUED, DeliveryStatus.RETRYING)
+
+
 SILENCE_LABELS = ("machine_id", "rule", "severity")
 
 

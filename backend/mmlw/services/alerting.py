@@ -12,16 +12,22 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mmlw.alerts.conditions import episode_evidence, no_data_evidence, scores_evidence
+from mmlw.alerts.conditions import (
+    ScoredReadings,
+    episode_evidence,
+    no_data_evidence,
+    scores_evidence,
+)
 from mmlw.alerts.config import AlertRule, AlertsConfig, FlagsCondition, NoDataCondition
-from mmlw.alerts.engine import Evidence
+from mmlw.alerts.engine import Event, Evidence
 from mmlw.alerts.notifiers import EMAIL_OFF, build_notifier
 from mmlw.messaging.dispatch import Dispatcher
 from mmlw.observability.metrics import instruments
+from mmlw.schemas.alerts import DeliveryStatus
+from mmlw.services.alert_evaluation import Evaluation, evaluate_all
+from mmlw.services.alert_views import quiet_reason
 from mmlw.settings import Settings
 from mmlw.store import Store
-from mmlw.store.alerts import Evaluation
-from mmlw.store.scores import RecentScores
 from mmlw.store.tables import utcnow
 
 __all__ = ["SendOutcome", "evaluate_machine", "send_delivery", "tick"]
@@ -72,7 +78,7 @@ def evaluate_machine(
     ]
     evaluations: list[Evaluation] = []
     if episodes:  # rare: only an episode no open alert covers needs its own step
-        open_rules = {a.rule for a in store.alerts.list(now, machine_id=machine_id, state="open")}
+        open_rules = {a.rule for a in store.alerts.list(machine_id=machine_id, state="open")}
         episodes = [(rule, found) for rule, found in episodes if rule.name not in open_rules]
         if episodes:
             evaluations += _apply(machine_id, episodes, store, config, dispatcher, now)
@@ -89,7 +95,7 @@ def _apply(
 ) -> list[Evaluation]:
     """Step the rules with their evidence (one transaction) and dispatch what they send."""
     rules = [rule for rule, _ in checks]
-    evaluations = store.alerts.evaluate_all(machine_id, checks, now, _channels(config))
+    evaluations = evaluate_all(store.alerts, machine_id, checks, now, _channels(config))
     for rule, evaluation in zip(rules, evaluations, strict=True):
         if evaluation.event is not None:
             instruments().alerts_fired.labels(evaluation.event.value).inc()
@@ -105,7 +111,7 @@ def _apply(
 
 
 def _evidence(
-    rule: AlertRule, recent: RecentScores | None, last_received: datetime | None, now: datetime
+    rule: AlertRule, recent: ScoredReadings | None, last_received: datetime | None, now: datetime
 ) -> Evidence:
     if isinstance(rule.condition, FlagsCondition):
         return scores_evidence(rule.condition, recent)
@@ -134,9 +140,16 @@ def _dispatch(ids: list[int], *, store: Store, dispatcher: Dispatcher, now: date
     store.deliveries.mark_dispatched(ids, now)
 
 
+#: what :func:`send_delivery` says of a delivery that was already finished
+DONE = "done"
+
+
 @dataclass(frozen=True)
 class SendOutcome:
-    status: str
+    """The delivery's status after this attempt (:data:`DONE`: it was already finished),
+    and when to try again if it is to be retried."""
+
+    status: DeliveryStatus | str
     retry_in_s: float | None = None
 
 
@@ -146,13 +159,13 @@ def send_delivery(
     """Make the next attempt of one delivery, log it, and say whether to retry when."""
     work = store.deliveries.claim(delivery_id)
     if work is None:
-        return SendOutcome("done")
+        return SendOutcome(DONE)
     now = utcnow()
-    if work.event != "resolved":
-        reason = store.alerts.is_quiet(work.alert_id, now)
+    if work.event != Event.RESOLVED:
+        reason = quiet_reason(store, work.alert_id, now)
         if reason is not None:
             store.deliveries.suppress(delivery_id, reason)
-            return SendOutcome("suppressed")
+            return SendOutcome(DeliveryStatus.SUPPRESSED)
     notifier_config = config.notifiers.get(work.notifier)
     if notifier_config is None or notifier_config.type != work.channel:
         store.deliveries.record_attempt(
@@ -163,10 +176,10 @@ def send_delivery(
             error=f"notifier {work.notifier!r} ({work.channel}) is no longer configured",
             give_up=True,
         )
-        return SendOutcome("failed")
+        return SendOutcome(DeliveryStatus.FAILED)
     if notifier_config.type == "email" and not settings.alerts.smtp.enabled:
         store.deliveries.skip(delivery_id, EMAIL_OFF)  # not retried: nothing would change
-        return SendOutcome("skipped")
+        return SendOutcome(DeliveryStatus.SKIPPED)
     payload = {
         **work.payload,
         "dashboard_url": settings.dashboard.machine_url(work.payload["machine_id"]),
@@ -185,7 +198,7 @@ def send_delivery(
     )
     if not result.ok:
         instruments().notifications_failed.labels(work.channel).inc()
-    if status == "retrying":
+    if status is DeliveryStatus.RETRYING:
         log.warning(
             "notification %d via %s failed (attempt %d): %s",
             delivery_id,
@@ -194,6 +207,6 @@ def send_delivery(
             result.error,
         )
         return SendOutcome(status, notifier_config.backoff * 2 ** (work.attempt - 1))
-    if status == "failed":
+    if status is DeliveryStatus.FAILED:
         log.error("notification %d via %s: gave up: %s", delivery_id, work.notifier, result.error)
     return SendOutcome(status)

@@ -21,6 +21,8 @@ from mmlw.schemas.alerts import (
     SilenceIn,
     SilenceOut,
 )
+from mmlw.services import alert_views
+from mmlw.services.alert_views import delivery_out, silence_out
 from mmlw.settings import Settings
 from mmlw.store.tables import utcnow
 
@@ -48,15 +50,21 @@ def list_alerts(
     rule: str | None = None,
 ) -> list[AlertOut]:
     """Newest first. ``state=open`` means pending or firing."""
-    alerts = store.alerts.list(
-        utcnow(), machine_id=machine_id, state=state, severity=severity, rule=rule, limit=limit
+    alerts = alert_views.list_alerts(
+        store,
+        utcnow(),
+        machine_id=machine_id,
+        state=state,
+        severity=severity,
+        rule=rule,
+        limit=limit,
     )
     return [_linked(a, settings) for a in alerts]
 
 
 @router.get("/alerts/{alert_id}")
 def get_alert(alert_id: AlertId, store: StoreDep, settings: SettingsDep) -> AlertOut:
-    return _linked(store.alerts.get(alert_id, utcnow()), settings)
+    return _linked(alert_views.get_alert(store, alert_id, utcnow()), settings)
 
 
 @router.post("/alerts/{alert_id}/acknowledge")
@@ -64,14 +72,13 @@ def acknowledge_alert(
     alert_id: AlertId, request: AckRequest, store: StoreDep, settings: SettingsDep
 ) -> AlertOut:
     """Someone is on it: no repeats and no resolved notice for this alert (409 if resolved)."""
-    return _linked(
-        store.alerts.acknowledge(alert_id, request.by, request.comment, utcnow()), settings
-    )
+    alert = alert_views.acknowledge(store, alert_id, request.by, request.comment, utcnow())
+    return _linked(alert, settings)
 
 
 @router.post("/alerts/{alert_id}/unacknowledge")
 def unacknowledge_alert(alert_id: AlertId, store: StoreDep, settings: SettingsDep) -> AlertOut:
-    return _linked(store.alerts.unacknowledge(alert_id, utcnow()), settings)
+    return _linked(alert_views.unacknowledge(store, alert_id, utcnow()), settings)
 
 
 @router.post("/alerts/{alert_id}/resolve")
@@ -79,13 +86,14 @@ def resolve_alert(
     alert_id: AlertId, request: ResolveRequest, store: StoreDep, settings: SettingsDep
 ) -> AlertOut:
     """Close it by hand (sends nothing); a condition that still holds opens a new alert."""
-    return _linked(store.alerts.resolve(alert_id, request.by, request.comment, utcnow()), settings)
+    alert = alert_views.resolve(store, alert_id, request.by, request.comment, utcnow())
+    return _linked(alert, settings)
 
 
 @router.get("/alerts/{alert_id}/deliveries")
 def alert_deliveries(alert_id: AlertId, store: StoreDep) -> list[DeliveryOut]:
-    store.alerts.get(alert_id, utcnow())
-    return store.deliveries.list(alert_id=alert_id, limit=1000)
+    store.alerts.get(alert_id)  # 404 for an unknown alert
+    return [delivery_out(d) for d in store.deliveries.list(alert_id=alert_id, limit=1000)]
 
 
 @router.get("/deliveries")
@@ -95,17 +103,17 @@ def list_deliveries(
     status: DeliveryStatus | None = None,
 ) -> list[DeliveryOut]:
     """The delivery log, newest first: every notification with every attempt."""
-    return store.deliveries.list(status=status, limit=limit)
+    return [delivery_out(d) for d in store.deliveries.list(status=status, limit=limit)]
 
 
 @router.get("/silences")
 def list_silences(store: StoreDep, active: bool = False) -> list[SilenceOut]:
-    return store.silences.list(utcnow(), active_only=active)
+    return [silence_out(s) for s in store.silences.list(utcnow(), active_only=active)]
 
 
 @router.post("/silences", status_code=201)
 def create_silence(silence: SilenceIn, store: StoreDep) -> SilenceOut:
-    return store.silences.create(silence, utcnow())
+    return silence_out(store.silences.create(silence, utcnow()))
 
 
 @router.delete("/silences/{silence_id}")
@@ -113,7 +121,7 @@ def expire_silence(
     silence_id: Annotated[int, Path(ge=1, le=ROW_ID_MAX)], store: StoreDep
 ) -> SilenceOut:
     """End a silence now (it stays listed, inactive)."""
-    return store.silences.expire(silence_id, utcnow())
+    return silence_out(store.silences.expire(silence_id, utcnow()))
 
 
 @router.get("/alert-rules")
