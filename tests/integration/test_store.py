@@ -128,7 +128,7 @@ def test_migrations_are_idempotent(database_url: str) -> None:
 def test_the_stacked_window_equals_the_aligned_one(sqlite_store: Store) -> None:
     """The fast window (same columns: decoded into one array) against the pandas path
     (concat + sort + mask), on out-of-order batches with and without labels."""
-    from mmlw.store.readings import _aligned_window
+    from mmlw.store.windows import aligned_window
 
     rng = np.random.default_rng(5)
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -149,7 +149,7 @@ def test_the_stacked_window_equals_the_aligned_one(sqlite_store: Store) -> None:
     ]
     for start, end, last_n in cases:
         fast, fast_labels = sqlite_store.readings.window("m", start, end, last_n=last_n)
-        slow, slow_labels = _aligned_window(batches, start, end, last_n)
+        slow, slow_labels = aligned_window(batches, start, end, last_n)
         assert fast.index.equals(slow.index), (start, end, last_n)
         assert np.array_equal(fast.to_numpy(), slow.to_numpy())
         assert list(fast.columns) == list(slow.columns)

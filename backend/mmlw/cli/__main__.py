@@ -1,3 +1,3 @@
-from mmlw.cli import main
+from mmlw.cli import run
 
-main()
+run()

@@ -132,10 +132,30 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def open_store(settings: Settings):  # type: ignore[no-untyped-def]
+    """The store, whose schema must be current: only ``mmlw db upgrade`` migrates."""
     from mmlw.store import Store
 
     settings.ensure_data_dir()
-    return Store.open(settings.resolved_database_url)
+    return Store.open(settings.resolved_database_url, migrate=False)
+
+
+def require_current_schema(settings: Settings) -> None:
+    """Before a long-running process starts: :class:`~mmlw.errors.SchemaOutdated` (one
+    line, what to run) when the database is behind the code."""
+    from sqlalchemy.exc import OperationalError
+
+    from mmlw.errors import ServiceUnavailable
+    from mmlw.store import Database
+
+    settings.ensure_data_dir()
+    database = Database(settings.resolved_database_url)
+    try:
+        database.require_current()
+    except OperationalError as exc:
+        first = str(exc.orig or exc).strip().splitlines()[0]
+        raise ServiceUnavailable(f"database: cannot read its schema revision: {first}") from exc
+    finally:
+        database.dispose()
 
 
 def open_registry(settings: Settings):  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 Each reader returns a :class:`Source`: an iterator of raw DataFrames in file order (no
 chunk larger than ``chunk_rows``) and, when cheap to know, the number of rows. Readers
-never load a whole file; unreadable input raises ``ValueError`` naming the problem.
+never load a whole file; unreadable input raises ``InvalidInput`` naming the problem.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import IO
 
 import pandas as pd
+
+from mmlw.errors import InvalidInput
 
 __all__ = ["SEPARATORS", "Source", "csv_source", "parquet_source", "sniff_separator", "sql_source"]
 
@@ -57,9 +59,11 @@ def csv_source(
                 chunk.columns = [str(name).strip() for name in chunk.columns]
                 yield chunk
         except pd.errors.EmptyDataError:
-            raise ValueError("file: empty, expected a header row and readings") from None
+            raise InvalidInput("file", "empty, expected a header row and readings") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise ValueError(f"file: not readable as CSV with separator {sep!r} ({exc})") from None
+            raise InvalidInput(
+                "file", f"not readable as CSV with separator {sep!r} ({exc})"
+            ) from None
         finally:
             if isinstance(data, Path):
                 handle.close()
@@ -75,14 +79,14 @@ def parquet_source(data: Path | IO[bytes], *, chunk_rows: int = 100_000) -> Sour
     try:
         parquet = pq.ParquetFile(data)
     except (pa.ArrowException, OSError) as exc:
-        raise ValueError(f"file: not a readable Parquet file ({exc})") from None
+        raise InvalidInput("file", f"not a readable Parquet file ({exc})") from None
 
     def chunks() -> Iterator[pd.DataFrame]:
         try:
             for batch in parquet.iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
         except pa.ArrowException as exc:
-            raise ValueError(f"file: Parquet data not readable ({exc})") from None
+            raise InvalidInput("file", f"Parquet data not readable ({exc})") from None
 
     return Source(chunks(), parquet.metadata.num_rows)
 
@@ -94,7 +98,7 @@ def sql_source(url: str, query: str, *, chunk_rows: int = 100_000) -> Source:
     try:
         engine = sa.create_engine(url)
     except (sa.exc.SQLAlchemyError, ValueError) as exc:
-        raise ValueError(f"sql_url: {exc}") from None
+        raise InvalidInput("sql_url", str(exc)) from None
 
     def chunks() -> Iterator[pd.DataFrame]:
         try:
@@ -102,7 +106,7 @@ def sql_source(url: str, query: str, *, chunk_rows: int = 100_000) -> Source:
                 streaming = connection.execution_options(stream_results=True)
                 yield from pd.read_sql_query(sa.text(query), streaming, chunksize=chunk_rows)
         except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
-            raise ValueError(f"query: {str(exc).splitlines()[0]}") from None
+            raise InvalidInput("query", str(exc).splitlines()[0]) from None
         finally:
             engine.dispose()
 

@@ -8,7 +8,7 @@ nothing new: the store is idempotent per ``message_id``. (A file that has grown 
 its import cuts its former last, partial batch differently: those rows are stored
 again; import only the new rows instead.)
 
-Policy for bad input (a ``ValueError`` naming the column and the data row, 1-based):
+Policy for bad input (an ``InvalidInput`` naming the column and the data row, 1-based):
 unknown column, unparseable or numeric time (ISO 8601 text or a datetime type only),
 non-numeric sensor value, label other than 0/1. By default every column with numbers
 is a sensor (text-only columns are ignored and reported). Empty, NaN or infinite cells are
@@ -24,13 +24,21 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
+from mmlw.errors import InvalidInput
 from mmlw.registry.base import CHAMPION, ModelRegistry
 from mmlw.schemas.readings import MACHINE_ID_PATTERN, SENSOR_PATTERN, ReadingsBatch
+from mmlw.services.import_cells import (
+    NAT,
+    has_numbers,
+    parse_numbers,
+    parse_times_us,
+    time_zone,
+)
 from mmlw.store import Store
 from mmlw.store.packing import us_to_datetimes
 
@@ -114,15 +122,17 @@ def import_readings(
 ) -> ImportReport:
     """Store every row of ``chunks`` for ``options.machine_id``, each batch once.
 
-    No row of a chunk is stored before the whole chunk passed the checks; on a
-    ``ValueError`` some batches of earlier chunks may be stored (importing again after
+    No row of a chunk is stored before the whole chunk passed the checks; on an
+    ``InvalidInput`` some batches of earlier chunks may be stored (importing again after
     a fix adds only the rest). ``on_progress`` gets the number of rows of each chunk.
     """
     if not re.fullmatch(MACHINE_ID_PATTERN, options.machine_id):
-        raise ValueError(f"machine_id: {options.machine_id!r} does not match {MACHINE_ID_PATTERN}")
+        raise InvalidInput(
+            "machine_id", f"{options.machine_id!r} does not match {MACHINE_ID_PATTERN}"
+        )
     if not 1 <= options.batch_rows <= MAX_BATCH_ROWS:
-        raise ValueError(f"batch_rows: must be between 1 and {MAX_BATCH_ROWS}")
-    zone = _zone(options.timezone)
+        raise InvalidInput("batch_rows", f"must be between 1 and {MAX_BATCH_ROWS}")
+    zone = time_zone(options.timezone)
     report = ImportReport(options.machine_id)
     checked = _checked_rows(chunks, options, zone, report, on_progress)
     pending: list[ReadingsBatch] = []
@@ -133,7 +143,7 @@ def import_readings(
             pending = []
     _write(pending, store, report)
     if not report.columns:
-        raise ValueError("file: no rows, expected a header row and readings")
+        raise InvalidInput("file", "no rows, expected a header row and readings")
     return report
 
 
@@ -182,7 +192,7 @@ def _layout(chunk: pd.DataFrame, options: ImportOptions, report: ImportReport) -
 
     def need(name: str, what: str) -> str:
         if name not in present:
-            raise ValueError(f"{what}: no column {name!r} (columns: {present})")
+            raise InvalidInput(what, f"no column {name!r} (columns: {present})")
         return name
 
     if options.time_column is not None:
@@ -190,7 +200,7 @@ def _layout(chunk: pd.DataFrame, options: ImportOptions, report: ImportReport) -
     else:
         found = [c for c in TIME_COLUMNS if c in present]
         if not found:
-            raise ValueError(f"time_column: none of {list(TIME_COLUMNS)} (columns: {present})")
+            raise InvalidInput("time_column", f"none of {list(TIME_COLUMNS)} (columns: {present})")
         time_column = found[0]
     label: str | None = None
     if options.label_column is not None:
@@ -202,32 +212,18 @@ def _layout(chunk: pd.DataFrame, options: ImportOptions, report: ImportReport) -
         sensors = [need(name, "sensors") for name in options.sensors]
         clash = [name for name in sensors if name in not_sensors]
         if clash or not sensors:
-            raise ValueError(f"sensors: name sensor columns, not time/label columns {clash}")
+            raise InvalidInput("sensors", f"name sensor columns, not time/label columns {clash}")
     else:
-        sensors = [c for c in present if c not in not_sensors and _has_numbers(chunk[c])]
+        sensors = [c for c in present if c not in not_sensors and has_numbers(chunk[c])]
         if not sensors:
-            raise ValueError(f"sensors: no numeric sensor column (columns: {present})")
+            raise InvalidInput("sensors", f"no numeric sensor column (columns: {present})")
     invalid = [name for name in sensors if not re.fullmatch(SENSOR_PATTERN, name)]
     if invalid or len(set(sensors)) != len(sensors) or len(sensors) > 256:
-        raise ValueError(f"sensors: names must be unique and match {SENSOR_PATTERN}: {invalid}")
+        raise InvalidInput("sensors", f"names must be unique and match {SENSOR_PATTERN}: {invalid}")
     report.columns = sensors
     report.label_column = label
     report.ignored_columns = [c for c in present if c not in sensors and c not in not_sensors]
     return time_column
-
-
-def _is_number(column: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-
-
-def _has_numbers(column: pd.Series) -> bool:
-    """A default sensor: numbers, or text of which some cells are numbers (so that a bad
-    cell is reported, not the column silently left out); never booleans or dates."""
-    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
-        return False
-    if _is_number(column):
-        return True
-    return bool(pd.to_numeric(column.astype("string"), errors="coerce").notna().any())
 
 
 def _convert(
@@ -241,23 +237,23 @@ def _convert(
     """The chunk's rows as arrays, after the checks and the NaN policy."""
     for name in [time_column, *report.columns, *filter(None, [report.label_column])]:
         if name not in chunk.columns:
-            raise ValueError(f"{name}: column missing from row {first_row} on")
-    times = _times_us(chunk[time_column], time_column, zone, first_row)
-    values = np.column_stack([_numbers(chunk[c], c, first_row) for c in report.columns])
+            raise InvalidInput(name, f"column missing from row {first_row} on")
+    times = parse_times_us(chunk[time_column], time_column, zone, first_row)
+    values = np.column_stack([parse_numbers(chunk[c], c, first_row) for c in report.columns])
     labels = None
     if report.label_column is not None:
-        labels = _numbers(chunk[report.label_column], report.label_column, first_row)
+        labels = parse_numbers(chunk[report.label_column], report.label_column, first_row)
         wrong = np.isfinite(labels) & (labels != 0) & (labels != 1)
         if wrong.any():
             row = int(np.argmax(wrong))
-            raise ValueError(
-                f"{report.label_column}: row {first_row + row}: {float(labels[row])} is not 0 or 1"
+            raise InvalidInput(
+                report.label_column, f"row {first_row + row}: {float(labels[row])} is not 0 or 1"
             )
     with_labels = values if labels is None else np.column_stack([values, labels])
-    bad = (times == _NAT) | ~np.isfinite(with_labels).all(axis=1)
+    bad = (times == NAT) | ~np.isfinite(with_labels).all(axis=1)
     if bad.any():
         if nan == "reject":
-            raise ValueError(_empty_cell(bad, times, with_labels, time_column, report, first_row))
+            raise _empty_cell(bad, times, with_labels, time_column, report, first_row)
         report.dropped_rows += int(bad.sum())
         keep = ~bad
         times, values = times[keep], values[keep]
@@ -272,71 +268,18 @@ def _empty_cell(
     time_column: str,
     report: ImportReport,
     first_row: int,
-) -> str:
+) -> InvalidInput:
     row = int(np.argmax(bad))
-    if times[row] == _NAT:
+    if times[row] == NAT:
         column = time_column
     else:
         names = [*report.columns, *filter(None, [report.label_column])]
         column = names[int(np.argmax(~np.isfinite(with_labels[row])))]
-    return (
-        f"{column}: row {first_row + row}: empty, NaN or infinite (readings must be "
-        "finite; the nan policy 'drop' skips such rows)"
+    return InvalidInput(
+        column,
+        f"row {first_row + row}: empty, NaN or infinite (readings must be finite; the nan "
+        "policy 'drop' skips such rows)",
     )
-
-
-_NAT = np.iinfo(np.int64).min
-
-
-def _times_us(column: pd.Series, name: str, zone: ZoneInfo, first_row: int) -> np.ndarray:
-    """Microseconds since the epoch (UTC); ``_NAT`` where the cell is empty."""
-    if _is_number(column) and column.notna().any():
-        raise ValueError(f"{name}: numbers are not times; expected ISO 8601 date-times")
-    if pd.api.types.is_datetime64_any_dtype(column):
-        parsed = column
-    else:
-        text = column.astype("string")
-        try:
-            parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
-        except ValueError:  # mixed UTC offsets
-            parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
-        unparsed = parsed.isna() & text.notna() & (text.str.strip() != "")
-        if unparsed.any():
-            row = int(np.argmax(unparsed.to_numpy()))
-            raise ValueError(
-                f"{name}: row {first_row + row}: cannot parse {text.iloc[row]!r} as an "
-                "ISO 8601 date-time"
-            )
-    try:
-        if parsed.dt.tz is None:
-            parsed = parsed.dt.tz_localize(zone, ambiguous="raise", nonexistent="raise")
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{name}: local time in {zone.key}: {exc}") from None
-    micros = pd.DatetimeIndex(parsed.dt.tz_convert("UTC")).as_unit("us").asi8
-    return np.asarray(micros, dtype=np.int64)  # NaT is int64's minimum, i.e. _NAT
-
-
-def _numbers(column: pd.Series, name: str, first_row: int) -> np.ndarray:
-    """Float64 values; NaN where empty; a ``ValueError`` naming a non-numeric cell."""
-    if pd.api.types.is_numeric_dtype(column):
-        return column.to_numpy(dtype=np.float64, na_value=np.nan)
-    numbers = pd.to_numeric(column, errors="coerce")
-    text = column.astype("string").str.strip()
-    wrong = numbers.isna() & text.notna() & (text != "") & ~text.str.lower().isin(_NAN_TEXT)
-    if wrong.any():
-        row = int(np.argmax(wrong.to_numpy()))
-        raise ValueError(f"{name}: row {first_row + row}: {column.iloc[row]!r} is not a number")
-    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-_NAN_TEXT = ("nan", "na", "n/a", "null", "none", "inf", "-inf", "infinity", "-infinity")
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"timezone: unknown time zone {name!r}") from None
 
 
 # -- batching and storing ---------------------------------------------------------------

@@ -3,7 +3,8 @@
 Ingest writes many batches per transaction (:meth:`ReadingsRepository.add_many`): one
 multi-row insert, and one counter update per machine. A ``message_id`` that is stored
 already is a duplicate only if the content is the same (machine, columns, times, values,
-labels); with other content it is *reused*, and the batch is not stored.
+labels); with other content it is *reused*, and the batch is not stored. A time range is
+read back by :mod:`mmlw.store.windows`.
 """
 
 from __future__ import annotations
@@ -24,21 +25,20 @@ from sqlalchemy import (
     case,
     delete,
     exists,
-    func,
     or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from mmlw.errors import NotFound
 from mmlw.schemas.readings import ReadingsBatch
 from mmlw.schemas.readings_arrays import ReadingsArrays
 from mmlw.store.database import Database
-from mmlw.store.packing import datetimes_to_us, pack, unpack, us_to_datetimes
+from mmlw.store.packing import pack, unpack, us_to_datetimes
 from mmlw.store.tables import Machine, ReadingBatch, ScoreBatch, UtcDateTime, utcnow
+from mmlw.store.windows import aligned_window, count_in_range, stacked_window
 
 __all__ = ["IngestOutcome", "ReadingsRepository", "StoredBatch", "count_in_range", "decode_batch"]
 
@@ -341,8 +341,8 @@ class ReadingsRepository:
         if not rows:
             return pd.DataFrame(), None
         if not rows[0].columns or any(list(r.columns) != list(rows[0].columns) for r in rows):
-            return _aligned_window([decode_batch(r) for r in rows], start, end, last_n)
-        return _stacked_window(rows, start, end, last_n)
+            return aligned_window([decode_batch(r) for r in rows], start, end, last_n)
+        return stacked_window(rows, start, end, last_n)
 
     def count_in_range(
         self, machine_id: str, start: datetime | None = None, end: datetime | None = None
@@ -354,126 +354,3 @@ class ReadingsRepository:
             return count_in_range(
                 connection, table, table, [table.c.machine_id == machine_id], start, end
             )
-
-
-def count_in_range(
-    connection: Connection,
-    batches: Table,
-    readings: Table,
-    where: Sequence[Any],
-    start: datetime | None,
-    end: datetime | None,
-) -> int:
-    """Readings in ``[start, end)`` of the rows of ``batches`` matching ``where``: SUM(n)
-    over the batches wholly inside, plus the readings in range of the batches across an
-    edge, decoded. ``batches`` has ``t_start``, ``t_end`` (first and last reading) and
-    ``n``; the reading times are in ``readings`` (``reading_batches``: ``batches`` itself,
-    or joined on ``batches.batch_id``)."""
-    inside, overlapping, across = list(where), list(where), []
-    if start is not None:
-        inside.append(batches.c.t_start >= start)
-        overlapping.append(batches.c.t_end >= start)
-        across.append(batches.c.t_start < start)
-    if end is not None:
-        inside.append(batches.c.t_end < end)
-        overlapping.append(batches.c.t_start < end)
-        across.append(batches.c.t_end >= end)
-    total = int(
-        connection.scalar(select(func.coalesce(func.sum(batches.c.n), 0)).where(*inside)) or 0
-    )
-    if not across:
-        return total
-    edges = select(readings.c.timestamps_us).where(*overlapping, or_(*across))
-    if readings is not batches:
-        edges = edges.join_from(batches, readings, readings.c.id == batches.c.batch_id)
-    lo = None if start is None else int(datetimes_to_us([start])[0])
-    hi = None if end is None else int(datetimes_to_us([end])[0])
-    for (packed,) in connection.execute(edges):
-        times = unpack(packed, "i8")
-        keep = np.ones(len(times), dtype=bool)
-        if lo is not None:
-            keep &= times >= lo
-        if hi is not None:
-            keep &= times < hi
-        total += int(keep.sum())
-    return total
-
-
-def _stacked_window(
-    rows: Sequence[Any],
-    start: datetime | None,
-    end: datetime | None,
-    last_n: int | None,
-) -> tuple[pd.DataFrame, pd.Series | None]:
-    """:meth:`ReadingsRepository.window` of stored batches (``reading_batches`` rows)
-    with the same columns: decoded straight into one array (one sensor per row, as
-    pandas keeps it, so each column is contiguous), one frame over it."""
-    columns = list(rows[0].columns)
-    sizes = [len(r.timestamps_us) // 8 for r in rows]
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
-    times = np.empty(bounds[-1], dtype=np.int64)
-    values = np.empty((len(columns), bounds[-1]), dtype=np.float64)
-    labels = (
-        np.full(bounds[-1], -1, dtype=np.int8) if any(r.labels is not None for r in rows) else None
-    )
-    for row, first, last in zip(rows, bounds[:-1], bounds[1:], strict=True):
-        times[first:last] = np.frombuffer(row.timestamps_us, dtype="<i8")
-        values[:, first:last] = np.frombuffer(row.values, dtype="<f8").reshape(-1, len(columns)).T
-        if labels is not None and row.labels is not None:
-            labels[first:last] = np.frombuffer(row.labels, dtype="<i1")
-    lo, hi = 0, len(times)
-    keep: slice | np.ndarray = slice(lo, hi)
-    if np.all(times[1:] >= times[:-1]):  # the usual case: batches in time order
-        if start is not None:
-            lo = int(np.searchsorted(times, datetimes_to_us([start])[0], side="left"))
-        if end is not None:
-            hi = max(lo, int(np.searchsorted(times, datetimes_to_us([end])[0], side="left")))
-        newest = range(lo, hi)[-last_n:] if last_n is not None else range(lo, hi)
-        keep = slice(newest.start, newest.stop)
-    else:
-        order = np.argsort(times, kind="stable")
-        inside = np.ones(len(order), dtype=bool)
-        if start is not None:
-            inside &= times[order] >= datetimes_to_us([start])[0]
-        if end is not None:
-            inside &= times[order] < datetimes_to_us([end])[0]
-        keep = order[inside][-last_n:] if last_n is not None else order[inside]
-    index = pd.DatetimeIndex(times[keep].view("datetime64[us]")).tz_localize("UTC")
-    frame = pd.DataFrame(values[:, keep].T, columns=columns, index=index, copy=False)
-    if labels is None:
-        return frame, None
-    return frame, pd.Series(labels[keep], index=index)
-
-
-def _aligned_window(
-    batches: Sequence[StoredBatch],
-    start: datetime | None,
-    end: datetime | None,
-    last_n: int | None,
-) -> tuple[pd.DataFrame, pd.Series | None]:
-    """:meth:`ReadingsRepository.window` of batches whose columns differ: aligned by name
-    (a sensor missing in a batch is NaN)."""
-    frames = [b.frame() for b in batches]
-    values = pd.concat(frames).sort_index(kind="stable")
-    has_labels = any(b.labels is not None for b in batches)
-    labels = None
-    if has_labels:
-        parts = [
-            pd.Series(
-                b.labels if b.labels is not None else np.full(len(b.timestamps_us), -1),
-                index=f.index,
-            )
-            for b, f in zip(batches, frames, strict=True)
-        ]
-        labels = pd.concat(parts).sort_index(kind="stable").astype("int8")
-    mask = np.ones(len(values), dtype=bool)
-    if start is not None:
-        mask &= values.index >= pd.Timestamp(start)
-    if end is not None:
-        mask &= values.index < pd.Timestamp(end)
-    values = values[mask]
-    labels = labels[mask] if labels is not None else None
-    if last_n is not None:
-        values = values.iloc[-last_n:]
-        labels = labels.iloc[-last_n:] if labels is not None else None
-    return values, labels
