@@ -7,12 +7,13 @@ import doctest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mmlw.workers.consumers import ingest
-from mmlw.workers.consumers.ingest import predict_tasks
+from mmlw.workers.consumers import batch
+from mmlw.workers.consumers.batch import predict_tasks
 
 
 def test_doctest() -> None:
-    assert doctest.testmod(ingest).failed == 0
+    result = doctest.testmod(batch)
+    assert result.attempted > 0 and result.failed == 0
 
 
 buffers = st.lists(st.sampled_from("abcdef"), max_size=300).map(

@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kombu import Connection, Queue
+from kombu import Connection, Consumer, Queue
 
-__all__ = ["BacklogGate", "QueueDepthProbe"]
+from mmlw.workers.consumers.stats import IngestStats
+
+__all__ = ["BacklogGate", "Backpressure", "QueueDepthProbe"]
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +100,72 @@ class BacklogGate:
             estimate = self.last_depth + self._since_check
             self._paused = estimate > (self.resume_at if self._paused else self.limit)
         return self._paused
+
+
+class Backpressure:
+    """Cancels a kombu consumer while ``queue`` holds more than ``limit`` tasks and
+    consumes again once it is back at half of that (messages already received are kept
+    and written). With ``limit`` None it never pauses.
+
+    The depth is read on a connection of its own, cloned from the consumer's at every
+    :meth:`start`: the probe's waits must not read (and, failing, swallow) the frames of
+    deliveries.
+    """
+
+    def __init__(
+        self, queue: Queue, limit: int | None, *, check_s: float, stats: IngestStats
+    ) -> None:
+        self.queue = queue
+        self.limit = limit
+        self.check_s = check_s
+        self.stats = stats
+        self.paused = False
+        self._gate: BacklogGate | None = None
+        self._probe: QueueDepthProbe | None = None
+        self._connection: Connection | None = None
+
+    def start(self, connection: Connection) -> None:
+        """Begin afresh on a new connection of the consumer (whose consumers consume)."""
+        self.close()
+        self.paused = False
+        if self.limit is None:
+            return
+        self._connection = connection.clone()
+        self._probe = QueueDepthProbe(self._connection, self.queue)
+        self._gate = BacklogGate(self._probe, self.limit, ttl_s=self.check_s)
+
+    def note_enqueued(self, tasks: int) -> None:
+        """``tasks`` more were sent to the queue."""
+        if self._gate is not None:
+            self._gate.note_enqueued(tasks)
+
+    def apply(self, consumer: Consumer) -> None:
+        """Pause or resume ``consumer`` if the backlog says so."""
+        gate = self._gate
+        if gate is None or gate.paused() == self.paused:
+            return
+        self.paused = not self.paused
+        if self.paused:
+            consumer.cancel()
+            self.stats.add(pauses=1)
+        else:
+            consumer.consume()
+        log.info(
+            "%s taking readings: %s holds %s tasks (limit %d)",
+            "paused" if self.paused else "resumed",
+            self.queue.name,
+            gate.last_depth,
+            gate.limit,
+        )
+
+    def close(self) -> None:
+        """Close the probe and drop its connection (without waiting for the broker, which
+        may be gone), if there is one."""
+        self._gate = None
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.close()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.collect()
