@@ -25,6 +25,7 @@ from mmlw.messaging.topology import Topology
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from mmlw.schemas.readings import ReadingsBatch
 from mmlw.settings import Settings
+from mmlw.store import Store
 from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import delete_topology, running_pipeline, wait_for
 from tests.integration.tcp_proxy import TcpProxy
@@ -159,6 +160,7 @@ def test_the_api_answers_503_with_retry_after_while_the_ingest_queue_is_full(
     broker = settings.broker.model_copy(update={"ingest_max_length": 2})
     settings = settings.model_copy(update={"broker": broker})
     headers = {"content-type": "application/json"}
+    Store.open(settings.resolved_database_url).close()  # `mmlw db upgrade` ran
     try:
         with TestClient(create_app(settings)) as client:  # no consumer: the queue fills
             responses = [

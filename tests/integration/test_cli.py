@@ -53,8 +53,10 @@ Cli = Callable[..., Result]
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
+    """The CLI's data dir, its database migrated (as `mmlw db upgrade` leaves it)."""
     path = (tmp_path / "data").resolve()
     path.mkdir()
+    Store.open(f"sqlite:///{path / 'mmlw.db'}").close()
     return path
 
 
@@ -161,17 +163,18 @@ def test_each_command_has_help(cli: Cli, command: str) -> None:
     assert "Usage:" in result.stdout
 
 
-def test_db_upgrade_creates_the_schema(cli: Cli, store_url: str) -> None:
-    result = cli("db", "upgrade")
+def test_db_upgrade_creates_the_schema(cli: Cli, tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    result = cli("db", "upgrade", MMLW_DATA_DIR=str(fresh))
     assert result.exit_code == 0, result.output
     assert "at head" in result.stdout
-    engine = sa.create_engine(store_url)
+    engine = sa.create_engine(f"sqlite:///{fresh / 'mmlw.db'}")
     try:
         tables = set(sa.inspect(engine).get_table_names())
     finally:
         engine.dispose()
     assert {"machines", "reading_batches", "score_batches", "jobs", "dead_letters"} <= tables
-    again = cli("db", "upgrade")
+    again = cli("db", "upgrade", MMLW_DATA_DIR=str(fresh))
     assert again.exit_code == 0, again.output
 
 
@@ -404,6 +407,7 @@ def test_alerts_list_show_ack_unack_resolve_silence_and_deliveries(
 ) -> None:
     from mmlw.alerts.config import load_alerts_config
     from mmlw.alerts.engine import Evidence
+    from mmlw.services.alert_evaluation import evaluate
     from mmlw.store.tables import utcnow
 
     config = load_alerts_config(None)
@@ -416,8 +420,8 @@ def test_alerts_list_show_ack_unack_resolve_silence_and_deliveries(
             model_version=2,
             top_sensors=(("temp", 0.7),),
         )
-        store.alerts.evaluate(
-            config.rules[0], "press-1", evidence, utcnow(), {"operator-mail": "email"}
+        evaluate(
+            store.alerts, config.rules[0], "press-1", evidence, utcnow(), {"operator-mail": "email"}
         )
 
     listed = cli("alerts", "list", "--state", "open")

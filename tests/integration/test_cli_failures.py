@@ -236,6 +236,7 @@ def test_ingest_waits_for_the_broker_and_says_when_it_is_back(
     credentials = parts.netloc.rpartition("@")[0]
     url = urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}"))
     env = mmlw_env(tmp_path / "data", MMLW_BROKER__URL=url)
+    Store.open(f"sqlite:///{tmp_path / 'data' / 'mmlw.db'}").close()  # `mmlw db upgrade` ran
     location = f"amqp://127.0.0.1:{proxy.port}//"
     try:
         with running("ingest", env=env) as lines:
@@ -261,6 +262,7 @@ def test_worker_with_the_broker_down_says_it_waits_first_and_nothing_more(
     env = mmlw_env(
         tmp_path / "data", MMLW_BROKER__URL=f"amqp://guest:{PASSWORD}@127.0.0.1:{port}//"
     )
+    Store.open(f"sqlite:///{tmp_path / 'data' / 'mmlw.db'}").close()  # `mmlw db upgrade` ran
     with running("worker", env=env) as lines:
         first = lines.wait_for("waiting for the broker", timeout_s=60)
         output = lines.rest(settle_s=5)

@@ -97,6 +97,7 @@ def test_a_skab_layout_csv_imported_twice_stores_its_rows_once(
 
 def test_the_cli_imports_a_real_skab_file_once(skab_dir: Path, tmp_path: Path) -> None:
     env = {"MMLW_DATA_DIR": str(tmp_path), "MMLW_ENVIRONMENT": "test", "MMLW_DATABASE_URL": None}
+    Store.open(f"sqlite:///{tmp_path / 'mmlw.db'}").close()  # as `mmlw db upgrade` leaves it
     runner = CliRunner()
     args = ["import", "valve1-0", str(skab_dir / "valve1" / "0.csv")]
     first = runner.invoke(main, args, env=env)
@@ -213,6 +214,7 @@ def test_the_cli_fails_with_one_line_on_a_bad_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("datetime,a\n2026-01-01 00:00:00,1\n2026-01-01 00:00:01,oops\n")
     env = {"MMLW_DATA_DIR": str(tmp_path), "MMLW_ENVIRONMENT": "test", "MMLW_DATABASE_URL": None}
+    Store.open(f"sqlite:///{tmp_path / 'mmlw.db'}").close()  # as `mmlw db upgrade` leaves it
     result: Result = CliRunner().invoke(main, ["import", "m-1", str(path)], env=env)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == "Error: a: row 2: 'oops' is not a number"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import pickle
+import weakref
 from collections.abc import Mapping
 
 import numpy as np
+import pytest
 
 from mmlw.detectors.model import AnomalyModel
 from mmlw.detectors.pca import PCADetector
@@ -79,7 +83,124 @@ def test_alias_moves_are_seen_after_the_ttl_without_restart() -> None:
     second = cache.get("m1")
     assert second is not None and second.version == 2 and second.model.threshold == 2.0
     assert registry.alias_lookups == lookups + 1
-    registry.set_alias("m1", "champion", 1)  # roll back: no reload, the old one is kept
+    registry.set_alias("m1", "champion", 1)  # roll back: v1 was dropped when the alias left
     clock.now = 20.0
-    assert cache.get("m1") is first
-    assert cache.loads == 2
+    rolled_back = cache.get("m1")
+    assert rolled_back is not None and rolled_back.version == 1 and rolled_back is not first
+    assert cache.loads == 3 and cache.held == 1
+
+
+class DeserialisingRegistry(MemoryRegistry):
+    """Every load builds a new model object, as unpickling an artifact does; ``alive``
+    counts those something still keeps in memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[weakref.ref[AnomalyModel]] = []
+
+    def load(self, machine_id: str, version: int) -> AnomalyModel:
+        loaded: AnomalyModel = pickle.loads(pickle.dumps(self.models[(machine_id, version)]))
+        self.loaded.append(weakref.ref(loaded))
+        return loaded
+
+    def alive(self) -> int:
+        """Loaded model objects still in memory."""
+        gc.collect()
+        return sum(ref() is not None for ref in self.loaded)
+
+
+def registry_of(versions: int, machines: int = 1) -> DeserialisingRegistry:
+    registry, fitted = DeserialisingRegistry(), model(1.0)
+    for m in range(machines):
+        for _ in range(versions):
+            registry.register(f"m{m}", fitted)
+    return registry
+
+
+def test_fifty_versions_loaded_in_turn_leave_at_most_max_versions_in_memory() -> None:
+    registry = registry_of(50)
+    cache = ModelCache(registry, ttl_s=5.0, max_versions=4)
+    for version in range(1, 51):
+        assert cache.version("m0", version).version == version
+    assert cache.loads == 50
+    assert registry.alive() <= 4 and cache.held == 4
+
+
+def test_without_a_bound_every_version_would_stay_alive() -> None:
+    """The counting above sees a cache that keeps what it loaded."""
+    registry = registry_of(50)
+    cache = ModelCache(registry, ttl_s=5.0, max_versions=1000)
+    for version in range(1, 51):
+        cache.version("m0", version)
+    assert registry.alive() == 50
+
+
+def test_champions_of_fifty_machines_are_bounded_too() -> None:
+    registry = registry_of(1, machines=50)
+    for m in range(50):
+        registry.set_alias(f"m{m}", "champion", 1)
+    cache = ModelCache(registry, ttl_s=5.0, max_versions=4)
+    for m in range(50):
+        served = cache.get(f"m{m}")
+        assert served is not None and served.model_name == f"mem-m{m}"
+    del served
+    assert registry.alive() <= 4
+    again = cache.get("m0")  # its entry went with its model: resolved and loaded again
+    assert again is not None and again.version == 1 and cache.loads == 51
+
+
+def test_an_alias_moving_through_fifty_versions_keeps_only_the_one_it_serves() -> None:
+    registry, clock = registry_of(50), Clock()
+    cache = ModelCache(registry, ttl_s=5.0, clock=clock, max_versions=1000)
+    for version in range(1, 51):
+        registry.set_alias("m0", "champion", version)
+        clock.now += 10
+        served = cache.get("m0")
+        assert served is not None and served.version == version
+    del served
+    assert registry.alive() == 1 and cache.held == 1
+
+
+def test_a_version_another_alias_still_serves_is_kept() -> None:
+    registry, clock = registry_of(2), Clock()
+    registry.set_alias("m0", "champion", 1)
+    registry.set_alias("m0", "challenger", 1)
+    cache = ModelCache(registry, ttl_s=5.0, clock=clock)
+    champion, challenger = cache.get("m0"), cache.get("m0", "challenger")
+    assert champion is challenger
+    registry.set_alias("m0", "champion", 2)
+    clock.now = 10.0
+    assert cache.get("m0").version == 2
+    assert cache.get("m0", "challenger") is challenger  # still served: not reloaded
+    assert cache.loads == 2 and cache.held == 2
+
+
+def test_the_least_recently_used_version_goes_first() -> None:
+    registry = registry_of(5, machines=2)
+    registry.set_alias("m1", "champion", 1)
+    cache = ModelCache(registry, ttl_s=5.0, max_versions=3)
+    champion = cache.get("m1")
+    cache.version("m0", 1)
+    cache.version("m0", 2)
+    assert cache.get("m1") is champion  # a fresh alias hit counts as a use
+    cache.version("m0", 3)  # full: m0 v1, the least recently used, goes
+    assert cache.get("m1") is champion and cache.loads == 4
+    cache.version("m0", 1)
+    assert cache.loads == 5
+
+
+def test_invalidate_makes_the_next_get_ask_the_registry() -> None:
+    registry, clock = registry_of(2), Clock()
+    registry.set_alias("m0", "champion", 1)
+    cache = ModelCache(registry, ttl_s=5.0, clock=clock)
+    assert cache.get("m0").version == 1
+    registry.set_alias("m0", "champion", 2)
+    assert cache.get("m0").version == 1  # within the TTL
+    cache.invalidate("m0")
+    assert cache.get("m0").version == 2
+    assert registry.alive() == 1 and cache.held == 1
+
+
+def test_max_versions_must_hold_one() -> None:
+    with pytest.raises(ValueError, match="max_versions"):
+        ModelCache(MemoryRegistry(), max_versions=0)

@@ -35,6 +35,7 @@ from mmlw.errors import (
     BrokerBusy,
     ConflictError,
     InsufficientData,
+    InvalidInput,
     InvalidMessage,
     MMLWError,
     NotFound,
@@ -77,6 +78,7 @@ _STATUS = {
     NotFound: status.HTTP_404_NOT_FOUND,
     ConflictError: status.HTTP_409_CONFLICT,
     InsufficientData: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    InvalidInput: status.HTTP_422_UNPROCESSABLE_CONTENT,
     InvalidMessage: status.HTTP_422_UNPROCESSABLE_CONTENT,
     ServiceUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
@@ -99,8 +101,9 @@ def create_app(
         owned_publisher = publisher is None
         settings.ensure_data_dir()
         log_email_status(settings.alerts.smtp, log)
-        the_store = store or Store.open(
+        the_store = store or Store.open(  # only `mmlw db upgrade` migrates
             settings.resolved_database_url,
+            migrate=False,
             dead_letter_body_limit=settings.broker.dead_letter_body_limit,
         )
         if registry is None:
@@ -153,10 +156,6 @@ def create_app(
         # the offending input is not echoed back: NaN/inf in it cannot be JSON-encoded
         errors = [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in exc.errors()]
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
-
-    @app.exception_handler(ValueError)
-    async def _value_error(_: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     # before the router parses anything: the key (inner), and before that the body size
     app.add_middleware(ApiKeyGate, prefix=API_PREFIX)

@@ -23,6 +23,7 @@ from mmlw.detectors.lof import LOFDetector
 from mmlw.detectors.mahalanobis import MahalanobisDetector
 from mmlw.detectors.pca import PCADetector
 from mmlw.detectors.zscore import RobustZScoreDetector
+from mmlw.errors import InvalidInput
 
 __all__ = ["DETECTORS", "build_detector", "load_detector_configs"]
 
@@ -41,16 +42,20 @@ DETECTORS: Mapping[str, type[BaseEstimator]] = {
 
 
 def build_detector(name: str, params: Mapping[str, Any] | None = None) -> BaseEstimator:
-    """A fresh detector, or ValueError naming the unknown detector or parameter."""
+    """A fresh detector, or :class:`InvalidInput` naming the unknown detector or parameter."""
     try:
         cls = DETECTORS[name]
     except KeyError:
-        raise ValueError(f"detector: unknown {name!r}; choose from {sorted(DETECTORS)}") from None
+        raise InvalidInput(
+            "detector", f"unknown {name!r}; choose from {sorted(DETECTORS)}"
+        ) from None
     params = dict(params or {})
     allowed = cls().get_params()
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise ValueError(f"params: {unknown} not accepted by {name!r}; known: {sorted(allowed)}")
+        raise InvalidInput(
+            "params", f"{unknown} not accepted by {name!r}; known: {sorted(allowed)}"
+        )
     return cls(**params)
 
 

@@ -8,10 +8,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mmlw.errors import InvalidInput
 from mmlw.messaging.dispatch import Dispatcher
-from mmlw.schemas.jobs import JobOut, TrainOptions, TrainRequest
+from mmlw.schemas.jobs import JobOut, JobState, TrainOptions, TrainRequest
+from mmlw.schemas.readings import describe_validation_error
 from mmlw.services.jobs import create_training_job
 from mmlw.store import Store
 
@@ -45,7 +47,7 @@ class CompareRow:
     job_id: str
     detector: str
     params: dict[str, Any]
-    state: str
+    state: JobState
     version: int | None
     fit_time_s: float | None
     score_time_s: float | None
@@ -61,18 +63,21 @@ def start_comparison(
     """Validate every config first (nothing is queued if one is bad), then queue them."""
     group = f"cmp-{uuid.uuid4().hex[:12]}"
     base = request.window.model_dump(exclude={"detector", "params", "alias", "group", "reason"})
-    requests = [
-        TrainRequest(
-            machine_id=machine_id,
-            detector=config.detector,
-            params=config.params,
-            alias="none",
-            group=group,
-            reason=f"comparison {group}",
-            **base,
-        )
-        for config in request.configs
-    ]
+    try:
+        requests = [
+            TrainRequest(
+                machine_id=machine_id,
+                detector=config.detector,
+                params=config.params,
+                alias="none",
+                group=group,
+                reason=f"comparison {group}",
+                **base,
+            )
+            for config in request.configs
+        ]
+    except ValidationError as exc:  # e.g. a parameter over its bound
+        raise InvalidInput("configs", describe_validation_error(exc)) from None
     jobs = [create_training_job(r, store=store) for r in requests]
     for job in jobs:
         dispatcher.train(str(job.id))
@@ -90,7 +95,7 @@ def comparison_rows(group: str, store: Store) -> list[CompareRow]:
                 job_id=str(job.id),
                 detector=str(job.request.get("detector")),
                 params=dict(job.request.get("params") or {}),
-                state=job.state.value,
+                state=job.state,
                 version=result.get("version"),
                 fit_time_s=metrics.get("fit_time_s"),
                 score_time_s=metrics.get("score_time_s"),
@@ -107,7 +112,7 @@ def comparison_figure(rows: list[CompareRow]) -> Any:
     """Fit time, score time and training flag rate per config, side by side (plotly)."""
     from mmlw.services.charts import bar_panels
 
-    done = [r for r in rows if r.state == "succeeded"]
+    done = [r for r in rows if r.state == JobState.SUCCEEDED]
     return bar_panels(
         [f"{r.detector} v{r.version}" for r in done],
         [

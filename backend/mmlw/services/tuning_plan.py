@@ -1,7 +1,7 @@
 """From a tuning grid to the detector configs to rank, and the feature step each one needs.
 
 Validation happens here, before any work: an unknown detector or parameter, an empty value
-list or an impossible temporal feature raises ValueError naming the grid field
+list or an impossible temporal feature raises InvalidInput naming the grid field
 (``grid.<detector>.<param>``). A config is split into its **feature step** (the temporal
 expansion of ``pca_temporal``: lags, windows, diffs; ``None`` = the raw sensors) and the
 detector fitted on those features, so configs sharing a feature step share one frame.
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from mmlw.errors import InvalidInput
 from mmlw.schemas.tuning import TuneOptions
 
 __all__ = [
@@ -61,9 +62,9 @@ def _label(detector: str, params: dict[str, Any]) -> str:
 def _as_ints(value: Any, field: str, minimum: int) -> list[int]:
     values = value if isinstance(value, list | tuple) else [value]
     if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{field}: expected an integer or a list of integers, got {value!r}")
+        raise InvalidInput(field, f"expected an integer or a list of integers, got {value!r}")
     if any(v < minimum for v in values):
-        raise ValueError(f"{field}: every value must be >= {minimum}, got {value!r}")
+        raise InvalidInput(field, f"every value must be >= {minimum}, got {value!r}")
     return [int(v) for v in values]
 
 
@@ -77,7 +78,9 @@ def _normalised(detector: str, params: dict[str, Any]) -> dict[str, Any]:
             out[name] = _as_ints(out[name], f"grid.{TEMPORAL}.{name}", minimum)
     base = out.get("base")
     if base is not None and (not isinstance(base, str) or base == TEMPORAL):
-        raise ValueError(f"grid.{TEMPORAL}.base: expected a registered detector name, got {base!r}")
+        raise InvalidInput(
+            f"grid.{TEMPORAL}.base", f"expected a registered detector name, got {base!r}"
+        )
     return out
 
 
@@ -104,20 +107,22 @@ def plan_configs(options: TuneOptions) -> list[TuneConfig]:
     per_detector: list[tuple[str, list[str], list[list[Any]]]] = []
     for name, grid in options.grid.items():
         if name not in DETECTORS:
-            raise ValueError(f"grid.{name}: unknown detector; choose from {sorted(DETECTORS)}")
+            raise InvalidInput(f"grid.{name}", f"unknown detector; choose from {sorted(DETECTORS)}")
         known = DETECTORS[name]().get_params()
         for param, values in grid.items():
             if param not in known:
-                raise ValueError(
-                    f"grid.{name}.{param}: not a parameter of {name!r}; known: {sorted(known)}"
+                raise InvalidInput(
+                    f"grid.{name}.{param}", f"not a parameter of {name!r}; known: {sorted(known)}"
                 )
             if not values:
-                raise ValueError(f"grid.{name}.{param}: needs at least one value")
+                raise InvalidInput(f"grid.{name}.{param}", "needs at least one value")
         per_detector.append((name, list(grid), [list(grid[k]) for k in grid]))
     total = sum(math.prod(len(v) for v in lists) for _, _, lists in per_detector)
     limit = MAX_GRID if options.search == "random" else MAX_CONFIGS
     if total > limit:
-        raise ValueError(f"grid: {total} configurations, at most {limit} for {options.search!r}")
+        raise InvalidInput(
+            "grid", f"{total} configurations, at most {limit} for {options.search!r}"
+        )
     configs: dict[str, TuneConfig] = {}
     for name, keys, lists in per_detector:
         for combo in itertools.product(*lists):
@@ -133,7 +138,7 @@ def plan_configs(options: TuneOptions) -> list[TuneConfig]:
         try:
             split_config(config)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"grid.{config.detector}: {exc}") from exc
+            raise InvalidInput(f"grid.{config.detector}", str(exc)) from exc
     return planned
 
 
@@ -145,16 +150,16 @@ def grid_from_file(text: str, source: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)  # JSON is YAML
     except yaml.YAMLError as exc:
-        raise ValueError(f"{source}: not YAML or JSON: {str(exc).splitlines()[0]}") from exc
+        raise InvalidInput(source, f"not YAML or JSON: {str(exc).splitlines()[0]}") from exc
     if not isinstance(raw, dict) or not raw:
-        raise ValueError(f"{source}: expected a mapping of detector -> {{param: [values]}}")
+        raise InvalidInput(source, "expected a mapping of detector -> {param: [values]}")
     if "grid" not in raw:
         raw = {"grid": raw}
     for detector, params in raw["grid"].items():
         if params is None:
             raw["grid"][detector] = {}
         elif not isinstance(params, dict):
-            raise ValueError(f"grid.{detector}: expected a mapping of param -> list of values")
+            raise InvalidInput(f"grid.{detector}", "expected a mapping of param -> list of values")
         else:
             raw["grid"][detector] = {
                 k: v if isinstance(v, list) else [v] for k, v in params.items()

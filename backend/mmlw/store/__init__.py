@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mmlw.store.alerts import AlertsRepository, DeliveriesRepository, SilencesRepository
+from mmlw.store.alerts import AlertsRepository
 from mmlw.store.api_keys import ApiKeysRepository
 from mmlw.store.database import Database
 from mmlw.store.dead_letters import DEFAULT_BODY_LIMIT, DeadLetterOut, DeadLettersRepository
+from mmlw.store.deliveries import DeliveriesRepository
 from mmlw.store.jobs import JobsRepository
 from mmlw.store.lifecycle import AliasHistoryRepository, DriftStatesRepository
 from mmlw.store.machines import MachinesRepository
 from mmlw.store.readings import IngestOutcome, ReadingsRepository, StoredBatch
 from mmlw.store.scores import ScoreRecord, ScoresRepository, StoredScores
+from mmlw.store.silences import SilencesRepository
 from mmlw.store.streams import StreamCheckpoint, StreamsRepository
 
 __all__ = [
@@ -50,11 +52,14 @@ class Store:
     def open(
         cls, url: str, *, migrate: bool = True, dead_letter_body_limit: int = DEFAULT_BODY_LIMIT
     ) -> Store:
-        """Every repository over the database at ``url`` (migrated first unless told not
-        to); dead letters keep the first ``dead_letter_body_limit`` bytes of a body."""
+        """Every repository over the database at ``url``, migrated first (processes pass
+        ``migrate=False``: then a schema older than the code's is :class:`SchemaOutdated`);
+        dead letters keep the first ``dead_letter_body_limit`` bytes of a body."""
         database = Database(url)
         if migrate:
             database.migrate()
+        else:
+            database.require_current()
         return cls(
             database=database,
             machines=MachinesRepository(database),

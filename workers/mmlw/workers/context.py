@@ -49,6 +49,7 @@ class WorkerContext:
             self.registry,
             ttl_s=self.settings.models.alias_cache_ttl_s,
             history=self._alias_history,
+            max_versions=self.settings.models.cache_max_versions,
         )
 
     def _alias_history(self, machine_id: str, alias: str) -> list[int]:

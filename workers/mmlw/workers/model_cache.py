@@ -7,6 +7,12 @@ batch): the first champion of a machine is used by the very next batch (together
 the train task queues, no batch falls between the two). A new version is loaded completely
 before it replaces the old one: a batch is never scored by a half-loaded model.
 
+Memory is bounded two ways, so a long-running worker does not keep every version it ever
+loaded: when an alias is re-resolved to another version, the version it left is dropped
+unless another alias still serves it; and at most ``max_versions`` versions are held at
+all, the least recently used dropped first (a dropped version is simply loaded again
+when it is asked for). A batch that holds a model keeps it until it is scored.
+
 A version the registry cannot vouch for (:class:`~mmlw.errors.UntrustedModel`: not
 signed by MMLW, or its bytes changed) is refused once per process, logged and counted
 (``mmlw_models_refused_total``); the alias keeps serving the version it served before,
@@ -17,8 +23,10 @@ or, in a process that served none yet, the newest version MMLW itself moved the 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from mmlw.errors import UntrustedModel
@@ -26,9 +34,14 @@ from mmlw.observability.metrics import instruments
 from mmlw.registry.base import CHAMPION, ModelRegistry
 from mmlw.services.scoring import LoadedModel
 
-__all__ = ["ModelCache"]
+__all__ = ["DEFAULT_MAX_VERSIONS", "ModelCache"]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_VERSIONS = 256  # MMLW_MODELS__CACHE_MAX_VERSIONS's default
+
+_Version = tuple[str, int]  # (machine_id, version)
+_Alias = tuple[str, str]  # (machine_id, alias)
 
 
 class ModelCache:
@@ -38,17 +51,27 @@ class ModelCache:
         ttl_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         history: Callable[[str, str], list[int]] | None = None,
+        max_versions: int = DEFAULT_MAX_VERSIONS,
     ) -> None:
+        if max_versions < 1:
+            raise ValueError(f"max_versions: must be at least 1, got {max_versions}")
         self._registry = registry
         self._ttl_s = ttl_s
         self._clock = clock
         self._history = history
-        self._entries: dict[tuple[str, str], tuple[float, LoadedModel | None]] = {}
-        self._models: dict[tuple[str, int], LoadedModel] = {}
-        self._refused: set[tuple[str, int]] = set()
+        self._max_versions = max_versions
+        self._entries: dict[_Alias, tuple[float, LoadedModel | None]] = {}
+        self._aliases: set[str] = set()  # every alias name asked for (champion, challenger)
+        self._models: OrderedDict[_Version, LoadedModel] = OrderedDict()  # oldest use first
+        self._refused: set[_Version] = set()
         self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._guard = threading.Lock()  # _entries' and _models' structure, held briefly
         self.loads = 0
+
+    @property
+    def held(self) -> int:
+        """How many versions the cache holds now."""
+        return len(self._models)
 
     def _lock(self, machine_id: str) -> threading.Lock:
         with self._guard:
@@ -63,18 +86,42 @@ class ModelCache:
                 return hit[0]
             version = self._registry.alias_version(machine_id, alias)
             if version is None:
-                if alias != CHAMPION:
-                    self._entries[key] = (self._clock(), None)
+                # "no champion" is not cached: the entry goes, and with it its version
+                self._resolved(key, None, keep=alias != CHAMPION)
                 return None
             loaded: LoadedModel | None
             try:
                 loaded = self._load(machine_id, version)
             except UntrustedModel:
                 loaded = self._instead_of(key, version)
-            self._entries[key] = (self._clock(), loaded)
+            self._resolved(key, loaded, keep=True)
             return loaded
 
-    def _instead_of(self, key: tuple[str, str], refused: int) -> LoadedModel | None:
+    def _resolved(self, key: _Alias, loaded: LoadedModel | None, *, keep: bool) -> None:
+        """Record what ``key``'s alias serves now; drop the version it served before if
+        no alias serves that any more."""
+        with self._guard:
+            self._aliases.add(key[1])
+            previous = self._entries.pop(key, None)
+            if keep:
+                self._entries[key] = (self._clock(), loaded)
+            left = previous[1] if previous is not None else None
+            if left is None or (loaded is not None and left.version == loaded.version):
+                return
+            if not self._serving(key[0], left):
+                self._models.pop((key[0], left.version), None)
+
+    def _serving(self, machine_id: str, model: LoadedModel) -> list[_Alias]:
+        """The alias entries of ``machine_id`` that serve ``model``'s version (under
+        ``_guard``)."""
+        serving = []
+        for alias in self._aliases:
+            entry = self._entries.get((machine_id, alias))
+            if entry is not None and entry[1] is not None and entry[1].version == model.version:
+                serving.append((machine_id, alias))
+        return serving
+
+    def _instead_of(self, key: _Alias, refused: int) -> LoadedModel | None:
         """What ``key``'s alias serves while the registry points it at a refused version."""
         previous = self._entries.get(key)
         if previous is not None and previous[1] is not None:
@@ -89,37 +136,60 @@ class ModelCache:
                 continue
         return None
 
-    def _fresh(self, key: tuple[str, str]) -> tuple[LoadedModel | None] | None:
+    def _fresh(self, key: _Alias) -> tuple[LoadedModel | None] | None:
         entry = self._entries.get(key)
         if entry is None or self._clock() - entry[0] >= self._ttl_s:
             return None
+        if entry[1] is not None:
+            self._touch((key[0], entry[1].version))
         return (entry[1],)
 
+    def _touch(self, key: _Version) -> None:
+        with self._guard:
+            if key in self._models:
+                self._models.move_to_end(key)
+
     def version(self, machine_id: str, version: int) -> LoadedModel:
-        """A specific version (loaded once per process)."""
+        """A specific version (loaded once while the cache holds it)."""
         with self._lock(machine_id):
             return self._load(machine_id, version)
 
     def _load(self, machine_id: str, version: int) -> LoadedModel:
-        cached = self._models.get((machine_id, version))
-        if (machine_id, version) in self._refused:
+        key = (machine_id, version)
+        if key in self._refused:
             raise UntrustedModel(f"{machine_id} version {version} was refused before")
-        if cached is None:
-            try:
-                with instruments().model_load_seconds.time():
-                    model = self._registry.load(machine_id, version)
-            except UntrustedModel as exc:
-                self._refused.add((machine_id, version))
-                instruments().models_refused.inc()
-                log.error("refused to load model version: %s", exc)
-                raise
-            cached = LoadedModel(self._registry.model_name(machine_id), version, model)
-            self._models[(machine_id, version)] = cached
+        with self._guard:
+            cached = self._models.get(key)
+            if cached is not None:
+                self._models.move_to_end(key)
+                return cached
+        try:
+            with instruments().model_load_seconds.time():
+                model = self._registry.load(machine_id, version)
+        except UntrustedModel as exc:
+            self._refused.add(key)
+            instruments().models_refused.inc()
+            log.error("refused to load model version: %s", exc)
+            raise
+        loaded = LoadedModel(self._registry.model_name(machine_id), version, model)
+        with self._guard:
+            self._models[key] = loaded
             self.loads += 1
-        return cached
+            while len(self._models) > self._max_versions:
+                self._evict(*self._models.popitem(last=False))
+        return loaded
+
+    def _evict(self, key: _Version, model: LoadedModel) -> None:
+        """Forget every alias entry that serves the evicted version (under ``_guard``), so
+        nothing here keeps it alive; the alias is re-resolved on its next use."""
+        for alias_key in self._serving(key[0], model):
+            del self._entries[alias_key]
+        log.debug("model cache full (%d versions): dropped %s v%d", self._max_versions, *key)
 
     def invalidate(self, machine_id: str | None = None) -> None:
+        """Make every alias of ``machine_id`` (all machines: None) stale, so its next
+        :meth:`get` asks the registry again; a version an alias then leaves is dropped."""
         with self._guard:
-            for key in list(self._entries):
+            for key, (_, served) in list(self._entries.items()):
                 if machine_id is None or key[0] == machine_id:
-                    del self._entries[key]
+                    self._entries[key] = (-math.inf, served)
