@@ -10,19 +10,16 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from mmlw.frontend import components, figures, links, status, timerange
+from mmlw.frontend import components, figure_style, figures, links, overlays, status, timerange
+from mmlw.frontend.figure_style import WEBGL_FROM, epoch_ms
 from mmlw.frontend.figures import (
-    WEBGL_FROM,
-    AlertPeriod,
-    alert_periods,
     contributions_figure,
-    epoch_ms,
     flagged_values,
     score_figure,
-    selection_marker,
     sensor_figure,
     sparkline,
 )
+from mmlw.frontend.overlays import AlertPeriod, alert_periods, selection_marker
 from mmlw.frontend.status import Status, machine_row, worst_first
 from mmlw.frontend.timerange import RESET, parse_moment, window_for, zoom_window
 from mmlw.schemas.alerts import AlertOut
@@ -120,7 +117,9 @@ def trace(figure: go.Figure, name: str) -> Any:
 # --- doctests of the small modules -----------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [components, links, status, timerange, figures])
+@pytest.mark.parametrize(
+    "module", [components, links, status, timerange, figures, figure_style, overlays]
+)
 def test_doctests(module: Any) -> None:
     assert doctest.testmod(module).failed == 0
 
@@ -156,9 +155,9 @@ def test_score_figure_shades_alerts_and_marks_the_selection_first() -> None:
     marker, closed, still_open = figure.layout.shapes
     assert marker.visible is True and marker.name == "selected"
     assert str(marker.x0) == "2026-11-22 10:00:00"
-    assert closed.fillcolor == figures.CLOSED_ALERT_FILL
+    assert closed.fillcolor == figure_style.CLOSED_ALERT_FILL
     assert str(still_open.x1) == "2026-11-22 10:00:03"  # open: shaded to the newest score
-    assert still_open.fillcolor == figures.OPEN_ALERT_FILL
+    assert still_open.fillcolor == figure_style.OPEN_ALERT_FILL
     assert closed.yref == "paper" and (closed.y0, closed.y1) == (0, 1)
 
 
@@ -361,7 +360,7 @@ def test_alert_views() -> None:
 
 
 def test_machine_page_defaults_to_the_newest_anomaly() -> None:
-    from mmlw.frontend.pages.machine import default_moment
+    from mmlw.frontend.pages.machine_view import default_moment
 
     assert default_moment(scores_of([])) is None
     assert default_moment(scores_of([0.5, 2.0, 0.7])) == (T0 + timedelta(seconds=1)).isoformat()

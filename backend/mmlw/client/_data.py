@@ -112,3 +112,7 @@ class Scores:
     def page(self, machine_id: str, **window: Unpack[ScoresWindow]) -> Page[ScoresOut]:
         """Like :meth:`get`, with the number of scores in range before downsampling."""
         return self._s.page(ScoresOut, f"/machines/{machine_id}/scores", **window)
+
+    def latest(self, n: int = 1) -> list[ScoresOut]:
+        """Every scored machine's newest ``n`` scores (no top sensors), in one request."""
+        return self._s.get(list[ScoresOut], "/scores/latest", n=n)

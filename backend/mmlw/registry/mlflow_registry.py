@@ -38,6 +38,7 @@ _FLUENT_LOCK = threading.Lock()
 ARTIFACT_KEY = "mmlw_model"
 ARTIFACT_PATH = "artifacts/mmlw-model.pkl"  # where MLflow puts ``artifacts={ARTIFACT_KEY: ..}``
 MAX_ARTIFACT_BYTES = 1 << 30
+SEARCH_PAGE = 1000  # the most registered models MLflow returns per search request
 
 
 def _requirements() -> list[str]:
@@ -241,6 +242,33 @@ class MlflowRegistry:
                 return None
             raise ServiceUnavailable(f"registry: {exc}") from exc
         return int(found.version)
+
+    def alias_versions(self, alias: str) -> dict[str, int]:
+        """Every machine's version under ``alias``, from the aliases
+        ``search_registered_models`` returns with each model: one request per
+        :data:`SEARCH_PAGE` machines, where :meth:`alias_version` takes one per machine."""
+        prefix = self.model_prefix
+        # MLflow's LIKE has no escape: quotes and wildcards become ``_`` (any one
+        # character), and the exact prefix is checked below.
+        pattern = "".join("_" if c in "'\"\\%" else c for c in prefix) + "%"
+        found: dict[str, int] = {}
+        token: str | None = None
+        try:
+            while True:
+                page = self.client.search_registered_models(
+                    filter_string=f"name LIKE '{pattern}'",
+                    max_results=SEARCH_PAGE,
+                    page_token=token,
+                )
+                for registered in page:
+                    version = (registered.aliases or {}).get(alias)
+                    if version is not None and registered.name.startswith(prefix):
+                        found[registered.name[len(prefix) :]] = int(version)
+                token = page.token
+                if not token:
+                    return found
+        except Exception as exc:
+            raise ServiceUnavailable(f"registry: {exc}") from exc
 
     def load(self, machine_id: str, version: int) -> AnomalyModel:
         """The version's model, if MMLW signed exactly its artifact's bytes; else

@@ -70,6 +70,10 @@ class ApiClient:
         window.setdefault("top", 0)
         return self._api.scores.page(machine_id, **window)
 
+    def latest_scores(self, n: int) -> list[ScoresOut]:
+        """Every scored machine's newest ``n`` scores, in one request."""
+        return self._api.scores.latest(n)
+
     def models(self, machine_id: str) -> list[ModelVersionOut]:
         return self._api.models.list(machine_id)
 

@@ -1,96 +1,51 @@
 """The dashboard's plotly figures: pure functions from API data to ``go.Figure``.
 
 Nothing here talks to the API or to Dash; every function takes the API's own response
-models (``mmlw.schemas``) and returns a figure, so each one is unit-tested alone.
-Times are drawn in UTC. Series longer than :data:`WEBGL_FROM` points use WebGL traces.
+models (``mmlw.schemas``) and returns a figure, so each one is unit-tested alone. What
+they share (colours, template, UTC time axes, WebGL above
+:data:`~mmlw.frontend.figure_style.WEBGL_FROM` points) is in :mod:`.figure_style`; what
+they draw over the traces (alert periods, the selected moment) in :mod:`.overlays`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from typing import Any
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from mmlw.schemas.alerts import AlertOut
+from mmlw.frontend.figure_style import (
+    FLAG_COLOR,
+    SCORE_COLOR,
+    SENSOR_COLOR,
+    THRESHOLD_COLOR,
+    empty_figure,
+    epoch_ms,
+    scatter_type,
+    template,
+    utc,
+)
+from mmlw.frontend.overlays import AlertPeriod, selection_marker, shade
 from mmlw.schemas.resources import ReadingsOut, ScoresOut, SensorContribution
 from mmlw.services.downsample import downsample_indices
 
 __all__ = [
     "MAX_SENSOR_MARKERS",
-    "WEBGL_FROM",
-    "AlertPeriod",
-    "alert_periods",
     "contributions_figure",
-    "empty_figure",
-    "epoch_ms",
     "flagged_values",
     "score_figure",
-    "selection_marker",
     "sensor_figure",
     "sparkline",
 ]
 
-WEBGL_FROM = 10_000
 MAX_SENSOR_MARKERS = 200
-SCORE_COLOR = "#1f77b4"
-THRESHOLD_COLOR = "#d62728"
-FLAG_COLOR = "#d62728"
-SENSOR_COLOR = "#444444"
-OPEN_ALERT_FILL = "rgba(214, 39, 40, 0.15)"
-CLOSED_ALERT_FILL = "rgba(127, 127, 127, 0.15)"
-SELECTED_COLOR = "#ff7f0e"
-_MARGIN = {"l": 60, "r": 20, "t": 30, "b": 40}
 # Room for what plotly would otherwise push the margins out for (legend above the plot,
 # two-line date ticks and an axis title below): a push means drawing the figure twice.
 _SCORE_MARGIN = {"l": 70, "r": 20, "t": 40, "b": 72}
 _SENSOR_MARGIN = {"l": 60, "r": 20, "t": 46, "b": 72}
 _CONTRIBUTIONS_MARGIN = {"l": 110, "r": 20, "t": 60, "b": 56}
-
-
-@dataclass(frozen=True)
-class AlertPeriod:
-    """When an alert was pending or firing: ``end`` is None while it is still open."""
-
-    start: datetime
-    end: datetime | None
-    label: str
-
-    @property
-    def is_open(self) -> bool:
-        return self.end is None
-
-
-def alert_periods(alerts: Sequence[AlertOut]) -> list[AlertPeriod]:
-    """One period per alert, oldest first: from its start to its resolution (or open)."""
-    periods = [
-        AlertPeriod(
-            start=a.started_at,
-            end=a.resolved_at if a.state == "resolved" else None,
-            label=f"{a.severity}: {a.rule} (#{a.id})",
-        )
-        for a in alerts
-    ]
-    return sorted(periods, key=lambda p: p.start)
-
-
-def empty_figure(message: str, *, height: int = 260) -> go.Figure:
-    """A blank figure saying why there is nothing to draw."""
-    figure = go.Figure()
-    figure.add_annotation(
-        text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font_size=14
-    )
-    figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False)
-    figure.update_layout(height=height, margin=_MARGIN, template=_template())
-    return figure
 
 
 def sparkline(scores: ScoresOut, *, height: int = 48, width: int = 180) -> go.Figure:
@@ -132,7 +87,7 @@ def sparkline(scores: ScoresOut, *, height: int = 48, width: int = 180) -> go.Fi
         width=width,
         margin={"l": 0, "r": 0, "t": 0, "b": 0},
         showlegend=False,
-        template=_template(),
+        template=template(),
         hovermode=False,
     )
     return figure
@@ -153,7 +108,7 @@ def score_figure(
     times = epoch_ms(scores.timestamps)
     values = np.asarray(scores.scores, dtype=float)
     flags = np.asarray(scores.flags, dtype=bool)
-    scatter = _scatter_type(len(values))
+    scatter = scatter_type(len(values))
     figure = go.Figure(
         [
             scatter(
@@ -184,13 +139,13 @@ def score_figure(
         ]
     )
     figure.add_shape(selection_marker(selected))
-    _shade(figure, periods, until=scores.timestamps[-1])
+    shade(figure, periods, until=scores.timestamps[-1])
     figure.update_yaxes(title_text="score", type="log" if log_y else "linear")
     figure.update_xaxes(title_text="time (UTC)", type="date")
     figure.update_layout(
         height=300,
         margin=_SCORE_MARGIN,
-        template=_template(),
+        template=template(),
         legend={"orientation": "h", "y": 1.12, "x": 0},
         uirevision=revision or None,
         hovermode="closest",
@@ -254,7 +209,7 @@ def sensor_figure(
     lines = [_own_extremes(times, table[:, j], buckets) for j in range(len(columns))]
     if buckets is not None and flagged_at.size:
         flagged = np.column_stack([np.interp(flagged_at, x, y) for x, y in lines])
-    scatter = _scatter_type(max(len(x) for x, _ in lines))
+    scatter = scatter_type(max(len(x) for x, _ in lines))
     figure = make_subplots(
         rows=len(columns),
         cols=1,
@@ -291,14 +246,14 @@ def sensor_figure(
             col=1,
         )
     figure.add_shape(selection_marker(selected))
-    _shade(figure, periods, until=readings.timestamps[-1])
+    shade(figure, periods, until=readings.timestamps[-1])
     figure.update_xaxes(type="date")
     figure.update_xaxes(title_text="time (UTC)", row=len(columns), col=1)
     figure.update_annotations(font_size=12)
     figure.update_layout(
         height=90 + 120 * len(columns),
         margin=_SENSOR_MARGIN,
-        template=_template(),
+        template=template(),
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
         uirevision=revision or None,
         hovermode="closest",
@@ -328,7 +283,7 @@ def contributions_figure(
     )
     title = "contributions"
     if at is not None:
-        title += f" at {_utc([at])[0]:%Y-%m-%d %H:%M:%S} UTC"
+        title += f" at {utc([at])[0]:%Y-%m-%d %H:%M:%S} UTC"
     if score is not None:
         title += f"<br>score {score:.3g}"
         if threshold is not None:
@@ -338,28 +293,10 @@ def contributions_figure(
         title={"text": title, "font": {"size": 13}},
         height=max(220, 60 + 26 * len(ordered)),
         margin=_CONTRIBUTIONS_MARGIN,
-        template=_template(),
+        template=template(),
         xaxis_title="contribution to the score",
     )
     return figure
-
-
-# --- helpers ---------------------------------------------------------------------------
-
-
-def epoch_ms(values: Sequence[datetime]) -> np.ndarray:
-    """Milliseconds since the Unix epoch (float64): what plotly.js takes on a date axis,
-    sent as a compact binary array instead of one date string per point."""
-    index = pd.DatetimeIndex(values)
-    if index.tz is None:
-        index = index.tz_localize("UTC")
-    return index.as_unit("ns").asi8 / 1e6
-
-
-def _utc(values: Sequence[datetime]) -> pd.DatetimeIndex:
-    """Naive UTC times: plotly.js has no time zones, so we draw (and label) UTC."""
-    index = pd.DatetimeIndex(values)
-    return index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
 
 
 def _own_extremes(
@@ -371,71 +308,3 @@ def _own_extremes(
         return times, column
     keep = downsample_indices(times, column, 2 * buckets + 2)
     return times[keep], column[keep]
-
-
-@cache
-def _template() -> go.layout.Template:
-    """plotly's "plotly_white" cut to what 2-D scatter and bar figures use: the same look,
-    a fraction of the template to validate here and to send and apply in the browser."""
-    white = pio.templates["plotly_white"]
-    layout = {k: v for k, v in white.layout.to_plotly_json().items() if k in _TEMPLATE_LAYOUT}
-    data = {k: v for k, v in white.data.to_plotly_json().items() if k in _TEMPLATE_TRACES}
-    return go.layout.Template(layout=layout, data=data)
-
-
-_TEMPLATE_TRACES = ("scatter", "scattergl", "bar")
-_TEMPLATE_LAYOUT = (
-    "annotationdefaults",
-    "autotypenumbers",
-    "colorway",
-    "font",
-    "hoverlabel",
-    "hovermode",
-    "paper_bgcolor",
-    "plot_bgcolor",
-    "shapedefaults",
-    "title",
-    "xaxis",
-    "yaxis",
-)
-
-
-def _scatter_type(n: int) -> type[go.Scatter] | type[go.Scattergl]:
-    return go.Scattergl if n >= WEBGL_FROM else go.Scatter
-
-
-def _shade(figure: go.Figure, periods: Sequence[AlertPeriod], *, until: datetime) -> None:
-    """One rectangle per period over the whole height (every panel shares the x axis)."""
-    for period in periods:
-        start, end = _utc([period.start, period.end or until])
-        figure.add_shape(
-            type="rect",
-            xref="x",
-            yref="paper",
-            x0=start,
-            x1=max(start, end),
-            y0=0,
-            y1=1,
-            fillcolor=OPEN_ALERT_FILL if period.is_open else CLOSED_ALERT_FILL,
-            line_width=0,
-            layer="below",
-            name=period.label,
-        )
-
-
-def selection_marker(selected: datetime | None) -> dict[str, Any]:
-    """The vertical line at the selected moment: always ``layout.shapes[0]`` of the score
-    and sensor figures (hidden when nothing is selected), so a page can move it alone."""
-    at = _utc([selected])[0] if selected is not None else None
-    return {
-        "type": "line",
-        "xref": "x",
-        "yref": "paper",
-        "x0": at,
-        "x1": at,
-        "y0": 0,
-        "y1": 1,
-        "visible": at is not None,
-        "line": {"color": SELECTED_COLOR, "width": 1.5, "dash": "dot"},
-        "name": "selected",
-    }

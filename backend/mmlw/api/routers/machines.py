@@ -25,8 +25,11 @@ def machine_out(machine: Machine, champion: int | None) -> MachineOut:
 
 @router.get("")
 def list_machines(store: StoreDep, registry: RegistryDep) -> list[MachineOut]:
-    """Every machine that has sent readings, with counters and its champion version."""
-    return [machine_out(m, registry.alias_version(m.id, CHAMPION)) for m in store.machines.list()]
+    """Every machine that has sent readings, with counters and its champion version: one
+    query and one registry look-up for all of them, however many there are."""
+    machines = store.machines.list()
+    champions = registry.alias_versions(CHAMPION) if machines else {}
+    return [machine_out(m, champions.get(m.id)) for m in machines]
 
 
 @router.get("/{machine_id}")

@@ -2,37 +2,39 @@
 
 Large ranges are downsampled by the API (each sensor's min/max per time bucket, every
 anomaly kept), and each sensor panel draws only its own sensor's extremes of those rows;
-zooming fetches the zoomed window again at full detail. One drawing reads the API in
-parallel where it can. The page refreshes on the shell's tick, but only re-draws when
+zooming fetches the zoomed window again at full detail (what one drawing reads:
+:mod:`.machine_view`). The page refreshes on the shell's tick, but only re-draws when
 the machine's counters or alerts changed.
 
 Measured on the 2-core test machine (headless Chromium without a GPU): plotly's SVG traces
 draw the downsampled ~4,000 rows x 8 sensors about three times faster than WebGL does in
-software, so the figures switch to WebGL only above ``figures.WEBGL_FROM`` points.
+software, so the figures switch to WebGL only above ``figure_style.WEBGL_FROM`` points.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from dash import Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from mmlw.frontend.api_client import ApiClient, ApiError, Page
+from mmlw.frontend.api_client import ApiError
 from mmlw.frontend.components import badge, fmt_age, fmt_number, fmt_time, graph_config, message
 from mmlw.frontend.context import DashboardContext
-from mmlw.frontend.figures import (
-    alert_periods,
-    contributions_figure,
-    empty_figure,
-    score_figure,
-    selection_marker,
-    sensor_figure,
-)
+from mmlw.frontend.figure_style import empty_figure
+from mmlw.frontend.figures import score_figure, sensor_figure
 from mmlw.frontend.links import mlflow_run_url, mlflow_version_url, models_path
+from mmlw.frontend.overlays import alert_periods, selection_marker
+from mmlw.frontend.pages.machine_view import (
+    MachineView,
+    explain_moment,
+    fetch_view,
+    machine_alerts,
+    reading_buckets,
+    signature,
+)
 from mmlw.frontend.status import machine_row
 from mmlw.frontend.timerange import (
     DEFAULT_RANGE,
@@ -42,14 +44,8 @@ from mmlw.frontend.timerange import (
     window_for,
     zoom_window,
 )
-from mmlw.schemas.alerts import AlertOut
-from mmlw.schemas.resources import MachineOut, ModelVersionOut, ReadingsOut, ScoresOut
 
-__all__ = ["MachineView", "fetch_view", "layout", "register"]
-
-BUCKETS = 300  # time buckets of the sensor plots: one per ~4 px of a wide screen
-SCORE_BUCKETS = 600  # the score plot is one trace: twice the detail costs little
-MAX_POINTS = 100_000  # the API's cap on max_points
+__all__ = ["header", "layout", "note", "register"]
 
 
 def layout(machine_id: str, range_key: str | None = None) -> html.Div:
@@ -111,95 +107,6 @@ def layout(machine_id: str, range_key: str | None = None) -> html.Div:
     )
 
 
-@dataclass(frozen=True)
-class MachineView:
-    """Everything the machine page draws, read from the API in one go."""
-
-    machine: MachineOut
-    alerts: list[AlertOut]
-    readings: Page[ReadingsOut]
-    scores: Page[ScoresOut]
-    champion: ModelVersionOut | None
-    alerts_error: str | None = None
-    explained: Any = None  # the contributions figure of the selected moment
-    marked: datetime | None = None  # that moment (None: nothing to explain)
-
-
-def signature(machine: MachineOut, alerts: list[AlertOut]) -> list[Any]:
-    """What must change before a refresh re-draws the page."""
-    return [
-        machine.n_readings,
-        machine.n_scored,
-        machine.champion_version,
-        [[a.id, a.state, a.acknowledged] for a in alerts],
-    ]
-
-
-def fetch_view(
-    client: ApiClient,
-    machine: MachineOut,
-    alerts: list[AlertOut],
-    start: datetime | None,
-    end: datetime | None,
-    alerts_error: str | None = None,
-    selected: str | None = None,
-) -> MachineView:
-    """Readings, scores and the champion model in parallel (the API downsamples), and
-    the contributions of ``selected`` (default: :func:`default_moment`) once the scores
-    are in, while the readings are still on their way."""
-    reading_points = _reading_points(machine)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        readings = pool.submit(
-            client.readings, machine.id, start=start, end=end, max_points=reading_points
-        )
-        scores = pool.submit(
-            client.scores, machine.id, start=start, end=end, max_points=3 * SCORE_BUCKETS + 2
-        )
-        models = pool.submit(client.models, machine.id) if machine.champion_version else None
-        explained = pool.submit(
-            lambda: explain_moment(
-                client, machine.id, selected or default_moment(scores.result().item)
-            )
-        )
-        champion = None
-        if models is not None:
-            champion = next(
-                (v for v in models.result() if v.version == machine.champion_version), None
-            )
-        figure, marked = explained.result()
-        return MachineView(
-            machine,
-            alerts,
-            readings.result(),
-            scores.result(),
-            champion,
-            alerts_error,
-            explained=figure,
-            marked=marked,
-        )
-
-
-def _reading_points(machine: MachineOut) -> int:
-    return min(MAX_POINTS, 2 * max(len(machine.columns), 1) * BUCKETS + 2)
-
-
-def reading_buckets(view: MachineView) -> int | None:
-    """The time buckets the API downsampled the readings in (None: all rows came)."""
-    if view.readings.total <= len(view.readings.item.timestamps):
-        return None
-    return max(1, (_reading_points(view.machine) - 2) // (2 * max(len(view.machine.columns), 1)))
-
-
-def default_moment(scores: ScoresOut) -> str | None:
-    """The newest anomalous reading in range, else the newest reading."""
-    if not scores.timestamps:
-        return None
-    for moment, flagged in zip(reversed(scores.timestamps), reversed(scores.flags), strict=True):
-        if flagged:
-            return moment.isoformat()
-    return scores.timestamps[-1].isoformat()
-
-
 def header(view: MachineView, mlflow_url: str, now: datetime) -> list[Any]:
     row = machine_row(view.machine, view.scores.item, view.alerts, now=now)
     m, champion = view.machine, view.champion
@@ -252,13 +159,6 @@ def note(view: MachineView) -> str:
     return f"{total:,} readings in range"
 
 
-def _machine_alerts(client: ApiClient, machine_id: str) -> tuple[list[AlertOut], str | None]:
-    try:
-        return client.alerts(machine_id=machine_id, limit=500), None
-    except ApiError as exc:
-        return [], f"alerts unavailable ({exc})"
-
-
 def register(app: Dash, context: DashboardContext) -> None:
     client = context.client
 
@@ -309,7 +209,7 @@ def register(app: Dash, context: DashboardContext) -> None:
             machine = client.machine(machine_id)
         except ApiError as exc:
             raise PreventUpdate from exc
-        current = signature(machine, _machine_alerts(client, machine_id)[0])
+        current = signature(machine, machine_alerts(client, machine_id)[0])
         if current == drawn:
             raise PreventUpdate
         return current
@@ -338,7 +238,7 @@ def register(app: Dash, context: DashboardContext) -> None:
     ) -> tuple[Any, ...]:
         now = datetime.now(UTC)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            alerts_read = pool.submit(_machine_alerts, client, machine_id)
+            alerts_read = pool.submit(machine_alerts, client, machine_id)
             try:
                 machine = client.machine(machine_id)
             except ApiError as exc:
@@ -396,35 +296,6 @@ def register(app: Dash, context: DashboardContext) -> None:
         score_patch["layout"]["shapes"][0] = marker
         sensor_patch["layout"]["shapes"][0] = marker
         return figure, score_patch, sensor_patch
-
-
-def explain_moment(
-    client: ApiClient, machine_id: str, moment: str | None
-) -> tuple[Any, datetime | None]:
-    """The contributions figure of the scored reading nearest ``moment`` and its time."""
-    if moment is None:
-        return empty_figure("no scored readings in this range"), None
-    at = parse_moment(moment)
-    try:
-        near = client.scores(
-            machine_id,
-            start=at - timedelta(seconds=1),
-            end=at + timedelta(seconds=1),
-            top=32,
-            limit=1_000,
-        ).item
-    except ApiError as exc:
-        return empty_figure(str(exc)), None
-    if not near.timestamps:
-        return empty_figure("no score at the selected moment"), None
-    i = min(range(len(near.timestamps)), key=lambda k: abs(near.timestamps[k] - at))
-    figure = contributions_figure(
-        near.top_sensors[i],
-        at=near.timestamps[i],
-        score=near.scores[i],
-        threshold=near.thresholds[i],
-    )
-    return figure, near.timestamps[i]
 
 
 def _failed(text: str) -> tuple[Any, ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from dash import Dash, Input, Output, dcc, html
@@ -21,7 +20,6 @@ from mmlw.frontend.context import DashboardContext
 from mmlw.frontend.figures import sparkline
 from mmlw.frontend.links import machine_path
 from mmlw.frontend.status import MachineRow, machine_row, worst_first
-from mmlw.schemas.resources import MachineOut, ScoresOut
 
 __all__ = ["fetch_rows", "layout", "register"]
 
@@ -44,23 +42,17 @@ def layout() -> html.Div:
 
 
 def fetch_rows(client: ApiClient, now: datetime) -> tuple[list[MachineRow], str | None]:
-    """The overview's rows, worst first, and a warning when alerts could not be read."""
+    """The overview's rows, worst first, and a warning when alerts could not be read:
+    three API requests, however many machines there are."""
     machines = client.machines()
     warning = None
     try:
         alerts = client.alerts(state="open")
     except ApiError as exc:
         alerts, warning = [], f"alerts unavailable ({exc})"
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        recents = list(pool.map(lambda m: _recent(client, m), machines))
-    rows = [machine_row(m, r, alerts, now=now) for m, r in zip(machines, recents, strict=True)]
+    recents = {s.machine_id: s for s in client.latest_scores(SPARKLINE_POINTS)}
+    rows = [machine_row(m, recents.get(m.id), alerts, now=now) for m in machines]
     return worst_first(rows), warning
-
-
-def _recent(client: ApiClient, machine: MachineOut) -> ScoresOut | None:
-    if machine.n_scored == 0:
-        return None
-    return client.scores(machine.id, limit=SPARKLINE_POINTS, top=0).item
 
 
 def render(rows: list[MachineRow], now: datetime) -> html.Div:

@@ -1,0 +1,163 @@
+"""What the machine page reads from the API for one drawing: readings and scores over
+the time range (downsampled by the API to what the plots can show), the champion model,
+the machine's alerts, and the contributions behind the selected moment.
+
+Readings, scores and the champion are read in parallel; the contributions as soon as
+the scores say which moment to explain.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from mmlw.frontend.api_client import ApiClient, ApiError, Page
+from mmlw.frontend.figure_style import empty_figure
+from mmlw.frontend.figures import contributions_figure
+from mmlw.frontend.timerange import parse_moment
+from mmlw.schemas.alerts import AlertOut
+from mmlw.schemas.resources import MachineOut, ModelVersionOut, ReadingsOut, ScoresOut
+
+__all__ = [
+    "BUCKETS",
+    "SCORE_BUCKETS",
+    "MachineView",
+    "default_moment",
+    "explain_moment",
+    "fetch_view",
+    "machine_alerts",
+    "reading_buckets",
+    "signature",
+]
+
+BUCKETS = 300  # time buckets of the sensor plots: one per ~4 px of a wide screen
+SCORE_BUCKETS = 600  # the score plot is one trace: twice the detail costs little
+MAX_POINTS = 100_000  # the API's cap on max_points
+
+
+@dataclass(frozen=True)
+class MachineView:
+    """Everything the machine page draws, read from the API in one go."""
+
+    machine: MachineOut
+    alerts: list[AlertOut]
+    readings: Page[ReadingsOut]
+    scores: Page[ScoresOut]
+    champion: ModelVersionOut | None
+    alerts_error: str | None = None
+    explained: Any = None  # the contributions figure of the selected moment
+    marked: datetime | None = None  # that moment (None: nothing to explain)
+
+
+def signature(machine: MachineOut, alerts: list[AlertOut]) -> list[Any]:
+    """What must change before a refresh re-draws the page."""
+    return [
+        machine.n_readings,
+        machine.n_scored,
+        machine.champion_version,
+        [[a.id, a.state, a.acknowledged] for a in alerts],
+    ]
+
+
+def fetch_view(
+    client: ApiClient,
+    machine: MachineOut,
+    alerts: list[AlertOut],
+    start: datetime | None,
+    end: datetime | None,
+    alerts_error: str | None = None,
+    selected: str | None = None,
+) -> MachineView:
+    """Readings, scores and the champion model in parallel (the API downsamples), and
+    the contributions of ``selected`` (default: :func:`default_moment`) once the scores
+    are in, while the readings are still on their way."""
+    reading_points = _reading_points(machine)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        readings = pool.submit(
+            client.readings, machine.id, start=start, end=end, max_points=reading_points
+        )
+        scores = pool.submit(
+            client.scores, machine.id, start=start, end=end, max_points=3 * SCORE_BUCKETS + 2
+        )
+        models = pool.submit(client.models, machine.id) if machine.champion_version else None
+        explained = pool.submit(
+            lambda: explain_moment(
+                client, machine.id, selected or default_moment(scores.result().item)
+            )
+        )
+        champion = None
+        if models is not None:
+            champion = next(
+                (v for v in models.result() if v.version == machine.champion_version), None
+            )
+        figure, marked = explained.result()
+        return MachineView(
+            machine,
+            alerts,
+            readings.result(),
+            scores.result(),
+            champion,
+            alerts_error,
+            explained=figure,
+            marked=marked,
+        )
+
+
+def _reading_points(machine: MachineOut) -> int:
+    return min(MAX_POINTS, 2 * max(len(machine.columns), 1) * BUCKETS + 2)
+
+
+def reading_buckets(view: MachineView) -> int | None:
+    """The time buckets the API downsampled the readings in (None: all rows came)."""
+    if view.readings.total <= len(view.readings.item.timestamps):
+        return None
+    return max(1, (_reading_points(view.machine) - 2) // (2 * max(len(view.machine.columns), 1)))
+
+
+def default_moment(scores: ScoresOut) -> str | None:
+    """The newest anomalous reading in range, else the newest reading."""
+    if not scores.timestamps:
+        return None
+    for moment, flagged in zip(reversed(scores.timestamps), reversed(scores.flags), strict=True):
+        if flagged:
+            return moment.isoformat()
+    return scores.timestamps[-1].isoformat()
+
+
+def machine_alerts(client: ApiClient, machine_id: str) -> tuple[list[AlertOut], str | None]:
+    """The machine's alerts, or none and why: the page still draws without them."""
+    try:
+        return client.alerts(machine_id=machine_id, limit=500), None
+    except ApiError as exc:
+        return [], f"alerts unavailable ({exc})"
+
+
+def explain_moment(
+    client: ApiClient, machine_id: str, moment: str | None
+) -> tuple[Any, datetime | None]:
+    """The contributions figure of the scored reading nearest ``moment`` and its time."""
+    if moment is None:
+        return empty_figure("no scored readings in this range"), None
+    at = parse_moment(moment)
+    try:
+        near = client.scores(
+            machine_id,
+            start=at - timedelta(seconds=1),
+            end=at + timedelta(seconds=1),
+            top=32,
+            limit=1_000,
+        ).item
+    except ApiError as exc:
+        return empty_figure(str(exc)), None
+    if not near.timestamps:
+        return empty_figure("no score at the selected moment"), None
+    i = min(range(len(near.timestamps)), key=lambda k: abs(near.timestamps[k] - at))
+    figure = contributions_figure(
+        near.top_sensors[i],
+        at=near.timestamps[i],
+        score=near.scores[i],
+        threshold=near.thresholds[i],
+    )
+    return figure, near.timestamps[i]
