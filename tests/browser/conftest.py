@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mmlw.registry.mlflow_registry import MlflowRegistry
-from tests.browser.system import LiveSystem, live_system, system_settings
+from tests.browser.system import LiveSystem, live_system, log_in, system_settings
 from tests.conftest import IN_CI
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,11 +48,14 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (own session storage) and page, 1400x900."""
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser context (own cookies and session storage) and page, 1400x900;
+    logged in to the dashboard of the test's ``system``, when it has one."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     the_page = context.new_page()
     the_page.set_default_timeout(30_000)
+    if "system" in request.fixturenames:
+        log_in(the_page, request.getfixturevalue("system"))
     yield the_page
     context.close()
 

@@ -1,6 +1,7 @@
 """A live system for browser tests and benchmarks: the in-process pipeline (ingest consumer
 + Celery worker on ``memory://``, SQLite store, the session's MLflow store), the HTTP API
-and the dashboard, each served by uvicorn on a loopback port."""
+and the dashboard, each served by uvicorn on a loopback port. A browser logs in to the
+dashboard with :func:`log_in` (the read key) before it sees any page."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -77,7 +79,6 @@ def live_system(settings: Settings) -> Iterator[LiveSystem]:
             dashboard = settings.dashboard.model_copy(
                 update={
                     "api_url": api_url,
-                    "api_key": SecretStr(READ_KEY),
                     "port": dashboard_port,
                     "public_url": f"http://127.0.0.1:{dashboard_port}",
                 }
@@ -96,6 +97,14 @@ def live_system(settings: Settings) -> Iterator[LiveSystem]:
                 ) as api,
             ):
                 yield LiveSystem(settings, pipeline, api_url, dashboard_url, api)
+
+
+def log_in(page: Any, system: LiveSystem, key: str = READ_KEY) -> None:
+    """Log ``page``'s browser context in to the dashboard through its login form."""
+    page.goto(system.url("/login"))
+    page.fill("#key", key)
+    page.click("button[type=submit]")
+    page.wait_for_url(system.url("/"))
 
 
 def publish(system: LiveSystem, machine: SyntheticMachine, n: int, size: int = 100) -> None:

@@ -1,4 +1,5 @@
-"""``mmlw dashboard`` as a process: it serves the Dash app and its health route."""
+"""``mmlw dashboard`` as a process: it serves its login, its health route, and nothing
+else without a session."""
 
 from __future__ import annotations
 
@@ -33,12 +34,18 @@ def test_mmlw_dashboard_serves_the_app() -> None:
                 except httpx.HTTPError:
                     time.sleep(0.3)
             assert health is not None and health.status_code == 200, "no /health"
-            assert health.json() == {"status": "ok", "api": "http://127.0.0.1:9"}
-            index = client.get(f"{base}/machines/pump-1")  # every page path serves the app
-            assert index.status_code == 200
-            assert "<title>MMLW</title>" in index.text
+            assert health.json() == {"status": "ok"}
+            page = client.get(f"{base}/machines/pump-1")  # every page: the login first
+            assert page.status_code == 302
+            assert page.headers["location"] == "/login?next=%2Fmachines%2Fpump-1"
+            login = client.get(f"{base}/login")
+            assert login.status_code == 200 and "<title>MMLW - log in</title>" in login.text
+            assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
             layout = client.get(f"{base}/_dash-layout")
-            assert layout.status_code == 200 and '"operator"' in layout.text
+            assert layout.status_code == 401 and '"operator"' not in layout.text
+            refused = client.post(f"{base}/login", data={"key": "mmlw_any"})
+            assert refused.status_code == 401  # the API at port 9 does not answer
+            assert "The API did not answer" in refused.text
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)

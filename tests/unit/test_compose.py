@@ -39,6 +39,7 @@ SECRET_VARIABLES = {
     "RABBITMQ_API_PASSWORD",
     "MMLW_API_KEYS",
     "MMLW_DASHBOARD_API_KEY",
+    "MMLW_DASHBOARD_SECRET_KEY",
     "MMLW_MODEL_SIGNING_KEY",
     "MLFLOW_ADMIN_PASSWORD",
     "MLFLOW_MMLW_PASSWORD",
@@ -576,7 +577,8 @@ def test_app_dockerfiles_install_the_project(services: dict[str, Any]) -> None:
             continue
         instructions = parse_dockerfile(dockerfile)
         runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
-        assert re.search(r"pip install --no-cache-dir -c requirements.lock \.(\s|$)", runs)
+        server = r"pip install --no-cache-dir -c requirements.lock '\.\[server\]'(\s|$)"
+        assert re.search(server, runs), f"{dockerfile.name} does not install mmlw[server]"
         assert re.search(r"pip install --no-cache-dir --no-deps \.(\s|$)", runs)
         for keyword, arguments in instructions:
             if keyword not in {"COPY", "ADD"} or "--from" in arguments:

@@ -23,6 +23,12 @@ import uvicorn
 from mmlw.alerts.config import FlagsCondition
 from mmlw.alerts.mailcatcher import MailCatcher
 from mmlw.api.app import create_app
+from mmlw.demo.alerts import (
+    FaultCoverage,
+    fault_coverage,
+    on_readings_clock,
+    reading_position,
+)
 from mmlw.detectors.default import DEFAULT_DETECTOR
 from mmlw.errors import MMLWError, ServiceUnavailable
 from mmlw.messaging.broker_check import broker_location
@@ -36,12 +42,6 @@ from mmlw.store import Store
 from mmlw.store.tables import utcnow
 from mmlw.workers.celery_app import create_celery
 from mmlw.workers.context import WorkerContext
-from mmlw.demo.alerts import (
-    FaultCoverage,
-    fault_coverage,
-    on_readings_clock,
-    reading_position,
-)
 from mmlw.workers.runtime import ingest_consumer_thread, worker_thread
 from mmlw.workers.simulator import (
     SimulationStats,
@@ -313,8 +313,12 @@ def run_demo(
 def _start_dashboard(
     settings: Settings, api_url: str, echo: Callable[[str], None]
 ) -> uvicorn.Server | None:
-    """Serve the dashboard (reading this demo's API) in a thread; None if its port is busy."""
+    """Serve the dashboard (reading this demo's API) in a thread; None if its port is busy.
+
+    The banner's link logs one browser in once, with the demo's key (none when the
+    demo's API is open): nobody types a key, and nothing about a deployment changes."""
     from mmlw.frontend.app import create_dashboard
+    from mmlw.frontend.login import LoginLink
 
     board = settings.dashboard
     try:
@@ -324,13 +328,14 @@ def _start_dashboard(
         return None
     key = board.api_key or (settings.api.keys[0] if settings.api.keys else None)
     board = board.model_copy(update={"api_url": api_url, "api_key": key})
-    app = create_dashboard(settings.model_copy(update={"dashboard": board}))
+    link = LoginLink(key=key.get_secret_value() if key else None)
+    app = create_dashboard(settings.model_copy(update={"dashboard": board}), login_link=link)
     config = uvicorn.Config(
         app.server, host=board.host, port=board.port, interface="wsgi", log_level="warning"
     )
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, name="dashboard", daemon=True).start()
-    echo(f"Dashboard:  http://{board.host}:{board.port}/")
+    echo(f"Dashboard:  http://{board.host}:{board.port}{link.path}  (logs you in, once)")
     return server
 
 

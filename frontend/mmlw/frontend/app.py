@@ -1,5 +1,7 @@
 """``create_dashboard(settings)``: the Dash app. Nothing is built or fetched at import time.
 
+Everything but the login page needs a session (:mod:`mmlw.frontend.login`); each
+visitor's pages read the API with the key they logged in with (:mod:`mmlw.frontend.visitors`).
 The shell holds the navigation, the operator's name and API key (browser session
 storage; sent as ``X-API-Key`` on write actions only), and the refresh tick every page
 listens to. Pages are routed by path: ``/``, ``/machines/<id>[?range=7d]``,
@@ -14,13 +16,18 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import flask
+import httpx
 from dash import Dash, Input, Output, State, ctx, dcc, html
 from dash.exceptions import PreventUpdate
 
 from mmlw.frontend.api_client import ApiClient
 from mmlw.frontend.context import DashboardContext
+from mmlw.frontend.headers import content_security_policy, install_security_headers, script_hashes
 from mmlw.frontend.links import mlflow_ui_url
+from mmlw.frontend.login import LoginLink, admission, install_login
 from mmlw.frontend.pages import alerts, jobs, machine, models, overview
+from mmlw.frontend.sessions import LoginLimiter, VisitorSessions
+from mmlw.frontend.visitors import page_callbacks, register_dispatchers
 from mmlw.settings import Settings
 
 __all__ = ["REFRESH_MS", "create_dashboard", "route"]
@@ -28,6 +35,7 @@ __all__ = ["REFRESH_MS", "create_dashboard", "route"]
 REFRESH_MS = 3_000
 ASSETS = Path(__file__).parent / "assets"
 NAVIGATION = (("/", "Overview"), ("/alerts", "Alerts"), ("/models", "Models"), ("/jobs", "Jobs"))
+PAGES = (overview, machine, alerts, models, jobs)
 # What dcc.Graph loads only once the first graph mounts (its code; plotly.js, 4.7 MB, at
 # its window._dashPlotlyJSURL when served locally): fetched alongside the page instead,
 # so that the graph then runs them from the browser's memory cache.
@@ -38,6 +46,8 @@ GRAPH_JS = (  # (path, attributes): plotly.js yields to what the page needs firs
 # Dash's bundled babel-polyfill (core-js 2) takes modern browsers' parseFloat, parseInt and
 # String trim for broken (an outdated whitespace test) and replaces them with JavaScript
 # ones some 30x slower, which plotly.js calls all the time: the page keeps the browser's.
+# A session that ended (logout elsewhere, expiry, restart) makes Dash's requests answer
+# 401: the page then reloads, which leads to the login page.
 INDEX = """<!DOCTYPE html>
 <html>
     <head>
@@ -52,6 +62,13 @@ INDEX = """<!DOCTYPE html>
             [Number, "parseInt"], [String.prototype, "trim"], [String.prototype, "trimStart"],
             [String.prototype, "trimEnd"]
         ].map(function (place) { return [place[0], place[1], place[0][place[1]]]; });
+        var fetched = window.fetch;
+        window.fetch = function () {
+            return fetched.apply(this, arguments).then(function (response) {
+                if (response.status === 401) { window.location.reload(); }
+                return response;
+            });
+        };
         </script>
     </head>
     <body>
@@ -73,17 +90,24 @@ INDEX = """<!DOCTYPE html>
 def create_dashboard(
     settings: Settings,
     *,
-    client: ApiClient | None = None,
+    transport: httpx.BaseTransport | None = None,
+    login_link: LoginLink | None = None,
     mlflow_url: str | None = None,
     refresh_ms: int = REFRESH_MS,
 ) -> Dash:
-    """The dashboard for ``settings.dashboard``; it reads ``settings.dashboard.api_url``."""
-    context = DashboardContext(
-        settings=settings,
-        client=client or ApiClient.from_settings(settings),
-        mlflow_url=mlflow_url or mlflow_ui_url(settings),
-        refresh_ms=refresh_ms,
-    )
+    """The dashboard for ``settings.dashboard``; it reads ``settings.dashboard.api_url``
+    (through ``transport``, if given) with each visitor's key. ``login_link`` is a
+    one-time login (``mmlw demo``'s)."""
+    board = settings.dashboard
+    mlflow = mlflow_url or mlflow_ui_url(settings)
+
+    def client_for(key: str | None) -> ApiClient:
+        return ApiClient(board.api_url, read_key=key, transport=transport)
+
+    def context_for(client: ApiClient) -> DashboardContext:
+        return DashboardContext(settings, client, mlflow, refresh_ms)
+
+    context = context_for(client_for(None))  # shapes the app; never reads the API
     app = Dash(
         "mmlw-dashboard",
         title="MMLW",
@@ -109,13 +133,23 @@ def create_dashboard(
     )
     app.layout = lambda: shell(context, opened(_referrer(), app))
     _register_shell(app)
-    for page in (overview, machine, alerts, models, jobs):
-        page.register(app, context)
+    register_dispatchers(app, PAGES, context)
 
     @app.server.route("/health")
     def health() -> dict[str, str]:
-        return {"status": "ok", "api": settings.dashboard.api_url}
+        return {"status": "ok"}
 
+    admit = admission(client_for, lambda client: page_callbacks(PAGES, context_for(client)))
+    install_login(
+        app.server,
+        settings,
+        admit,
+        sessions=VisitorSessions(board.session_hours * 3600),
+        limiter=LoginLimiter(board.login_attempts_per_minute),
+        link=login_link,
+    )
+    scripts = sorted(script_hashes(app.index_string)) + list(app.csp_hashes())
+    install_security_headers(app.server, content_security_policy(scripts))
     return app
 
 
@@ -153,6 +187,14 @@ def shell(context: DashboardContext, page: tuple[str, Any] | None = None) -> htm
                             html.Button("Use", id="operator-save", className="button"),
                             html.Button("Forget", id="operator-forget", className="button"),
                             html.Span(id="operator-state", className="operator-state"),
+                            html.Form(
+                                html.Button(
+                                    "Log out", id="logout", type="submit", className="button"
+                                ),
+                                action="/logout",
+                                method="post",
+                                className="logout-form",
+                            ),
                         ],
                         className="operator",
                     ),

@@ -1,4 +1,5 @@
-"""What every page of the dashboard is built with: one object, passed down."""
+"""What every page of the dashboard is built with: one object, passed down, one per
+logged-in visitor (its client reads the API with that visitor's key)."""
 
 from __future__ import annotations
 
