@@ -16,7 +16,7 @@ WORKDIR /opt/mmlw
 COPY pyproject.toml setup.py README.md requirements.lock ./
 RUN mkdir -p backend/mmlw workers/mmlw/workers frontend/mmlw/frontend \
     && touch backend/mmlw/version.py workers/mmlw/workers/__init__.py frontend/mmlw/frontend/__init__.py \
-    && pip install --no-cache-dir -c requirements.lock . \
+    && pip install --no-cache-dir -c requirements.lock '.[server]' \
     && pip uninstall --yes mmlw \
     && rm -rf backend workers frontend build ./*.egg-info
 

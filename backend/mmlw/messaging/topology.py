@@ -15,11 +15,12 @@ live system on the same broker::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from kombu import Exchange, Queue
+from typing import TYPE_CHECKING, Any
 
 from mmlw.settings import INGEST_MAX_LENGTH, BrokerSettings
+
+if TYPE_CHECKING:  # kombu is imported where its objects are built: the pika publisher
+    from kombu import Exchange, Queue  # (a machine's light package) has no kombu
 
 __all__ = ["TASK_QUEUES", "Topology"]
 
@@ -73,12 +74,18 @@ class Topology:
 
     # kombu objects -----------------------------------------------------------------
     def readings_exchange(self) -> Exchange:
+        from kombu import Exchange
+
         return Exchange(self.readings_exchange_name, type="topic", durable=True)
 
     def dead_exchange(self) -> Exchange:
+        from kombu import Exchange
+
         return Exchange(self.dead_exchange_name, type="fanout", durable=True)
 
     def ingest_queue(self) -> Queue:
+        from kombu import Queue
+
         return Queue(
             self.ingest_queue_name,
             exchange=self.readings_exchange(),
@@ -88,11 +95,15 @@ class Topology:
         )
 
     def dead_queue(self) -> Queue:
+        from kombu import Queue
+
         return Queue(
             self.dead_queue_name, exchange=self.dead_exchange(), routing_key="#", durable=True
         )
 
     def task_queue(self, kind: str) -> Queue:
+        from kombu import Exchange, Queue
+
         name = self.task_queue_name(kind)
         return Queue(
             name,
