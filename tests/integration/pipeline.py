@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -11,7 +10,6 @@ import pika
 from fastapi.testclient import TestClient
 
 from mmlw.api.app import create_app
-from mmlw.errors import NotFound
 from mmlw.messaging.pika_publisher import pika_url
 from mmlw.messaging.topology import TASK_QUEUES, Topology
 from mmlw.settings import Settings
@@ -20,6 +18,16 @@ from mmlw.workers.celery_app import create_celery
 from mmlw.workers.consumers.ingest import IngestConsumer
 from mmlw.workers.context import WorkerContext
 from mmlw.workers.runtime import ingest_consumer_thread, worker_thread
+from tests.support.wait import wait_for
+
+__all__ = [
+    "Pipeline",
+    "api_with_ingest",
+    "delete_topology",
+    "queue_depth",
+    "running_pipeline",
+    "wait_for",
+]
 
 
 @dataclass
@@ -35,28 +43,6 @@ class Pipeline:
     @property
     def topology(self) -> Topology:
         return self.context.topology
-
-
-def wait_for(
-    predicate: Callable[[], bool],
-    timeout_s: float = 60.0,
-    what: str | Callable[[], str] = "",
-) -> None:
-    """Poll until ``predicate()`` holds; fail with ``what`` after ``timeout_s``.
-
-    A predicate that raises NotFound (the machine or job is not stored yet) counts as
-    not holding yet.
-    """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except NotFound:
-            pass
-        time.sleep(0.1)
-    description = what() if callable(what) else what
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {description or predicate}")
 
 
 @contextmanager

@@ -6,13 +6,12 @@ in-process Celery worker and ingest consumer, wired exactly as ``mmlw demo`` wir
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,27 +27,13 @@ from mmlw.workers.celery_app import create_celery
 from mmlw.workers.context import WorkerContext
 from mmlw.workers.runtime import ingest_consumer_thread, worker_thread
 from mmlw.workers.simulator import SyntheticMachine
+from tests.support.wait import wait_for
 
-DEADLINE_S = 30.0
 START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 API = "/api/v1"
 
-T = TypeVar("T")
-
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def wait_for(probe: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S) -> T:
-    """Call ``probe`` until it returns something truthy; fail naming ``what`` otherwise."""
-    until = time.monotonic() + deadline_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > until:
-            pytest.fail(f"gave up waiting for {what} after {deadline_s:.0f} s")
-        time.sleep(0.1)
 
 
 def machine(machine_id: str = "pump-1", *, n_sensors: int = 4, seed: int = 1) -> SyntheticMachine:
@@ -90,7 +75,7 @@ def wait_for_readings(client: TestClient, machine_id: str, n: int) -> dict[str, 
         row = machine_row(client, machine_id)
         return row if row is not None and row["n_readings"] >= n else None
 
-    row = wait_for(probe, f"{n} stored readings of {machine_id}")
+    row = wait_for(probe, what=f"{n} stored readings of {machine_id}")
     assert row["n_readings"] == n
     return row
 
@@ -102,7 +87,7 @@ def wait_for_job(client: TestClient, job_id: str) -> dict[str, Any]:
         job = response.json()
         return job if job["state"] in ("succeeded", "failed") else None
 
-    return wait_for(probe, f"job {job_id} to finish")
+    return wait_for(probe, what=f"job {job_id} to finish")
 
 
 # --- fixtures --------------------------------------------------------------------------
@@ -136,7 +121,9 @@ def running_pipeline(settings: Settings) -> Iterator[Pipeline]:
 
 @contextmanager
 def standalone_client(settings: Settings) -> Iterator[TestClient]:
-    """The app building every collaborator from ``settings`` itself (no workers)."""
+    """The app building every collaborator from ``settings`` itself (no workers), over
+    a database migrated first (the app only checks its revision)."""
+    Store.open(settings.resolved_database_url).close()
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -467,7 +454,7 @@ def test_train_then_new_readings_get_scored(pipeline: Pipeline) -> None:
         out = client.get(f"{API}/machines/pump-1/scores").json()
         return out if len(out["scores"]) >= 140 else None
 
-    everything = wait_for(scored, "140 scores of pump-1")
+    everything = wait_for(scored, what="140 scores of pump-1")
     assert len(everything["scores"]) == 140
     assert everything["model_versions"] == [1] * 140
     scores = client.get(f"{API}/machines/pump-1/scores", params={"limit": 20}).json()
@@ -495,7 +482,7 @@ def test_train_then_new_readings_get_scored(pipeline: Pipeline) -> None:
         row = machine_row(client, "pump-1")
         return row if row is not None and row["n_scored"] >= 140 else None
 
-    row = wait_for(counted, "n_scored of pump-1")
+    row = wait_for(counted, what="n_scored of pump-1")
     assert row["n_scored"] == 140
     assert row["n_readings"] == 140
 
@@ -550,7 +537,7 @@ def test_invalid_messages_on_the_broker_become_dead_letters(pipeline: Pipeline) 
         found = response.json()
         return found if len(found) >= 3 else None
 
-    found = {d["message_id"]: d for d in wait_for(dead_letters, "3 dead letters")}
+    found = {d["message_id"]: d for d in wait_for(dead_letters, what="3 dead letters")}
     assert set(found) == {"dl-json", "dl-schema", "dl-routing"}
     assert found["dl-json"]["reason"].startswith("body:")
     assert found["dl-json"]["body_preview"] == "{not json"

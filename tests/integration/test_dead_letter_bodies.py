@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from mmlw.store.dead_letters import PREVIEW_BYTES
 from mmlw.workers.context import WorkerContext
 from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import api_with_ingest
+from tests.support.wait import wait_for
 
 API = "/api/v1"
 LIMIT = 1024
@@ -34,15 +34,6 @@ START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 def digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
-
-
-def wait_for(probe: Callable[[], Any], what: str, deadline_s: float = 20.0) -> Any:
-    until = time.monotonic() + deadline_s
-    while not (value := probe()):
-        if time.monotonic() > until:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 @pytest.fixture
@@ -204,7 +195,7 @@ def test_the_consumer_keeps_the_beginning_and_replay_refuses_the_cut_body(
         items = api.get(f"{API}/dead-letters").json()
         return next((d for d in items if d["message_id"] == "dl-long"), None)
 
-    item = wait_for(listed, "the dead letter")
+    item = wait_for(listed, what="the dead letter")
     assert item["reason"].startswith("values.0.0")
     assert (item["body_bytes"], item["body_sha256"], item["body_truncated"]) == (
         len(body),

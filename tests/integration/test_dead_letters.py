@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pika
 import pytest
@@ -34,25 +33,12 @@ from mmlw.store.database import MIGRATIONS_DIR
 from mmlw.workers.context import WorkerContext
 from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import api_with_ingest, delete_topology
+from tests.support.wait import wait_for
 
 API = "/api/v1"
-DEADLINE_S = 20.0
 START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
-T = TypeVar("T")
 Cli = Callable[..., Result]
-
-
-def wait_for(probe: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S) -> T:
-    """Call ``probe`` until it returns something truthy; fail naming ``what`` otherwise."""
-    until = time.monotonic() + deadline_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > until:
-            pytest.fail(f"gave up waiting for {what} after {deadline_s:.0f} s")
-        time.sleep(0.1)
 
 
 def batch_of(machine_id: str = "pump-1", n: int = 3, seed: int = 1) -> ReadingsBatch:
@@ -192,7 +178,7 @@ def wait_for_dead_letter(client: TestClient, message_id: str) -> dict[str, Any]:
         assert response.status_code == 200, response.text
         return next((d for d in response.json() if d["message_id"] == message_id), None)
 
-    return wait_for(probe, f"dead letter {message_id}")
+    return wait_for(probe, what=f"dead letter {message_id}")
 
 
 def stored_readings(client: TestClient, machine_id: str) -> int:
@@ -243,7 +229,7 @@ def test_api_shows_replays_and_purges_dead_letters(running: Api) -> None:
         4,
         1,
     )
-    wait_for(lambda: stored_readings(api, "pump-7") == 4, "4 replayed readings of pump-7")
+    wait_for(lambda: stored_readings(api, "pump-7") == 4, what="4 replayed readings of pump-7")
     detail = api.get(f"{API}/dead-letters/{item['id']}").json()
     assert detail["replayed_at"] is not None and detail["replay_count"] == 1
     pending = api.get(f"{API}/dead-letters", params={"include_replayed": False}).json()
@@ -265,8 +251,10 @@ def test_api_shows_replays_and_purges_dead_letters(running: Api) -> None:
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
+    """The CLI's data dir, its database migrated (as `mmlw db upgrade` leaves it)."""
     path = (tmp_path / "data").resolve()
     path.mkdir()
+    Store.open(f"sqlite:///{path / 'mmlw.db'}").close()
     return path
 
 
@@ -384,7 +372,7 @@ def test_cli_replay_publishes_to_rabbitmq(
         def depth() -> int:
             return int(channel.queue_declare(ingest, passive=True).method.message_count)
 
-        wait_for(lambda: depth() == 1, "the replayed message on the ingest queue")
+        wait_for(lambda: depth() == 1, what="the replayed message on the ingest queue")
         method, properties, body = channel.basic_get(ingest, auto_ack=True)
         assert method is not None and method.routing_key == "mixer-2"
         assert properties.delivery_mode == 2

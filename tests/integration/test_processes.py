@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from mmlw.messaging.topology import Topology
 from tests.conftest import TEST_SIGNING_KEY, _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology
 from tests.integration.test_demo import free_port
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 
@@ -101,16 +101,9 @@ def terminate_all(processes: Iterable[subprocess.Popen[Any]]) -> None:
 
 
 def poll(what: str, check, timeout_s: float = 90.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except httpx.HTTPError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    """:func:`tests.support.wait.wait_for` for processes: every 0.5 s, HTTP errors of a
+    process not (yet) answering count as not there yet."""
+    return wait_for(check, timeout_s, what, interval_s=0.5, ignore=(httpx.HTTPError,))
 
 
 def test_separate_processes_ingest_train_and_score(deployment: dict[str, Any]) -> None:

@@ -46,28 +46,33 @@ def test_timestamps_are_normalised_to_utc() -> None:
     assert batch.timestamps[0].tzinfo is UTC
 
 
+INVALID_MESSAGES = [
+    (b"{not json", "body"),
+    (b"\xff\xfe", "body"),
+    (b"[1, 2]", "body"),
+    (json.dumps(message(schema="mmlw.readings/0")).encode(), "schema"),
+    (json.dumps({k: v for k, v in message().items() if k != "schema"}).encode(), "schema"),
+    (json.dumps(message(extra_field=1)).encode(), "extra_field"),
+    (json.dumps(message()).replace("0.81", "NaN").encode(), "values.0.0"),
+    (json.dumps(message()).replace("0.81", "Infinity").encode(), "values.0.0"),
+    (json.dumps(message(values=[[1.0, 2.0]])).encode(), "values"),
+    (json.dumps(message(values=[[1.0], [2.0, 3.0]])).encode(), "values[0]"),
+    (json.dumps(message(labels=[0])).encode(), "labels"),
+    (json.dumps(message(labels=[0, 2])).encode(), "labels.1"),
+    (json.dumps(message(columns=["a", "a"])).encode(), "columns"),
+    (json.dumps(message(machine_id="bad id!")).encode(), "machine_id"),
+    (json.dumps(message(machine_id="a.b")).encode(), "machine_id"),
+    (json.dumps(message(timestamps=["2026-11-22T09:59:58", "x"])).encode(), "timestamps.0"),
+    (json.dumps(message(message_id="not-a-uuid")).encode(), "message_id"),
+    (json.dumps(message(values=[["a", 1.0], [1.0, 1.0]])).encode(), "values.0.0"),
+]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
-    [
-        (b"{not json", "body"),
-        (b"\xff\xfe", "body"),
-        (b"[1, 2]", "body"),
-        (json.dumps(message(schema="mmlw.readings/0")).encode(), "schema"),
-        (json.dumps({k: v for k, v in message().items() if k != "schema"}).encode(), "schema"),
-        (json.dumps(message(extra_field=1)).encode(), "extra_field"),
-        (json.dumps(message()).replace("0.81", "NaN").encode(), "values.0.0"),
-        (json.dumps(message()).replace("0.81", "Infinity").encode(), "values.0.0"),
-        (json.dumps(message(values=[[1.0, 2.0]])).encode(), "values"),
-        (json.dumps(message(values=[[1.0], [2.0, 3.0]])).encode(), "values[0]"),
-        (json.dumps(message(labels=[0])).encode(), "labels"),
-        (json.dumps(message(labels=[0, 2])).encode(), "labels.1"),
-        (json.dumps(message(columns=["a", "a"])).encode(), "columns"),
-        (json.dumps(message(machine_id="bad id!")).encode(), "machine_id"),
-        (json.dumps(message(machine_id="a.b")).encode(), "machine_id"),
-        (json.dumps(message(timestamps=["2026-11-22T09:59:58", "x"])).encode(), "timestamps.0"),
-        (json.dumps(message(message_id="not-a-uuid")).encode(), "message_id"),
-        (json.dumps(message(values=[["a", 1.0], [1.0, 1.0]])).encode(), "values.0.0"),
-    ],
+    INVALID_MESSAGES,
+    # ids by position: the bodies hold random message ids (parallel runs must agree)
+    ids=[f"{i}-{field}" for i, (_, field) in enumerate(INVALID_MESSAGES)],
 )
 def test_invalid_messages_name_the_field(body: bytes, field: str) -> None:
     with pytest.raises(InvalidMessage) as caught:
