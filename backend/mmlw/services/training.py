@@ -189,7 +189,7 @@ def _flagged_or_alerting(store: Store, machine_id: str, index: pd.DatetimeIndex)
     for part in store.scores.query(machine_id, index[0], index[-1] + pd.Timedelta(microseconds=1)):
         flagged = part.timestamps_us[part.flags]
         drop |= np.isin(stamps, flagged)
-    for alert in store.alerts.list(utcnow(), machine_id=machine_id, limit=1000):
+    for alert in store.alerts.list(machine_id=machine_id, limit=1000):
         end = alert.resolved_at or utcnow()
         drop |= (index >= alert.started_at) & (index <= end)
     return drop
