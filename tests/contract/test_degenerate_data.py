@@ -153,7 +153,7 @@ def test_fits_and_scores_degenerate_data(case: tuple[str, dict[str, Any]], data_
         warnings.simplefilter("error", RuntimeWarning)
         warnings.simplefilter("error", UserWarning)
         detector = build_detector(name, params).fit(data.train)
-        scores = detector.score_samples(data.test)
+        scores = detector.anomaly_score(data.test)
         contributions = detector.explain(data.test)
         streamed, carry = detector.stream(data.test, None)
     assert scores.shape == (n,) and np.isfinite(scores).all()
@@ -161,7 +161,7 @@ def test_fits_and_scores_degenerate_data(case: tuple[str, dict[str, Any]], data_
     assert streamed.shape == (n, m) and np.isfinite(streamed).all()
     assert all(isinstance(value, np.ndarray) for value in carry.values())
     np.testing.assert_allclose(contributions.sum(axis=1), scores, rtol=1e-9)
-    train_scores = detector.score_samples(data.train)
+    train_scores = detector.anomaly_score(data.train)
     assert train_scores.shape == (len(data.train),) and np.isfinite(train_scores).all()
 
     if data.jump.stop and name not in BLIND_TO_A_NEW_MOVEMENT:

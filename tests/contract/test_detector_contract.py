@@ -1,4 +1,4 @@
-"""The detector contract (DESIGN §4), run over every registered detector name."""
+"""The detector contract (docs/detectors-evaluation.md), run over every registered detector name."""
 
 from __future__ import annotations
 
@@ -46,29 +46,29 @@ def fitted(name: str):  # type: ignore[no-untyped-def]
 def test_fit_returns_self_and_one_finite_score_per_row(name: str) -> None:
     detector = build_detector(name)
     assert detector.fit(TRAIN) is detector
-    scores = detector.score_samples(TEST)
+    scores = detector.anomaly_score(TEST)
     assert scores.shape == (len(TEST),)
     assert np.isfinite(scores).all()
 
 
 def test_scores_a_single_row_and_scoring_does_not_change_the_detector(fitted) -> None:  # type: ignore[no-untyped-def]
-    assert fitted.score_samples(TEST[:1]).shape == (1,)
+    assert fitted.anomaly_score(TEST[:1]).shape == (1,)
     assert fitted.explain(TEST[:1]).shape == (1, TEST.shape[1])
-    first = fitted.score_samples(TEST)
-    np.testing.assert_array_equal(fitted.score_samples(TEST), first)
+    first = fitted.anomaly_score(TEST)
+    np.testing.assert_array_equal(fitted.anomaly_score(TEST), first)
 
 
 def test_a_constant_sensor_in_training_keeps_scores_finite(name: str) -> None:
     train = TRAIN.copy()
     train[:, 4] = 7.0
     detector = build_detector(name).fit(train)
-    assert np.isfinite(detector.score_samples(TEST)).all()
+    assert np.isfinite(detector.anomaly_score(TEST)).all()
     assert np.isfinite(detector.explain(TEST)).all()
 
 
 def test_two_seeded_fits_give_identical_scores(name: str) -> None:
-    a = build_detector(name).fit(TRAIN).score_samples(TEST)
-    b = build_detector(name).fit(TRAIN).score_samples(TEST)
+    a = build_detector(name).fit(TRAIN).anomaly_score(TEST)
+    b = build_detector(name).fit(TRAIN).anomaly_score(TEST)
     np.testing.assert_array_equal(a, b)
 
 
@@ -78,14 +78,14 @@ def test_clone_and_get_params_round_trip(name: str, fitted) -> None:  # type: ig
     fresh = clone(fitted)
     assert fresh.get_params() == fitted.get_params()
     assert not hasattr(fresh, "n_features_in_")
-    np.testing.assert_array_equal(fresh.fit(TRAIN).score_samples(TEST), fitted.score_samples(TEST))
+    np.testing.assert_array_equal(fresh.fit(TRAIN).anomaly_score(TEST), fitted.anomaly_score(TEST))
 
 
 def test_explain_has_one_column_per_sensor_and_rows_sum_to_scores(fitted) -> None:  # type: ignore[no-untyped-def]
     contributions = fitted.explain(TEST)
     assert contributions.shape == TEST.shape
     assert np.isfinite(contributions).all()
-    np.testing.assert_allclose(contributions.sum(axis=1), fitted.score_samples(TEST), rtol=1e-8)
+    np.testing.assert_allclose(contributions.sum(axis=1), fitted.anomaly_score(TEST), rtol=1e-8)
 
 
 def test_injected_fault_scores_higher_than_normal(
@@ -94,7 +94,7 @@ def test_injected_fault_scores_higher_than_normal(
 ) -> None:
     broken = TEST.copy()
     broken[:, 1] += 2.5  # breaks the correlation between sensors and shifts a level
-    assert np.median(fitted.score_samples(broken)) > np.median(fitted.score_samples(TEST))
+    assert np.median(fitted.anomaly_score(broken)) > np.median(fitted.anomaly_score(TEST))
 
 
 def test_nan_input_is_refused(name: str, fitted) -> None:  # type: ignore[no-untyped-def]
@@ -103,14 +103,14 @@ def test_nan_input_is_refused(name: str, fitted) -> None:  # type: ignore[no-unt
     with pytest.raises(ValueError, match="NaN"):
         build_detector(name).fit(bad)
     with pytest.raises(ValueError, match="NaN"):
-        fitted.score_samples(bad)
+        fitted.anomaly_score(bad)
     with pytest.raises(ValueError, match="NaN"):
         fitted.explain(bad)
 
 
 def test_pickle_round_trip_gives_identical_scores(fitted) -> None:  # type: ignore[no-untyped-def]
     restored = pickle.loads(pickle.dumps(fitted))
-    np.testing.assert_array_equal(restored.score_samples(TEST), fitted.score_samples(TEST))
+    np.testing.assert_array_equal(restored.anomaly_score(TEST), fitted.anomaly_score(TEST))
     np.testing.assert_array_equal(restored.explain(TEST), fitted.explain(TEST))
 
 
@@ -119,7 +119,7 @@ def test_mlflow_save_load_gives_identical_scores(
     fitted,  # type: ignore[no-untyped-def]
     registry: MlflowRegistry,
 ) -> None:
-    threshold = quantile_threshold(fitted.score_samples(TRAIN), 0.99)
+    threshold = quantile_threshold(fitted.anomaly_score(TRAIN), 0.99)
     model = AnomalyModel(fitted, threshold, COLUMNS, name)
     machine_id = f"contract-{name}-{uuid.uuid4().hex[:8]}"
     dataset = DatasetInfo(
@@ -145,7 +145,7 @@ def test_benchmark_configs_cover_every_detector_and_build() -> None:
     configs = load_detector_configs(CONFIGS)
     assert {detector for detector, _ in configs.values()} == set(DETECTORS)
     for detector, params in configs.values():
-        assert build_detector(detector, params).fit(TRAIN).score_samples(TEST).shape == (80,)
+        assert build_detector(detector, params).fit(TRAIN).anomaly_score(TEST).shape == (80,)
 
 
 @pytest.mark.parametrize(

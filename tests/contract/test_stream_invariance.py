@@ -98,8 +98,8 @@ def test_half_space_trees_learn_online_when_streamed() -> None:
     fitted detector, which never learns, keeps scoring it as anomalous)."""
     detector = fitted(("half_space_trees", {}))
     shifted = LIVE + np.array([0.0, 0.0, 0.0, 3.0])
-    before = detector.score_samples(shifted[-50:]).mean()
+    before = detector.anomaly_score(shifted[-50:]).mean()
     scores, _ = detector.stream(shifted, None)
     after = scores[-50:].sum(axis=1).mean()
     assert after < before
-    np.testing.assert_array_equal(detector.score_samples(shifted[-50:]).mean(), before)
+    np.testing.assert_array_equal(detector.anomaly_score(shifted[-50:]).mean(), before)

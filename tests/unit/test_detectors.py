@@ -28,7 +28,7 @@ def test_fit_returns_self_and_scores_have_one_per_row(name: str) -> None:
     detector = build_detector(name)
     X = correlated(400)
     assert detector.fit(X) is detector
-    scores = detector.score_samples(X[:37])
+    scores = detector.anomaly_score(X[:37])
     assert scores.shape == (37,)
     assert np.isfinite(scores).all()
 
@@ -38,7 +38,7 @@ def test_faults_score_higher_than_normal(name: str) -> None:
     normal = correlated(200, seed=1)
     broken = normal.copy()
     broken[:, 2] += 3.0  # breaks the correlation and shifts the level
-    assert np.median(detector.score_samples(broken)) > np.median(detector.score_samples(normal))
+    assert np.median(detector.anomaly_score(broken)) > np.median(detector.anomaly_score(normal))
 
 
 def test_explain_sums_to_score_and_names_the_sensor(name: str) -> None:
@@ -47,14 +47,14 @@ def test_explain_sums_to_score_and_names_the_sensor(name: str) -> None:
     X[:, 3] += 4.0
     contributions = detector.explain(X)
     assert contributions.shape == X.shape
-    np.testing.assert_allclose(contributions.sum(axis=1), detector.score_samples(X), rtol=1e-9)
+    np.testing.assert_allclose(contributions.sum(axis=1), detector.anomaly_score(X), rtol=1e-9)
     assert np.bincount(contributions.argmax(axis=1), minlength=5).argmax() == 3
 
 
 def test_deterministic_and_clonable(name: str) -> None:
     X = correlated(300)
-    a = build_detector(name).fit(X).score_samples(X)
-    b = clone(build_detector(name)).fit(X).score_samples(X)
+    a = build_detector(name).fit(X).anomaly_score(X)
+    b = clone(build_detector(name)).fit(X).anomaly_score(X)
     np.testing.assert_array_equal(a, b)
     params = build_detector(name).get_params()
     assert build_detector(name, params).get_params() == params
@@ -62,12 +62,12 @@ def test_deterministic_and_clonable(name: str) -> None:
 
 def test_unfitted_and_bad_input_raise_clear_errors(name: str) -> None:
     with pytest.raises(RuntimeError, match="not fitted"):
-        build_detector(name).score_samples(np.zeros((2, 5)))
+        build_detector(name).anomaly_score(np.zeros((2, 5)))
     detector = build_detector(name).fit(correlated(100))
     with pytest.raises(ValueError, match="features"):
-        detector.score_samples(np.zeros((2, 4)))
+        detector.anomaly_score(np.zeros((2, 4)))
     with pytest.raises(ValueError, match="NaN"):
-        detector.score_samples(np.full((2, 5), np.nan))
+        detector.anomaly_score(np.full((2, 5), np.nan))
 
 
 def test_catalog_refuses_unknown_names_and_params() -> None:
@@ -116,10 +116,10 @@ def test_half_space_trees_partial_fit_swaps_windows_and_ignores_chunking() -> No
     np.testing.assert_array_equal(chunked.latest_mass_, whole.latest_mass_)
     shifted = correlated(50, seed=4) + 5.0
     fresh = HalfSpaceTreesDetector(window_size=100).fit(X)
-    assert np.median(whole.score_samples(shifted)) < np.median(fresh.score_samples(shifted))
+    assert np.median(whole.anomaly_score(shifted)) < np.median(fresh.anomaly_score(shifted))
     unfitted = HalfSpaceTreesDetector().partial_fit(X)
     np.testing.assert_array_equal(
-        unfitted.score_samples(X), fresh.set_params(window_size=250).fit(X).score_samples(X)
+        unfitted.anomaly_score(X), fresh.set_params(window_size=250).fit(X).anomaly_score(X)
     )
 
 
@@ -135,7 +135,7 @@ def test_robust_zscore_max_and_smoothing() -> None:
     assert np.count_nonzero(parts) == 1 and parts.argmax() == 1
     smooth = RobustZScoreDetector(smoothing=0.5).fit(X)
     batch = np.repeat(row, 3, axis=0)
-    np.testing.assert_allclose(smooth.score_samples(batch), smooth.score_samples(batch[:1])[0])
+    np.testing.assert_allclose(smooth.anomaly_score(batch), smooth.anomaly_score(batch[:1])[0])
     with pytest.raises(ValueError, match="aggregate"):
         RobustZScoreDetector(aggregate="median").fit(X)
 
@@ -153,7 +153,7 @@ def test_temporal_features_have_no_nan_and_fold_back_onto_sensors() -> None:
     params = detector.get_params()
     assert "base__ridge" in params
     np.testing.assert_array_equal(
-        clone(detector).fit(X).score_samples(X[:30]), detector.score_samples(X[:30])
+        clone(detector).fit(X).anomaly_score(X[:30]), detector.anomaly_score(X[:30])
     )
     with pytest.raises(ValueError, match="lags"):
         TemporalFeatures(lags=(0,)).fit(X)
@@ -173,11 +173,11 @@ def test_pca_temporal_sees_a_broken_dynamic_that_static_pca_misses() -> None:
     rng.shuffle(scrambled)  # each row is still normal; the sequence is not
     temporal = build_detector("pca_temporal").fit(X[:900])
     static = build_detector("pca").fit(X[:900])
-    ratio_temporal = np.median(temporal.score_samples(scrambled)) / np.median(
-        temporal.score_samples(X[900:])
+    ratio_temporal = np.median(temporal.anomaly_score(scrambled)) / np.median(
+        temporal.anomaly_score(X[900:])
     )
-    ratio_static = np.median(static.score_samples(scrambled)) / np.median(
-        static.score_samples(X[900:])
+    ratio_static = np.median(static.anomaly_score(scrambled)) / np.median(
+        static.anomaly_score(X[900:])
     )
     assert ratio_temporal > 3 * ratio_static
 

@@ -46,14 +46,14 @@ def test_persistent_sensor_is_scored_on_change_not_level() -> None:
     assert det.slow_.tolist() == [True, False]
     later = X[400:].copy()
     # the drift carries 'warm' 12 units on, ~4x as far as it went in training: no alarm
-    assert det.score_samples(later).max() < 3.0
+    assert det.anomaly_score(later).max() < 3.0
     later[300:, 0] += 5.0  # a step in the persistent sensor is a change: it alarms
-    scores = det.score_samples(later)
+    scores = det.anomaly_score(later)
     assert scores[305:330].min() > 3.0
     assert np.argmax(det.explain(later)[310]) == 0
     # a level-only scorer (no sensor counts as persistent) alarms on the drift alone
     level_only = LevelChangeDetector(window=5, slow_ratio=0.0).fit(X[:400])
-    assert level_only.score_samples(X[400:]).max() > 3.5
+    assert level_only.anomaly_score(X[400:]).max() > 3.5
 
 
 def test_explain_puts_the_score_on_the_sensor_that_set_it() -> None:
@@ -62,7 +62,7 @@ def test_explain_puts_the_score_on_the_sensor_that_set_it() -> None:
     X = rng.normal(size=(50, 3))
     X[20:, 2] += 6.0
     parts = det.explain(X)
-    assert np.allclose(parts.sum(axis=1), det.score_samples(X))
+    assert np.allclose(parts.sum(axis=1), det.anomaly_score(X))
     assert (np.count_nonzero(parts, axis=1) <= 1).all()
     assert (parts[30:].argmax(axis=1) == 2).all()
 

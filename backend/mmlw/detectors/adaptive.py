@@ -59,10 +59,10 @@ state, split where an alarm starts or ends, so any batching still gives the same
 >>> bool(np.allclose(scores.sum(axis=1), det.floor))  # stationary: never above the floor
 True
 >>> spike = X[300:400].copy(); spike[50, 1] += 12.0
->>> bool(det.score_samples(spike)[50:56].max() > 2 * det.floor)
+>>> bool(det.anomaly_score(spike)[50:56].max() > 2 * det.floor)
 True
 >>> shift = X[300:500].copy(); shift[50:150, 0] += 8.0  # a fault of 100 rows
->>> flagged = det.score_samples(shift) > det.floor
+>>> flagged = det.anomaly_score(shift) > det.floor
 >>> bool(flagged[55:150].all()), bool(flagged[160:].any())  # held while it lasts, then over
 (True, False)
 """
@@ -374,5 +374,5 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         """Rows ``X`` scored as if they followed the training rows."""
         return self._score(self._inputs(self._check_input(X)), self.end_)[0]
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         return self.explain(X).sum(axis=1)

@@ -25,7 +25,7 @@ class AutoencoderDetector(BaseDetector):
     >>> latent = rng.normal(size=(500, 1))
     >>> X = np.hstack([latent, 2 * latent, -latent]) + 0.05 * rng.normal(size=(500, 3))
     >>> det = AutoencoderDetector(bottleneck=1, random_state=0).fit(X)
-    >>> normal, broken = det.score_samples(np.array([[1.0, 2.0, -1.0], [1.0, -2.0, -1.0]]))
+    >>> normal, broken = det.anomaly_score(np.array([[1.0, 2.0, -1.0], [1.0, -2.0, -1.0]]))
     >>> bool(broken > 10 * normal)
     True
     """
@@ -77,5 +77,5 @@ class AutoencoderDetector(BaseDetector):
         reconstruction = self.network_.predict(Z).reshape(Z.shape)
         return (Z - reconstruction) ** 2 / Z.shape[1]
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         return self.explain(X).sum(axis=1)

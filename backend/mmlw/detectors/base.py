@@ -1,9 +1,9 @@
-"""The detector contract (DESIGN §4).
+"""The detector contract (docs/detectors-evaluation.md, "The detector contract").
 
 A detector follows scikit-learn's estimator rules — ``__init__`` stores hyperparameters
 only, ``fit(X)`` returns ``self``, learned state ends in ``_`` — and adds:
 
-* ``score_samples(X)``: one score per row, **higher = more anomalous**;
+* ``anomaly_score(X)``: one score per row, **higher = more anomalous**;
 * ``explain(X)``: per-sensor contributions, shape ``(n_rows, n_features)``, each row
   summing to that row's score;
 * ``stream(X, carry)``: the contributions of rows ``X`` that *follow* the rows summarised
@@ -36,7 +36,7 @@ Carry: TypeAlias = Mapping[str, np.ndarray]
 class Detector(Protocol):
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> Detector: ...
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray: ...
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray: ...
 
     def explain(self, X: np.ndarray) -> np.ndarray: ...
 

@@ -71,7 +71,7 @@ class TemporalFeatures(BaseDetector):
     ``base`` is ``None``, a detector instance (cloned at fit), or a registered detector
     name built with its defaults.
 
-    ``score_samples`` is the base detector's score on the expanded rows; :meth:`explain`
+    ``anomaly_score`` is the base detector's score on the expanded rows; :meth:`explain`
     sums the base detector's per-feature contributions back onto the sensor each feature
     came from, so it has shape ``(n_rows, n_sensors)`` and rows sum exactly to the score.
     Lags and windows reach back :meth:`context_rows` rows, which :meth:`stream` keeps
@@ -85,7 +85,7 @@ class TemporalFeatures(BaseDetector):
     >>> det = TemporalFeatures(lags=(1,), windows=(5,)).fit(X)
     >>> jumpy = X[:50].copy()
     >>> jumpy[25, 0] += 0.5
-    >>> scores = det.score_samples(jumpy)
+    >>> scores = det.anomaly_score(jumpy)
     >>> int(scores.argmax()) in (25, 26), det.explain(jumpy).shape
     (True, (50, 2))
     """
@@ -117,7 +117,7 @@ class TemporalFeatures(BaseDetector):
             if self.base == "pca_temporal":
                 raise ValueError("base: 'pca_temporal' cannot wrap itself")
             return build_detector(self.base)
-        if not all(hasattr(self.base, a) for a in ("fit", "score_samples", "explain")):
+        if not all(hasattr(self.base, a) for a in ("fit", "anomaly_score", "explain")):
             raise ValueError(f"base: {self.base!r} is not a detector or a registered name")
         return clone(self.base)
 
@@ -155,9 +155,9 @@ class TemporalFeatures(BaseDetector):
         expanded, _ = self._expand(self._check_input(X))
         return self._select(expanded)
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         features = self._features(X)  # checks fitted and input first
-        return np.asarray(self.base_.score_samples(features))
+        return np.asarray(self.base_.anomaly_score(features))
 
     def explain(self, X: np.ndarray) -> np.ndarray:
         features = self._features(X)

@@ -30,11 +30,11 @@ class HalfSpaceTreesDetector(BaseDetector):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(1000, 3))
     >>> det = HalfSpaceTreesDetector(random_state=0).fit(X)
-    >>> normal, outlier = det.score_samples(np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 0.0]]))
+    >>> normal, outlier = det.anomaly_score(np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 0.0]]))
     >>> bool(outlier > normal)
     True
     >>> det = det.partial_fit(rng.normal(loc=4.0, size=(250, 3)))  # a window: new normal
-    >>> bool(det.score_samples(np.array([[4.0, 4.0, 4.0]]))[0] < 0.999)
+    >>> bool(det.anomaly_score(np.array([[4.0, 4.0, 4.0]]))[0] < 0.999)
     True
     """
 
@@ -169,7 +169,7 @@ class HalfSpaceTreesDetector(BaseDetector):
         return squared_z_share((X - self.mean_) / self.scale_, scores), after
 
     # scoring -------------------------------------------------------------------------
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         return self._score(self._check_input(X), self.reference_mass_)
 
     def _score(self, X: np.ndarray, reference_mass: np.ndarray) -> np.ndarray:
@@ -188,4 +188,4 @@ class HalfSpaceTreesDetector(BaseDetector):
 
     def explain(self, X: np.ndarray) -> np.ndarray:
         Z = self._standardize(X)
-        return squared_z_share(Z, self.score_samples(X))
+        return squared_z_share(Z, self.anomaly_score(X))

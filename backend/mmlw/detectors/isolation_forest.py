@@ -21,7 +21,7 @@ class IsolationForestDetector(BaseDetector):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(400, 3))
     >>> det = IsolationForestDetector(n_estimators=50, random_state=0).fit(X)
-    >>> normal, outlier = det.score_samples(np.array([[0.0, 0.0, 0.0], [8.0, 0.0, 0.0]]))
+    >>> normal, outlier = det.anomaly_score(np.array([[0.0, 0.0, 0.0], [8.0, 0.0, 0.0]]))
     >>> bool(outlier > normal)
     True
     """
@@ -48,7 +48,7 @@ class IsolationForestDetector(BaseDetector):
         ).fit(Z)
         return self
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         Z = self._standardize(X)
         return -self.forest_.score_samples(Z)
 

@@ -69,10 +69,10 @@ class LevelChangeDetector(BaseDetector):
     >>> det.slow_.tolist()
     [True, False]
     >>> later = np.column_stack([warm, flow])[400:]
-    >>> bool(det.score_samples(later).max() < 2.5)      # the warm-up alone does not alarm
+    >>> bool(det.anomaly_score(later).max() < 2.5)      # the warm-up alone does not alarm
     True
     >>> later[100:150, 1] += 4                           # the flow leaves its level
-    >>> scores = det.score_samples(later)
+    >>> scores = det.anomaly_score(later)
     >>> bool(scores[110:150].min() > 2.5), int(det.explain(later)[120].argmax())
     (True, 1)
     """
@@ -128,7 +128,7 @@ class LevelChangeDetector(BaseDetector):
     def _ratios(self, X: object) -> np.ndarray:
         return self._deviations(self._check_input(X)) / self.reference_
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         return self._ratios(X).max(axis=1)
 
     def explain(self, X: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ class LOFDetector(BaseDetector):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(400, 3))
     >>> det = LOFDetector(n_neighbors=20).fit(X)
-    >>> normal, outlier = det.score_samples(np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 0.0]]))
+    >>> normal, outlier = det.anomaly_score(np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 0.0]]))
     >>> bool(outlier > 2 * normal)
     True
     """
@@ -63,7 +63,7 @@ class LOFDetector(BaseDetector):
             return 1.0 + np.sqrt(((Z - self.center_) ** 2).sum(axis=1))
         return np.asarray(-self.lof_.score_samples(Z))
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         return self._scores(self._standardize(X))
 
     def explain(self, X: np.ndarray) -> np.ndarray:

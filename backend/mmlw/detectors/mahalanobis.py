@@ -43,12 +43,12 @@ class MahalanobisDetector(BaseDetector):
     >>> latent = rng.normal(size=(500, 1))
     >>> X = np.hstack([latent, 2 * latent, -latent]) + 0.05 * rng.normal(size=(500, 3))
     >>> det = MahalanobisDetector(random_state=0).fit(X)
-    >>> normal, broken = det.score_samples(np.array([[1.0, 2.0, -1.0], [1.0, -2.0, -1.0]]))
+    >>> normal, broken = det.anomaly_score(np.array([[1.0, 2.0, -1.0], [1.0, -2.0, -1.0]]))
     >>> bool(broken > 100 * normal)
     True
     >>> idle = np.tile([[1.0, 2.0, 3.0]], (50, 1))  # MCD alone: "covariance ... equal to 0"
     >>> det = MahalanobisDetector().fit(np.vstack([idle, X[:10]]))
-    >>> det.robust_, bool(np.isfinite(det.score_samples(X)).all())
+    >>> det.robust_, bool(np.isfinite(det.anomaly_score(X)).all())
     (False, True)
     """
 
@@ -121,5 +121,5 @@ class MahalanobisDetector(BaseDetector):
         D = self._standardize(X) - self.location_
         return D * (D @ self.precision_)
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         return self.explain(X).sum(axis=1)

@@ -33,7 +33,7 @@ class PCADetector(BaseDetector):
     >>> latent = rng.normal(size=(500, 1))
     >>> X = np.hstack([latent, 2 * latent, -latent]) + 0.05 * rng.normal(size=(500, 3))
     >>> det = PCADetector(n_components=1).fit(X)
-    >>> normal, broken = det.score_samples(np.array([[1.0, 2.0, -1.0], [1.0, -2.0, -1.0]]))
+    >>> normal, broken = det.anomaly_score(np.array([[1.0, 2.0, -1.0], [1.0, -2.0, -1.0]]))
     >>> bool(broken > 100 * normal)
     True
     """
@@ -81,7 +81,7 @@ class PCADetector(BaseDetector):
         t2_parts = Z * t2_weights / max(self.n_components_, 1)
         return t2_parts, spe_parts
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         t2_parts, spe_parts = self._parts(X)
         return t2_parts.sum(axis=1) + spe_parts.sum(axis=1)
 

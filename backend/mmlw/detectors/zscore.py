@@ -30,7 +30,7 @@ class RobustZScoreDetector(BaseDetector):
     >>> rng = np.random.default_rng(0)
     >>> det = RobustZScoreDetector().fit(rng.normal(size=(400, 3)))
     >>> parts = det.explain(np.array([[0.0, 5.0, 0.0]]))
-    >>> int(parts.argmax()), bool(det.score_samples(np.array([[0.0, 5.0, 0.0]]))[0] > 5)
+    >>> int(parts.argmax()), bool(det.anomaly_score(np.array([[0.0, 5.0, 0.0]]))[0] > 5)
     (1, True)
     """
 
@@ -91,5 +91,5 @@ class RobustZScoreDetector(BaseDetector):
             return out
         return terms / terms.shape[1] if self.normalize else terms
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         return self.explain(X).sum(axis=1)

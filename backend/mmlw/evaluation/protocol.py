@@ -224,9 +224,9 @@ def evaluate_file(
     started = time.perf_counter()
     detector = clone(prototype).fit(X[:n])
     fit_s = time.perf_counter() - started
-    threshold = training_threshold(detector.score_samples(X[:n]), config)
+    threshold = training_threshold(detector.anomaly_score(X[:n]), config)
     started = time.perf_counter()
-    scores = np.asarray(detector.score_samples(X[n:]), dtype=np.float64)
+    scores = np.asarray(detector.anomaly_score(X[n:]), dtype=np.float64)
     score_s = time.perf_counter() - started
     flags = scores > threshold
     alarms = smooth_flags(flags, config)
