@@ -109,7 +109,19 @@ def create_app(
         if registry is None:
             from mmlw.registry.mlflow_registry import MlflowRegistry
 
-            the_registry: ModelRegistry = MlflowRegistry.from_settings(settings)
+            owned_registry = MlflowRegistry.from_settings(settings)
+            identity = the_store.deployment.identity()  # never another deployment's models
+            try:
+                owned_registry.claim(
+                    identity.id,
+                    had_models=identity.had_models,
+                    database_url=settings.resolved_database_url,
+                )
+            except BaseException:
+                if owned_store:
+                    the_store.close()
+                raise
+            the_registry: ModelRegistry = owned_registry
         else:
             the_registry = registry
         the_publisher = publisher or KombuReadingsPublisher(

@@ -58,6 +58,14 @@ class _Run:
         self.settings = box.settings
         self.store = Store.open(self.settings.resolved_database_url, migrate=True)
         self.registry = MlflowRegistry.from_settings(self.settings)
+        # the bench registers models itself: it claims the sandbox's MLflow store for the
+        # sandbox's deployment first, as every process that uses a registry does
+        identity = self.store.deployment.identity()
+        self.registry.claim(
+            identity.id,
+            had_models=identity.had_models,
+            database_url=self.settings.resolved_database_url,
+        )
         self.versions: dict[str, dict[str, int]] = {}
 
     def pools(self, detector: str, batch_size: int) -> list[BodyPool]:

@@ -23,14 +23,23 @@ import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mmlw.detectors.model import AnomalyModel
 from mmlw.errors import NotFound, ServiceUnavailable, UntrustedModel
 from mmlw.registry.base import DatasetInfo, RegisteredVersion
+from mmlw.registry.ownership import (
+    claim_experiment,
+    claim_tag,
+    find_or_create_experiment,
+    like_prefix,
+)
+from mmlw.registry.schema_lock import schema_lock
 from mmlw.registry.signing import ModelSigner, checked_payload, vouched_digest
 from mmlw.schemas.resources import ModelVersionOut
 from mmlw.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: it imports scikit-learn
+    from mmlw.detectors.model import AnomalyModel
 
 __all__ = ["MlflowRegistry", "import_library"]
 
@@ -78,6 +87,7 @@ class MlflowRegistry:
         self._signer = ModelSigner(signing_key)
         self._client: Any = None
         self._experiment_id: str | None = None
+        self.deployment_id: str | None = None  # set by :meth:`claim`
         self._init_lock = threading.Lock()
 
     @classmethod
@@ -106,7 +116,10 @@ class MlflowRegistry:
                 self._export_login()
                 mlflow.set_tracking_uri(self.tracking_uri)
                 mlflow.set_registry_uri(self.tracking_uri)
-                self._client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+                with schema_lock(self.tracking_uri):  # opening the stores makes the schema
+                    client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+                    _ = client._tracking_client.store, client._get_registry_client().store
+                self._client = client
             return self._client
 
     def _export_login(self) -> None:
@@ -126,25 +139,28 @@ class MlflowRegistry:
 
     def experiment_id(self) -> str:
         if self._experiment_id is None:
-            client = self.client
-            found = client.get_experiment_by_name(self.experiment)
-            if found is not None:
-                self._experiment_id = found.experiment_id
-            else:
-                location = None
-                if self.artifact_root is not None and not self.tracking_uri.startswith("http"):
-                    self.artifact_root.mkdir(parents=True, exist_ok=True)
-                    location = self.artifact_root.resolve().as_uri()
-                try:
-                    self._experiment_id = client.create_experiment(
-                        self.experiment, artifact_location=location
-                    )
-                except Exception:  # created concurrently by another process
-                    self._experiment_id = client.get_experiment_by_name(
-                        self.experiment
-                    ).experiment_id
-        assert self._experiment_id is not None
+            self._experiment_id = self._find_or_create_experiment()[0]
         return self._experiment_id
+
+    def _find_or_create_experiment(self) -> tuple[str, dict[str, str]]:
+        location = None
+        if self.artifact_root is not None and not self.tracking_uri.startswith("http"):
+            self.artifact_root.mkdir(parents=True, exist_ok=True)
+            location = self.artifact_root.resolve().as_uri()
+        tags = {claim_tag(self.model_prefix): self.deployment_id} if self.deployment_id else {}
+        return find_or_create_experiment(self.client, self.experiment, location, tags)
+
+    def claim(self, deployment_id: str, *, had_models: bool, database_url: str) -> None:
+        """Make sure the experiment and the models under the prefix are this deployment's
+        (:func:`~mmlw.registry.ownership.claim_experiment`); every process that uses the
+        registry calls it at start."""
+        self.deployment_id = deployment_id
+        experiment_id, tags = self._find_or_create_experiment()
+        claim_experiment(
+            self.client, experiment_id, tags, deployment_id, prefix=self.model_prefix,
+            had_models=had_models, tracking_uri=self.tracking_uri, database_url=database_url,
+        )  # fmt: skip
+        self._experiment_id = experiment_id
 
     def model_name(self, machine_id: str) -> str:
         return f"{self.model_prefix}{machine_id}"
@@ -248,9 +264,7 @@ class MlflowRegistry:
         ``search_registered_models`` returns with each model: one request per
         :data:`SEARCH_PAGE` machines, where :meth:`alias_version` takes one per machine."""
         prefix = self.model_prefix
-        # MLflow's LIKE has no escape: quotes and wildcards become ``_`` (any one
-        # character), and the exact prefix is checked below.
-        pattern = "".join("_" if c in "'\"\\%" else c for c in prefix) + "%"
+        pattern = like_prefix(prefix)  # the exact prefix is checked below
         found: dict[str, int] = {}
         token: str | None = None
         try:
@@ -273,6 +287,8 @@ class MlflowRegistry:
     def load(self, machine_id: str, version: int) -> AnomalyModel:
         """The version's model, if MMLW signed exactly its artifact's bytes; else
         :class:`UntrustedModel` (nothing of it deserialised)."""
+        from mmlw.detectors.model import AnomalyModel
+
         name = self.model_name(machine_id)
         uri = f"models:/{name}/{version}"
         try:

@@ -3,6 +3,8 @@ section; read from the environment once, by an entry point."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -15,6 +17,7 @@ from mmlw.settings.sections import (
     AlertSettings,
     ApiSettings,
     DashboardSettings,
+    RetentionSettings,
     TaskSettings,
 )
 
@@ -34,7 +37,11 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default: SQLite file in data_dir"
     )
     mlflow_tracking_uri: str | None = Field(
-        default=None, description="default: SQLite MLflow store in data_dir"
+        default=None,
+        description="default: a SQLite MLflow store in data_dir named after the database: "
+        "mlflow.db with the default SQLite database (the demo's), else mlflow/<database "
+        "name>-<hash of its host, port and name>.db, so that two deployments never share "
+        "one by default",
     )
     mlflow_experiment: str = "mmlw"
     mlflow_username: str | None = Field(
@@ -49,6 +56,7 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     tasks: TaskSettings = Field(default_factory=TaskSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @model_validator(mode="after")
     def _mlflow_login_is_complete(self) -> Settings:
@@ -75,7 +83,19 @@ class Settings(BaseSettings):
 
     @property
     def resolved_tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+        """The MLflow store: the one configured, else a SQLite file of this deployment's.
+        With the default database that is ``data_dir/mlflow.db`` (the demo's layout);
+        with any other database it is named after that database (``data_dir/mlflow/
+        <name>-<hash of where it lives>.db``), so that two deployments sharing a data dir
+        (or a working directory) never share models by default."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        default_database = f"sqlite:///{self.data_dir / 'mmlw.db'}"
+        if self.database_url is None or self.database_url == default_database:
+            return f"sqlite:///{self.data_dir / 'mlflow.db'}"
+        name, where = _database_identity(self.database_url)
+        digest = hashlib.sha256(where.encode()).hexdigest()[:12]
+        return f"sqlite:///{self.data_dir / 'mlflow' / f'{name}-{digest}.db'}"
 
     @property
     def artifact_root(self) -> Path:
@@ -104,3 +124,26 @@ class Settings(BaseSettings):
 
     def ensure_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+
+
+def _database_identity(url: str) -> tuple[str, str]:
+    """A file-name-safe name of the database at ``url`` and where it lives (backend,
+    host, port and database; a SQLite file's absolute path), without driver, user or
+    password, so that changing those does not move the MLflow store."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    database = parsed.database or ""
+    if backend == "sqlite":
+        path = Path(database).expanduser().resolve() if database not in ("", ":memory:") else None
+        where = f"sqlite:{path or database}"
+        name = path.stem if path is not None else "memory"
+    else:
+        port = parsed.port or DEFAULT_PORTS.get(backend, 0)
+        where = f"{backend}://{(parsed.host or 'localhost').lower()}:{port}/{database}"
+        name = database or backend
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:64], where

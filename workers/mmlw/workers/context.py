@@ -41,7 +41,16 @@ class WorkerContext:
 
     @cached_property
     def registry(self) -> MlflowRegistry:
-        return MlflowRegistry.from_settings(self.settings)
+        """The registry, claimed for this database's deployment: a store of another's
+        models is :class:`~mmlw.registry.ownership.ForeignRegistry` before any is used."""
+        registry = MlflowRegistry.from_settings(self.settings)
+        identity = self.store.deployment.identity()
+        registry.claim(
+            identity.id,
+            had_models=identity.had_models,
+            database_url=self.settings.resolved_database_url,
+        )
+        return registry
 
     @cached_property
     def models(self) -> ModelCache:
