@@ -382,3 +382,54 @@ def _span(silence: dict[str, Any]) -> timedelta:
     from datetime import datetime
 
     return datetime.fromisoformat(silence["ends_at"]) - datetime.fromisoformat(silence["starts_at"])
+
+
+# --- a challenger scoring in shadow -------------------------------------------------------
+
+
+def test_machine_and_models_pages_show_the_challengers_shadow_scores(
+    system: LiveSystem, page: Any, machines: dict[str, SyntheticMachine]
+) -> None:
+    """Last in the module: it gives machine-1 a challenger (more readings, no promotion)."""
+    machine_id = TRAINED[0]
+    job = system.api.post(
+        f"/machines/{machine_id}/train", json={"last_n": WARMUP, "threshold_quantile": 0.9}
+    )
+    assert job.status_code == 202, job.text
+    job_id = job.json()["id"]
+    wait_for(
+        lambda: system.api.get(f"/jobs/{job_id}").json()["state"] == "succeeded",
+        what="training the challenger",
+    )
+    version = system.api.get(f"/jobs/{job_id}").json()["result"]["version"]
+    publish(system, machines[machine_id], 300)
+
+    def compared() -> dict[str, Any]:
+        return system.api.get(f"/machines/{machine_id}/scores/compare").json()  # type: ignore[no-any-return]
+
+    wait_for(lambda: compared()["summary"]["n_compared"] >= 300, what="shadow scores")
+    wait_for(lambda: len(set(machine_counts(system, machine_id))) == 1, what="all scored")
+    summary = compared()["summary"]
+
+    page.goto(system.url(f"/machines/{machine_id}"))
+    label = f"challenger v{version} (shadow)"
+    score = wait_for_plot(page, "score-graph", label)
+    names = [t["name"] for t in score["traces"]]
+    assert names == ["score", "threshold", "anomalous", label]
+    assert 300 <= score["traces"][3]["n"] <= score["traces"][0]["n"]
+    drawn = page.locator("#score-graph .scatterlayer .trace").nth(3).locator(".js-line")
+    assert "dasharray" in (drawn.get_attribute("style") or "")  # dashed, as drawn
+    shadow = page.locator("#shadow-info")
+    shadow.wait_for()
+    text = shadow.inner_text()
+    assert f"{label} vs champion v1 on {summary['n_compared']:,} readings" in text
+    assert f"challenger flags {summary['challenger_flagged']:,}" in text
+    assert f"champion {summary['champion_flagged']:,}," in text
+    assert f"disagree on {summary['disagreements']:,}" in text
+    screenshot(page, "machine-shadow")
+
+    page.goto(system.url(f"/models/{machine_id}"))
+    page.wait_for_selector("#models-shadow")
+    text = page.inner_text("#models-shadow")
+    assert f"{label} vs champion v1 on {summary['n_compared']:,} readings" in text
+    assert f"disagree on {summary['disagreements']:,}" in text

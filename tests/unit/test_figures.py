@@ -10,9 +10,19 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from mmlw.frontend import components, figure_style, figures, links, overlays, status, timerange
+from mmlw.frontend import (
+    components,
+    figure_style,
+    figures,
+    links,
+    overlays,
+    shadow,
+    status,
+    timerange,
+)
 from mmlw.frontend.figure_style import WEBGL_FROM, epoch_ms
 from mmlw.frontend.figures import (
+    CHALLENGER_COLOR,
     contributions_figure,
     flagged_values,
     score_figure,
@@ -20,10 +30,12 @@ from mmlw.frontend.figures import (
     sparkline,
 )
 from mmlw.frontend.overlays import AlertPeriod, alert_periods, selection_marker
+from mmlw.frontend.shadow import shadow_summary
 from mmlw.frontend.status import Status, machine_row, worst_first
 from mmlw.frontend.timerange import RESET, parse_moment, window_for, zoom_window
 from mmlw.schemas.alerts import AlertOut
 from mmlw.schemas.resources import MachineOut, ReadingsOut, ScoresOut, SensorContribution
+from mmlw.schemas.shadow import ShadowComparisonOut, ShadowSummaryOut
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -118,7 +130,7 @@ def trace(figure: go.Figure, name: str) -> Any:
 
 
 @pytest.mark.parametrize(
-    "module", [components, links, status, timerange, figures, figure_style, overlays]
+    "module", [components, links, status, timerange, figures, figure_style, overlays, shadow]
 )
 def test_doctests(module: Any) -> None:
     assert doctest.testmod(module).failed == 0
@@ -177,6 +189,87 @@ def test_no_scores_gives_an_explaining_empty_figure() -> None:
     figure = score_figure(scores_of([]))
     assert not figure.data
     assert "no scores" in figure.layout.annotations[0].text
+
+
+# --- shadow challenger on the score figure ----------------------------------------------
+
+
+def comparison_of(
+    champion: list[float], challenger: list[float], offset: int = 0, threshold: float = 1.0
+) -> ShadowComparisonOut:
+    """Both versions on readings ``offset`` .. ``offset + n - 1`` of :func:`scores_of`."""
+    n = len(champion)
+    champ_f = [v > threshold for v in champion]
+    chal_f = [v > threshold for v in challenger]
+    return ShadowComparisonOut(
+        machine_id="pump-1",
+        champion_version=1,
+        challenger_version=2,
+        summary=ShadowSummaryOut(
+            n_compared=n,
+            champion_flagged=sum(champ_f),
+            challenger_flagged=sum(chal_f),
+            disagreements=sum(a != b for a, b in zip(champ_f, chal_f, strict=True)),
+            champion_mean=float(np.mean(champion)) if n else None,
+            challenger_mean=float(np.mean(challenger)) if n else None,
+            correlation=None,
+        ),
+        timestamps=stamps(offset + n)[offset:],
+        champion_scores=champion,
+        challenger_scores=challenger,
+        champion_thresholds=[threshold] * n,
+        challenger_thresholds=[threshold] * n,
+        champion_flags=champ_f,
+        challenger_flags=chal_f,
+    )
+
+
+def test_score_figure_draws_the_challenger_dashed_on_the_readings_both_scored() -> None:
+    champion = [0.5, 2.0, 0.7, 3.0]
+    figure = score_figure(
+        scores_of(champion), shadow=comparison_of(champion[2:], [1.5, 0.2], offset=2)
+    )
+    names = [t.name for t in figure.data]
+    assert names == ["score", "threshold", "anomalous", "challenger v2 (shadow)"]
+    shadowed = trace(figure, "challenger v2 (shadow)")
+    assert shadowed.line.dash == "dash" and shadowed.line.color == CHALLENGER_COLOR
+    assert list(shadowed.y) == [1.5, 0.2]
+    # the same readings as the champion's, on the champion's time axis
+    assert list(shadowed.x) == list(trace(figure, "score").x)[2:]
+    assert list(shadowed.customdata) == ["flags, champion disagrees", "passes, champion disagrees"]
+    assert "challenger v2 (shadow)" in shadowed.hovertemplate
+    assert figure.layout.shapes[0].name == "selected"  # the marker is still shapes[0]
+
+
+def test_score_figure_without_shadow_readings_draws_the_champion_only() -> None:
+    figure = score_figure(scores_of([0.5, 2.0]), shadow=comparison_of([], []))
+    assert [t.name for t in figure.data] == ["score", "threshold", "anomalous"]
+
+
+def test_a_long_shadow_series_uses_webgl() -> None:
+    values = [0.1] * WEBGL_FROM
+    figure = score_figure(scores_of([0.1] * 10), shadow=comparison_of(values, values))
+    assert isinstance(trace(figure, "challenger v2 (shadow)"), go.Scattergl)
+    assert isinstance(trace(figure, "score"), go.Scatter)
+
+
+def test_shadow_summary_counts_what_each_flags_and_where_they_disagree() -> None:
+    text = shadow_summary(comparison_of([0.5, 2.0, 3.0, 0.1], [0.5, 0.2, 0.3, 1.4]))
+    assert text == (
+        "challenger v2 (shadow) vs champion v1 on 4 readings: challenger flags 1, "
+        "champion 2, they disagree on 3 (75.0%)"
+    )
+
+
+def test_shadow_summary_says_why_there_is_nothing_to_compare() -> None:
+    none = comparison_of([], []).model_copy(
+        update={"challenger_version": None, "reason": "machine 'pump-1' has no challenger"}
+    )
+    assert shadow_summary(none) == "no shadow challenger (machine 'pump-1' has no challenger)"
+    waiting = comparison_of([], []).model_copy(
+        update={"reason": "no reading scored by both in range"}
+    )
+    assert shadow_summary(waiting) == ("challenger v2 (shadow): no reading scored by both in range")
 
 
 # --- sensors ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any, Literal, TypedDict, Unpack
 from mmlw.client._http import Page, Session
 from mmlw.schemas.readings import ReadingsBatch
 from mmlw.schemas.resources import Accepted, ImportOut, MachineOut, ReadingsOut, ScoresOut
+from mmlw.schemas.shadow import ShadowComparisonOut
 
 __all__ = ["Machines", "Readings", "Scores", "ScoresWindow", "Window"]
 
@@ -27,6 +28,7 @@ class Window(TypedDict, total=False):
 
 class ScoresWindow(Window, total=False):
     top: int
+    role: Literal["champion", "challenger"]
 
 
 class Machines:
@@ -106,12 +108,19 @@ class Scores:
 
     def get(self, machine_id: str, **window: Unpack[ScoresWindow]) -> ScoresOut:
         """Champion scores in ``[start, end)`` with threshold, flag, version and the ``top``
-        (default 3) contributing sensors; ``limit`` and ``max_points`` as for readings."""
+        (default 3) contributing sensors; ``limit`` and ``max_points`` as for readings;
+        ``role="challenger"``: the shadow challenger's scores instead."""
         return self.page(machine_id, **window).item
 
     def page(self, machine_id: str, **window: Unpack[ScoresWindow]) -> Page[ScoresOut]:
         """Like :meth:`get`, with the number of scores in range before downsampling."""
         return self._s.page(ScoresOut, f"/machines/{machine_id}/scores", **window)
+
+    def compare(self, machine_id: str, **window: Unpack[Window]) -> ShadowComparisonOut:
+        """Champion vs shadow challenger on the readings both scored in ``[start, end)``
+        (the newest ``limit``; ``max_points``: downsampled): both series aligned, and a
+        summary over all of them; empty with a ``reason`` when there is no challenger."""
+        return self._s.get(ShadowComparisonOut, f"/machines/{machine_id}/scores/compare", **window)
 
     def latest(self, n: int = 1) -> list[ScoresOut]:
         """Every scored machine's newest ``n`` scores (no top sensors), in one request."""

@@ -21,6 +21,7 @@ from mmlw.client._data import ScoresWindow, Window
 from mmlw.schemas.alerts import AlertOut, SilenceOut
 from mmlw.schemas.jobs import JobOut
 from mmlw.schemas.resources import MachineOut, ModelVersionOut, ReadingsOut, ScoresOut
+from mmlw.schemas.shadow import ShadowComparisonOut
 from mmlw.settings import Settings
 
 __all__ = ["ApiClient", "ApiError", "Page"]
@@ -69,6 +70,11 @@ class ApiClient:
         window.setdefault("limit", MAX_LIMIT)
         window.setdefault("top", 0)
         return self._api.scores.page(machine_id, **window)
+
+    def shadow(self, machine_id: str, **window: Unpack[Window]) -> ShadowComparisonOut:
+        """Champion vs shadow challenger on the readings both scored (see the API)."""
+        window.setdefault("limit", MAX_LIMIT)
+        return self._api.scores.compare(machine_id, **window)
 
     def latest_scores(self, n: int) -> list[ScoresOut]:
         """Every scored machine's newest ``n`` scores, in one request."""

@@ -29,10 +29,13 @@ from mmlw.frontend.figure_style import (
 )
 from mmlw.frontend.overlays import AlertPeriod, selection_marker, shade
 from mmlw.schemas.resources import ReadingsOut, ScoresOut, SensorContribution
+from mmlw.schemas.shadow import ShadowComparisonOut
 from mmlw.services.downsample import downsample_indices
 
 __all__ = [
+    "CHALLENGER_COLOR",
     "MAX_SENSOR_MARKERS",
+    "challenger_trace",
     "contributions_figure",
     "flagged_values",
     "score_figure",
@@ -41,6 +44,7 @@ __all__ = [
 ]
 
 MAX_SENSOR_MARKERS = 200
+CHALLENGER_COLOR = "#9467bd"
 # Room for what plotly would otherwise push the margins out for (legend above the plot,
 # two-line date ticks and an axis title below): a push means drawing the figure twice.
 _SCORE_MARGIN = {"l": 70, "r": 20, "t": 40, "b": 72}
@@ -100,9 +104,13 @@ def score_figure(
     selected: datetime | None = None,
     log_y: bool = False,
     revision: str = "",
+    shadow: ShadowComparisonOut | None = None,
 ) -> go.Figure:
     """Anomaly score over time, its threshold (a step per model version), anomalous
-    readings marked, alert periods shaded and the selected moment as a vertical line."""
+    readings marked, alert periods shaded and the selected moment as a vertical line.
+
+    ``shadow``: the challenger's score on the readings both scored, dashed, after the
+    champion's traces (which keep their order: the first three are always the same)."""
     if not scores.scores:
         return empty_figure("no scores in this range (no model yet, or no readings)")
     times = epoch_ms(scores.timestamps)
@@ -138,6 +146,8 @@ def score_figure(
             ),
         ]
     )
+    if shadow is not None and shadow.timestamps:
+        figure.add_trace(challenger_trace(shadow))
     figure.add_shape(selection_marker(selected))
     shade(figure, periods, until=scores.timestamps[-1])
     figure.update_yaxes(title_text="score", type="log" if log_y else "linear")
@@ -151,6 +161,26 @@ def score_figure(
         hovermode="closest",
     )
     return figure
+
+
+def challenger_trace(shadow: ShadowComparisonOut) -> go.Scatter | go.Scattergl:
+    """The shadow challenger's score, dashed, named for its version; hover says whether
+    it flags the reading and whether the champion agrees."""
+    label = f"challenger v{shadow.challenger_version} (shadow)"
+    agree = np.asarray(shadow.champion_flags) == np.asarray(shadow.challenger_flags)
+    verdict = [
+        ("flags" if flagged else "passes") + ("" if same else ", champion disagrees")
+        for flagged, same in zip(shadow.challenger_flags, agree, strict=True)
+    ]
+    return scatter_type(len(shadow.timestamps))(
+        x=epoch_ms(shadow.timestamps),
+        y=np.asarray(shadow.challenger_scores, dtype=float),
+        mode="lines",
+        name=label,
+        line={"color": CHALLENGER_COLOR, "width": 1, "dash": "dash"},
+        customdata=np.asarray(verdict, dtype=object),
+        hovertemplate=f"%{{x}}<br>{label}: %{{y:.3g}} (%{{customdata}})<extra></extra>",
+    )
 
 
 def flagged_values(

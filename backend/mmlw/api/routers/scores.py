@@ -1,38 +1,71 @@
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Response
 
-from mmlw.api.deps import StoreDep, row_limit
+from mmlw.api.deps import RegistryDep, StoreDep, row_limit
 from mmlw.api.routers.readings import TOTAL_COUNT_HEADER, MaxPoints
+from mmlw.schemas.readings import UtcBound
 from mmlw.schemas.resources import ScoresOut, SensorContribution
+from mmlw.schemas.shadow import ShadowComparisonOut
 from mmlw.services.downsample import downsample_indices
+from mmlw.services.shadow import shadow_comparison
 from mmlw.store.packing import us_to_datetimes
 from mmlw.store.scores import StoredScores
 
-router = APIRouter(prefix="/machines/{machine_id}/scores", tags=["scores"])
+router = APIRouter(tags=["scores"])
+
+LATEST_MAX = 10_000
+Role = Annotated[
+    Literal["champion", "challenger"],
+    Query(description="whose scores: the champion's, or the challenger's (shadow)"),
+]
 
 
-@router.get("")
+@router.get("/scores/latest")
+def latest_scores(
+    store: StoreDep,
+    n: Annotated[int, Query(ge=1, le=LATEST_MAX, description="newest scores per machine")] = 1,
+) -> list[ScoresOut]:
+    """Every scored machine's newest ``n`` champion-scored readings (oldest first, no top
+    sensors), by machine id: the state of all machines in one request and one query,
+    where ``GET /machines/{id}/scores`` takes one of each per machine."""
+    return [
+        ScoresOut(
+            machine_id=newest.machine_id,
+            columns=newest.columns,
+            timestamps=us_to_datetimes(newest.timestamps_us),
+            scores=newest.scores.tolist(),
+            thresholds=newest.thresholds.tolist(),
+            flags=(newest.scores > newest.thresholds).tolist(),
+            model_versions=newest.versions.tolist(),
+            top_sensors=[[] for _ in range(len(newest))],
+        )
+        for newest in store.machines.newest_scores(n)
+    ]
+
+
+@router.get("/machines/{machine_id}/scores")
 def get_scores(
     machine_id: str,
     store: StoreDep,
     response: Response,
     limit: Annotated[int, row_limit(10_000)],
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: UtcBound | None = None,
+    end: UtcBound | None = None,
     top: Annotated[int, Query(ge=0, le=32, description="top contributing sensors")] = 3,
     max_points: MaxPoints = None,
+    role: Role = "champion",
 ) -> ScoresOut:
-    """Champion scores in ``[start, end)``, oldest first, each with the version that made it
-    and its ``top`` contributing sensors. With ``max_points``: per time bucket the lowest
-    and highest score and the highest flagged one, so no anomaly is lost."""
+    """Champion (or, with ``role=challenger``, shadow) scores in ``[start, end)``, oldest
+    first, each with the version that made it and its ``top`` contributing sensors. With
+    ``max_points``: per time bucket the lowest and highest score and the highest flagged
+    one, so no anomaly is lost."""
     store.machines.get(machine_id)
     parts = store.scores.query(
-        machine_id, start, end, limit_batches=max(limit, 10_000), last_n=limit
+        machine_id, start, end, role=role, limit_batches=max(limit, 10_000), last_n=limit
     )
     out = ScoresOut(
         machine_id=machine_id,
@@ -44,7 +77,9 @@ def get_scores(
         model_versions=[],
         top_sensors=[],
     )
-    response.headers[TOTAL_COUNT_HEADER] = str(store.scores.count_in_range(machine_id, start, end))
+    response.headers[TOTAL_COUNT_HEADER] = str(
+        store.scores.count_in_range(machine_id, start, end, role=role)
+    )
     if not parts:
         return out
     timestamps = np.concatenate([p.timestamps_us for p in parts])
@@ -76,6 +111,32 @@ def get_scores(
             for row, ranks in zip(contributions, order, strict=True)
         )
     return out
+
+
+@router.get("/machines/{machine_id}/scores/compare")
+def compare_scores(
+    machine_id: str,
+    store: StoreDep,
+    registry: RegistryDep,
+    limit: Annotated[int, row_limit(10_000)],
+    start: UtcBound | None = None,
+    end: UtcBound | None = None,
+    max_points: MaxPoints = None,
+) -> ShadowComparisonOut:
+    """Champion vs shadow challenger on the newest ``limit`` readings in ``[start, end)``
+    that both scored: the two series aligned by reading and a summary (rows compared,
+    flagged by each, disagreements, means, correlation) over all of them. With
+    ``max_points`` the series are downsampled, keeping every bucket's extremes and a
+    flagged reading. No challenger (or champion): empty, with the ``reason``."""
+    return shadow_comparison(
+        machine_id,
+        store=store,
+        registry=registry,
+        start=start,
+        end=end,
+        limit=limit,
+        max_points=max_points,
+    )
 
 
 def _downsampled(

@@ -1,4 +1,5 @@
-"""Machine page: sensor traces, anomaly score vs threshold, contributions, champion model.
+"""Machine page: sensor traces, anomaly score vs threshold, contributions, champion model
+(and a challenger's shadow score next to the champion's, with how often they disagree).
 
 Large ranges are downsampled by the API (each sensor's min/max per time bucket, every
 anomaly kept), and each sensor panel draws only its own sensor's extremes of those rows;
@@ -35,6 +36,7 @@ from mmlw.frontend.pages.machine_view import (
     reading_buckets,
     signature,
 )
+from mmlw.frontend.shadow import shadow_summary
 from mmlw.frontend.status import machine_row
 from mmlw.frontend.timerange import (
     DEFAULT_RANGE,
@@ -144,6 +146,10 @@ def header(view: MachineView, mlflow_url: str, now: datetime) -> list[Any]:
             dcc.Link("all versions", href=models_path(m.id)),
         ]
         parts.append(html.Span(details, className="model-info", id="champion-info"))
+    if view.shadow is not None:
+        parts.append(
+            html.Span(shadow_summary(view.shadow), className="model-info", id="shadow-info")
+        )
     if view.alerts_error:
         parts.append(message(view.alerts_error, "warning"))
     return parts
@@ -259,7 +265,12 @@ def register(app: Dash, context: DashboardContext) -> None:
         periods = alert_periods(alerts)
         revision = f"{machine_id}:{range_key}:{window}"
         scores = score_figure(
-            view.scores.item, periods, selected=marked, log_y="log" in log, revision=revision
+            view.scores.item,
+            periods,
+            selected=marked,
+            log_y="log" in log,
+            revision=revision,
+            shadow=view.shadow,
         )
         sensors = sensor_figure(
             view.readings.item,

@@ -1,9 +1,11 @@
 """What the machine page reads from the API for one drawing: readings and scores over
 the time range (downsampled by the API to what the plots can show), the champion model,
-the machine's alerts, and the contributions behind the selected moment.
+the machine's alerts, the contributions behind the selected moment and, when the machine
+has a challenger, its shadow scores on the same readings as the champion's.
 
-Readings, scores and the champion are read in parallel; the contributions as soon as
-the scores say which moment to explain.
+Readings, scores and the models are read in parallel; the contributions as soon as
+the scores say which moment to explain, the shadow comparison as soon as the models say
+there is a challenger.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from mmlw.frontend.figures import contributions_figure
 from mmlw.frontend.timerange import parse_moment
 from mmlw.schemas.alerts import AlertOut
 from mmlw.schemas.resources import MachineOut, ModelVersionOut, ReadingsOut, ScoresOut
+from mmlw.schemas.shadow import ShadowComparisonOut
 
 __all__ = [
     "BUCKETS",
@@ -27,6 +30,7 @@ __all__ = [
     "default_moment",
     "explain_moment",
     "fetch_view",
+    "has_challenger",
     "machine_alerts",
     "reading_buckets",
     "signature",
@@ -35,6 +39,7 @@ __all__ = [
 BUCKETS = 300  # time buckets of the sensor plots: one per ~4 px of a wide screen
 SCORE_BUCKETS = 600  # the score plot is one trace: twice the detail costs little
 MAX_POINTS = 100_000  # the API's cap on max_points
+CHALLENGER = "challenger"  # the alias of the version that scores in shadow
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class MachineView:
     alerts_error: str | None = None
     explained: Any = None  # the contributions figure of the selected moment
     marked: datetime | None = None  # that moment (None: nothing to explain)
+    shadow: ShadowComparisonOut | None = None  # None: the machine has no challenger
 
 
 def signature(machine: MachineOut, alerts: list[AlertOut]) -> list[Any]:
@@ -72,9 +78,10 @@ def fetch_view(
 ) -> MachineView:
     """Readings, scores and the champion model in parallel (the API downsamples), and
     the contributions of ``selected`` (default: :func:`default_moment`) once the scores
-    are in, while the readings are still on their way."""
+    are in, while the readings are still on their way; the challenger's shadow scores
+    over the same range once the models name one."""
     reading_points = _reading_points(machine)
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=5) as pool:
         readings = pool.submit(
             client.readings, machine.id, start=start, end=end, max_points=reading_points
         )
@@ -85,6 +92,13 @@ def fetch_view(
         explained = pool.submit(
             lambda: explain_moment(
                 client, machine.id, selected or default_moment(scores.result().item)
+            )
+        )
+        shadow = pool.submit(
+            lambda: (
+                client.shadow(machine.id, start=start, end=end, max_points=3 * SCORE_BUCKETS + 2)
+                if models is not None and has_challenger(models.result())
+                else None
             )
         )
         champion = None
@@ -102,7 +116,13 @@ def fetch_view(
             alerts_error,
             explained=figure,
             marked=marked,
+            shadow=shadow.result(),
         )
+
+
+def has_challenger(versions: list[ModelVersionOut]) -> bool:
+    """Whether one of the versions scores in shadow (so there is something to compare)."""
+    return any(CHALLENGER in v.aliases for v in versions)
 
 
 def _reading_points(machine: MachineOut) -> int:

@@ -1,6 +1,7 @@
 """Models page: a machine's registered versions, aliases, metrics and training window,
-links to MLflow, a train button that starts a job and follows it, and promotion (through
-the gate, or past it) and rollback of the champion."""
+how its shadow challenger compares with the champion, links to MLflow, a train button
+that starts a job and follows it, and promotion (through the gate, or past it) and
+rollback of the champion."""
 
 from __future__ import annotations
 
@@ -23,12 +24,15 @@ from mmlw.frontend.components import (
 )
 from mmlw.frontend.context import DashboardContext
 from mmlw.frontend.links import machine_path, mlflow_run_url, mlflow_version_url
+from mmlw.frontend.pages.machine_view import has_challenger
+from mmlw.frontend.shadow import shadow_summary
 from mmlw.schemas.jobs import JobOut
 from mmlw.schemas.resources import ModelVersionOut
 
 __all__ = ["layout", "register", "training_window", "version_rows"]
 
 SHOWN_METRICS = ("n_readings", "train_flag_rate", "train_f1", "train_precision", "train_recall")
+SHADOW_ROWS = 10_000  # the summary covers the newest this many readings both scored (per tick)
 
 
 def layout(machine_id: str | None = None) -> html.Div:
@@ -224,10 +228,18 @@ def register(app: Dash, context: DashboardContext) -> None:
                 return message("Choose a machine."), options, ""
             versions = client.models(machine_id)
             jobs = client.jobs(machine_id, limit=200)
+            shadow = (
+                client.shadow(machine_id, limit=SHADOW_ROWS, max_points=10)  # the summary only
+                if has_challenger(versions)
+                else None
+            )
         except ApiError as exc:
             return message(f"cannot read models: {exc}", "error"), [], ""
         link = dcc.Link("machine page", href=machine_path(machine_id))
-        return version_rows(versions, jobs, context.mlflow_url, now), options, link
+        body: list[Any] = [version_rows(versions, jobs, context.mlflow_url, now)]
+        if shadow is not None:
+            body.insert(0, html.P(shadow_summary(shadow), id="models-shadow", className="note"))
+        return html.Div(body), options, link
 
     @app.callback(
         Output("train-job", "data"),
