@@ -84,6 +84,7 @@ def dlq_show(ctx: click.Context, dead_letter_id: int) -> None:
 @one_line_errors
 def dlq_replay(ctx: click.Context, dead_letter_id: int, body_file: Path | None) -> None:
     """Validate and publish a dead letter again through the readings exchange."""
+    from mmlw.messaging.dead_queue import DeadQueue
     from mmlw.messaging.sink import sink_from_settings
     from mmlw.services.dead_letters import replay
 
@@ -100,6 +101,7 @@ def dlq_replay(ctx: click.Context, dead_letter_id: int, body_file: Path | None) 
                 publisher=sink,
                 body_override=body,
                 max_readings=settings.broker.max_batch_readings,
+                dead_queue=DeadQueue.from_settings(settings.broker),
             )
         finally:
             sink.close()
@@ -121,7 +123,10 @@ def dlq_replay(ctx: click.Context, dead_letter_id: int, body_file: Path | None) 
 def dlq_purge(
     ctx: click.Context, purge_all: bool, older_than_hours: float | None, yes: bool
 ) -> None:
-    """Delete dead letters: --all, or those older than --older-than-hours."""
+    """Delete dead letters: --all, or those older than --older-than-hours; their copies
+    in <ns>.dead go too (and any an earlier purge could not reach)."""
+    from mmlw.messaging.dead_queue import DeadQueue
+    from mmlw.services.dead_letters import purge
 
     if purge_all == (older_than_hours is not None):
         raise click.ClickException("dlq purge: give exactly one of --all or --older-than-hours")
@@ -133,9 +138,21 @@ def dlq_purge(
     what = "all dead letters" if purge_all else f"dead letters older than {older_than_hours} h"
     if not yes and not click.confirm(f"delete {what}?", err=True):
         raise click.ClickException("dlq purge: not confirmed; nothing deleted")
-    store = open_store(settings_of(ctx))
+    settings = settings_of(ctx)
+    store = open_store(settings)
     try:
-        count = store.dead_letters.purge(older_than=older_than, everything=purge_all)
+        done = purge(
+            store,
+            older_than=older_than,
+            everything=purge_all,
+            dead_queue=DeadQueue.from_settings(settings.broker),
+        )
     finally:
         store.close()
-    click.echo(f"purged {count} dead letters")
+    click.echo(f"purged {done.count} dead letters")
+    if done.broker is not None and not done.broker.complete:
+        click.echo(
+            f"warning: {settings.broker.namespace}.dead not swept (broker away?); "
+            "the next purge removes what is left there",
+            err=True,
+        )

@@ -8,7 +8,8 @@ live system on the same broker::
                               ``ingest_max_length`` messages, then publishes are refused
                               (x-overflow reject-publish: the publisher gets a nack)
     exchange  <ns>.dead       fanout, durable
-    queue     <ns>.dead       durable; rejected readings, kept for inspection and replay
+    queue     <ns>.dead       durable; rejected readings, kept for inspection and replay: a
+                              copy of each dead letter of the store (dead_queue.py)
     queues    <ns>.train, <ns>.predict, <ns>.notify   Celery work
 """
 

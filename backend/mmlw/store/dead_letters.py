@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import codecs
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -20,7 +20,16 @@ from sqlalchemy.orm import Session
 
 from mmlw.errors import NotFound
 from mmlw.store.database import Database
-from mmlw.store.tables import DeadLetter, EventCount, utcnow
+from mmlw.store.tables import (
+    DeadLetter,
+    EventCount,
+    Machine,
+    ReadingBatch,
+    ReadingBatchKey,
+    ScoreBatch,
+    StreamState,
+    utcnow,
+)
 
 __all__ = [
     "DEAD_LETTERS_EVENT",
@@ -260,19 +269,73 @@ class DeadLettersRepository:
         With ``everything=True`` every one goes; otherwise only those matching every criterion
         given (``ids``, received before ``older_than``). No criterion deletes nothing.
         """
-        statement = delete(DeadLetter)
+        return len(self.purge_returning(ids, older_than=older_than, everything=everything))
+
+    def purge_returning(
+        self,
+        ids: Iterable[int] | None = None,
+        *,
+        older_than: datetime | None = None,
+        everything: bool = False,
+    ) -> Sequence[tuple[int, str | None]]:
+        """:meth:`purge`, returning the (id, message_id) of each dead letter deleted (what
+        the broker's copies are matched against)."""
+        query = select(DeadLetter.id, DeadLetter.message_id)
         if not everything:
             id_list = None if ids is None else [int(i) for i in ids]
             if id_list is None and older_than is None:
-                return 0
+                return []
             if id_list is not None:
                 if not id_list:
-                    return 0
-                statement = statement.where(DeadLetter.id.in_(id_list))
+                    return []
+                query = query.where(DeadLetter.id.in_(id_list))
             if older_than is not None:
                 if older_than.tzinfo is None:
                     raise ValueError("older_than: a timezone-aware datetime is required")
-                statement = statement.where(DeadLetter.received_at < older_than)
+                query = query.where(DeadLetter.received_at < older_than)
         with self._db.session() as session:
-            result = session.execute(statement)
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            rows = [(int(i), m) for i, m in session.execute(query.with_for_update()).all()]
+            for chunk in range(0, len(rows), 1000):
+                batch = [i for i, _ in rows[chunk : chunk + 1000]]
+                session.execute(delete(DeadLetter).where(DeadLetter.id.in_(batch)))
+            return rows
+
+    def stored_ids(self, ids: Collection[int]) -> set[int]:
+        """Which of ``ids`` name dead letters the store holds now."""
+        if not ids:
+            return set()
+        query = select(DeadLetter.id).where(DeadLetter.id.in_([int(i) for i in ids]))
+        with self._db.session() as session:
+            return {int(i) for i in session.scalars(query)}
+
+    def retire_batch(self, batch_id: int, message_id: str) -> int:
+        """Delete the stored batch a scoring dead letter names, now that a fixed replay
+        replaces it: else its readings would be stored twice, once never scored. Only a
+        batch ``batch_id`` holding ``message_id`` and scored by no model goes (with its
+        idempotency key, and its readings from its machine's count). Returns how many
+        readings went (0: nothing to retire)."""
+        wanted = (ReadingBatch.id == batch_id) & (ReadingBatch.message_id == message_id)
+        with self._db.session() as session:
+            row = session.execute(select(ReadingBatch.machine_id, ReadingBatch.n).where(wanted))
+            found = row.first()
+            scored = select(ScoreBatch.id).where(ScoreBatch.batch_id == batch_id).limit(1)
+            if found is None or session.scalar(scored) is not None:
+                return 0
+            session.execute(delete(ReadingBatch).where(wanted))
+            session.execute(delete(ReadingBatchKey).where(ReadingBatchKey.message_id == message_id))
+            session.execute(
+                update(Machine)
+                .where(Machine.id == found.machine_id)
+                .values(n_readings=Machine.n_readings - found.n)
+            )
+            # a stream whose last batch this was steps back before it: SQLite gives its
+            # id to the next batch stored, which must not be taken as streamed already
+            session.execute(
+                update(StreamState)
+                .where(
+                    StreamState.machine_id == found.machine_id,
+                    StreamState.cursor_batch_id == batch_id,
+                )
+                .values(cursor_batch_id=batch_id - 1, revision=StreamState.revision + 1)
+            )
+            return int(found.n)

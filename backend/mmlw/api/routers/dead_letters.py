@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmlw.api.deps import ROW_ID_MAX, SettingsDep, StateDep, StoreDep, row_limit
 from mmlw.errors import ConflictError
+from mmlw.messaging.dead_queue import DeadQueue
 from mmlw.schemas.dead_letters import (
     DeadLetterDetail,
     DeadLetterItem,
@@ -22,7 +23,7 @@ from mmlw.schemas.dead_letters import (
     ReplayAccepted,
 )
 from mmlw.schemas.readings import UtcDatetime
-from mmlw.services.dead_letters import replay
+from mmlw.services.dead_letters import purge, replay
 from mmlw.store import DeadLetterOut
 from mmlw.store.dead_letters import PREVIEW_BYTES
 
@@ -90,8 +91,9 @@ def list_dead_letters(
 
 
 @router.post("/purge")
-def purge_dead_letters(request: PurgeRequest, store: StoreDep) -> Purged:
-    """Delete dead letters: ``{"all": true}``, or by ``ids`` and/or ``older_than``."""
+def purge_dead_letters(request: PurgeRequest, store: StoreDep, settings: SettingsDep) -> Purged:
+    """Delete dead letters: ``{"all": true}``, or by ``ids`` and/or ``older_than``; their
+    copies in ``<ns>.dead`` go too (and any an earlier purge could not reach)."""
     if not request.all and request.ids is None and request.older_than is None:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -103,8 +105,14 @@ def purge_dead_letters(request: PurgeRequest, store: StoreDep) -> Purged:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail="older_than: a timezone is required (e.g. ...Z)",
         )
-    count = store.dead_letters.purge(request.ids, older_than=older_than, everything=request.all)
-    return Purged(purged=count)
+    done = purge(
+        store,
+        request.ids,
+        older_than=older_than,
+        everything=request.all,
+        dead_queue=DeadQueue.from_settings(settings.broker),
+    )
+    return Purged(purged=done.count)
 
 
 @router.get("/{dead_letter_id}")
@@ -141,6 +149,7 @@ def replay_dead_letter(
         publisher=state.publisher,
         body_override=override,
         max_readings=settings.broker.max_batch_readings,
+        dead_queue=DeadQueue.from_settings(settings.broker),
     )
     return ReplayAccepted(
         id=done.dead_letter.id,

@@ -45,6 +45,7 @@ from kombu.message import Message
 
 from mmlw.errors import InvalidMessage
 from mmlw.messaging.broker_check import BrokerWaitLog
+from mmlw.messaging.dead_queue import DeadQueue
 from mmlw.messaging.dispatch import Dispatcher
 from mmlw.messaging.topology import Topology
 from mmlw.schemas.readings import MAX_MESSAGE_BYTES
@@ -120,7 +121,10 @@ class IngestConsumer:
             max_hold_s=_MAX_HOLD * batch_delay_s,
         )
         self.requeue = requeue = Requeue(self.stats, requeue_delay_s, self._stopping)
-        self.dead_letter = DeadLetters(store, self.stats, requeue)
+        copies = DeadQueue(connection.as_uri(include_password=True), topology)
+        self.dead_letter = DeadLetters(
+            store, self.stats, requeue, copies=copies, queue=topology.ingest_queue_name
+        )
         self.backpressure = Backpressure(
             topology.task_queue("predict"),
             predict_backlog_limit,
@@ -144,6 +148,7 @@ class IngestConsumer:
             store,
             self.stats,
             scan=2 * prefetch + 64,
+            dead_exchange=topology.dead_exchange_name,
         )
         self._unreadable_seen = False  # a delivery the AMQP client could not read
         self._decoding = 0.0  # seconds spent in on_message, ever
@@ -169,6 +174,7 @@ class IngestConsumer:
         finally:
             self.backpressure.close()
             self.writer.close()
+            self.dead_letter.close()
 
     def stop(self) -> None:
         """Make :meth:`run` return: it writes and acks what it holds first, if it can."""

@@ -20,6 +20,7 @@ import pika
 from amqp.exceptions import RecoverableConnectionError, UnexpectedFrame
 from kombu import Connection
 
+from mmlw.messaging.dead_copy import COPIED_PROPERTIES, REASON, DeadCopy, json_safe
 from mmlw.messaging.pika_publisher import pika_url
 from mmlw.store import Store
 from mmlw.workers.consumers.decode import printable
@@ -67,13 +68,23 @@ def guard_frames(connection: Connection) -> Iterator[None]:
 class Quarantine:
     """Takes the first message of ``queue`` the AMQP client cannot read out of it: reads
     the queue with pika, dead-letters the unreadable message (recorded in the store,
-    rejected without requeue) and gives every message before it back."""
+    rejected without requeue) and gives every message before it back. With
+    ``dead_exchange``, a readable copy of it (strings decoded, ``x-mmlw-*`` headers added)
+    goes there and the message is acked instead, so ``<ns>.dead`` holds only messages
+    the AMQP client can read (and sweep: :mod:`mmlw.messaging.dead_queue`)."""
 
     def __init__(
-        self, broker_url: str, queue: str, store: Store, stats: IngestStats, scan: int
+        self,
+        broker_url: str,
+        queue: str,
+        store: Store,
+        stats: IngestStats,
+        scan: int,
+        dead_exchange: str | None = None,
     ) -> None:
         self.url = pika_url(broker_url)
         self.queue = queue
+        self.dead_exchange = dead_exchange
         self.store = store
         self.stats = stats
         self.scan = scan  # how many messages to look at, at most
@@ -102,8 +113,12 @@ class Quarantine:
                     if not fields:
                         readable = method.delivery_tag
                         continue
-                    recorded = self._record(method, properties, body, fields)
-                    channel.basic_reject(method.delivery_tag, requeue=not recorded)
+                    copy = _readable_copy(method, properties, body, fields, self.queue)
+                    recorded, dead_letter_id = self._record(copy)
+                    if recorded and self._copied(channel, copy.recorded_as(dead_letter_id)):
+                        channel.basic_ack(method.delivery_tag)
+                    else:
+                        channel.basic_reject(method.delivery_tag, requeue=not recorded)
                     return recorded
                 return False
             finally:
@@ -112,24 +127,40 @@ class Quarantine:
         finally:
             connection.close()
 
-    def _record(self, method: Any, properties: Any, body: bytes, fields: list[str]) -> bool:
-        """Record the unreadable message as a dead letter; False if the store did not
-        take it."""
-        message_id = _storable(properties.message_id)
-        reason = f"amqp: {', '.join(fields)} not valid UTF-8 (unreadable for the consumer)"
+    def _record(self, copy: DeadCopy) -> tuple[bool, int | None]:
+        """Record the unreadable message as a dead letter: whether the store took it,
+        and its id."""
+        reason = str(copy.headers[REASON])
         try:
-            self.store.dead_letters.add(
+            dead_letter_id = self.store.dead_letters.add(
                 source="amqp",
                 reason=reason,
-                body=bytes(body),
-                routing_key=_storable(method.routing_key),
-                message_id=message_id,
+                body=copy.body,
+                routing_key=copy.routing_key or None,
+                message_id=copy.message_id,
+                headers=copy.stored_headers(),
             )
         except Exception:
-            log.exception("recording unreadable message %s failed", message_id)
-            return False
-        log.warning("dead-lettered message %s: %s", message_id, reason)
+            log.exception("recording unreadable message %s failed", copy.message_id)
+            return False, None
+        log.warning("dead-lettered message %s: %s", copy.message_id, reason)
         self.stats.add(dead_letters=1)
+        return True, dead_letter_id
+
+    def _copied(self, channel: Any, copy: DeadCopy) -> bool:
+        """Publish ``copy`` to the dead exchange, confirmed; False if there is none or
+        the broker did not take it (the original is then rejected to it instead)."""
+        if self.dead_exchange is None:
+            return False
+        try:
+            channel.confirm_delivery()
+            properties = pika.BasicProperties(
+                delivery_mode=2, headers=copy.headers, **copy.properties
+            )
+            channel.basic_publish(self.dead_exchange, copy.routing_key, copy.body, properties)
+        except Exception:
+            log.exception("copying unreadable message %s failed", copy.message_id)
+            return False
         return True
 
 
@@ -153,6 +184,25 @@ def unreadable_fields(method: Any, properties: Any) -> list[str]:
     return fields
 
 
+def _readable_copy(
+    method: Any, properties: Any, body: bytes, fields: list[str], queue: str
+) -> DeadCopy:
+    """The copy of an unreadable delivery for ``<ns>.dead``: its strings decoded (bytes
+    that are not UTF-8 replaced), its headers JSON-safe, and why."""
+    readable = {name: _storable(getattr(properties, name, None)) for name in COPIED_PROPERTIES}
+    readable["priority"] = properties.priority
+    readable["timestamp"] = properties.timestamp
+    return DeadCopy.of(
+        bytes(body),
+        properties=readable,
+        headers=json_safe(properties.headers or {}),
+        reason=f"amqp: {', '.join(fields)} not valid UTF-8 (unreadable for the consumer)",
+        routing_key=_storable(method.routing_key),
+        exchange=_storable(method.exchange),
+        queue=queue,
+    )
+
+
 def _not_utf8(value: object) -> bool:
     if not isinstance(value, bytes):
         return False
@@ -165,7 +215,7 @@ def _not_utf8(value: object) -> bool:
 
 def _storable(value: str | bytes | None) -> str | None:
     """A routing key or property as storable text (bytes decoded, invalid ones replaced)."""
-    if value is None:
+    if value is None or not isinstance(value, str | bytes):
         return None
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return printable(text, 255)
