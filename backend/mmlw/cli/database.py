@@ -36,3 +36,28 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     database = Database(settings.resolved_database_url)
     database.migrate(revision)
     click.echo(f"database {database.engine.url.render_as_string(hide_password=True)} at {revision}")
+    if revision == "head":
+        from mmlw.store.partitions import ensure_partitions
+
+        partitions = ensure_partitions(
+            database.engine, ahead_days=settings.retention.partitions_ahead_days
+        )
+        if partitions:
+            click.echo(f"created partitions {', '.join(partitions)}")
+
+
+@db.command("prune")
+@click.pass_context
+@one_line_errors
+def db_prune(ctx: click.Context) -> None:
+    """Delete what is older than MMLW_RETENTION__* (readings, scores, resolved alerts) and
+    create the PostgreSQL day partitions ahead, as the worker's daily beat task does."""
+    import json
+
+    from mmlw.services.retention import apply_retention
+    from mmlw.store import Store
+
+    settings = settings_of(ctx.parent) if ctx.parent else settings_of(ctx)
+    with Store.open(settings.resolved_database_url, migrate=False) as store:
+        report = apply_retention(store, settings.retention)
+    click.echo(json.dumps(report.summary(), indent=2))

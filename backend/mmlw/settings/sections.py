@@ -1,5 +1,5 @@
 """The smaller sections of the settings: the API, alerts and their mail server, the
-dashboard, and the time limits of tasks."""
+dashboard, the time limits of tasks, and data retention."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ __all__ = [
     "AlertSettings",
     "ApiSettings",
     "DashboardSettings",
+    "RetentionSettings",
     "SmtpSettings",
     "TaskSettings",
 ]
@@ -178,3 +179,20 @@ class TaskSettings(BaseModel):
             if soft is not None and hard is not None and soft >= hard:
                 raise ValueError(f"{kind}_soft_s: must be less than {kind}_hard_s")
         return self
+
+
+class RetentionSettings(BaseModel):
+    """How long stored data is kept, in days (0: forever). A daily task (``mmlw worker
+    --beat``, or ``mmlw db prune``) deletes what is older: on PostgreSQL by dropping whole
+    day partitions, so up to a day more than this is kept. Readings a model has not
+    scored yet are kept whatever their age."""
+
+    readings_days: int = Field(default=30, ge=0, description="raw readings batches")
+    scores_days: int = Field(default=90, ge=0, description="scores of readings")
+    alerts_days: int = Field(
+        default=365, ge=0, description="resolved alerts and their deliveries (open: kept)"
+    )
+    hour_utc: int = Field(default=3, ge=0, le=23, description="hour (UTC) of the daily prune")
+    partitions_ahead_days: int = Field(
+        default=3, ge=1, le=60, description="PostgreSQL day partitions made ahead of today"
+    )

@@ -10,6 +10,7 @@ from mmlw.store.api_keys import ApiKeysRepository
 from mmlw.store.database import Database
 from mmlw.store.dead_letters import DEFAULT_BODY_LIMIT, DeadLetterOut, DeadLettersRepository
 from mmlw.store.deliveries import DeliveriesRepository
+from mmlw.store.deployment import DeploymentIdentity, DeploymentRepository
 from mmlw.store.jobs import JobsRepository
 from mmlw.store.lifecycle import AliasHistoryRepository, DriftStatesRepository
 from mmlw.store.machines import MachinesRepository
@@ -21,6 +22,7 @@ from mmlw.store.streams import StreamCheckpoint, StreamsRepository
 __all__ = [
     "Database",
     "DeadLetterOut",
+    "DeploymentIdentity",
     "IngestOutcome",
     "ScoreRecord",
     "Store",
@@ -47,6 +49,7 @@ class Store:
     drift: DriftStatesRepository
     api_keys: ApiKeysRepository
     streams: StreamsRepository
+    deployment: DeploymentRepository
 
     @classmethod
     def open(
@@ -74,6 +77,7 @@ class Store:
             streams=StreamsRepository(database),
             drift=DriftStatesRepository(database),
             api_keys=ApiKeysRepository(database),
+            deployment=DeploymentRepository(database),
         )
 
     def observability_totals(self) -> dict[str, Any]:

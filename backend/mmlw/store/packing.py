@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 
 __all__ = ["datetime_to_us", "datetimes_to_us", "pack", "unpack", "us_to_datetimes"]
 
@@ -25,6 +24,8 @@ def unpack(data: bytes, dtype: str, columns: int | None = None) -> np.ndarray:
 def datetimes_to_us(values: Sequence[datetime]) -> np.ndarray:
     """Microseconds since the Unix epoch for tz-aware datetimes (vectorized by pandas;
     a plain loop for dates outside its range on older pandas)."""
+    import pandas as pd  # imported on use: commands that only list the store skip it
+
     try:
         return np.asarray(pd.to_datetime(values, utc=True).as_unit("us").asi8, dtype=np.int64)
     except (OverflowError, ValueError):  # OutOfBoundsDatetime is a ValueError

@@ -13,10 +13,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -35,10 +34,14 @@ from sqlalchemy.orm import Session
 from mmlw.errors import NotFound
 from mmlw.schemas.readings import ReadingsBatch
 from mmlw.schemas.readings_arrays import ReadingsArrays
+from mmlw.store.batch_keys import insert_new_batches
 from mmlw.store.database import Database
 from mmlw.store.packing import pack, unpack, us_to_datetimes
 from mmlw.store.tables import Machine, ReadingBatch, ScoreBatch, UtcDateTime, utcnow
 from mmlw.store.windows import aligned_window, count_in_range, stacked_window
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["IngestOutcome", "ReadingsRepository", "StoredBatch", "count_in_range", "decode_batch"]
 
@@ -66,6 +69,8 @@ class StoredBatch:
 
     def frame(self) -> pd.DataFrame:
         """Values as a DataFrame indexed by UTC time, one column per sensor."""
+        import pandas as pd  # imported on use: commands that only list the store skip it
+
         index = pd.to_datetime(self.timestamps_us, unit="us", utc=True)
         return pd.DataFrame(self.values, columns=self.columns, index=index)
 
@@ -238,8 +243,9 @@ class ReadingsRepository:
         occurrence of each newly stored message id; ``reused`` for a batch whose
         message id is stored with other content (stored before, or by its first
         occurrence in ``batches``), which is not stored. No query runs before the insert:
-        ``INSERT .. ON CONFLICT DO NOTHING RETURNING`` tells which rows are new; only the
-        content of message ids that were known already is read back, to compare.
+        ``INSERT .. ON CONFLICT DO NOTHING RETURNING`` of the message ids
+        (:mod:`mmlw.store.batch_keys`) tells which rows are new; only the content of
+        message ids that were known already is read back, to compare.
         """
         if not batches:
             return []
@@ -252,18 +258,7 @@ class ReadingsRepository:
         candidates = [rows[m] for m in sorted(rows)]  # one lock order for every consumer
         with self._db.session() as session:
             new_machines = _create_machines(session, candidates, now)
-            insert = _dialect_insert(session)
-            table = cast(Table, ReadingBatch.__table__)  # Core executemany: compiled once
-            inserted = (
-                session.connection()
-                .execute(
-                    insert(table)
-                    .on_conflict_do_nothing(index_elements=["message_id"])
-                    .returning(table.c.id, table.c.message_id),
-                    candidates,
-                )
-                .all()
-            )
+            inserted = insert_new_batches(session, candidates)  # Core executemany
             ids = {message_id: batch_id for batch_id, message_id in inserted}
             if ids:
                 _count_readings(session, [rows[m] for m in rows if m in ids], now)
@@ -322,6 +317,8 @@ class ReadingsRepository:
         Returns the values (columns aligned by name across batches; a sensor missing in
         a batch is NaN) and the labels (None when no batch in the window had labels).
         """
+        import pandas as pd  # imported on use: commands that only list the store skip it
+
         table = ReadingBatch.__table__
         query = select(table).where(table.c.machine_id == machine_id)
         if start is not None:

@@ -2,7 +2,13 @@
 
 Readings and scores are stored per *batch* (one row per broker message), their arrays
 packed column-wise as little-endian binary: one insert per batch instead of one per
-reading keeps ingest fast, and a batch is the unit of idempotency (``message_id``).
+reading keeps ingest fast, and a batch is the unit of idempotency (``message_id``, held
+unique by :class:`ReadingBatchKey`).
+
+On PostgreSQL ``reading_batches`` and ``score_batches`` are partitioned by day of
+``t_start`` (:mod:`mmlw.store.partitions`, migration 0012): their primary keys there are
+``(id, t_start)`` and ``score_batches.batch_id`` references no key (a partitioned table
+has no unique key on ``id`` alone, and scores may outlive the readings they scored).
 """
 
 from __future__ import annotations
@@ -34,11 +40,13 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryAttempt",
+    "Deployment",
     "DriftState",
     "EventCount",
     "Job",
     "Machine",
     "ReadingBatch",
+    "ReadingBatchKey",
     "ScoreBatch",
     "Silence",
     "StreamState",
@@ -88,7 +96,7 @@ class ReadingBatch(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     machine_id: Mapped[str] = mapped_column(ForeignKey("machines.id"))
-    message_id: Mapped[str] = mapped_column(String(36), unique=True)
+    message_id: Mapped[str] = mapped_column(String(36), index=True)  # unique: ReadingBatchKey
     received_at: Mapped[datetime]
     t_start: Mapped[datetime]
     t_end: Mapped[datetime]
@@ -97,6 +105,19 @@ class ReadingBatch(Base):
     timestamps_us: Mapped[bytes] = mapped_column(LargeBinary)
     values: Mapped[bytes] = mapped_column(LargeBinary)
     labels: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class ReadingBatchKey(Base):
+    """The idempotency key of stored readings batches: one row per stored ``message_id``,
+    written in the transaction that stores the batch and deleted with it. A unique key
+    of its own because a partitioned ``reading_batches`` can only hold keys that include
+    its partition key (``t_start``), and a reused message id may come with another one."""
+
+    __tablename__ = "reading_batch_keys"
+    __table_args__ = (Index("ix_reading_batch_keys_t_start", "t_start"),)
+
+    message_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    t_start: Mapped[datetime]
 
 
 class ScoreBatch(Base):
@@ -110,7 +131,7 @@ class ScoreBatch(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("reading_batches.id"))
+    batch_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     machine_id: Mapped[str] = mapped_column(ForeignKey("machines.id"))
     model_name: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[int]
@@ -325,6 +346,20 @@ class ApiKey(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class Deployment(Base):
+    """This database's deployment: one row, written by migration 0011 and never changed.
+    ``id`` tags the MLflow experiment the deployment claims, so that two deployments
+    never score with each other's models. ``had_models``: the database already recorded
+    alias moves when it got its id (an upgrade), so untagged models under its prefix are
+    taken to be its own."""
+
+    __tablename__ = "deployment"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime]
+    had_models: Mapped[bool]
 
 
 def utcnow() -> datetime:

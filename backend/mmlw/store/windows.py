@@ -12,13 +12,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Table, func, or_, select
 from sqlalchemy.engine import Connection
 
 from mmlw.store.packing import datetimes_to_us, unpack
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from mmlw.store.readings import StoredBatch
 
 __all__ = ["aligned_window", "count_in_range", "stacked_window"]
@@ -76,6 +77,8 @@ def stacked_window(
     """:meth:`ReadingsRepository.window` of stored batches (``reading_batches`` rows)
     with the same columns: decoded straight into one array (one sensor per row, as
     pandas keeps it, so each column is contiguous), one frame over it."""
+    import pandas as pd  # imported on use: commands that only list the store skip it
+
     columns = list(rows[0].columns)
     sizes = [len(r.timestamps_us) // 8 for r in rows]
     bounds = np.concatenate([[0], np.cumsum(sizes)])
@@ -121,6 +124,8 @@ def aligned_window(
 ) -> tuple[pd.DataFrame, pd.Series | None]:
     """:meth:`ReadingsRepository.window` of batches whose columns differ: aligned by name
     (a sensor missing in a batch is NaN)."""
+    import pandas as pd  # imported on use: commands that only list the store skip it
+
     frames = [b.frame() for b in batches]
     values = pd.concat(frames).sort_index(kind="stable")
     has_labels = any(b.labels is not None for b in batches)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 from mmlw.messaging.dispatch import ALERTS_TICK_TASK, MODELS_MAINTAIN_TASK, celery_config
 from mmlw.messaging.topology import Topology
 from mmlw.settings import Settings
 from mmlw.workers.context import WorkerContext
-from mmlw.workers.tasks import register_tasks
+from mmlw.workers.tasks import RETENTION_TASK, register_tasks
 
 __all__ = ["MODELS_MAINTAIN_EVERY_S", "create_celery", "default_node_name", "worker_context"]
 
@@ -22,8 +23,14 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
     topology = Topology(settings.broker.namespace)
     app = Celery("mmlw", set_as_current=False)
     app.conf.update(celery_config(settings.broker.url, topology, settings.broker.predict_prefetch))
+    train_queue = topology.task_queue_name("train")
     app.conf.beat_schedule = {
         "alerts-tick": {"task": ALERTS_TICK_TASK, "schedule": settings.alerts.tick_s},
+        "retention-apply": {  # through the train queue's own exchange, as dispatch routes
+            "task": RETENTION_TASK,
+            "schedule": crontab(minute=0, hour=settings.retention.hour_utc),
+            "options": dict.fromkeys(("queue", "exchange", "routing_key"), train_queue),
+        },
     }
     drift = settings.models.drift
     if (

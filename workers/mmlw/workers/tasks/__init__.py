@@ -20,6 +20,7 @@ from mmlw.observability.metrics import instruments
 from mmlw.registry.base import CHAMPION
 from mmlw.services.alerting import evaluate_machine, send_delivery, tick
 from mmlw.services.drift import observe as observe_drift
+from mmlw.services.retention import apply_retention
 from mmlw.services.retraining import auto_promote, retrain_due
 from mmlw.services.scoring import (
     alerting_machines,
@@ -32,7 +33,9 @@ from mmlw.services.tuning import run_tune_job
 from mmlw.settings import TaskSettings
 from mmlw.workers.context import WorkerContext
 
-__all__ = ["register_tasks"]
+__all__ = ["RETENTION_TASK", "register_tasks"]
+
+RETENTION_TASK = "mmlw.retention.apply"  # beat's daily prune (see celery_app)
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +150,10 @@ def register_tasks(app: Celery) -> None:
         )
         promoted = auto_promote(store=ctx.store, registry=ctx.registry, settings=settings)
         return {"retrain_jobs": jobs, "promoted": promoted}
+
+    @app.task(name=RETENTION_TASK, bind=True, shared=False, ignore_result=True)
+    def retention_apply(self: Task) -> dict[str, object]:
+        ctx = context()
+        report = apply_retention(ctx.store, ctx.settings.retention)
+        log.info("retention: %s", report.summary())
+        return report.summary()
