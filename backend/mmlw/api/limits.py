@@ -138,7 +138,10 @@ class ApiKeyGate:
 
 
 async def _send_error(error: HTTPException, scope: Scope, receive: Receive, send: Send) -> None:
+    """The error, and the connection closed after it: the body it refuses is left unread,
+    and a server that kept the connection would have to read and discard all of it."""
+    headers = {**(error.headers or {}), "Connection": "close"}
     response = JSONResponse(
-        {"detail": error.detail}, status_code=error.status_code, headers=error.headers
+        {"detail": error.detail}, status_code=error.status_code, headers=headers
     )
     await response(scope, receive, send)

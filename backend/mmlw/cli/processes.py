@@ -21,6 +21,7 @@ from mmlw.cli.core import (
     one_line_errors,
     require_broker,
     require_current_schema,
+    require_own_registry,
     settings_of,
 )
 
@@ -95,6 +96,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     settings = settings_of(ctx)
     require_current_schema(settings)
+    require_own_registry(settings)
     limit_malloc_arenas()  # before the thread pool exists
     uvicorn.run(
         create_app(settings),
@@ -161,6 +163,7 @@ def worker(
     settings = settings_of(ctx)
     require_broker(settings, "worker")
     require_current_schema(settings)
+    require_own_registry(settings, fork=pool == "prefork")
     wait_for_broker(settings.broker.url, log)  # says so while it waits; refusals are errors
     log_email_status(settings.alerts.smtp, log)
     if metrics_port is not None:  # first: the instruments of every process, summed

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
-import numpy as np
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -46,6 +45,7 @@ __all__ = [
     "READINGS_SCHEMA",
     "MachineId",
     "ReadingsBatch",
+    "UtcBound",
     "UtcDatetime",
     "check_body",
     "describe_validation_error",
@@ -83,6 +83,15 @@ def _to_utc(value: datetime) -> datetime:
     return utc
 
 
+def _in_utc(value: datetime) -> datetime:
+    """The same moment in UTC, or ValueError if its UTC offset carries it past year 1 or
+    9999 (which ``astimezone`` reports as OverflowError)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("outside the years 0001 to 9999 once in UTC") from None
+
+
 def _iso_text(value: object) -> object:
     """Numbers are not times here: the schema says ISO 8601 (epoch numbers are ambiguous
     between seconds and milliseconds)."""
@@ -92,6 +101,9 @@ def _iso_text(value: object) -> object:
 
 
 UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_to_utc)]
+UtcBound = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc)]
+"""A query's range bound: any moment with a time zone that exists in UTC; unlike a
+stored time it may lie outside ``[EARLIEST_TIME, LATEST_TIME)`` ("from year 1")."""
 MachineId = Annotated[str, Field(pattern=MACHINE_ID_PATTERN)]
 SensorName = Annotated[str, Field(pattern=SENSOR_PATTERN)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -187,6 +199,8 @@ def check_body(body: bytes | str, max_bytes: int | None, max_readings: int | Non
         raise InvalidMessage(f"body: {len(body)} bytes exceed the limit {max_bytes}")
     if max_readings is None or len(body) < _COUNTED_FROM:
         return
+    import numpy as np  # here: a machine's publisher (the light package) has no numpy
+
     text = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     chars = np.frombuffer(text, dtype=np.uint8)
     opened = np.count_nonzero(chars == ord("[")) + np.count_nonzero(chars == ord("{"))
@@ -236,6 +250,8 @@ def json_nesting_exceeds(body: bytes, limit: int) -> bool:
     >>> json_nesting_exceeds(b'{"a": [1, "[[[["]}', 2), json_nesting_exceeds(b"[[[]]]", 2)
     (False, True)
     """
+    import numpy as np  # here: a machine's publisher (the light package) has no numpy
+
     brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
     depth = 0
     for start in range(0, len(brackets), _SCAN_CHUNK):

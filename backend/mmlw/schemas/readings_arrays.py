@@ -27,7 +27,6 @@ from typing import Any, Final
 
 import numpy as np
 import orjson
-import pandas as pd
 from pydantic import TypeAdapter
 
 from mmlw.schemas.readings import (
@@ -93,6 +92,8 @@ class ReadingsArrays:
         """The arrays of a validated batch (a batch that already is arrays, as is)."""
         if isinstance(batch, ReadingsArrays):
             return batch
+        import pandas as pd  # imported on use: commands that only list the store skip it
+
         times = pd.DatetimeIndex(batch.timestamps).as_unit("us").asi8
         return cls(
             machine_id=batch.machine_id,
@@ -174,6 +175,8 @@ def _times(raw: Any) -> np.ndarray | None:
         return _in_range(_whole_seconds(text, len(raw)))
     if not _TIMES.fullmatch("\n".join(raw) + "\n"):
         return None
+    import pandas as pd  # imported on use: commands that only list the store skip it
+
     try:
         parsed = pd.to_datetime(raw, utc=True, format="ISO8601")
     except (ValueError, OverflowError):

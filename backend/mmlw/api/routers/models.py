@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
@@ -15,6 +14,7 @@ from mmlw.api.deps import VERSION_MAX, RegistryDep, SettingsDep, StateDep, Store
 from mmlw.errors import NotFound
 from mmlw.registry.base import CHALLENGER, CHAMPION
 from mmlw.schemas.lifecycle import AliasEventOut, AliasMove, ComparisonStarted, ModelAt
+from mmlw.schemas.readings import UtcDatetime
 from mmlw.schemas.resources import ModelVersionOut
 from mmlw.services.comparison import (
     CompareRequest,
@@ -124,11 +124,9 @@ def alias_history(
 
 
 @router.get("/machines/{machine_id}/models/at")
-def model_at(machine_id: str, at: datetime, store: StoreDep) -> ModelAt:
+def model_at(machine_id: str, at: UtcDatetime, store: StoreDep) -> ModelAt:
     """Which model scored the machine's reading at ``at``, and which was champion then."""
     store.machines.get(machine_id)
-    if at.tzinfo is None:
-        raise ValueError("at: give a timezone (e.g. 2026-01-01T00:00:00Z)")
     return ModelAt(
         machine_id=machine_id,
         at=at,

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+import pandas as pd
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import StreamingResponse
 
 from mmlw.api.deps import SettingsDep, StateDep, StoreDep, row_limit
-from mmlw.schemas.readings import MachineId, ReadingsBatch
+from mmlw.api.readings_json import LARGE_READ_ROWS, stream_readings_json
+from mmlw.schemas.readings import MachineId, ReadingsBatch, UtcBound
 from mmlw.schemas.resources import Accepted, ReadingsOut
 from mmlw.services.downsample import downsample_indices
 
@@ -48,36 +50,30 @@ def post_readings(
     return Accepted(message_id=str(batch.message_id), machine_id=machine_id, readings=len(batch))
 
 
-@router.get("")
+@router.get("", response_model=ReadingsOut)
 def get_readings(
     machine_id: str,
     store: StoreDep,
-    response: Response,
     limit: Annotated[int, row_limit(10_000)],
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: UtcBound | None = None,
+    end: UtcBound | None = None,
     max_points: MaxPoints = None,
-) -> ReadingsOut:
+) -> StreamingResponse:
     """Stored readings in ``[start, end)``, oldest first, at most the newest ``limit``;
     with ``max_points``, each sensor's minimum and maximum per time bucket of those."""
     store.machines.get(machine_id)
-    values, labels = store.readings.window(machine_id, start, end, last_n=limit)
-    response.headers[TOTAL_COUNT_HEADER] = str(
-        store.readings.count_in_range(machine_id, start, end)
-    )
-    if max_points is not None and len(values) > max_points:
-        keep = downsample_indices(values.index.asi8, values.to_numpy(dtype=float), max_points)
-        values = values.iloc[keep]
-        labels = labels.iloc[keep] if labels is not None else None
-    label_list: list[int | None] = (
-        [None if v < 0 else int(v) for v in labels.to_numpy()]
-        if labels is not None
-        else [None] * len(values)
-    )
-    return ReadingsOut(
-        machine_id=machine_id,
-        columns=[str(c) for c in values.columns],
-        timestamps=list(values.index.to_pydatetime()) if len(values) else [],
-        values=values.astype(object).where(values.notna(), None).to_numpy().tolist(),
-        labels=label_list,
+    total = store.readings.count_in_range(machine_id, start, end)
+
+    def read_window() -> tuple[pd.DataFrame, pd.Series | None]:
+        values, labels = store.readings.window(machine_id, start, end, last_n=limit)
+        if max_points is not None and len(values) > max_points:
+            keep = downsample_indices(values.index.asi8, values.to_numpy(dtype=float), max_points)
+            values = values.iloc[keep]
+            labels = labels.iloc[keep] if labels is not None else None
+        return values, labels
+
+    return StreamingResponse(
+        stream_readings_json(machine_id, read_window, large=min(limit, total) > LARGE_READ_ROWS),
+        media_type="application/json",
+        headers={TOTAL_COUNT_HEADER: str(total)},
     )
