@@ -7,6 +7,7 @@ absent service fails the run instead.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -67,13 +68,18 @@ def postgres_admin_url() -> str:
     return POSTGRES_ADMIN_URL
 
 
-def _create_pg_database(admin_url: str) -> tuple[str, str]:
+def _create_pg_database(
+    admin_url: str, *, template: str | None = None, name: str | None = None
+) -> tuple[str, str]:
+    """A new database (name, URL): empty, or a copy of ``template`` (a migrated one, see
+    :func:`pg_template`). Copying needs no other connection to the template."""
     import sqlalchemy as sa
 
-    name = f"mmlw_test_{uuid.uuid4().hex[:12]}"
+    name = name or f"mmlw_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
     engine.dispose()
     return name, admin_url.rsplit("/", 1)[0] + f"/{name}"
 
@@ -87,9 +93,71 @@ def _drop_pg_database(admin_url: str, name: str) -> None:
     engine.dispose()
 
 
+def _worker_id() -> str:
+    """The pytest-xdist worker running this process ("main" without xdist)."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres_admin_url: str) -> Iterator[str]:
+    """One migrated PostgreSQL database per test process (its name says which xdist
+    worker), copied by :func:`database_url` instead of migrating each test's database;
+    dropped at the end of the session."""
+    worker = _worker_id()
+    name, url = _create_pg_database(
+        postgres_admin_url, name=f"mmlw_tmpl_{worker}_{uuid.uuid4().hex[:8]}"
+    )
+    try:
+        Store.open(url).close()  # disposes its engine: a copy needs the template unused
+        yield name
+    finally:
+        _drop_pg_database(postgres_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file per test process, copied by the SQLite fixtures; left in
+    rollback-journal mode, so the one file is the whole database (opening a copy turns WAL
+    back on)."""
+    import sqlite3
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "mmlw.db"
+    Store.open(f"sqlite:///{path}").close()
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        connection.close()
+    return path
+
+
+def _migrated_sqlite(template: Path, tmp_path: Path) -> str:
+    """A copy of the migrated ``template`` under ``tmp_path``, as a URL."""
+    path = tmp_path / "mmlw.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a new PostgreSQL database."""
+    """A fresh database already migrated to the head revision (a copy of the process's
+    template): a SQLite file, or a new PostgreSQL database. Tests of the migrations
+    themselves take :func:`empty_database_url`."""
+    if request.param == "sqlite":
+        yield _migrated_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
+        return
+    admin = request.getfixturevalue("postgres_admin_url")
+    name, url = _create_pg_database(admin, template=request.getfixturevalue("pg_template"))
+    try:
+        yield url
+    finally:
+        _drop_pg_database(admin, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database (never migrated): a SQLite file, or a new PostgreSQL
+    database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'mmlw.db'}"
         return
@@ -109,8 +177,8 @@ def store(database_url: str) -> Iterator[Store]:
 
 
 @pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    the_store = Store.open(f"sqlite:///{tmp_path / 'mmlw.db'}")
+def sqlite_store(sqlite_template: Path, tmp_path: Path) -> Iterator[Store]:
+    the_store = Store.open(_migrated_sqlite(sqlite_template, tmp_path))
     yield the_store
     the_store.close()
 

@@ -18,6 +18,7 @@ from mmlw.workers.celery_app import create_celery
 from mmlw.workers.consumers.ingest import IngestConsumer
 from mmlw.workers.context import WorkerContext
 from mmlw.workers.runtime import ingest_consumer_thread, worker_thread
+from tests.support.tasks import TaskTracker, tracking_tasks
 from tests.support.wait import wait_for
 
 __all__ = [
@@ -35,6 +36,7 @@ class Pipeline:
     settings: Settings
     context: WorkerContext
     consumer: IngestConsumer
+    tasks: TaskTracker  # what the worker has left to do
 
     @property
     def store(self) -> Store:
@@ -50,9 +52,10 @@ def running_pipeline(settings: Settings) -> Iterator[Pipeline]:
     context = WorkerContext(settings, migrate=True)
     app = create_celery(settings, context)
     with ExitStack() as stack:
+        tasks = stack.enter_context(tracking_tasks())
         stack.enter_context(worker_thread(app, concurrency=2))
         consumer = stack.enter_context(ingest_consumer_thread(settings, context))
-        yield Pipeline(settings, context, consumer)
+        yield Pipeline(settings, context, consumer, tasks)
     context.store.close()
 
 

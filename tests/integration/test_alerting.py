@@ -93,6 +93,12 @@ def scored(store: Store, machine_id: str) -> int:
     return store.scores.count(machine_id)
 
 
+def events_queued(store: Store, alert_id: int) -> list[str]:
+    """The events of ``alert_id``'s deliveries in the outbox, oldest first: every
+    notification it ever called for, sent or not."""
+    return [d.event for d in reversed(store.deliveries.list(alert_id=alert_id))]
+
+
 def train_champion(pipeline: Pipeline, machine_id: str) -> None:
     dispatcher = CeleryDispatcher.from_broker(pipeline.settings.broker.url, pipeline.topology)
     job = submit_training(
@@ -153,7 +159,8 @@ def test_fault_fires_once_by_mail_and_signed_webhook_survives_restart_and_resolv
                 # continued anomalous readings: no duplicate before the repeat interval
                 publish(pub, machine, 30, shift)
                 wait_for(lambda: scored(store, "press-1") == 500, what="more fault scores")
-                time.sleep(1.0)
+                pipeline.tasks.wait_idle()  # their rules evaluated, whatever that sent, sent
+                assert events_queued(store, alert.id) == ["firing", "firing"]
                 assert (len(catcher.messages), len(hook.requests)) == (1, 1)
 
             # restart every process: the alert and its notified state are in the store
@@ -168,17 +175,29 @@ def test_fault_fires_once_by_mail_and_signed_webhook_survives_restart_and_resolv
                     assert again["dashboard_url"].endswith("/machines/press-1")
                 publish(pub, machine, 20, shift)
                 wait_for(lambda: scored(store, "press-1") == 520, what="fault scores after restart")
-                time.sleep(1.0)
+                pipeline.tasks.wait_idle()
+                assert events_queued(store, alert.id) == ["firing", "firing"]
                 assert (len(catcher.messages), len(hook.requests)) == (1, 1)
 
                 # recovery: one resolved notice through each notifier
                 publish(pub, machine, 20)
                 wait_for(
                     lambda: len(catcher.messages) >= 2 and len(hook.requests) >= 2,
-                    what="the resolved notices",
+                    what=lambda: (
+                        f"the resolved notices: alert {store.alerts.get(alert.id).state}, "
+                        f"{scored(store, 'press-1')} scored, "
+                        f"outbox {events_queued(store, alert.id)}, "
+                        f"{len(catcher.messages)} mails, {len(hook.requests)} hooks"
+                    ),
                 )
                 wait_for(lambda: scored(store, "press-1") == 540, what="recovery scores")
-                time.sleep(1.0)
+                pipeline.tasks.wait_idle()
+                assert events_queued(store, alert.id) == [
+                    "firing",
+                    "firing",
+                    "resolved",
+                    "resolved",
+                ]
                 assert (len(catcher.messages), len(hook.requests)) == (2, 2)
                 resolved = store.alerts.get(alert.id)
                 assert resolved.state == "resolved" and resolved.resolved_at is not None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from datetime import UTC, datetime, timedelta
@@ -114,7 +113,7 @@ def test_train_promote_score_alert_acknowledge_cycle(system: LiveSystem, mmlw: C
     assert v2.result is not None and v2.result["aliases"] == ["challenger"]
     versions = {v.version: v.aliases for v in mmlw.models.list("press-1")}
     assert versions == {1: ["champion"], 2: ["challenger"]}
-    time.sleep(2 * system.pipeline.settings.models.alias_cache_ttl_s)  # workers see v2
+    system.pipeline.context.models.invalidate("press-1")  # the worker asks: v2 is challenger
     publish(mmlw, machine, 200)
     wait_for(lambda: shadow_scored(system, "press-1") >= 200, what="shadow scores of v2")
 
@@ -138,7 +137,7 @@ def test_train_promote_score_alert_acknowledge_cycle(system: LiveSystem, mmlw: C
     assert mmlw.machines.get("press-1").champion_version == 2
 
     # an anomalous batch: scored by v2, flagged, and an alert fires
-    time.sleep(2 * system.pipeline.settings.models.alias_cache_ttl_s)
+    system.pipeline.context.models.invalidate("press-1")  # the worker asks: v2 is champion
     before = stored(mmlw, "press-1")[1]
     publish(mmlw, machine, 100, shift=50.0)
     wait_for(lambda: stored(mmlw, "press-1")[1] >= before + 100, what="anomalous batch scored")

@@ -131,7 +131,10 @@ def test_a_list_without_bodies_does_not_select_them(capped: Store) -> None:
     assert not re.search(r"dead_letters\.body\b", whole), select
 
 
-def test_the_migration_gives_existing_rows_their_size_and_digest(database_url: str) -> None:
+def test_the_migration_gives_existing_rows_their_size_and_digest(
+    empty_database_url: str,
+) -> None:
+    database_url = empty_database_url
     database = Database(database_url)
     try:
         database.migrate("0009")

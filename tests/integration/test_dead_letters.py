@@ -98,7 +98,10 @@ def test_repository_get_list_mark_and_purge(store: Store) -> None:
     assert store.dead_letters.list() == []
 
 
-def test_migration_applies_to_a_fresh_database_and_is_idempotent(database_url: str) -> None:
+def test_migration_applies_to_a_fresh_database_and_is_idempotent(
+    empty_database_url: str,
+) -> None:
+    database_url = empty_database_url
     database = Database(database_url)
     try:
         database.migrate("0001")

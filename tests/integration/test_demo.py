@@ -9,12 +9,14 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,19 +40,22 @@ def test_demo_trains_and_scores_simulated_machines(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
-        deadline = time.monotonic() + 80
-        ready = False
         with httpx.Client(timeout=10) as client:
-            while time.monotonic() < deadline and process.poll() is None:
-                time.sleep(2)
-                try:
-                    machines = client.get(f"{base}/machines").json()
-                except httpx.HTTPError:
-                    continue
+
+            def scored_machines() -> list[dict[str, Any]] | None:
+                assert process.poll() is None, "the demo exited"
+                machines: list[dict[str, Any]] = client.get(f"{base}/machines").json()
                 if len(machines) == 2 and all(_faults_scored(client, base, m) for m in machines):
-                    ready = True
-                    break
-            assert ready, "the demo did not show trained, scored machines with faults in time"
+                    return machines
+                return None
+
+            machines = wait_for(
+                scored_machines,
+                80,
+                "the demo to show trained, scored machines with faults",
+                interval_s=1.0,
+                ignore=(httpx.HTTPError,),
+            )
             for machine in machines:
                 assert machine["n_readings"] > 300
                 assert machine["champion_version"] == 1
@@ -60,8 +65,7 @@ def test_demo_trains_and_scores_simulated_machines(tmp_path: Path) -> None:
                 normal, fault = _mean_scores(client, base, machine["id"])
                 assert fault > 3 * normal, (machine["id"], normal, fault)
             # the injected faults raise alerts, and their e-mails reach the demo's catcher
-            while time.monotonic() < deadline + 30 and not _alert_mails(tmp_path):
-                time.sleep(1)
+            wait_for(lambda: _alert_mails(tmp_path), 60, "an alert e-mail in the demo's catcher")
             alerts = client.get(f"{base}/alerts").json()
             assert alerts and alerts[-1]["rule"] in (
                 "anomalous-readings",

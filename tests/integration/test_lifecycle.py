@@ -5,7 +5,6 @@ worker, and drift-triggered retraining on a machine whose normal regime shifts."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
@@ -145,8 +144,14 @@ def test_champion_challenger_shadow_gated_promotion_rollback_and_history(
     assert promoted.status_code == 200, promoted.text
     assert promoted.json()["gate"]["passed"] and promoted.json()["event"]["to_version"] == 2
 
-    # the running worker picks the move up without a restart, within the alias cache TTL
-    time.sleep(2 * pipeline.settings.models.alias_cache_ttl_s)
+    # the running worker picks the move up without a restart, once its alias cache's
+    # entry is older than the TTL (nothing here tells it: the cache is only asked)
+    models = pipeline.context.models
+    wait_for(
+        lambda: (served := models.get("mill-1")) is not None and served.version == 2,
+        timeout_s=10 * pipeline.settings.models.alias_cache_ttl_s,
+        what="the worker's model cache serving v2",
+    )
     after = publish(pub, machine, 60)
     wait_for(
         lambda: scored(store, "mill-1") >= 660 and versions_of(store, "mill-1", after) == {2},
@@ -156,7 +161,7 @@ def test_champion_challenger_shadow_gated_promotion_rollback_and_history(
     # a noisy v3 does not pass the gate
     v3 = train(pipeline, "mill-1", detector="pca", threshold_quantile=0.6, reason="too sensitive")
     assert v3["aliases"] == ["challenger"]
-    time.sleep(2 * pipeline.settings.models.alias_cache_ttl_s)  # "no challenger" was cached
+    models.invalidate("mill-1")  # "no challenger" was cached: the worker asks again
     publish(pub, machine, 200)
     wait_for(
         lambda: scored(store, "mill-1", "challenger") >= 400,
@@ -171,7 +176,7 @@ def test_champion_challenger_shadow_gated_promotion_rollback_and_history(
     # rollback to v1, in one call
     back = client.post(f"{API}/machines/mill-1/models/rollback", json={"version": 1, "by": "carol"})
     assert back.status_code == 200 and back.json()["event"]["from_version"] == 2
-    time.sleep(2 * pipeline.settings.models.alias_cache_ttl_s)
+    models.invalidate("mill-1")  # the worker asks again: v1 is champion
     rolled = publish(pub, machine, 60)
     wait_for(
         lambda: scored(store, "mill-1") >= 920 and versions_of(store, "mill-1", rolled) == {1},
@@ -245,7 +250,7 @@ def test_a_regime_shift_triggers_exactly_one_retraining_on_post_shift_readings(
     registry = pipeline.context.registry
     assert done.result is not None and done.result["aliases"] == ["challenger"]
     assert registry.alias_version("kiln-1", "champion") == 1
-    time.sleep(2 * pipeline.settings.models.alias_cache_ttl_s)  # the worker's alias cache
+    pipeline.context.models.invalidate("kiln-1")  # the worker asks again: v2 is challenger
     shadowed = publish(pub, machine, 300, shift=8 * spread)
     wait_for(lambda: scored(store, "kiln-1", role="challenger") >= 200, timeout_s=90, what="shadow")
     settings = pipeline.settings.models
@@ -260,7 +265,7 @@ def test_a_regime_shift_triggers_exactly_one_retraining_on_post_shift_readings(
     wait_for(lambda: scored(store, "kiln-1") >= 1400 + len(shadowed), timeout_s=90, what="all")
 
     # the new champion sees the new regime as normal: no second retraining
-    time.sleep(2 * pipeline.settings.models.alias_cache_ttl_s)  # the worker's alias cache
+    pipeline.context.models.invalidate("kiln-1")  # the worker asks again: v2 is champion
     later = publish(pub, machine, 300, shift=8 * spread)
     wait_for(
         lambda: versions_of(store, "kiln-1", later) == {2} and scored(store, "kiln-1") >= 2000,

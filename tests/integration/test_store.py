@@ -120,9 +120,9 @@ def test_dead_letters_keep_reason_and_body(store: Store) -> None:
     assert store.dead_letters.count() == 1
 
 
-def test_migrations_are_idempotent(database_url: str) -> None:
-    Store.open(database_url).close()
-    Store.open(database_url).close()
+def test_migrations_are_idempotent(empty_database_url: str) -> None:
+    Store.open(empty_database_url).close()
+    Store.open(empty_database_url).close()
 
 
 def test_the_stacked_window_equals_the_aligned_one(sqlite_store: Store) -> None:

@@ -5,7 +5,6 @@ plane reaches its own workers only."""
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -14,8 +13,10 @@ from celery import Celery
 
 from mmlw.messaging.dispatch import celery_config
 from mmlw.messaging.topology import Topology
+from mmlw.store import Store
 from tests.integration.pipeline import delete_topology
 from tests.integration.test_processes import mmlw, process_env, terminate_all
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -36,9 +37,9 @@ def test_two_deployments_with_two_workers_each_run_side_by_side(
         for namespace in namespaces:
             home = tmp_path / namespace
             home.mkdir()
-            env = process_env(
-                home, rabbitmq_url, f"sqlite:///{home / 'mmlw.db'}", tracking_uri, namespace, 0
-            )
+            database_url = f"sqlite:///{home / 'mmlw.db'}"
+            Store.open(database_url).close()  # `mmlw db upgrade` ran
+            env = process_env(home, rabbitmq_url, database_url, tracking_uri, namespace, 0)
             for k in range(2):
                 log = home / f"worker-{k}.log"
                 logs.append(log)
@@ -51,18 +52,18 @@ def test_two_deployments_with_two_workers_each_run_side_by_side(
                     )
                 )
         replies: dict[str, set[str]] = {}
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+
+        def every_worker_answers() -> bool:
             for namespace in namespaces:
                 answers = control(rabbitmq_url, namespace).control.ping(timeout=1.0)
                 replies[namespace] = {name for answer in answers for name in answer}
-            if all(len(nodes) == 2 for nodes in replies.values()):
-                break
             dead = [p for ps in workers.values() for p in ps if p.poll() is not None]
             assert not dead, "a worker exited:\n" + "\n".join(
                 log.read_text(errors="replace")[-1500:] for log in logs
             )
-            time.sleep(1)
+            return all(len(nodes) == 2 for nodes in replies.values())
+
+        wait_for(every_worker_answers, 120, lambda: f"two workers per deployment: {replies}")
         for namespace in namespaces:
             assert len(replies[namespace]) == 2, replies
             assert all(node.startswith(f"{namespace}-") for node in replies[namespace]), replies

@@ -33,10 +33,15 @@ class Page(Protocol):
 
 class _Recorder:
     """Stands in for the Dash app while a page registers: keeps each callback's
-    arguments and function, in order."""
+    arguments and function, in order, and each browser-side callback's arguments (they
+    hold no client: registered once, as they are)."""
 
     def __init__(self) -> None:
         self.callbacks: list[tuple[tuple[Any, ...], dict[str, Any], Callback]] = []
+        self.clientside: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def clientside_callback(self, *args: Any, **kwargs: Any) -> None:
+        self.clientside.append((args, kwargs))
 
     def callback(self, *args: Any, **kwargs: Any) -> Callable[[Callback], Callback]:
         def keep(function: Callback) -> Callback:
@@ -61,8 +66,11 @@ def page_callbacks(pages: Sequence[Page], context: DashboardContext) -> list[Cal
 def register_dispatchers(app: Dash, pages: Sequence[Page], template: DashboardContext) -> None:
     """Register every page callback with Dash as a dispatcher to the calling visitor's
     own copy. ``template`` only shapes the registration: its client is never called."""
-    for index, (args, kwargs, function) in enumerate(_record(pages, template).callbacks):
+    recorded = _record(pages, template)
+    for index, (args, kwargs, function) in enumerate(recorded.callbacks):
         app.callback(*args, **kwargs)(_dispatcher(index, function))
+    for args, kwargs in recorded.clientside:
+        app.clientside_callback(*args, **kwargs)
 
 
 def _dispatcher(index: int, function: Callback) -> Callback:

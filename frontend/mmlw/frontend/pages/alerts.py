@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from mmlw.frontend.api_client import ApiClient, ApiError
@@ -28,12 +28,24 @@ VIEWS = {
 SEVERITIES = ("critical", "warning", "info")
 SILENCE_FOR = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(days=1)}
 ACTIONS = ("alert-ack", "alert-unack", "alert-resolve", "alert-silence", "silence-expire")
+# The refresh draws the buttons anew every tick, and that triggers every callback on
+# them. Dash drops a server callback still running when the same one is asked for again,
+# so a click's answer would be lost whenever a tick lands while it runs: this function, in
+# the browser, passes clicks on to ``alerts-click`` and nothing else.
+ONLY_CLICKS = """function () {
+    const clicked = dash_clientside.callback_context.triggered.filter((t) => t.value);
+    if (!clicked.length) { return dash_clientside.no_update; }
+    const prop = clicked[0].prop_id;
+    const id = JSON.parse(prop.slice(0, prop.lastIndexOf(".")));
+    return {type: id.type, index: id.index, at: Date.now()};
+}"""
 
 
 def layout(machine_id: str | None = None) -> html.Div:
     return html.Div(
         [
             dcc.Store(id="alerts-version", data=0),
+            dcc.Store(id="alerts-click"),
             html.H2("Alerts"),
             html.Div(
                 [
@@ -243,22 +255,32 @@ def register(app: Dash, context: DashboardContext) -> None:
         keep = no_update if options == shown_options else options  # an open list stays open
         return alert_rows(select_alerts(alerts, view), now), silence_rows(silences, now), keep
 
+    app.clientside_callback(
+        ONLY_CLICKS,
+        Output("alerts-click", "data"),
+        *[Input({"type": kind, "index": ALL}, "n_clicks") for kind in ACTIONS],
+        prevent_initial_call=True,
+    )
+
     @app.callback(
         Output("alerts-feedback", "children"),
         Output("alerts-version", "data"),
-        *[Input({"type": kind, "index": ALL}, "n_clicks") for kind in ACTIONS],
+        Input("alerts-click", "data"),
         State("operator", "data"),
         State("alerts-silence-for", "value"),
         State("alerts-version", "data"),
         prevent_initial_call=True,
     )
-    def act(*args: Any) -> tuple[Any, int]:
-        operator, silence_for, version = args[-3:]
-        trigger = ctx.triggered_id
-        if not isinstance(trigger, dict) or not any(t["value"] for t in ctx.triggered):
-            raise PreventUpdate  # buttons (re)appearing, not a click
+    def act(
+        click: dict[str, Any] | None,
+        operator: dict[str, str] | None,
+        silence_for: str,
+        version: int | None,
+    ) -> tuple[Any, int]:
+        if not click or click.get("type") not in ACTIONS:
+            raise PreventUpdate
         try:
-            done = _act(client, trigger["type"], int(trigger["index"]), operator or {}, silence_for)
+            done = _act(client, click["type"], int(click["index"]), operator or {}, silence_for)
         except ApiError as exc:
             hint = " - enter your API key above" if exc.status in (401, 403) else ""
             return message(f"{exc}{hint}", "error"), (version or 0) + 1
