@@ -158,3 +158,15 @@ def test_alerts_list_says_how_many_resolved_alerts_it_leaves_out(
     newest = lines("--limit", "1")
     assert newest[-1].startswith("2 resolved alerts are not shown; --state resolved --limit 2")
     assert "not shown" not in lines("--state", "resolved")[-1]
+
+
+def test_a_notify_task_for_a_delivery_this_store_lacks_is_dropped(
+    make_settings: Callable[..., Settings], sqlite_store: Store
+) -> None:
+    """A notify task left in the queue by a replaced database (a demo restarted with a
+    fresh data dir) names a delivery id this store never had: it is dropped, not raised
+    (which would fail, and with retries re-fail, the task on every worker)."""
+    settings = make_settings()
+    config = load_alerts_config(settings.alerts.rules_file)
+    outcome = send_delivery(987_654, store=sqlite_store, config=config, settings=settings)
+    assert outcome.status == "unknown" and outcome.retry_in_s is None

@@ -21,6 +21,7 @@ from mmlw.alerts.conditions import (
 from mmlw.alerts.config import AlertRule, AlertsConfig, FlagsCondition, NoDataCondition
 from mmlw.alerts.engine import Event, Evidence
 from mmlw.alerts.notifiers import EMAIL_OFF, build_notifier
+from mmlw.errors import NotFound
 from mmlw.messaging.dispatch import Dispatcher
 from mmlw.observability.metrics import instruments
 from mmlw.schemas.alerts import DeliveryStatus
@@ -142,6 +143,8 @@ def _dispatch(ids: list[int], *, store: Store, dispatcher: Dispatcher, now: date
 
 #: what :func:`send_delivery` says of a delivery that was already finished
 DONE = "done"
+#: ... and of a delivery this store does not hold
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,16 @@ class SendOutcome:
 def send_delivery(
     delivery_id: int, *, store: Store, config: AlertsConfig, settings: Settings
 ) -> SendOutcome:
-    """Make the next attempt of one delivery, log it, and say whether to retry when."""
-    work = store.deliveries.claim(delivery_id)
+    """Make the next attempt of one delivery, log it, and say whether to retry when.
+
+    A task naming a delivery this store does not hold (left in the broker's queue by a
+    deployment whose database was replaced, e.g. a demo restarted with a fresh data dir)
+    is dropped with a warning: there is nothing to send and nothing to retry."""
+    try:
+        work = store.deliveries.claim(delivery_id)
+    except NotFound:
+        log.warning("delivery %s is not in this store; its notify task is dropped", delivery_id)
+        return SendOutcome(UNKNOWN)
     if work is None:
         return SendOutcome(DONE)
     now = utcnow()
