@@ -8,9 +8,13 @@ interpreter's own start-up imports measured in the same run.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 HEAVY = ("mlflow", "sklearn", "pandas", "fastapi", "dash", "plotly", "celery", "sqlalchemy")
 RATIO = 5.0  # mmlw.cli may cost at most this many times the interpreter's start-up imports
@@ -78,3 +82,97 @@ def test_importing_the_cli_costs_little_next_to_interpreter_start_up() -> None:
         if ratios[-1] < RATIO:
             return
     raise AssertionError(f"import mmlw.cli / start-up imports = {min(ratios):.1f} >= {RATIO}")
+
+
+# --- commands that only read: `mmlw models M`, `mmlw jobs` ----------------------------
+
+# a command's imports / start-up imports, measured on a busy 2-core machine: models ~2
+# (mmlw.cli itself), jobs ~10-30 (SQLAlchemy and the store); with mlflow, sklearn, pandas
+# and Alembic they were ~100 and ~40
+MODELS_RATIO = 10.0
+JOBS_RATIO = 25.0
+NOT_FOR_READING = ("mlflow", "sklearn", "scipy", "pandas", "alembic", "celery", "fastapi")
+
+COMMAND_PROBE = """
+import json, sys
+from click.testing import CliRunner
+from mmlw.cli import main
+
+result = CliRunner().invoke(main, sys.argv[1:])
+loaded = sorted({m.split(".")[0] for m in sys.modules})
+print(json.dumps({"code": result.exit_code, "output": result.output, "loaded": loaded}))
+"""
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir whose database `mmlw db upgrade` migrated; no MLflow store yet."""
+    path = tmp_path_factory.mktemp("data")
+    subprocess.run(
+        [sys.executable, "-m", "mmlw.cli", "db", "upgrade"],
+        env={**_clean_env(), "MMLW_DATA_DIR": str(path)},
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    return path
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("MMLW_")}
+
+
+def _command_probe(data_dir: Path, *args: str) -> tuple[dict[str, Any], float]:
+    """Run one command in a fresh interpreter with ``-X importtime``: its result and the
+    ratio of everything imported to the interpreter's start-up imports."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", COMMAND_PROBE, *args],
+        env={**_clean_env(), "MMLW_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    top: dict[str, int] = {}
+    for line in done.stderr.splitlines():
+        if line.startswith("import time:") and "cumulative" not in line:
+            _, cumul, name = line.split("|")
+            if not name.startswith("  "):
+                top[name.strip()] = top.get(name.strip(), 0) + int(cumul)
+    startup = top.pop("site") + top.pop("encodings", 0)
+    return json.loads(done.stdout.splitlines()[-1]), sum(top.values()) / startup
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(("models", "pump-1"), "no registered model"), (("jobs",), "")],
+    ids=["models", "jobs"],
+)
+def test_reading_commands_import_no_heavy_library(
+    data_dir: Path, args: tuple[str, ...], expected: str
+) -> None:
+    """`mmlw models M` reads the SQLite MLflow store without mlflow; `mmlw jobs` and the
+    schema revision check need neither pandas nor Alembic."""
+    result, _ = _command_probe(data_dir, *args)
+    assert expected in result["output"]
+    assert result["code"] == (1 if expected else 0), result["output"]
+    heavy = [m for m in result["loaded"] if m in NOT_FOR_READING]
+    assert heavy == [], f"mmlw {' '.join(args)} imports {heavy}"
+
+
+@pytest.mark.parametrize(
+    ("args", "limit"),
+    [(("models", "pump-1"), MODELS_RATIO), (("jobs",), JOBS_RATIO)],
+    ids=["models", "jobs"],
+)
+def test_reading_commands_cost_little_next_to_interpreter_start_up(
+    data_dir: Path, args: tuple[str, ...], limit: float
+) -> None:
+    ratios = []
+    for _ in range(RUNS):
+        ratios.append(_command_probe(data_dir, *args)[1])
+        if ratios[-1] < limit:
+            return
+    raise AssertionError(
+        f"mmlw {' '.join(args)}: imports / start-up imports = {min(ratios):.1f} >= {limit}"
+    )

@@ -159,9 +159,59 @@ def require_current_schema(settings: Settings) -> None:
 
 
 def open_registry(settings: Settings):  # type: ignore[no-untyped-def]
+    """The registry, once it is sure the MLflow experiment is this deployment's (else
+    :class:`~mmlw.registry.ownership.ForeignRegistry`, one line)."""
     from mmlw.registry.mlflow_registry import MlflowRegistry
+    from mmlw.store import Database
+    from mmlw.store.deployment import DeploymentRepository
 
-    return MlflowRegistry.from_settings(settings)
+    registry = MlflowRegistry.from_settings(settings)
+    settings.ensure_data_dir()
+    database = Database(settings.resolved_database_url)
+    try:
+        database.require_current()
+        identity = DeploymentRepository(database).identity()
+    finally:
+        database.dispose()
+    url = settings.resolved_database_url
+    registry.claim(identity.id, had_models=identity.had_models, database_url=url)
+    return registry
+
+
+def require_own_registry(settings: Settings, *, fork: bool = False) -> None:
+    """Before a long-running process starts: stop with one line when the MLflow store holds
+    another deployment's models (:func:`open_registry`). With ``fork`` the check runs in a
+    forked child, so that this process (a prefork worker's parent) holds no MLflow
+    connection its children would inherit."""
+    if not fork:
+        open_registry(settings)
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_check_registry, args=(settings, sender), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        problem = receiver.recv()
+    except EOFError:
+        problem = RuntimeError(f"registry check: its process ended with {child.exitcode}")
+    child.join()
+    if problem is not None:
+        raise problem
+
+
+def _check_registry(settings: Settings, sender: Any) -> None:
+    try:
+        open_registry(settings)
+    except Exception as exc:
+        try:
+            sender.send(exc)
+        except Exception:  # an exception that does not pickle: its first line
+            sender.send(RuntimeError(str(exc).splitlines()[0] if str(exc) else repr(exc)))
+    else:
+        sender.send(None)
 
 
 def train_dispatcher(settings: Settings, store: Any, inline: bool, command: str) -> Any:

@@ -109,8 +109,14 @@ def jobs(ctx: click.Context, job_id: str | None, machine_id: str | None, limit: 
 @one_line_errors
 def models(ctx: click.Context, machine_id: str) -> None:
     """List MACHINE_ID's registered model versions with aliases and metrics."""
+    from mmlw.registry.sqlite_versions import sqlite_versions
+
     settings = settings_of(ctx)
-    versions = open_registry(settings).versions(machine_id)
+    name = f"{settings.models.registered_model_prefix}{machine_id}"
+    # the default SQLite store is read directly: importing mlflow costs more than the listing
+    versions = sqlite_versions(settings.resolved_tracking_uri, name)
+    if versions is None:
+        versions = open_registry(settings).versions(machine_id)
     if not versions:
         raise click.ClickException(f"models: no registered model for machine {machine_id!r}")
     for v in versions:

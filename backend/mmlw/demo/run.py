@@ -341,6 +341,9 @@ def _start_dashboard(
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket() as probe:
+        # as uvicorn binds: connections of a server stopped moments ago (TIME_WAIT) must
+        # not make a restarted demo run without its dashboard; a listener still fails
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from mmlw.detectors.model import AnomalyModel
 from mmlw.schemas.resources import ModelVersionOut
+
+if TYPE_CHECKING:  # not at run time: it imports scikit-learn
+    from mmlw.detectors.model import AnomalyModel
 
 __all__ = ["CHALLENGER", "CHAMPION", "DatasetInfo", "ModelRegistry", "RegisteredVersion"]
 

@@ -9,12 +9,13 @@ Concurrent upgrades of one PostgreSQL database take turns on an advisory lock.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,6 +31,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # pg_advisory_xact_lock(MIGRATION_LOCK, hashtext(current_database())): one lock per
 # database ("MMLW" in ASCII, then the database), released when the migration commits
 MIGRATION_LOCK = 0x4D4D4C57
+VERSION_TABLE = "alembic_version"  # Alembic's default, which migrations/env.py keeps
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(\S+)", re.MULTILINE)
 
 log = logging.getLogger(__name__)
 
@@ -44,24 +47,32 @@ def _alembic_config(url: str | None = None) -> Config:
     return config
 
 
-def head_revision() -> str:
-    """The schema revision this code needs: the newest migration."""
-    from alembic.script import ScriptDirectory
+def _revision_graph() -> dict[str, str | None]:
+    """Each migration's revision and the one it revises, read from the migration files'
+    ``revision = "..."`` / ``down_revision = ...`` lines. Checking a database's revision
+    is every command's start-up cost: this reads a dozen small files where Alembic's
+    script directory would import Alembic and every migration module."""
+    graph: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        found = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        if "revision" in found:
+            down = found.get("down_revision", "None")
+            graph[found["revision"].strip("'\"")] = None if down == "None" else down.strip("'\"")
+    return graph
 
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    if head is None:  # pragma: no cover - the package ships its migrations
-        raise RuntimeError(f"no migrations under {MIGRATIONS_DIR}")
-    return head
+
+def head_revision() -> str:
+    """The schema revision this code needs: the newest migration (the one no other
+    migration revises)."""
+    graph = _revision_graph()
+    heads = sorted(set(graph) - set(graph.values()))
+    if len(heads) != 1:  # pragma: no cover - the package ships one linear history
+        raise RuntimeError(f"expected one migration head under {MIGRATIONS_DIR}, got {heads}")
+    return heads[0]
 
 
 def _known_revision(revision: str) -> bool:
-    from alembic.script import ScriptDirectory
-    from alembic.util import CommandError
-
-    try:
-        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
-    except CommandError:
-        return False
+    return revision in _revision_graph()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -106,11 +117,17 @@ class Database:
             session.close()
 
     def revision(self) -> str | None:
-        """The schema revision the database is at (None: never migrated)."""
-        from alembic.runtime.migration import MigrationContext
-
+        """The schema revision the database is at (None: never migrated), read from
+        Alembic's version table with one query (without importing Alembic)."""
         with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            if not inspect(connection).has_table(VERSION_TABLE):
+                return None
+            rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+        if len(rows) > 1:  # pragma: no cover - one linear history has one head
+            raise SchemaOutdated(
+                f"database has several schema revisions: {sorted(r[0] for r in rows)}"
+            )
+        return rows[0][0] if rows else None
 
     def require_current(self) -> None:
         """:class:`SchemaOutdated` (one line: what to run) when the schema is older than

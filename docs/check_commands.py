@@ -1,0 +1,368 @@
+"""Run the shell commands of README.md and docs/*.md, so that the manual stays true.
+
+    python3 docs/check_commands.py            # everything it can run here
+    python3 docs/check_commands.py --fast     # without the multi-minute runs
+    python3 docs/check_commands.py --list     # only say what would run, and how
+
+Commands come from fenced ``bash`` / ``sh`` / ``console`` blocks (``$ `` lines of a
+console block). Each document is one shell session in a scratch clone (symlinks to this
+checkout, ``docs/`` copied, a fresh ``.mmlw-data`` and ``$HOME``): variables and shell
+functions a command defines carry over to the next one of the same document. A command
+is
+
+- run, and ok when it exits 0 (parts of ``a && b`` that install software are dropped);
+- a server (``mmlw demo``/``api``/``worker``/``ingest``/``beat``/``dashboard``/
+  ``simulate``, ``mlflow ui``, ``mkdocs serve``, or anything ending in ``&``): started in
+  the background, probed (HTTP for those that serve it, else still alive after a while),
+  stopped with Ctrl-C (SIGINT) when its document is done;
+- skipped, with the reason: a ``<!-- check: skip (reason) -->`` line right before its
+  block, or Docker, package installs, the test suite. ``<!-- check: slow -->`` (or a
+  known multi-minute command) is skipped by ``--fast`` only.
+
+The shared services are never touched under the names the docs use: the session gets a
+unique broker namespace, free ports, broker users and a PostgreSQL user and database of
+its own (rewritten in the command text, see REWRITES), all removed afterwards. As root,
+``sudo`` runs the command itself and ``psql`` reaches the local server over loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from check_isolation import Run, base_env, clean_up, consumers, free_port, scratch_clone
+
+REPO = Path(__file__).resolve().parents[1]
+FENCE = re.compile(r"^```(bash|sh|console)\s*$")
+MARKER = re.compile(r"^<!--\s*check:\s*(skip|slow)\s*(?:\((.*)\))?\s*-->$")
+SERVER_ERROR = re.compile(r"Traceback \(most recent call last\)|^Error: ", re.M)
+ASSIGNMENTS = re.compile(r"""^(?:[A-Za-z_]\w*=(?:\$\([^)]*\)|"[^"]*"|'[^']*'|[^\s$"']+)*\s+)*""")
+SKIPPED_PARTS = (  # (pattern, why): parts of a command this check does not run
+    (re.compile(r"^(\S*/)?pip3? install\b"), "installs packages (this check runs installed)"),
+    (re.compile(r"^python3? -m venv\b"), "creates a virtual environment"),
+    (re.compile(r"^\. \S*activate$"), "activates a virtual environment"),
+)
+SKIPPED = (  # (pattern, why): whole commands this check does not run
+    (re.compile(r"^docker\b|\bdocker exec\b"), "needs Docker"),
+    (re.compile(r"^(sudo )?apt-get\b"), "installs system packages"),
+    (re.compile(r"^python3? -m pytest\b"), "the test suite itself"),
+)
+SLOW = re.compile(
+    r"^(mmlw (bench|evaluate|tune)\b|python3? -m (mypy|ruff)\b|python3? \.\./shared/)"
+)
+SERVERS = re.compile(
+    r"^(mmlw (demo|api|worker|ingest|beat|dashboard|simulate)|mlflow ui|python3? -m mkdocs serve)\b"
+)
+
+
+@dataclass
+class Command:
+    source: str  # "docs/x.md:12"
+    text: str
+    skip: str | None = None
+    slow: bool = False
+
+
+@dataclass
+class Session:
+    """One document's shell: its environment, its functions, its background servers."""
+
+    env: dict[str, str]
+    cwd: Path
+    functions: str = ""
+    servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    keys: dict[int, str] = field(default_factory=dict)  # pid -> program, e.g. `mmlw demo`
+    logs: Path = Path()
+
+
+def extract(path: Path) -> Iterator[Command]:
+    """Every command of ``path``'s shell blocks, continuation lines joined."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    relative = path.relative_to(REPO).as_posix()
+    previous, i = "", 0
+    while i < len(lines):
+        fence = FENCE.match(lines[i])
+        if not fence:
+            previous = lines[i].strip() or previous
+            i += 1
+            continue
+        marker = MARKER.match(previous)
+        skip = (marker[2] or "marked skip") if marker and marker[1] == "skip" else None
+        slow = bool(marker and marker[1] == "slow")
+        i += 1
+        pending, start = "", 0
+        while i < len(lines) and not lines[i].startswith("```"):
+            line = lines[i]
+            if fence[1] == "console":
+                line = line[2:] if line.startswith("$ ") else ("" if not pending else line)
+            if line.strip() and (pending or not line.lstrip().startswith("#")):
+                start = start if pending else i + 1
+                if line.rstrip().endswith("\\"):
+                    pending += line.rstrip()[:-1] + " "
+                else:
+                    text = _uncommented(" ".join((pending + line).split()))
+                    yield Command(f"{relative}:{start}", text, skip, slow)
+                    pending = ""
+            i += 1
+        previous, i = "", i + 1
+
+
+def _uncommented(text: str) -> str:
+    """``text`` without a trailing ``# comment`` (one outside quotes)."""
+    for found in re.finditer(r"\s#", text):
+        head = text[: found.start()]
+        if head.count("'") % 2 == 0 and head.count('"') % 2 == 0:
+            return head.rstrip()
+    return text
+
+
+def plan(command: Command) -> tuple[str, str]:
+    """(what to run, why parts were dropped) or ("", why skipped) for one command."""
+    if command.skip:
+        return "", command.skip
+    dropped: list[str] = []
+    kept: list[str] = []
+    for part in command.text.split(" && "):
+        why = next((w for p, w in SKIPPED_PARTS if p.search(_bare(part))), None)
+        (dropped if why else kept).append(why or part)
+    text = " && ".join(kept)
+    why = next((w for p, w in SKIPPED if p.search(_bare(text))), None)
+    if why or not text:
+        return "", why or "; ".join(dropped)
+    return text, "; ".join(f"not run: {d}" for d in dropped)
+
+
+def _bare(text: str) -> str:
+    """The command without leading ``NAME=value`` assignments."""
+    return ASSIGNMENTS.sub("", text, count=1)
+
+
+def is_slow(command: Command, text: str) -> bool:
+    duration = re.search(r"--duration (\d+)", text)
+    return (
+        command.slow or bool(SLOW.search(_bare(text))) or bool(duration and int(duration[1]) > 120)
+    )
+
+
+def is_server(text: str) -> bool:
+    bare = _bare(text)
+    return text.rstrip().endswith("&") or (bool(SERVERS.search(bare)) and "--duration" not in bare)
+
+
+def run_foreground(session: Session, text: str, timeout: float) -> tuple[int, str]:
+    """Run ``text`` in the session's shell; keep the variables and functions it defines."""
+    state = session.logs / "state"
+    script = (
+        f"{session.functions}\n{text}\n__rc=$?\n"
+        f"declare -f > {state}.fn; env -0 > {state}.env\nexit $__rc\n"
+    )
+    try:
+        done = subprocess.run(
+            ["bash", "-c", script], cwd=session.cwd, env=session.env, timeout=timeout,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        output = done.stdout.decode(errors="replace")
+    except subprocess.TimeoutExpired as exc:
+        return 124, (exc.stdout or b"").decode(
+            errors="replace"
+        ) + f"\n(timed out after {timeout:.0f} s)"
+    if Path(f"{state}.env").is_file():
+        raw = Path(f"{state}.env").read_bytes().split(b"\0")
+        session.env = dict(e.decode().split("=", 1) for e in raw if b"=" in e)
+        session.functions = Path(f"{state}.fn").read_text()
+    return done.returncode, output
+
+
+def start_server(session: Session, text: str, run: Run) -> tuple[bool, str]:
+    """Start ``text`` in the background and probe it; it keeps running until the
+    session ends."""
+    key = " ".join(_bare(text).split()[:2])  # a second `mmlw demo` is a restart
+    stop_servers(session, [s for s in session.servers if session.keys.get(s.pid) == key])
+    log = session.logs / f"server-{len(list(session.logs.glob('server-*')))}.log"
+    server = subprocess.Popen(
+        ["bash", "-c", f"{session.functions}\n{text.rstrip().rstrip('&')}", key],
+        cwd=session.cwd, env=session.env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    session.servers.append(server)
+    session.keys[server.pid] = key
+    probe = probes(_bare(text), run, session.env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            return (
+                False,
+                f"exited with {server.returncode}\n{_tail(log.read_text(errors='replace'))}",
+            )
+        if SERVER_ERROR.search(log.read_text(errors="replace")):
+            return False, f"reported an error\n{_tail(log.read_text(errors='replace'))}"
+        if probe():
+            return True, f"running, pid {server.pid}"
+        time.sleep(1)
+    return False, f"no answer within 240 s\n{_tail(log.read_text(errors='replace'))}"
+
+
+def probes(bare: str, run: Run, env: dict[str, str]) -> Callable[[], bool]:
+    """What says a server is up: its HTTP port answers, its queue has a consumer, or
+    (beat, the simulator) it is still alive after a while."""
+    api = env.get("MMLW_API__PORT", "8000")
+    dashboard = env.get("MMLW_DASHBOARD__PORT", "8050")
+    urls = {
+        "mmlw demo": [f"http://127.0.0.1:{api}/health", f"http://127.0.0.1:{dashboard}/"],
+        "mmlw api": [f"http://127.0.0.1:{api}/health"],
+        "mmlw dashboard": [f"http://127.0.0.1:{dashboard}/"],
+        "mlflow ui": [f"http://127.0.0.1:{run.ports['mlflow']}/"],
+        "python3 -m mkdocs": [f"http://127.0.0.1:{run.ports['mkdocs']}/"],
+    }
+    found = next((u for name, u in urls.items() if bare.startswith(name)), None)
+    if found is not None:
+        return lambda: all(_answers(url) for url in found)
+    queues = {"mmlw ingest": "ingest", "mmlw worker": "train"}
+    queue = next((q for name, q in queues.items() if bare.startswith(name)), None)
+    if queue is not None:
+        return lambda: consumers(f"{env.get('MMLW_BROKER__NAMESPACE', 'mmlw')}.{queue}") > 0
+    started = time.monotonic()
+    return lambda: time.monotonic() - started > 20
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+def stop_servers(
+    session: Session, servers: list[subprocess.Popen[bytes]] | None = None
+) -> list[str]:
+    """Ctrl-C the session's servers (default: all), newest first; the ones that would
+    not stop."""
+    stubborn = []
+    servers = list(session.servers if servers is None else servers)
+    for server in reversed(servers):
+        for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            if server.poll() is not None:
+                break
+            try:
+                os.killpg(server.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                server.wait(wait)
+            except subprocess.TimeoutExpired:
+                if sig != signal.SIGKILL:
+                    stubborn.append(f"pid {server.pid} ignored {sig.name}")
+        session.servers.remove(server)
+    return stubborn
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join("    | " + line for line in text.rstrip().splitlines()[-lines:])
+
+
+def check(paths: list[Path], *, fast: bool, dry: bool, keep: bool = False) -> int:
+    """Run every document's commands; print one line per command; the number failed.
+    Each document has its own run (namespace, users, database, ports): tasks one leaves
+    queued never reach another's fresh store."""
+    failed = 0
+    root = Path(tempfile.mkdtemp(prefix="mmlw-docs-"))
+    if not dry:
+        print(f"scratch: {root}" + (" (kept)" if keep else ""))
+    try:
+        for path in paths:
+            failed += _check_document(path, root / path.stem, fast=fast, dry=dry)
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return failed
+
+
+def _check_document(path: Path, root: Path, *, fast: bool, dry: bool) -> int:
+    run = Run(
+        f"chk{uuid.uuid4().hex[:8]}",
+        {n: free_port() for n in ("api", "dashboard", "mlflow", "mkdocs")},
+    )
+    logs = root / "logs"
+    logs.mkdir(parents=True)
+    session = Session(base_env(root, run), scratch_clone(root), logs=logs)
+    failed = 0
+    try:
+        for command in extract(path):
+            failed += not _check_one(session, command, run, fast=fast, dry=dry)
+    finally:
+        for problem in stop_servers(session):
+            print(f"  warning: {problem}")
+        if not dry:
+            clean_up(run.unique)
+    return failed
+
+
+def _check_one(session: Session, command: Command, run: Run, *, fast: bool, dry: bool) -> bool:
+    text, note = plan(command)
+    for pattern, replacement in run.rewrites():
+        text = re.sub(pattern, replacement, text)
+    shown = command.text if len(command.text) < 90 else command.text[:87] + "..."
+    if not text:
+        print(f"skipped {command.source}  {shown}\n        ({note})")
+        return True
+    if fast and is_slow(command, text):
+        print(f"skipped {command.source}  {shown}\n        (slow: not run with --fast)")
+        return True
+    server = is_server(text)
+    if dry:
+        kind = ("server" if server else "run") + (" (slow)" if is_slow(command, text) else "")
+        print(f"{kind:<7} {command.source}  {text}" + (f"  ({note})" if note else ""))
+        return True
+    started = time.monotonic()
+    if server:
+        ok, output = start_server(session, text, run)
+    else:
+        timeout = 1800.0 if is_slow(command, text) else 600.0
+        code, output = run_foreground(session, text, timeout)
+        ok, output = code == 0, f"exit {code}\n{_tail(output)}"
+    took = f"{time.monotonic() - started:.0f} s"
+    print(
+        f"{'ok' if ok else 'FAILED':<7} {command.source}  {shown}  [{took}]"
+        + (f"  ({note})" if note else "")
+    )
+    if not ok:
+        print(output)
+    sys.stdout.flush()
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("docs", nargs="*", type=Path, help="default: README.md and docs/*.md")
+    parser.add_argument("--fast", action="store_true", help="skip the multi-minute commands")
+    parser.add_argument("--list", action="store_true", help="classify only, run nothing")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch dir and logs")
+    args = parser.parse_args()
+    # a SIGTERM (a test's timeout) unwinds like Ctrl-C: servers stopped, services cleaned
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    paths = [p.resolve() for p in args.docs] or [
+        REPO / "README.md",
+        *sorted((REPO / "docs").glob("*.md")),
+    ]
+    failed = check(paths, fast=args.fast, dry=args.list, keep=args.keep)
+    print(f"\n{failed} command(s) failed" if failed else "\nall commands ok")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

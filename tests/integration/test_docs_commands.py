@@ -1,0 +1,61 @@
+"""The manual's shell commands run as written: ``docs/check_commands.py --fast`` (all of
+README.md and docs/*.md but the multi-minute runs) against the local RabbitMQ and
+PostgreSQL, in a scratch clone; any command that fails fails the test with its output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_service
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "docs" / "check_commands.py"
+
+pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq, pytest.mark.postgres]
+
+
+def _check(*args: str, timeout: float) -> tuple[int, str]:
+    """Run the script; past ``timeout`` it is sent SIGTERM, which stops its servers and
+    removes what it made on the shared services before it exits."""
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        output, _ = process.communicate(timeout=180)
+        output += f"\n(stopped after {timeout:.0f} s)"
+        return -1, output
+    return process.returncode, output
+
+
+def test_every_shell_block_is_classified() -> None:
+    """``--list`` runs nothing: each command is run, served or skipped with a reason, and
+    the known skips are there (Docker, the test suite itself)."""
+    code, listed = _check("--list", timeout=120)
+    assert code == 0, listed
+    lines = [line for line in listed.splitlines() if line and not line.startswith(" ")]
+    kinds = {line.split()[0] for line in lines[:-1]}
+    assert kinds <= {"run", "server", "skipped"}, kinds
+    assert any(line.startswith("server  README.md:") and "mmlw demo" in line for line in lines)
+    assert "(needs Docker)" in listed
+    assert "(the test suite itself)" in listed
+
+
+@pytest.mark.timeout(3600)
+def test_the_docs_commands_run() -> None:
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    code, output = _check("--fast", timeout=3000)
+    assert code == 0, output
+    assert "FAILED" not in output
