@@ -128,8 +128,10 @@ def empty_postgres(postgres_admin_url: str) -> Iterator[str]:
 
 @pytest.mark.postgres
 def test_concurrent_upgrades_of_one_postgres_database_all_succeed(empty_postgres: str) -> None:
-    """Without the lock both would create the same tables (and alembic_version) at once,
-    and one would fail with a duplicate table or key."""
+    """Four threads of one process: they take turns (Alembic's context is one per
+    process, so migrations in one process are serialised first); without any lock they
+    would create the same tables (and alembic_version) at once and fail. Across
+    processes, the database's advisory lock does it (the test below)."""
     upgrades = 4
     start = threading.Barrier(upgrades)
     failures: list[BaseException] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,7 @@ VERSION_TABLE = "alembic_version"  # Alembic's default, which migrations/env.py 
 _REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(\S+)", re.MULTILINE)
 
 log = logging.getLogger(__name__)
+_MIGRATING = threading.Lock()
 
 
 def _alembic_config(url: str | None = None) -> Config:
@@ -153,7 +155,9 @@ class Database:
         from alembic import command
 
         config = _alembic_config(self.url)
-        with self.engine.begin() as connection:
+        # Alembic's migration context (alembic.context, alembic.op) is one per process:
+        # two threads migrating at once (any two databases) would run each other's steps
+        with _MIGRATING, self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 self._lock_migrations(connection)
             config.attributes["connection"] = connection
