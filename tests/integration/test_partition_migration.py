@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from mmlw.alembic_lock import ALEMBIC_LOCK
 from mmlw.schemas import ReadingsBatch
 from mmlw.store import Database
 from mmlw.store.database import MIGRATIONS_DIR
@@ -27,7 +28,8 @@ def downgrade(database: Database, revision: str) -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+        with ALEMBIC_LOCK:  # Alembic's context is one per process
+            command.downgrade(config, revision)
 
 
 def fill(database: Database) -> None:

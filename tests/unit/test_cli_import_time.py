@@ -72,6 +72,7 @@ def test_building_the_command_tree_loads_no_heavy_library() -> None:
     assert set(result["codes"]) == {0}
 
 
+@pytest.mark.alone  # a ratio of import times: measured without other tests running
 def test_importing_the_cli_costs_little_next_to_interpreter_start_up() -> None:
     ratios = []
     for _ in range(RUNS):
@@ -160,6 +161,7 @@ def test_reading_commands_import_no_heavy_library(
     assert heavy == [], f"mmlw {' '.join(args)} imports {heavy}"
 
 
+@pytest.mark.alone  # a ratio of import times: measured without other tests running
 @pytest.mark.parametrize(
     ("args", "limit"),
     [(("models", "pump-1"), MODELS_RATIO), (("jobs",), JOBS_RATIO)],

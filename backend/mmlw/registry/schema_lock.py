@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mmlw.alembic_lock import ALEMBIC_LOCK
+
 __all__ = ["schema_lock", "sqlite_path"]
 
 
@@ -38,16 +40,19 @@ def sqlite_path(tracking_uri: str) -> Path | None:
 
 @contextmanager
 def schema_lock(tracking_uri: str) -> Iterator[None]:
-    """Hold an inter-process lock on a SQLite tracking store's schema while inside (a
-    no-op for other URIs). The lock file (``<db>.schema-lock``) stays; it holds nothing."""
-    database = sqlite_path(tracking_uri)
-    if database is None:
-        yield
-        return
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{database}.schema-lock", "a+b") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
+    """While inside: no other Alembic run in this process (:mod:`mmlw.alembic_lock`:
+    MLflow's SQL stores migrate their schema with Alembic), and for a SQLite tracking
+    store an inter-process lock on its schema. The lock file (``<db>.schema-lock``)
+    stays; it holds nothing."""
+    with ALEMBIC_LOCK:
+        database = sqlite_path(tracking_uri)
+        if database is None:
             yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            return
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{database}.schema-lock", "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mmlw.alembic_lock import ALEMBIC_LOCK
 from mmlw.errors import SchemaOutdated
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ VERSION_TABLE = "alembic_version"  # Alembic's default, which migrations/env.py 
 _REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(\S+)", re.MULTILINE)
 
 log = logging.getLogger(__name__)
-_MIGRATING = threading.Lock()
 
 
 def _alembic_config(url: str | None = None) -> Config:
@@ -155,9 +154,8 @@ class Database:
         from alembic import command
 
         config = _alembic_config(self.url)
-        # Alembic's migration context (alembic.context, alembic.op) is one per process:
-        # two threads migrating at once (any two databases) would run each other's steps
-        with _MIGRATING, self.engine.begin() as connection:
+        # Alembic's migration context is one per process (see mmlw.alembic_lock)
+        with ALEMBIC_LOCK, self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 self._lock_migrations(connection)
             config.attributes["connection"] = connection
