@@ -116,6 +116,10 @@ def catcher() -> Iterator[MailCatcher]:
 
 @pytest.mark.rabbitmq
 @pytest.mark.slow
+# alone: with three other test processes on two cores the resolved notice was missing once
+# in three CI runs (alert still firing after every recovery reading was scored); the cause
+# is not found yet, so it runs by itself until it is
+@pytest.mark.alone
 def test_fault_fires_once_by_mail_and_signed_webhook_survives_restart_and_resolves(
     make_settings: Callable[..., Settings],
     rabbitmq_url: str,

@@ -82,6 +82,7 @@ def test_compare_endpoint_matches_the_store_and_each_roles_scores(
     # a more sensitive v2 becomes challenger and scores the next batches in shadow
     v2 = train(pipeline, MACHINE, detector="pca", threshold_quantile=0.9)
     assert v2["aliases"] == ["challenger"]
+    pipeline.context.models.invalidate(MACHINE)  # "no challenger" was cached: ask again
     publish(pub, machine, 300)
     wait_for(lambda: scored(store, MACHINE, "challenger") >= 300, what="shadow scores")
     wait_for(lambda: scored(store, MACHINE) == 700, what="champion scores")
