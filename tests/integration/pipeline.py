@@ -10,7 +10,7 @@ import pika
 from fastapi.testclient import TestClient
 
 from mmlw.api.app import create_app
-from mmlw.messaging.pika_publisher import pika_url
+from mmlw.messaging.pika_publisher import PikaReadingsPublisher, pika_url
 from mmlw.messaging.topology import TASK_QUEUES, Topology
 from mmlw.settings import Settings
 from mmlw.store import Store
@@ -25,6 +25,7 @@ __all__ = [
     "Pipeline",
     "api_with_ingest",
     "delete_topology",
+    "pipeline_stack",
     "queue_depth",
     "running_pipeline",
     "wait_for",
@@ -75,6 +76,29 @@ def api_with_ingest(settings: Settings) -> Iterator[tuple[TestClient, WorkerCont
                 yield client, context
     finally:
         context.store.close()
+
+
+@contextmanager
+def pipeline_stack(
+    settings: Settings, rabbitmq_url: str
+) -> Iterator[tuple[Pipeline, PikaReadingsPublisher, TestClient]]:
+    """A running pipeline on RabbitMQ, a pika publisher into it and the API over the same
+    store, registry and dispatcher; the namespace's queues and exchanges removed after."""
+    try:
+        with (
+            running_pipeline(settings) as pipeline,
+            PikaReadingsPublisher(rabbitmq_url, pipeline.topology) as pub,
+        ):
+            app = create_app(
+                settings,
+                store=pipeline.store,
+                registry=pipeline.context.registry,
+                dispatcher=pipeline.context.dispatcher,
+            )
+            with TestClient(app) as client:
+                yield pipeline, pub, client
+    finally:
+        delete_topology(rabbitmq_url, Topology(settings.broker.namespace))
 
 
 def delete_topology(amqp_url: str, topology: Topology) -> None:

@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from mmlw.api.app import create_app
 from mmlw.messaging.pika_publisher import PikaReadingsPublisher
-from mmlw.messaging.topology import Topology
 from mmlw.schemas import JobState, TrainRequest
 from mmlw.services.jobs import submit_training
 from mmlw.services.retraining import auto_promote
@@ -22,7 +20,11 @@ from mmlw.settings import DriftSettings, PromotionSettings, Settings
 from mmlw.store import Store
 from mmlw.store.packing import us_to_datetimes
 from mmlw.workers.simulator import SyntheticMachine
-from tests.integration.pipeline import Pipeline, delete_topology, running_pipeline, wait_for
+from tests.integration.pipeline import (
+    Pipeline,
+    pipeline_stack,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 API = "/api/v1"
@@ -45,21 +47,8 @@ def stack(
     if mlflow == "server":  # as compose runs it
         uri = request.getfixturevalue("mlflow_server_uri")
         settings = settings.model_copy(update={"mlflow_tracking_uri": uri})
-    try:
-        with (
-            running_pipeline(settings) as pipeline,
-            PikaReadingsPublisher(rabbitmq_url, pipeline.topology) as pub,
-        ):
-            app = create_app(
-                settings,
-                store=pipeline.store,
-                registry=pipeline.context.registry,
-                dispatcher=pipeline.context.dispatcher,
-            )
-            with TestClient(app) as client:
-                yield pipeline, pub, client
-    finally:
-        delete_topology(rabbitmq_url, Topology(settings.broker.namespace))
+    with pipeline_stack(settings, rabbitmq_url) as stack:
+        yield stack
 
 
 def publish(

@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from mmlw.api.app import create_app
 from mmlw.client import Client, NotFound
 from mmlw.messaging.pika_publisher import PikaReadingsPublisher
-from mmlw.messaging.topology import Topology
 from mmlw.settings import Settings
 from mmlw.workers.simulator import SyntheticMachine
-from tests.integration.pipeline import Pipeline, delete_topology, running_pipeline, wait_for
+from tests.integration.pipeline import (
+    Pipeline,
+    pipeline_stack,
+    wait_for,
+)
 from tests.integration.test_lifecycle import lifecycle_settings, publish, scored, train
 from tests.integration.test_machines_queries import forwarding
 
@@ -32,21 +34,8 @@ def stack(
     make_settings: Callable[..., Settings], rabbitmq_url: str
 ) -> Iterator[tuple[Pipeline, PikaReadingsPublisher, TestClient]]:
     settings = lifecycle_settings(make_settings, rabbitmq_url)
-    try:
-        with (
-            running_pipeline(settings) as pipeline,
-            PikaReadingsPublisher(rabbitmq_url, pipeline.topology) as pub,
-        ):
-            app = create_app(
-                settings,
-                store=pipeline.store,
-                registry=pipeline.context.registry,
-                dispatcher=pipeline.context.dispatcher,
-            )
-            with TestClient(app) as client:
-                yield pipeline, pub, client
-    finally:
-        delete_topology(rabbitmq_url, Topology(settings.broker.namespace))
+    with pipeline_stack(settings, rabbitmq_url) as stack:
+        yield stack
 
 
 def by_time(body: dict[str, Any], key: str) -> dict[datetime, float]:
