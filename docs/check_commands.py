@@ -11,7 +11,7 @@ functions a command defines carry over to the next one of the same document. A c
 is
 
 - run, and ok when it exits 0 (parts of ``a && b`` that install software are dropped);
-- a server (``mmlw demo``/``api``/``worker``/``ingest``/``beat``/``dashboard``/
+- a server (``mmlw demo``/``api``/``worker``/``scorer``/``ingest``/``beat``/``dashboard``/
   ``simulate``, ``mlflow ui``, ``mkdocs serve``, or anything ending in ``&``): started in
   the background, probed (HTTP for those that serve it, else still alive after a while),
   stopped with Ctrl-C (SIGINT) when its document is done;
@@ -63,7 +63,8 @@ SLOW = re.compile(
     r"^(mmlw (bench|evaluate|tune)\b|python3? -m (mypy|ruff)\b|python3? \.\./shared/)"
 )
 SERVERS = re.compile(
-    r"^(mmlw (demo|api|worker|ingest|beat|dashboard|simulate)|mlflow ui|python3? -m mkdocs serve)\b"
+    r"^(mmlw (demo|api|worker|scorer|ingest|beat|dashboard|simulate)|mlflow ui"
+    r"|python3? -m mkdocs serve)\b"
 )
 
 
@@ -229,7 +230,7 @@ def probes(bare: str, run: Run, env: dict[str, str]) -> Callable[[], bool]:
     found = next((u for name, u in urls.items() if bare.startswith(name)), None)
     if found is not None:
         return lambda: all(_answers(url) for url in found)
-    queues = {"mmlw ingest": "ingest", "mmlw worker": "train"}
+    queues = {"mmlw ingest": "ingest", "mmlw worker": "train", "mmlw scorer": "scorers"}
     queue = next((q for name, q in queues.items() if bare.startswith(name)), None)
     if queue is not None:
         return lambda: consumers(f"{env.get('MMLW_BROKER__NAMESPACE', 'mmlw')}.{queue}") > 0

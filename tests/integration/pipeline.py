@@ -10,14 +10,16 @@ import pika
 from fastapi.testclient import TestClient
 
 from mmlw.api.app import create_app
+from mmlw.bench.sandbox import delete_topology
 from mmlw.messaging.pika_publisher import PikaReadingsPublisher, pika_url
-from mmlw.messaging.topology import TASK_QUEUES, Topology
+from mmlw.messaging.topology import Topology
 from mmlw.settings import Settings
 from mmlw.store import Store
 from mmlw.workers.celery_app import create_celery
 from mmlw.workers.consumers.ingest import IngestConsumer
+from mmlw.workers.consumers.scorer import PartitionScorer
 from mmlw.workers.context import WorkerContext
-from mmlw.workers.runtime import ingest_consumer_thread, worker_thread
+from mmlw.workers.runtime import ingest_consumer_thread, scorer_thread, worker_thread
 from tests.support.tasks import TaskTracker, tracking_tasks
 from tests.support.wait import wait_for
 
@@ -37,6 +39,7 @@ class Pipeline:
     settings: Settings
     context: WorkerContext
     consumer: IngestConsumer
+    scorer: PartitionScorer
     tasks: TaskTracker  # what the worker has left to do
 
     @property
@@ -47,6 +50,27 @@ class Pipeline:
     def topology(self) -> Topology:
         return self.context.topology
 
+    def scoring_pending(self) -> int:
+        """Scoring messages this process sent that the scorer has not acknowledged yet."""
+        sent = getattr(self.context.dispatcher, "scores_sent", 0)
+        return int(sent) - self.scorer.handled
+
+    def wait_idle(self, timeout_s: float = 60.0) -> None:
+        """Until every scoring message sent so far is done, and then every task (the
+        scorer sends notify tasks, which may send more): the store holds all it will."""
+
+        def idle() -> bool:
+            return self.scoring_pending() <= 0 and not self.tasks.pending()
+
+        wait_for(
+            idle,
+            timeout_s,
+            lambda: (
+                f"the pipeline to finish: {self.scoring_pending()} scoring messages, "
+                f"tasks {self.tasks.pending()}"
+            ),
+        )
+
 
 @contextmanager
 def running_pipeline(settings: Settings) -> Iterator[Pipeline]:
@@ -55,8 +79,9 @@ def running_pipeline(settings: Settings) -> Iterator[Pipeline]:
     with ExitStack() as stack:
         tasks = stack.enter_context(tracking_tasks())
         stack.enter_context(worker_thread(app, concurrency=2))
+        scorer = stack.enter_context(scorer_thread(settings, context))
         consumer = stack.enter_context(ingest_consumer_thread(settings, context))
-        yield Pipeline(settings, context, consumer, tasks)
+        yield Pipeline(settings, context, consumer, scorer, tasks)
     context.store.close()
 
 
@@ -98,22 +123,7 @@ def pipeline_stack(
             with TestClient(app) as client:
                 yield pipeline, pub, client
     finally:
-        delete_topology(rabbitmq_url, Topology(settings.broker.namespace))
-
-
-def delete_topology(amqp_url: str, topology: Topology) -> None:
-    """Remove every queue and exchange of a test namespace from RabbitMQ."""
-    connection = pika.BlockingConnection(pika.URLParameters(pika_url(amqp_url)))
-    channel = connection.channel()
-    queues = [topology.ingest_queue_name, topology.dead_queue_name]
-    queues += [topology.task_queue_name(q) for q in TASK_QUEUES]
-    for name in queues:
-        channel.queue_delete(name)
-    exchanges = [topology.readings_exchange_name, topology.dead_exchange_name]
-    exchanges += [topology.task_queue_name(q) for q in TASK_QUEUES]
-    for name in exchanges:
-        channel.exchange_delete(name)
-    connection.close()
+        delete_topology(rabbitmq_url, Topology.from_settings(settings.broker))
 
 
 def queue_depth(amqp_url: str, queue: str) -> int:

@@ -163,7 +163,7 @@ def test_fault_fires_once_by_mail_and_signed_webhook_survives_restart_and_resolv
                 # continued anomalous readings: no duplicate before the repeat interval
                 publish(pub, machine, 30, shift)
                 wait_for(lambda: scored(store, "press-1") == 500, what="more fault scores")
-                pipeline.tasks.wait_idle()  # their rules evaluated, whatever that sent, sent
+                pipeline.wait_idle()  # their rules evaluated, whatever that sent, sent
                 assert events_queued(store, alert.id) == ["firing", "firing"]
                 assert (len(catcher.messages), len(hook.requests)) == (1, 1)
 
@@ -179,7 +179,7 @@ def test_fault_fires_once_by_mail_and_signed_webhook_survives_restart_and_resolv
                     assert again["dashboard_url"].endswith("/machines/press-1")
                 publish(pub, machine, 20, shift)
                 wait_for(lambda: scored(store, "press-1") == 520, what="fault scores after restart")
-                pipeline.tasks.wait_idle()
+                pipeline.wait_idle()
                 assert events_queued(store, alert.id) == ["firing", "firing"]
                 assert (len(catcher.messages), len(hook.requests)) == (1, 1)
 
@@ -195,7 +195,7 @@ def test_fault_fires_once_by_mail_and_signed_webhook_survives_restart_and_resolv
                     ),
                 )
                 wait_for(lambda: scored(store, "press-1") == 540, what="recovery scores")
-                pipeline.tasks.wait_idle()
+                pipeline.wait_idle()
                 assert events_queued(store, alert.id) == [
                     "firing",
                     "firing",

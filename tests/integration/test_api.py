@@ -25,7 +25,7 @@ from mmlw.settings import Settings
 from mmlw.store import Store
 from mmlw.workers.celery_app import create_celery
 from mmlw.workers.context import WorkerContext
-from mmlw.workers.runtime import ingest_consumer_thread, worker_thread
+from mmlw.workers.runtime import ingest_consumer_thread, scorer_thread, worker_thread
 from mmlw.workers.simulator import SyntheticMachine
 from tests.support.wait import wait_for
 
@@ -102,11 +102,15 @@ class Pipeline:
 
 @contextmanager
 def running_pipeline(settings: Settings) -> Iterator[Pipeline]:
-    """Store + Celery worker + ingest consumer on ``settings.broker.url``, and the API."""
+    """Store + Celery worker + scorer + ingest consumer on ``settings.broker.url``, and the API."""
     context = WorkerContext(settings, migrate=True)
     celery = create_celery(settings, context)
     try:
-        with worker_thread(celery), ingest_consumer_thread(settings, context):
+        with (
+            worker_thread(celery),
+            scorer_thread(settings, context),
+            ingest_consumer_thread(settings, context),
+        ):
             app = create_app(
                 settings,
                 store=context.store,

@@ -48,7 +48,7 @@ def test_smoke_run_counts_every_reading_and_reports_every_part(
     assert run.messages == messages
     assert run.lossless, run.counts
     assert run.counts.readings == run.counts.scored == run.readings
-    assert set(run.cpu_s) >= {"ingest", "worker", "rabbitmq", "postgresql", "other"}
+    assert set(run.cpu_s) >= {"ingest", "scorer", "worker", "rabbitmq", "postgresql", "other"}
 
     (latency,) = report.latency["pca"]
     assert latency.lossless
@@ -64,7 +64,7 @@ def test_smoke_run_counts_every_reading_and_reports_every_part(
     assert [limit.batch_size for limit in report.scoring_limits["pca"]] == [scenario.batch_size]
     assert report.training["pca"].readings == scenario.training.readings
     assert len(report.training["pca"].warm_s) == scenario.training.repeats
-    assert {"ingest", "worker", "api"} <= set(report.peak_rss_mb)
+    assert {"ingest", "scorer", "worker", "api"} <= set(report.peak_rss_mb)
 
     ratios = report.ratios()["pca"]
     assert all(value is not None and value > 0 for value in ratios.values()), ratios

@@ -48,7 +48,7 @@ from mmlw.services.jobs import submit_training
 from mmlw.settings import BrokerSettings, Settings
 from mmlw.workers.celery_app import create_celery
 from mmlw.workers.context import WorkerContext
-from mmlw.workers.runtime import ingest_consumer_thread, worker_thread
+from mmlw.workers.runtime import ingest_consumer_thread, scorer_thread, worker_thread
 from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import IN_CI
 from tests.integration.pipeline import wait_for
@@ -259,8 +259,8 @@ def test_each_process_runs_as_its_own_user(
     broker: Broker, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     """The pipeline works with every process on its role's user: machines publish, ingest
-    stores and sends predict tasks, the API publishes and sends a train job, workers train
-    and score."""
+    stores and sends batches to scoring, the API publishes and sends a train job, workers
+    train and score (a scorer runs as the worker's user)."""
     base = make_settings(database_url=f"sqlite:///{tmp_path / 'mmlw.db'}")
 
     def as_role(role: str) -> Settings:
@@ -274,6 +274,7 @@ def test_each_process_runs_as_its_own_user(
     try:
         with (
             worker_thread(create_celery(worker_context.settings, worker_context)),
+            scorer_thread(worker_context.settings, worker_context),
             ingest_consumer_thread(ingest_context.settings, ingest_context),
             PikaReadingsPublisher(broker.url("publisher"), broker.topology) as machines,
         ):
@@ -299,11 +300,13 @@ def test_each_process_runs_as_its_own_user(
 
             machines.publish_raw("pump-1", b"{not json", message_id="bad-1")  # dead-lettered
             wait_for(lambda: store.dead_letters.count() == 1, what="the dead letter")
-            with ExitStack() as stack:
-                dead = broker.admin_channel(stack).queue_declare(
-                    broker.topology.dead_queue_name, passive=True
+            with ExitStack() as stack:  # the store's record first, then the broker's copy
+                channel = broker.admin_channel(stack)
+                dead = broker.topology.dead_queue_name
+                wait_for(  # RabbitMQ routed it to <ns>.dead
+                    lambda: channel.queue_declare(dead, passive=True).method.message_count == 1,
+                    what="the dead letter's copy in <ns>.dead",
                 )
-                assert dead.method.message_count == 1  # RabbitMQ routed it to <ns>.dead
     finally:
         worker_context.store.close()
         store.close()

@@ -1,7 +1,8 @@
 """Fault injection on the real RabbitMQ, PostgreSQL and separate processes: after each
 fault and recovery, every published reading is stored once and scored once.
 
-(a) ``kill -9`` of the worker process group while it holds unacknowledged batches;
+(a) ``kill -9`` of the scorer process while it holds unacknowledged batches, and of the
+one of two scorers that owns the machine's partition (the other takes it over);
 (b) RabbitMQ stopped and started (``rabbitmqctl stop_app`` / ``start_app``) while a
 publisher streams, on a RabbitMQ node of the test's own (the shared broker is never
 stopped); (c) the API and the ingest consumer killed and restarted while a client
@@ -42,16 +43,18 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 
 
 class Deployment:
-    """ingest, worker and API as separate processes (each its own process group)."""
+    """ingest, worker, scorer and API as separate processes (each its own process group)."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str], base: str) -> None:
         self.tmp_path, self.env, self.base = tmp_path, env, base
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
         self.client = httpx.Client(timeout=10)
         self._starts = 0
 
     def start(self, name: str, kind: str | None = None) -> None:
-        """Start process ``name``, running ``kind`` (ingest, worker or api; default: name)."""
+        """Start process ``name``, running ``kind`` (ingest, worker, scorer or api; default:
+        name)."""
         commands = {
             "ingest": mmlw("ingest"),
             "worker": mmlw(
@@ -63,14 +66,22 @@ class Deployment:
                 "--hostname",
                 f"fault{self._starts}@%h",
             ),
+            "scorer": mmlw("scorer"),
             "api": mmlw("api"),
         }
         self._starts += 1
-        log = (self.tmp_path / f"{name}-{self._starts}.log").open("w")
+        self.logs[name] = self.tmp_path / f"{name}-{self._starts}.log"
+        log = self.logs[name].open("w")
         self.processes[name] = subprocess.Popen(
             commands[kind or name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+
+    def owner(self, partition: int, candidates: tuple[str, ...]) -> str | None:
+        """Which of the running ``candidates`` (scorers) says it streams ``partition``."""
+        line = f"scorer streams partition {partition} ("
+        owners = [n for n in candidates if line in self.logs[n].read_text(errors="replace")]
+        return owners[-1] if len(owners) == 1 else None
 
     def kill(self, name: str) -> None:
         """SIGKILL to the whole process group: no warm shutdown, no acks."""
@@ -112,7 +123,7 @@ class Deployment:
 def running_deployment(
     tmp_path: Path, broker_url: str, postgres_admin_url: str, tracking_uri: str
 ) -> Iterator[Deployment]:
-    """ingest, worker and API as processes on ``broker_url`` and a fresh database."""
+    """ingest, worker, scorer and API as processes on ``broker_url`` and a fresh database."""
     namespace = f"f{uuid.uuid4().hex[:10]}"
     db_name, db_url = _create_pg_database(postgres_admin_url)
     port = free_port()
@@ -123,14 +134,14 @@ def running_deployment(
     subprocess.run(mmlw("db", "upgrade"), env=env, check=True, capture_output=True, timeout=120)
     running = Deployment(tmp_path, env, f"http://127.0.0.1:{port}")
     try:
-        for name in ("ingest", "worker", "api"):
+        for name in ("ingest", "worker", "scorer", "api"):
             running.start(name)
         poll("the API", lambda: running.client.get(f"{running.base}/health").status_code == 200)
         yield running
     finally:
         running.stop_all()
         with suppress(Exception):  # a private broker may already be gone
-            delete_topology(broker_url, Topology(namespace))
+            delete_topology(broker_url, Topology(namespace))  # 16 partitions, as deployed
         _drop_pg_database(postgres_admin_url, db_name)
 
 
@@ -195,7 +206,7 @@ def warm_up(
     poll("backfill", lambda: deployment.machine(machine.machine_id)["n_scored"] == 400)
 
 
-def test_kill_9_of_the_worker_holding_unacked_batches_loses_and_doubles_nothing(
+def test_kill_9_of_the_scorer_holding_unacked_batches_loses_and_doubles_nothing(
     deployment: Deployment, rabbitmq_url: str
 ) -> None:
     topology = Topology(deployment.env["MMLW_BROKER__NAMESPACE"])
@@ -206,10 +217,10 @@ def test_kill_9_of_the_worker_holding_unacked_batches_loses_and_doubles_nothing(
             pub.publish(machine.read(20).to_batch())
     total = 400 + 150 * 20
     poll("scoring under way", lambda: deployment.machine("press-9")["n_scored"] > 600, 60)
-    deployment.kill("worker")
+    deployment.kill("scorer")
     in_flight = deployment.machine("press-9")["n_scored"]
-    assert in_flight < total, "the worker finished before it could be killed"
-    deployment.start("worker")
+    assert in_flight < total, "the scorer finished before it could be killed"
+    deployment.start("scorer")
     poll(
         f"all {total} scored",
         lambda: (m := deployment.machine("press-9"))["n_scored"] == total and m,
@@ -241,29 +252,35 @@ def served_and_replayed(deployment: Deployment, machine_id: str) -> tuple[np.nda
         store.close()
 
 
-def test_kill_9_of_one_of_two_workers_mid_stream_resumes_from_the_checkpoint(
+def test_kill_9_of_the_scorer_owning_the_partition_hands_it_over_at_the_checkpoint(
     deployment: Deployment, rabbitmq_url: str
 ) -> None:
     """A stateful detector (trailing windows over 69 readings) on a machine that streams
-    while one of two worker processes is killed: the other continues from the last
-    checkpoint, every reading is scored once, and the served scores are those of one
-    uninterrupted offline stream of the same readings."""
+    while the one of two scorer processes that owns its partition (the broker's single
+    active consumer) is killed: the broker makes the other the owner, it continues from
+    the last checkpoint, every reading is scored once, and the served scores are those of
+    one uninterrupted offline stream of the same readings."""
     topology = Topology(deployment.env["MMLW_BROKER__NAMESPACE"])
-    deployment.start("worker-2", "worker")
+    deployment.start("scorer-2", "scorer")
     machine = SyntheticMachine("kiln-4", seed=4, faults=())
+    partition = topology.partition_of("kiln-4")
+    scorers = ("scorer", "scorer-2")
     with PikaReadingsPublisher(rabbitmq_url, topology) as pub:
         warm_up(deployment, pub, machine, detector="level_change")
         for _ in range(200):
             pub.publish(machine.read(15).to_batch())
     total = 400 + 200 * 15
     poll("scoring under way", lambda: deployment.machine("kiln-4")["n_scored"] > 700, 60)
-    deployment.kill("worker")
+    owner = poll("the partition's owner", lambda: deployment.owner(partition, scorers), 30)
+    deployment.kill(owner)
     assert deployment.machine("kiln-4")["n_scored"] < total, "finished before the kill"
     poll(
-        f"all {total} scored by the other worker",
+        f"all {total} scored by the other scorer",
         lambda: (m := deployment.machine("kiln-4"))["n_scored"] == total and m,
         120,
     )
+    (survivor,) = set(scorers) - {owner}
+    assert deployment.owner(partition, (survivor,)) == survivor, "it took the partition over"
     readings, scores, per_batch = stored_counts(deployment.env["MMLW_DATABASE_URL"], "kiln-4")
     assert (readings, scores, per_batch) == (total, total, 1)
     served, replayed = served_and_replayed(deployment, "kiln-4")

@@ -1,6 +1,7 @@
-"""A flood on the real RabbitMQ and PostgreSQL with ``mmlw ingest`` and one slow
-``mmlw worker`` (solo pool) as separate processes: a publisher sends far faster than the
-worker scores. The predict backlog pauses the ingest consumer, the ingest queue stops at
+"""A flood on the real RabbitMQ and PostgreSQL with ``mmlw ingest``, one slow
+``mmlw scorer`` and a ``mmlw worker`` (solo pool, for training) as separate processes: a
+publisher sends far faster than the scorer scores. The scoring backlog pauses the ingest
+consumer, the ingest queue stops at
 its length limit, the broker refuses the publisher, which waits and sends again; memory
 stays bounded and, once drained, every reading is stored and scored exactly once."""
 
@@ -32,9 +33,10 @@ from tests.integration.test_processes import mmlw, process_env, terminate_all
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 
 INGEST_LIMIT = 20  # messages in <ns>.ingest
-PREDICT_LIMIT = 10  # tasks in <ns>.predict before ingest pauses
+PREDICT_LIMIT = 10  # messages in the scoring queues before ingest pauses
 PREFETCH = 16  # mmlw ingest --prefetch
 FLOOD = 400  # batches of 5 readings
+MACHINE = "pump-8"
 
 
 @dataclass
@@ -58,7 +60,8 @@ class Watcher:
 
     def __init__(self, amqp_url: str, topology: Topology, pids: dict[str, int]) -> None:
         self.amqp_url, self.pids = amqp_url, pids
-        self.queues = [topology.ingest_queue_name, topology.task_queue_name("predict")]
+        scoring = topology.score_queue_name(topology.partition_of(MACHINE))
+        self.queues = [topology.ingest_queue_name, scoring]
         self.peak_depth = dict.fromkeys(self.queues, 0)
         self.peak_rss = {name: rss_mb(pid) for name, pid in pids.items()}
         self.samples = 0
@@ -98,7 +101,7 @@ def flood(
         tmp_path, rabbitmq_url, db_url, tracking_uri, namespace, free_port(),
         MMLW_BROKER__INGEST_MAX_LENGTH=str(INGEST_LIMIT),
         MMLW_BROKER__PREDICT_BACKLOG_LIMIT=str(PREDICT_LIMIT),
-        # one batch per predict task: the per-task cost keeps the one worker slow enough
+        # one batch per scoring message: the per-message cost keeps the scorer slow enough
         MMLW_BROKER__PREDICT_BATCHES_PER_TASK="1",
         MMLW_MODELS__DRIFT__ENABLED="false",
     )  # fmt: skip
@@ -106,6 +109,7 @@ def flood(
     commands = {
         "ingest": mmlw("ingest", "--prefetch", str(PREFETCH)),
         "worker": mmlw("worker", "--pool", "solo", "--concurrency", "1"),
+        "scorer": mmlw("scorer"),
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}
     running = Flood(env, db_url, Topology(namespace, INGEST_LIMIT), tmp_path)
@@ -126,7 +130,7 @@ def flood(
 def test_a_flood_is_held_back_at_the_queue_limit_and_everything_is_scored_once(
     flood: Flood, rabbitmq_url: str
 ) -> None:
-    machine = SyntheticMachine("pump-8", seed=8, faults=())
+    machine = SyntheticMachine(MACHINE, seed=8, faults=())
     store = Store.open(flood.db_url)
     try:
         with PikaReadingsPublisher(
@@ -168,7 +172,7 @@ def test_a_flood_is_held_back_at_the_queue_limit_and_everything_is_scored_once(
     assert stats.confirmed == 8 + FLOOD
     assert stats.refused > 0, "the publisher was never refused: no backpressure reached it"
     assert watcher.peak_depth[ingest_queue] <= INGEST_LIMIT
-    # the predict backlog stays near its limit: what was in flight when ingest paused
+    # the scoring backlog stays near its limit: what was in flight when ingest paused
     assert watcher.peak_depth[predict_queue] <= PREDICT_LIMIT + 2 * PREFETCH
     assert "paused taking readings" in (flood.logs / "ingest.log").read_text()
     for name, peak in watcher.peak_rss.items():

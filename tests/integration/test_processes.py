@@ -68,12 +68,13 @@ def deployment(
         MMLW_MODELS__ALIAS_CACHE_TTL_S="1",
     )  # fmt: skip
     subprocess.run(mmlw("db", "upgrade"), env=env, check=True, capture_output=True, timeout=120)
-    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("ingest", "worker", "api")}
     commands = {
         "ingest": mmlw("ingest"),
         "worker": mmlw("worker", "--pool", "prefork", "--concurrency", "2"),
+        "scorer": mmlw("scorer"),
         "api": mmlw("api"),
     }
+    logs = {name: (tmp_path / f"{name}.log").open("w") for name in commands}
     processes = {
         name: subprocess.Popen(cmd, env=env, stdout=logs[name], stderr=subprocess.STDOUT)
         for name, cmd in commands.items()

@@ -55,7 +55,7 @@ def test_the_newest_migration_is_what_the_code_needs() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [("api",), ("worker",), ("ingest",), ("machines",), ("alerts", "list")]
+    "command", [("api",), ("worker",), ("scorer",), ("ingest",), ("machines",), ("alerts", "list")]
 )
 def test_a_stale_database_stops_a_process_at_start_with_one_line(
     tmp_path: Path, command: tuple[str, ...]

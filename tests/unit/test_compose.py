@@ -28,8 +28,8 @@ EXAMPLE_ENV = ROOT / "configs" / "compose.example.env"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 INFRA_SERVICES = {"rabbitmq", "postgres", "mlflow"}
-APP_SERVICES = {"migrate", "api", "worker", "ingest", "simulator", "beat"}
-LONG_RUNNING_APP_SERVICES = {"api", "worker", "ingest", "beat"}
+APP_SERVICES = {"migrate", "api", "worker", "scorer", "ingest", "simulator", "beat"}
+LONG_RUNNING_APP_SERVICES = {"api", "worker", "scorer", "ingest", "beat"}
 SECRET_VARIABLES = {
     "POSTGRES_PASSWORD",
     "RABBITMQ_PASSWORD",
@@ -378,6 +378,7 @@ def test_expected_subcommands(services: dict[str, Any]) -> None:
         "migrate": ["mmlw", "db", "upgrade"],
         "api": ["mmlw", "api"],
         "worker": ["mmlw", "worker"],
+        "scorer": ["mmlw", "scorer"],
         "ingest": ["mmlw", "ingest"],
         "simulator": ["mmlw", "simulate"],
         "beat": ["mmlw", "beat"],
@@ -527,11 +528,12 @@ def test_depends_on_conditions(services: dict[str, Any]) -> None:
     assert services["migrate"].get("restart", "no") == "no"
 
 
-def test_workers_can_scale(services: dict[str, Any]) -> None:
-    worker = services["worker"]
-    assert "container_name" not in worker
-    assert "ports" not in worker
-    replicas = interpolate(str(worker.get("deploy", {}).get("replicas", "1")), filled_env())
+@pytest.mark.parametrize("name", ["worker", "scorer"])
+def test_workers_and_scorers_can_scale(services: dict[str, Any], name: str) -> None:
+    service = services[name]
+    assert "container_name" not in service
+    assert "ports" not in service
+    replicas = interpolate(str(service.get("deploy", {}).get("replicas", "1")), filled_env())
     assert int(replicas) >= 1
 
 
@@ -648,6 +650,7 @@ def test_ci_and_images_install_from_the_lock_file() -> None:
 BROKER_USERS = {
     "api": "mmlw-api",
     "worker": "mmlw-worker",
+    "scorer": "mmlw-worker",
     "beat": "mmlw-worker",
     "ingest": "mmlw-ingest",
     "simulator": "mmlw-publisher",  # what a machine holds

@@ -1,6 +1,7 @@
 """End to end through the running stack: pika publish -> RabbitMQ -> ingest -> store ->
-Celery predict -> scores stored. Every published message is checked to be stored once and
-scored once; "done" is read from the store, never from the pipeline's own counters.
+scorer (the partition's owner) -> scores stored. Every published message is checked to
+be stored once and scored once; "done" is read from the store, never from the pipeline's
+own counters.
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def _drive(
 def warm_up(
     stack: Stack, probe: StoreProbe, pools: Sequence[BodyPool], messages: int, echo: Echo
 ) -> None:
-    """Score a few messages first: every worker process loads its models before timing."""
+    """Score a few messages first: every scorer process loads its models before timing."""
     if messages:
         _drive(
             stack,

@@ -140,13 +140,14 @@ class _Run:
         spec = self.scenario.stack
         options = StackOptions(
             concurrency=spec.concurrency,
+            scorers=spec.scorers,
             pool=spec.pool,
             ingest_processes=spec.ingest_processes,
             ingest_prefetch=spec.ingest_prefetch,
         )
         self.echo(
-            f"starting the stack: {spec.ingest_processes} ingest, 1 worker with a pool of "
-            f"{spec.concurrency} ({spec.pool}), api; store {spec.store}"
+            f"starting the stack: {spec.ingest_processes} ingest, {spec.scorers} scorers, "
+            f"1 worker with a pool of {spec.concurrency} ({spec.pool}), api; store {spec.store}"
         )
         probe = StoreProbe(self.store)
         with Stack(self.box, options) as stack:

@@ -16,7 +16,7 @@ import pika
 import sqlalchemy as sa
 
 from mmlw.messaging.pika_publisher import pika_url
-from mmlw.messaging.topology import TASK_QUEUES, Topology
+from mmlw.messaging.topology import Topology
 from mmlw.settings import Settings
 
 __all__ = ["Sandbox", "delete_topology", "sandbox", "settings_env"]
@@ -112,7 +112,7 @@ def sandbox(
     try:
         yield Sandbox(settings, directory)
     finally:
-        delete_topology(broker_url, Topology(namespace))
+        delete_topology(broker_url, Topology.from_settings(settings.broker))
         delete_topology(broker_url, Topology(f"{namespace}-plain"))
         delete_topology(broker_url, Topology(f"{namespace}-raw"))
         if store == "postgresql":
@@ -128,13 +128,9 @@ def delete_topology(amqp_url: str, topology: Topology) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(pika_url(amqp_url)))
     try:
         channel = connection.channel()
-        queues = [topology.ingest_queue_name, topology.dead_queue_name]
-        queues += [topology.task_queue_name(q) for q in TASK_QUEUES]
-        exchanges = [topology.readings_exchange_name, topology.dead_exchange_name]
-        exchanges += [topology.task_queue_name(q) for q in TASK_QUEUES]
-        for name in queues:
+        for name in topology.queue_names:
             channel.queue_delete(name)
-        for name in exchanges:
+        for name in topology.exchange_names:
             channel.exchange_delete(name)
     finally:
         connection.close()

@@ -37,7 +37,12 @@ class _Spec(BaseModel):
 
 class StackSpec(_Spec):
     store: Literal["postgresql", "sqlite"] = "postgresql"
-    concurrency: int = Field(default=2, ge=1, description="Celery pool size (processes)")
+    concurrency: int = Field(
+        default=2, ge=1, description="Celery pool size (processes): training and backfills"
+    )
+    scorers: int = Field(
+        default=2, ge=1, description="`mmlw scorer` processes: the scoring of live readings"
+    )
     pool: Literal["prefork", "threads", "solo"] = "prefork"
     ingest_processes: int = Field(default=1, ge=1)
     ingest_prefetch: int = Field(default=256, ge=1)

@@ -1,7 +1,8 @@
 """The pipeline under test, started as separate processes the way compose runs it.
 
-``mmlw ingest`` (one or more), ``mmlw worker`` (a pool of ``concurrency`` processes or
-threads) and ``mmlw api`` run as children of the bench, with the sandbox's settings in their
+``mmlw ingest`` (one or more), ``mmlw scorer`` (``scorers`` processes), ``mmlw worker`` (a
+pool of ``concurrency`` processes or threads, for training and backfills) and ``mmlw api``
+run as children of the bench, with the sandbox's settings in their
 environment. Ready means every consumer is attached to its queue; stopping reads each
 process tree's peak RSS first.
 """
@@ -30,6 +31,7 @@ __all__ = ["Stack", "StackOptions", "free_port", "queue_consumers"]
 @dataclass(frozen=True)
 class StackOptions:
     concurrency: int = 2
+    scorers: int = 2
     pool: str = "prefork"
     ingest_processes: int = 1
     ingest_prefetch: int = 256
@@ -106,6 +108,8 @@ class Stack:
             "--pool",
             options.pool,
         )
+        for _ in range(options.scorers):
+            self._spawn("scorer", "scorer")
         if options.api:
             self._spawn("api", "api")
         self._wait_ready(timeout_s)
@@ -118,8 +122,10 @@ class Stack:
             self.check_alive()
             ingest = queue_consumers(url, topology.ingest_queue_name)
             predict = queue_consumers(url, topology.task_queue_name("predict"))
+            scorers = queue_consumers(url, topology.scorers_queue_name)
             api_up = self.api_port is None or self._api_healthy()
-            if ingest >= self.options.ingest_processes and predict >= 1 and api_up:
+            ready = ingest >= self.options.ingest_processes and predict >= 1
+            if ready and scorers >= self.options.scorers and api_up:
                 return
             time.sleep(0.25)
         raise RuntimeError(f"the stack did not become ready in {timeout_s:.0f} s; see logs")

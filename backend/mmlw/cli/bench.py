@@ -33,6 +33,7 @@ PHASES = ("training", "limits", "throughput", "latency", "baselines")
 @click.option("--batch-size", type=int, default=None, help="readings per message / request")
 @click.option("--machines", type=int, default=None)
 @click.option("--concurrency", type=int, default=None, help="Celery worker pool size")
+@click.option("--scorers", type=int, default=None, help="`mmlw scorer` processes")
 @click.option("--predict-prefetch", type=int, default=None, help="tasks reserved per pool slot")
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default=None)
 @click.option("--store", type=click.Choice(["postgresql", "sqlite"]), default=None)
@@ -69,6 +70,7 @@ def bench(
     batch_size: int | None,
     machines: int | None,
     concurrency: int | None,
+    scorers: int | None,
     predict_prefetch: int | None,
     pool: str | None,
     store: str | None,
@@ -80,7 +82,7 @@ def bench(
     postgres_url: str,
     output_dir: Path,
 ) -> None:
-    """Benchmark the pipeline end to end (RabbitMQ, ingest, Celery workers, store, MLflow)
+    """Benchmark the pipeline end to end (RabbitMQ, ingest, scorers, store, MLflow)
     against `mlflow models serve`, a plain pika consumer and the raw limits of this machine.
 
     Prints a table with ratios and writes JSON to --output-dir. Needs RabbitMQ (and
@@ -102,6 +104,7 @@ def bench(
         "batch_size": batch_size,
         "machines": machines,
         "stack.concurrency": concurrency,
+        "stack.scorers": scorers,
         "stack.predict_prefetch": predict_prefetch,
         "stack.pool": pool,
         "stack.store": store,

@@ -30,6 +30,15 @@ __all__ = ["api", "beat", "demo", "ingest", "worker"]
 log = logging.getLogger(__name__)
 
 
+BLAS_THREADS = click.option(
+    "--blas-threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="BLAS threads per process (more only compete with the other processes)",
+)
+
+
 @main.command()
 @click.option("--machines", default=3, show_default=True, help="simulated machines")
 @click.option("--speedup", default=30.0, show_default=True, help="simulated seconds per second")
@@ -134,13 +143,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     default="prefork",
     show_default=True,
 )
-@click.option(
-    "--blas-threads",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="BLAS threads per worker process (more only compete with the other processes)",
-)
+@BLAS_THREADS
 @click.pass_context
 @one_line_errors
 def worker(
@@ -235,3 +238,43 @@ def ingest(ctx: click.Context, prefetch: int) -> None:
             consumer.run()
         except KeyboardInterrupt:
             consumer.stop()
+
+
+@main.command()
+@BLAS_THREADS
+@click.pass_context
+@one_line_errors
+def scorer(ctx: click.Context, blas_threads: int) -> None:
+    """Stream live readings with their machines' champions: alert rules, drift, scores.
+
+    Every scorer subscribes to every partition of the scoring path; the broker gives each
+    partition to one scorer at a time and to the next when it stops or dies, and scorers
+    spread the partitions among themselves. Run one or more per host (at most
+    MMLW_BROKER__SCORE_PARTITIONS share the work)."""
+    from kombu import Connection
+
+    from mmlw.messaging.broker_check import BrokerUnreachable, broker_location, check_broker
+    from mmlw.workers.blas_threads import limit_blas_threads
+    from mmlw.workers.context import WorkerContext
+    from mmlw.workers.runtime import partition_scorer
+
+    settings = settings_of(ctx)
+    require_broker(settings, "scorer")
+    require_current_schema(settings)
+    require_own_registry(settings, fork=False)
+    with contextlib.suppress(BrokerUnreachable):
+        check_broker(settings.broker.url)
+    limit_blas_threads(blas_threads)
+    context = WorkerContext(settings)
+    # heartbeats: a scorer on a host that vanished loses its partitions within a minute
+    with Connection(settings.broker.url, heartbeat=30) as connection:
+        scorer = partition_scorer(connection, context)
+        topology, where = context.topology, broker_location(settings.broker.url)
+        click.echo(
+            f"scoring {topology.score_partitions} partitions "
+            f"({topology.score_queue_name(0)} ..) on {where}"
+        )
+        try:
+            scorer.run()
+        except KeyboardInterrupt:
+            scorer.stop()

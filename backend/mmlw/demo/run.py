@@ -42,7 +42,7 @@ from mmlw.store import Store
 from mmlw.store.tables import utcnow
 from mmlw.workers.celery_app import create_celery
 from mmlw.workers.context import WorkerContext
-from mmlw.workers.runtime import ingest_consumer_thread, worker_thread
+from mmlw.workers.runtime import ingest_consumer_thread, scorer_thread, worker_thread
 from mmlw.workers.simulator import (
     SimulationStats,
     SyntheticMachine,
@@ -212,7 +212,11 @@ def run_demo(
     registry.experiment_id()  # create the MLflow store before the first train job
     sink = sink_from_settings(settings.broker)
     report = DemoReport()
-    with worker_thread(app, concurrency=2), ingest_consumer_thread(settings, context):
+    with (
+        worker_thread(app, concurrency=2),
+        scorer_thread(settings, context),
+        ingest_consumer_thread(settings, context),
+    ):
         server, server_thread = None, None
         if options.serve_api:
             api = create_app(

@@ -1,13 +1,17 @@
-"""Sends work to Celery queues without importing the workers.
+"""Sends work to Celery queues and to the scorers, without importing the workers.
 
-The API and the CLI enqueue train work through :class:`TaskDispatcher`; the ingest
-consumer enqueues predict work. Task names are the contract with ``mmlw.workers.tasks``.
+The API and the CLI enqueue train work through :class:`CeleryDispatcher`; the ingest
+consumer sends the batches it stored to the scorer of each machine's partition
+(:meth:`CeleryDispatcher.score`, a message on ``<ns>.score.<k>``). Task names are the
+contract with ``mmlw.workers.tasks``; the scoring message (``{"batch_ids": [...]}``) is
+the contract with ``mmlw.workers.consumers.scorer``.
 A send the broker does not take raises :class:`ServiceUnavailable` with one line saying
 why and what to do (:func:`~mmlw.messaging.broker_check.describe_broker_error`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -27,6 +31,7 @@ __all__ = [
     "CeleryDispatcher",
     "Dispatcher",
     "celery_config",
+    "score_message",
     "transport_options",
 ]
 
@@ -44,6 +49,8 @@ class Dispatcher(Protocol):
     def predict(self, batch_id: int, version: int | None = None) -> None: ...
 
     def predict_many(self, batch_ids: Sequence[int], version: int | None = None) -> None: ...
+
+    def score(self, batches: Sequence[tuple[int, str]]) -> None: ...
 
     def notify(self, delivery_id: int) -> None: ...
 
@@ -107,17 +114,35 @@ def celery_config(broker_url: str, topology: Topology, predict_prefetch: int = 4
     }
 
 
-class CeleryDispatcher:
-    """Enqueues tasks by name on a Celery app (its own, or the worker's)."""
+# as Celery's own task publishing: a dropped connection is tried again a few times within
+# about two seconds, then the error goes to the sender (the ingest requeues its messages)
+_SCORE_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
-    def __init__(self, app: Celery) -> None:
+
+def score_message(batch_ids: Sequence[int]) -> dict[str, list[int]]:
+    """The body of a scoring message: stored batches of one partition's machines."""
+    return {"batch_ids": sorted(int(i) for i in batch_ids)}
+
+
+class CeleryDispatcher:
+    """Enqueues tasks by name on a Celery app (its own, or the worker's), and sends
+    scoring messages through the same app's connections (publisher confirms)."""
+
+    def __init__(self, app: Celery, topology: Topology | None = None) -> None:
         self._app = app
+        self._topology = topology or Topology()
+        self._lock = threading.Lock()
+        self.scores_sent = 0  # scoring messages confirmed by the broker (tests wait on it)
 
     @classmethod
     def from_broker(cls, broker_url: str, topology: Topology) -> CeleryDispatcher:
         app = Celery("mmlw-sender", set_as_current=False)
         app.conf.update(celery_config(broker_url, topology))
-        return cls(app)
+        return cls(app, topology)
+
+    def _broker_error(self, exc: Exception) -> ServiceUnavailable:
+        url = str(self._app.conf.broker_url)
+        return ServiceUnavailable(describe_broker_error(exc, url))
 
     def _send(self, name: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> None:
         try:
@@ -125,14 +150,45 @@ class CeleryDispatcher:
         except Exception as exc:
             if not is_broker_error(exc):
                 raise
-            url = str(self._app.conf.broker_url)
-            raise ServiceUnavailable(describe_broker_error(exc, url)) from exc
+            raise self._broker_error(exc) from exc
+
+    def score(self, batches: Sequence[tuple[int, str]]) -> None:
+        """Have the scorers stream these stored ``(batch id, machine id)`` batches with
+        their machines' champions: one message per partition, on ``<ns>.score.<k>``,
+        where only the partition's current owner receives it (single active consumer),
+        in the order sent."""
+        partitions: dict[int, list[int]] = {}
+        for batch_id, machine_id in batches:
+            partitions.setdefault(self._topology.partition_of(machine_id), []).append(batch_id)
+        try:
+            with self._app.producer_or_acquire() as producer:
+                for partition, batch_ids in sorted(partitions.items()):
+                    queue = self._topology.score_queue(partition)
+                    producer.publish(
+                        score_message(batch_ids),
+                        exchange=queue.exchange,
+                        routing_key=queue.routing_key,
+                        serializer="json",
+                        delivery_mode=2,
+                        declare=[queue],  # once per connection: a message is never unroutable
+                        retry=True,
+                        retry_policy=_SCORE_RETRY,
+                    )
+                    with self._lock:
+                        self.scores_sent += 1
+        except Exception as exc:
+            if not is_broker_error(exc):
+                raise
+            raise self._broker_error(exc) from exc
 
     def train(self, job_id: str) -> None:
         self._send(TRAIN_TASK, [job_id])
 
     def predict(self, batch_id: int, version: int | None = None) -> None:
-        """Score with the champion, or with ``version`` when given (backfills)."""
+        """A Celery predict task: score with ``version`` (backfills, imports), or with
+        the champion. Live readings take :meth:`score` instead: the owner of the machine's
+        partition streams them in order; a predict task streams through the same
+        checkpoint, so both together still stream each batch once."""
         kwargs = {} if version is None else {"version": version}
         self._send(PREDICT_TASK, [batch_id], kwargs)
 

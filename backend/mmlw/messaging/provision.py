@@ -6,8 +6,9 @@ queues it may declare or delete (configure), publish to or bind from the queue s
 
     role       used by                          configure / write / read
     publisher  machines, `mmlw simulate`        - / <ns>.readings / -
-    ingest     `mmlw ingest`                    the readings path and <ns>.predict
-    worker     `mmlw worker`, `mmlw beat`       task queues, Celery control and events
+    ingest     `mmlw ingest`                    the readings path, the scoring path
+    worker     `mmlw worker`, `mmlw scorer`,    task queues, the scoring path, Celery
+               `mmlw beat`                      control and events
     api        `mmlw api`                       the readings path and the task queues
 
 A publisher can publish readings and nothing else: it cannot declare, consume, purge,
@@ -92,26 +93,29 @@ def broker_accounts(namespace: str = "mmlw", user_prefix: str | None = None) -> 
     ns, prefix = re.escape(namespace), user_prefix or namespace
     readings_path = ("readings", "ingest", "dead")
     tasks = ("train", "predict", "notify")
+    scoring = (r"score", r"score\.\d+")  # exchange <ns>.score, queues <ns>.score.<k>
+    scorers = "scorers"  # a scorer counts the others by this queue's consumers
     # Celery's control plane (mailbox exchange <ns>.celery.pidbox, replies on
     # reply.<ns>.celery.pidbox, queues <node>.<ns>.celery.pidbox and <oid>.reply.<ns>...)
     # and its events (exchange <ns>.celeryev, queues <ns>.celeryev.<id>): see celery_config
     celery = rf"(.+\.)?(reply\.)?{ns}\.celery\.pidbox|{ns}\.celeryev(\..+)?"
-    worker = rf"^({ns}\.({'|'.join(tasks)})|{celery})$"
+    worker = rf"^({ns}\.({'|'.join((*tasks, *scoring, scorers))})|{celery})$"
     return [
         BrokerAccount(
             "publisher", f"{prefix}-publisher", NOTHING, _names(namespace, "readings"), NOTHING,
             "machines and `mmlw simulate`: publish readings, nothing else",
         ),
-        BrokerAccount(  # declares and binds the readings path; sends predict tasks
+        BrokerAccount(  # declares and binds the readings and scoring paths; sends to scoring
             "ingest", f"{prefix}-ingest",
-            _names(namespace, *readings_path, "predict"),
-            _names(namespace, "ingest", "dead", "predict"),
-            _names(namespace, *readings_path, "predict"),
-            "`mmlw ingest`: consume <ns>.ingest, send predict tasks",
+            _names(namespace, *readings_path, *scoring),
+            _names(namespace, "ingest", "dead", *scoring),
+            _names(namespace, *readings_path, *scoring),
+            "`mmlw ingest`: consume <ns>.ingest, send stored batches to scoring",
         ),
         BrokerAccount(
             "worker", f"{prefix}-worker", worker, worker, worker,
-            "`mmlw worker` and `mmlw beat`: run and send tasks, Celery control and events",
+            "`mmlw worker`, `mmlw scorer` and `mmlw beat`: score, run and send tasks, "
+            "Celery control and events",
         ),
         BrokerAccount(  # publishes readings (HTTP, replays), sends every kind of task
             "api", f"{prefix}-api",

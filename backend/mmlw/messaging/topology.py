@@ -11,14 +11,23 @@ live system on the same broker::
     queue     <ns>.dead       durable; rejected readings, kept for inspection and replay: a
                               copy of each dead letter of the store (dead_queue.py)
     queues    <ns>.train, <ns>.predict, <ns>.notify   Celery work
+    exchange  <ns>.score      direct, durable; stored batches to stream, by machine
+    queues    <ns>.score.<k>  k = 0 .. score_partitions - 1; quorum queues with a single
+                              active consumer: one scorer owns partition k at a time
+    queue     <ns>.scorers    never holds a message: every scorer consumes it, so its
+                              consumer count is the number of live scorers
+
+A machine's partition is ``crc32(machine id) % score_partitions``
+(:meth:`Topology.partition_of`): the same in every process, on every host.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from mmlw.settings import INGEST_MAX_LENGTH, BrokerSettings
+from mmlw.settings import INGEST_MAX_LENGTH, SCORE_PARTITIONS, BrokerSettings
 
 if TYPE_CHECKING:  # kombu is imported where its objects are built: the pika publisher
     from kombu import Exchange, Queue  # (a machine's light package) has no kombu
@@ -39,10 +48,11 @@ class Topology:
 
     namespace: str = "mmlw"
     ingest_max_length: int | None = INGEST_MAX_LENGTH
+    score_partitions: int = SCORE_PARTITIONS
 
     @classmethod
     def from_settings(cls, broker: BrokerSettings) -> Topology:
-        return cls(broker.namespace, broker.ingest_max_length)
+        return cls(broker.namespace, broker.ingest_max_length, broker.score_partitions)
 
     @property
     def readings_exchange_name(self) -> str:
@@ -72,6 +82,59 @@ class Topology:
         if kind not in TASK_QUEUES:
             raise ValueError(f"unknown task queue {kind!r}; expected one of {TASK_QUEUES}")
         return f"{self.namespace}.{kind}"
+
+    # the partitioned scoring path ---------------------------------------------------------
+    def partition_of(self, machine_id: str) -> int:
+        """The partition whose scorer streams ``machine_id`` (stable across processes,
+        hosts and Python versions, unlike ``hash``).
+
+        >>> Topology(score_partitions=8).partition_of("pump-1")
+        6
+        """
+        return zlib.crc32(machine_id.encode()) % self.score_partitions
+
+    @property
+    def score_exchange_name(self) -> str:
+        return f"{self.namespace}.score"
+
+    def score_queue_name(self, partition: int) -> str:
+        if not 0 <= partition < self.score_partitions:
+            raise ValueError(f"partition {partition} not in 0..{self.score_partitions - 1}")
+        return f"{self.namespace}.score.{partition}"
+
+    @property
+    def score_queue_names(self) -> list[str]:
+        return [self.score_queue_name(k) for k in range(self.score_partitions)]
+
+    @property
+    def scorers_queue_name(self) -> str:
+        return f"{self.namespace}.scorers"
+
+    SCORE_QUEUE_ARGUMENTS: ClassVar[dict[str, Any]] = {
+        "x-queue-type": "quorum",  # replicated on a cluster; survives a node
+        "x-single-active-consumer": True,  # one scorer at a time; the next takes over
+    }
+
+    @property
+    def queue_names(self) -> list[str]:
+        """Every queue of the namespace (Celery's control and event queues aside)."""
+        return [
+            self.ingest_queue_name,
+            self.dead_queue_name,
+            *(self.task_queue_name(kind) for kind in TASK_QUEUES),
+            *self.score_queue_names,
+            self.scorers_queue_name,
+        ]
+
+    @property
+    def exchange_names(self) -> list[str]:
+        """Every exchange of the namespace (Celery's control and event exchanges aside)."""
+        return [
+            self.readings_exchange_name,
+            self.dead_exchange_name,
+            *(self.task_queue_name(kind) for kind in TASK_QUEUES),
+            self.score_exchange_name,
+        ]
 
     # kombu objects -----------------------------------------------------------------
     def readings_exchange(self) -> Exchange:
@@ -115,6 +178,30 @@ class Topology:
 
     def task_queues(self) -> list[Queue]:
         return [self.task_queue(kind) for kind in TASK_QUEUES]
+
+    def score_exchange(self) -> Exchange:
+        from kombu import Exchange
+
+        return Exchange(self.score_exchange_name, type="direct", durable=True)
+
+    def score_queue(self, partition: int) -> Queue:
+        from kombu import Queue
+
+        name = self.score_queue_name(partition)
+        return Queue(
+            name,
+            exchange=self.score_exchange(),
+            routing_key=name,
+            durable=True,
+            queue_arguments=dict(self.SCORE_QUEUE_ARGUMENTS),
+        )
+
+    def scorers_queue(self) -> Queue:
+        """Membership, not work: nothing is routed here (no binding), and it goes away
+        with its last scorer."""
+        from kombu import Queue
+
+        return Queue(self.scorers_queue_name, durable=False, auto_delete=True)
 
     def declare(self, channel: Any) -> None:
         """Declare the readings path on a kombu channel (idempotent)."""

@@ -5,7 +5,12 @@ Entry points build a :class:`Settings` once and pass it down; nothing below them
 the environment.
 """
 
-from mmlw.settings.broker import BROKER_SCHEMES, INGEST_MAX_LENGTH, BrokerSettings
+from mmlw.settings.broker import (
+    BROKER_SCHEMES,
+    INGEST_MAX_LENGTH,
+    SCORE_PARTITIONS,
+    BrokerSettings,
+)
 from mmlw.settings.models import DriftSettings, ModelSettings, PromotionSettings
 from mmlw.settings.root import Settings
 from mmlw.settings.sections import (
@@ -19,6 +24,7 @@ from mmlw.settings.sections import (
 __all__ = [
     "BROKER_SCHEMES",
     "INGEST_MAX_LENGTH",
+    "SCORE_PARTITIONS",
     "AlertSettings",
     "ApiSettings",
     "BrokerSettings",

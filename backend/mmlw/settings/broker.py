@@ -6,13 +6,17 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
 
-__all__ = ["BROKER_SCHEMES", "INGEST_MAX_LENGTH", "BrokerSettings"]
+__all__ = ["BROKER_SCHEMES", "INGEST_MAX_LENGTH", "SCORE_PARTITIONS", "BrokerSettings"]
 
 # 100,000 messages: hours of backlog for a plant of machines (100 machines sending a batch
 # every 10 s fill it in ~3 h), about 0.9 GB of broker disk at 50-reading batches (~9 KB of
 # JSON each, 8 sensors), and a per-queue refusal long before the node-wide memory or disk
 # alarm, at which RabbitMQ blocks every publisher on the node (Celery's too).
 INGEST_MAX_LENGTH = 100_000
+
+# Partitions of the scoring path: the most scorer processes that can share the work (one
+# partition has one scorer at a time). 16 lets a fleet spread over up to 16 processes.
+SCORE_PARTITIONS = 16
 
 # RabbitMQ (kombu's and pika's spellings) and kombu's in-process transport (mmlw demo)
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "memory")
@@ -77,8 +81,25 @@ class BrokerSettings(BaseModel):
     predict_backlog_limit: int | None = Field(
         default=10_000,
         ge=1,
-        description="ingest consumers stop taking readings while <ns>.predict holds more "
-        "tasks than this, and resume below half of it (none: never pause)",
+        description="ingest consumers stop taking readings while the scoring queues "
+        "(<ns>.score.<k>) hold more messages than this in all, and resume below half of it "
+        "(none: never pause)",
+    )
+    score_partitions: int = Field(
+        default=SCORE_PARTITIONS,
+        ge=1,
+        le=1024,
+        description="partitions of the scoring path: machines are spread over this many "
+        "queues, each streamed by one scorer at a time (change it only with the scoring "
+        "queues empty: a machine may move to another partition)",
+    )
+    score_rebalance_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="how often a scorer compares the busy partitions it holds (messages "
+        "waiting) with its fair share (busy partitions / live scorers) and hands the "
+        "surplus on",
     )
     spool_path: Path | None = Field(
         default=None,

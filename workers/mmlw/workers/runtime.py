@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 
 from celery import Celery
 from celery.worker import WorkController
@@ -18,9 +19,11 @@ from mmlw.messaging.dispatch import transport_options
 from mmlw.messaging.topology import TASK_QUEUES, Topology
 from mmlw.settings import Settings
 from mmlw.workers.consumers.ingest import IngestConsumer
+from mmlw.workers.consumers.scorer import PartitionScorer
 from mmlw.workers.context import WorkerContext
+from mmlw.workers.predict_work import predict_batches
 
-__all__ = ["ingest_consumer_thread", "worker_thread"]
+__all__ = ["ingest_consumer_thread", "scorer_thread", "worker_thread"]
 
 
 class _ThreadWorker(WorkController):
@@ -100,4 +103,37 @@ def ingest_consumer_thread(settings: Settings, context: WorkerContext) -> Iterat
     finally:
         consumer.stop()
         thread.join(15)
+        connection.release()
+
+
+def partition_scorer(connection: Connection, context: WorkerContext) -> PartitionScorer:
+    """A scorer of every partition, wired to a worker context (``mmlw scorer``, the demo,
+    tests)."""
+    return PartitionScorer(
+        connection,
+        context.topology,
+        partial(predict_batches, context),
+        rebalance_s=context.settings.broker.score_rebalance_s,
+    )
+
+
+@contextmanager
+def scorer_thread(
+    settings: Settings, context: WorkerContext, ready_timeout_s: float = 30.0
+) -> Iterator[PartitionScorer]:
+    """Run a partition scorer in a daemon thread, subscribed before this returns; stop it
+    on exit (after the message in hand)."""
+    connection = Connection(
+        settings.broker.url, heartbeat=0, transport_options=transport_options(settings.broker.url)
+    )
+    scorer = partition_scorer(connection, context)
+    thread = threading.Thread(target=scorer.run, name="partition-scorer", daemon=True)
+    thread.start()
+    try:
+        if not scorer.ready.wait(ready_timeout_s):
+            raise RuntimeError("the in-process scorer did not subscribe to its partitions")
+        yield scorer
+    finally:
+        scorer.stop()
+        thread.join(30)
         connection.release()

@@ -1,7 +1,7 @@
 """Backpressure for the ingest consumer: stop taking readings while scoring lags behind.
 
-The ingest consumer turns every stored batch into a predict task. If the workers are
-slower than the machines, it is the predict queue that would grow without bound; with a
+The ingest consumer sends every stored batch to scoring. If the scorers are slower than
+the machines, it is the scoring queues that would grow without bound; with a
 :class:`BacklogGate` the consumer pauses instead, the readings wait in ``<ns>.ingest``,
 that queue reaches its length limit and the broker refuses (nacks) the publishers,
 which wait, retry or spool. Nothing is dropped anywhere along the chain.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kombu import Connection, Consumer, Queue
@@ -24,25 +24,34 @@ __all__ = ["BacklogGate", "Backpressure", "QueueDepthProbe"]
 log = logging.getLogger(__name__)
 
 
-class QueueDepthProbe:
-    """Messages ready in ``queue`` (a passive declare on a channel of its own); ``None``
-    when the broker does not answer. The first call declares the queue (with its own
-    arguments, as Celery does) so that a not-yet-created queue reads as empty."""
+def queue_names(queues: Sequence[Queue]) -> str:
+    """``a`` or ``a .. z``: the queues a log line speaks of."""
+    first, last = queues[0].name, queues[-1].name
+    return first if len(queues) == 1 else f"{first} .. {last}"
 
-    def __init__(self, connection: Connection, queue: Queue) -> None:
+
+class QueueDepthProbe:
+    """Messages ready in ``queues``, summed (passive declares on a channel of its own);
+    ``None`` when the broker does not answer. The first call declares the queues (with
+    their own arguments) so that a not-yet-created queue reads as empty."""
+
+    def __init__(self, connection: Connection, queues: Sequence[Queue]) -> None:
         self._connection = connection
-        self._queue = queue
+        self._queues = list(queues)
         self._channel: Any = None
 
     def __call__(self) -> int | None:
         try:
             if self._channel is None:
                 self._channel = self._connection.channel()
-                self._queue.bind(self._channel).declare()
-            declared = self._channel.queue_declare(queue=self._queue.name, passive=True)
-            return int(declared.message_count)
+                for queue in self._queues:
+                    queue.bind(self._channel).declare()
+            return sum(
+                int(self._channel.queue_declare(queue=q.name, passive=True).message_count)
+                for q in self._queues
+            )
         except Exception as exc:  # the consumer's own connection tells about real outages
-            log.warning("depth of %s unavailable: %s", self._queue.name, exc)
+            log.warning("depth of %s unavailable: %s", queue_names(self._queues), exc)
             self.close()
             return None
 
@@ -103,7 +112,7 @@ class BacklogGate:
 
 
 class Backpressure:
-    """Cancels a kombu consumer while ``queue`` holds more than ``limit`` tasks and
+    """Cancels a kombu consumer while ``queues`` hold more than ``limit`` messages and
     consumes again once it is back at half of that (messages already received are kept
     and written). With ``limit`` None it never pauses.
 
@@ -113,9 +122,9 @@ class Backpressure:
     """
 
     def __init__(
-        self, queue: Queue, limit: int | None, *, check_s: float, stats: IngestStats
+        self, queues: Sequence[Queue], limit: int | None, *, check_s: float, stats: IngestStats
     ) -> None:
-        self.queue = queue
+        self.queues = list(queues)
         self.limit = limit
         self.check_s = check_s
         self.stats = stats
@@ -131,7 +140,7 @@ class Backpressure:
         if self.limit is None:
             return
         self._connection = connection.clone()
-        self._probe = QueueDepthProbe(self._connection, self.queue)
+        self._probe = QueueDepthProbe(self._connection, self.queues)
         self._gate = BacklogGate(self._probe, self.limit, ttl_s=self.check_s)
 
     def note_enqueued(self, tasks: int) -> None:
@@ -151,9 +160,9 @@ class Backpressure:
         else:
             consumer.consume()
         log.info(
-            "%s taking readings: %s holds %s tasks (limit %d)",
+            "%s taking readings: %s hold %s messages (limit %d)",
             "paused" if self.paused else "resumed",
-            self.queue.name,
+            queue_names(self.queues),
             gate.last_depth,
             gate.limit,
         )

@@ -11,6 +11,7 @@ limits. The caller owns the clock: every method that needs the time is given ``n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kombu.message import Message
@@ -90,33 +91,44 @@ class Buffer:
         return items
 
 
-def predict_tasks(batches: list[tuple[int, str]], size: int) -> list[list[int]]:
-    """The predict tasks of a written buffer: ``(batch id, machine id)`` pairs grouped
-    machine by machine into tasks of at most ``size`` batches, a machine split across
-    tasks only when its batches do not fit in one of their own. A task runs its
-    machines' alert rules and drift test once each, so the fewer machines per task, the
-    less of that work per batch.
+def predict_tasks(
+    batches: list[tuple[int, str]], size: int, partition_of: Callable[[str], int] | None = None
+) -> list[list[tuple[int, str]]]:
+    """The scoring messages of a written buffer: ``(batch id, machine id)`` pairs grouped
+    machine by machine into messages of at most ``size`` batches, a machine split across
+    messages only when its batches do not fit in one of their own, and never two
+    partitions (``partition_of``) in one message. A message runs its machines' alert
+    rules and drift test once each, so the fewer machines per message, the less of that
+    work per batch.
 
-    >>> predict_tasks([(1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "b")], size=3)
+    >>> ids = lambda tasks: [[b for b, _ in t] for t in tasks]
+    >>> ids(predict_tasks([(1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "b")], size=3))
     [[1, 3], [2, 5, 4]]
-    >>> predict_tasks([(1, "a"), (2, "a"), (3, "a"), (4, "b")], size=2)
+    >>> ids(predict_tasks([(1, "a"), (2, "a"), (3, "a"), (4, "b")], size=2))
     [[1, 2], [3, 4]]
+    >>> partitions = {"a": 1, "b": 0, "c": 1}
+    >>> ids(predict_tasks([(1, "a"), (2, "b"), (3, "c")], size=8, partition_of=partitions.get))
+    [[2], [1, 3]]
     """
-    per_machine: dict[str, list[int]] = {}
+    part = partition_of or (lambda _: 0)
+    per_machine: dict[str, list[tuple[int, str]]] = {}
     for batch_id, machine_id in batches:
-        per_machine.setdefault(machine_id, []).append(batch_id)
-    tasks: list[list[int]] = []
-    current: list[int] = []
-    for machine_id in sorted(per_machine):
-        ids = per_machine[machine_id]
-        if current and len(current) + len(ids) > size:
+        per_machine.setdefault(machine_id, []).append((batch_id, machine_id))
+    tasks: list[list[tuple[int, str]]] = []
+    current: list[tuple[int, str]] = []
+    current_partition: int | None = None
+    for machine_id in sorted(per_machine, key=lambda m: (part(m), m)):
+        pairs = per_machine[machine_id]
+        partition = part(machine_id)
+        if current and (len(current) + len(pairs) > size or partition != current_partition):
             tasks.append(current)
             current = []
-        while len(current) + len(ids) > size:  # a machine larger than a task
+        current_partition = partition
+        while len(current) + len(pairs) > size:  # a machine larger than a message
             room = size - len(current)
-            tasks.append(current + ids[:room])
-            current, ids = [], ids[room:]
-        current = current + ids
+            tasks.append(current + pairs[:room])
+            current, pairs = [], pairs[room:]
+        current = current + pairs
     if current:
         tasks.append(current)
     return tasks

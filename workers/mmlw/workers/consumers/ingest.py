@@ -1,15 +1,17 @@
-"""The ingest consumer: validate -> store -> enqueue predict -> ack, in micro-batches.
+"""The ingest consumer: validate -> store -> send to scoring -> ack, in micro-batches.
 
 Valid messages are buffered (:mod:`~mmlw.workers.consumers.batch`) and written together
 in one transaction, in a writer thread while the consumer receives and decodes the next
-buffer; their predict tasks are enqueued and the messages acked only once the buffer is
-stored (:mod:`~mmlw.workers.consumers.writer`), so nothing is lost on a crash. A buffer is
-written when it holds ``batch_messages`` messages or ``batch_readings`` readings, when no
-further message arrives within ``batch_idle_s``, or when it has waited ``batch_delay_s``
-for more messages, whichever comes first (settings ``MMLW_BROKER__INGEST_IDLE_MS``, 15,
-and ``..._BATCH_DELAY_MS``, 50): under load buffers fill up, and a lone message waits at
-most ``batch_idle_s``. At 100 small messages a second that groups about five of them per
-transaction and predict task, which is what lets one worker keep up (bench/RESULTS.md).
+buffer; their scoring messages are sent (to the scorer of each machine's partition) and
+the messages acked only once the buffer is stored
+(:mod:`~mmlw.workers.consumers.writer`), so nothing is lost on a crash. A buffer is
+written when it holds ``batch_messages`` messages or ``batch_readings`` readings, when
+no further message arrives within ``batch_idle_s``, or when it has waited
+``batch_delay_s`` for more messages, whichever comes first (settings
+``MMLW_BROKER__INGEST_IDLE_MS``, 15, and ``..._BATCH_DELAY_MS``, 50): under load buffers
+fill up, and a lone message waits at most ``batch_idle_s``. At 100 small messages a
+second that groups about five of them per transaction and scoring message, which is what
+lets one scorer keep up (bench/RESULTS.md).
 
 Only waiting counts towards ``batch_delay_s``, not the time spent decoding messages that
 were already there: behind a backlog (after an outage, in a burst) the buffer fills to
@@ -18,7 +20,8 @@ writing whatever it decoded in 50 ms. No message is held longer than
 ``4 * batch_delay_s`` either way.
 
 Backpressure: with ``predict_backlog_limit``, the consumer stops taking messages while
-``<ns>.predict`` holds more tasks than that, and resumes below half of it
+the scoring queues ``<ns>.score.<k>`` hold more messages than that in all, and resumes
+below half of it
 (:mod:`~mmlw.workers.consumers.backpressure`).
 
 One message never stops ingestion. A message that breaks the contract -- or that fails to
@@ -126,7 +129,7 @@ class IngestConsumer:
             store, self.stats, requeue, copies=copies, queue=topology.ingest_queue_name
         )
         self.backpressure = Backpressure(
-            topology.task_queue("predict"),
+            [topology.score_queue(k) for k in range(topology.score_partitions)],
             predict_backlog_limit,
             check_s=backlog_check_s,
             stats=self.stats,
@@ -140,6 +143,7 @@ class IngestConsumer:
             max_deliveries=max_deliveries,
             batches_per_task=predict_batches_per_task,
             on_enqueued=self.backpressure.note_enqueued,
+            partition_of=topology.partition_of,
             on_batch=on_batch,
         )
         self.quarantine = Quarantine(

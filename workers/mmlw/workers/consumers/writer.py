@@ -1,12 +1,12 @@
-"""Writing the ingest consumer's buffers: store -> enqueue predict -> ack, never ack first.
+"""Writing the ingest consumer's buffers: store -> send to scoring -> ack, never ack first.
 
 One transaction stores every batch of a buffer (:meth:`ReadingsRepository.add_many`), in
 a writer thread while the consumer receives and decodes the next buffer (one write in
 flight); enqueueing and acks stay on the consumer's thread, which owns the channel (it
-calls :meth:`BufferWriter.settle`). Predict tasks of up to ``batches_per_task`` stored
-batches each are enqueued before any message of the buffer is acknowledged, so a crash
-at any point loses nothing: an unacked message is redelivered, stored once
-(``message_id``) and enqueued again.
+calls :meth:`BufferWriter.settle`). Scoring messages of up to ``batches_per_task`` stored
+batches of one partition each are sent (confirmed) before any message of the buffer is
+acknowledged, so a crash at any point loses nothing: an unacked message is redelivered,
+stored once (``message_id``) and sent to scoring again.
 
 If a buffer's write fails because the store cannot be reached (and it does not answer a
 probe either), the buffer is requeued. Any other failed write is retried message by
@@ -65,8 +65,10 @@ class BufferWriter:
         max_deliveries: int,
         batches_per_task: int,
         on_enqueued: Callable[[int], None],
+        partition_of: Callable[[str], int],
         on_batch: Callable[[ReadingsArrays], None] | None = None,
     ) -> None:
+        self.partition_of = partition_of
         self.store = store
         self.dispatcher = dispatcher
         self.stats = stats
@@ -190,10 +192,12 @@ class BufferWriter:
         try:
             # duplicates too: a redelivered batch may have been stored but never scored
             tasks = predict_tasks(
-                [(o.batch_id, p.batch.machine_id) for p, o in kept], self.batches_per_task
+                [(o.batch_id, p.batch.machine_id) for p, o in kept],
+                self.batches_per_task,
+                self.partition_of,
             )
-            for batch_ids in tasks:
-                self.dispatcher.predict_many(batch_ids)
+            for batches in tasks:
+                self.dispatcher.score(batches)
             self.on_enqueued(len(tasks))
         except Exception:
             log.exception("enqueueing %d stored batch(es) failed", len(kept))

@@ -16,22 +16,16 @@ from mmlw.messaging.dispatch import (
     TRAIN_TASK,
     TUNE_TASK,
 )
-from mmlw.observability.metrics import instruments
 from mmlw.registry.base import CHAMPION
-from mmlw.services.alerting import evaluate_machine, send_delivery, tick
-from mmlw.services.drift import observe as observe_drift
+from mmlw.services.alerting import send_delivery, tick
 from mmlw.services.retention import apply_retention
 from mmlw.services.retraining import auto_promote, retrain_due
-from mmlw.services.scoring import (
-    alerting_machines,
-    backfill_scores,
-    drift_inputs,
-    score_batches,
-)
+from mmlw.services.scoring import backfill_scores
 from mmlw.services.training import run_train_job
 from mmlw.services.tuning import run_tune_job
 from mmlw.settings import TaskSettings
 from mmlw.workers.context import WorkerContext
+from mmlw.workers.predict_work import predict_batches
 
 __all__ = ["RETENTION_TASK", "register_tasks"]
 
@@ -85,46 +79,10 @@ def register_tasks(app: Celery) -> None:
     def predict(
         self: Task, batch_id: int | list[int], version: int | None = None
     ) -> dict[str, object]:
-        """Score one stored batch or several (``batch_id`` a list), then run each
-        machine's drift test and alert rules once for all of its batches."""
-        ctx = context()
+        """Score one stored batch or several (``batch_id`` a list): see
+        :func:`~mmlw.workers.predict_work.predict_batches`."""
         batch_ids = [batch_id] if isinstance(batch_id, int) else list(batch_id)
-        with instruments().predict_seconds.time():
-            outcomes = score_batches(
-                batch_ids,
-                store=ctx.store,
-                models=ctx.models,
-                version=version,
-                extra_sensors=ctx.settings.models.extra_sensors,
-            )
-        log.debug("predict batches %s (version %s): %s", batch_ids, version, outcomes)
-        if version is None:  # backfills (an explicit version) score history: no drift, alerts
-            for machine_id, champion, timestamps_us, scores in drift_inputs(outcomes):
-                observe_drift(
-                    machine_id,
-                    champion,
-                    timestamps_us,
-                    scores,
-                    store=ctx.store,
-                    dispatcher=ctx.dispatcher,
-                    settings=ctx.settings.models.drift,
-                )
-            for machine_id, new_readings in alerting_machines(outcomes).items():
-                try:
-                    evaluate_machine(
-                        machine_id,
-                        store=ctx.store,
-                        config=ctx.alerts_config,
-                        dispatcher=ctx.dispatcher,
-                        new_readings=new_readings,
-                    )
-                except Exception:  # the scores are stored; the next batch or tick re-evaluates
-                    log.exception("alert evaluation of %s after %s failed", machine_id, batch_ids)
-        return {
-            "status": [o.status for o in outcomes],
-            "n": sum(o.n for o in outcomes),
-            "flagged": sum(o.n_flagged for o in outcomes),
-        }
+        return predict_batches(context(), batch_ids, version)
 
     @app.task(name=NOTIFY_TASK, **durable)
     def notify(self: Task, delivery_id: int) -> str:

@@ -1,0 +1,272 @@
+"""The scorer: streams the machines of the partitions it owns, in the order their batches
+were stored.
+
+Ownership is the broker's. Each partition is a quorum queue ``<ns>.score.<k>`` with
+``x-single-active-consumer``: every scorer subscribes to every partition, RabbitMQ hands
+each partition's messages to one of them only (the first to subscribe), and when that
+scorer's connection goes -- a crash, a SIGKILL, a lost host -- it makes the next one in line
+the partition's consumer, with the unacknowledged message first. Nothing here is a lock:
+the stream checkpoint's compare-and-set (:func:`~mmlw.services.streaming.advance`) still
+guarantees each batch is streamed once, so a handover can only cost time, never scores.
+
+Spreading. A single active consumer is whoever subscribed first, so a scorer started
+before the others would own everything. Every ``rebalance_s`` a scorer counts the live
+scorers (the consumers of ``<ns>.scorers``, a queue that only counts them) and the busy
+partitions: those with messages waiting (passive declares, so every scorer sees the same
+set). Holding more busy partitions than its fair share, ``ceil(busy / scorers)``, it lets
+go of the surplus by subscribing again, at the end of the line, and the next scorer in
+line takes each over. Partitions move only from a scorer above its share and only while
+work is waiting: scorers that keep up are never reshuffled.
+
+A message is acknowledged after its batches are streamed and their alert rules run. A
+store that cannot be reached is waited for (the partition waits with it: later batches
+must not overtake); any other error is logged and the message acknowledged, as a failed
+predict task would be: the machine's next message streams the same batches again (a
+stream continues from its checkpoint up to the newest batch named).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from kombu import Connection, Consumer
+from kombu.message import Message
+
+from mmlw.errors import ServiceUnavailable
+from mmlw.messaging.broker_check import BrokerWaitLog
+from mmlw.messaging.topology import Topology
+
+__all__ = ["PartitionScorer", "parse_score_message", "surplus"]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_IDS = 100_000  # far above a message's batches_per_task; a bound, not a limit
+_WAIT_S = 1.0  # longest wait for a delivery before heartbeats and rebalancing are looked at
+_RESTART_DELAY_S = 1.0
+_RETRY_MAX_S = 30.0
+
+
+class _Stopped(Exception):
+    """:meth:`PartitionScorer.stop` was called while waiting for the broker."""
+
+
+def parse_score_message(body: bytes | str) -> list[int]:
+    """The batch ids of a scoring message (``{"batch_ids": [1, 2]}``).
+
+    >>> parse_score_message(b'{"batch_ids": [3, 1]}')
+    [3, 1]
+    >>> parse_score_message(b'{"batch_ids": ["x"]}')
+    Traceback (most recent call last):
+    ValueError: batch_ids: expected a list of positive integers
+    """
+    data = json.loads(body)
+    ids = data.get("batch_ids") if isinstance(data, dict) else None
+    if (
+        not isinstance(ids, list)
+        or len(ids) > MAX_BATCH_IDS
+        or not all(type(i) is int and i > 0 for i in ids)
+    ):
+        raise ValueError("batch_ids: expected a list of positive integers")
+    return ids
+
+
+def surplus(mine: Sequence[int], busy: int, scorers: int) -> int:
+    """How many of its busy partitions (``mine``) a scorer lets go of: those above its
+    fair share of the ``busy`` partitions among ``scorers`` live scorers.
+
+    >>> surplus(range(4), 4, 2), surplus(range(2), 4, 2), surplus(range(7), 16, 3)
+    (2, 0, 1)
+    """
+    share = math.ceil(busy / max(1, scorers))
+    return max(0, len(mine) - share)
+
+
+@dataclass
+class _Subscription:
+    channel: Any
+    consumer: Consumer
+
+
+class PartitionScorer:
+    """Consumes every ``<ns>.score.<k>`` until :meth:`stop`; one per thread or process.
+
+    ``handle(batch_ids)`` does the work (:func:`~mmlw.workers.predict_work.predict_batches`).
+    ``connection`` is a template: :meth:`run` connects clones of it, again after a loss.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        topology: Topology,
+        handle: Callable[[list[int]], object],
+        *,
+        rebalance_s: float = 5.0,
+    ) -> None:
+        self.connection = connection
+        self.topology = topology
+        self.handle = handle
+        self.rebalance_s = rebalance_s
+        self.held: set[int] = set()  # partitions whose active consumer this scorer is
+        self.handled = 0  # messages acknowledged (tests compare it with messages sent)
+        self.busy = False
+        self.ready = threading.Event()  # subscribed to every partition
+        self._stopping = threading.Event()
+        self._subscriptions: dict[int, _Subscription] = {}
+        self._live: Connection | None = None
+        self.broker_wait = BrokerWaitLog(connection.as_uri(), log)
+
+    def run(self) -> None:
+        """Consume until :meth:`stop`, connecting again whenever the connection is lost."""
+        lost = self.connection.connection_errors + self.connection.channel_errors
+        while not self._stopping.is_set():
+            try:
+                self._consume()
+            except _Stopped:
+                break
+            except lost as exc:
+                log.warning("scorer lost the connection to the broker: %r", exc)
+                self._stopping.wait(_RESTART_DELAY_S)
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the message in hand (if any) is done."""
+        self._stopping.set()
+
+    # the connection ------------------------------------------------------------------
+    def _consume(self) -> None:
+        with self.connection.clone() as connection:
+            connection.ensure_connection(
+                errback=lambda exc, _interval: self.broker_wait.failed(exc),
+                callback=self._raise_if_stopping,
+            )
+            self.broker_wait.connected()
+            self._live = connection
+            members = connection.channel()
+            Consumer(
+                members, queues=[self.topology.scorers_queue()], on_message=_unexpected
+            ).consume()
+            self.held.clear()
+            self._subscriptions = {
+                k: self._subscribe(connection, k) for k in range(self.topology.score_partitions)
+            }
+            self.ready.set()
+            try:
+                self._drain(connection, members)
+            finally:
+                self.ready.clear()
+                self._subscriptions = {}
+                self._live = None
+
+    def _raise_if_stopping(self) -> None:
+        if self._stopping.is_set():
+            raise _Stopped
+
+    def _subscribe(self, connection: Connection, partition: int) -> _Subscription:
+        """A channel of its own per partition: letting go of one closes it, and the broker
+        returns whatever it had delivered on it to the queue, for the next owner."""
+        channel = connection.channel()
+        consumer = Consumer(
+            channel,
+            queues=[self.topology.score_queue(partition)],
+            on_message=partial(self._on_message, partition),
+            prefetch_count=1,  # in hand, one at a time: nothing else held while it works
+        )
+        consumer.consume()
+        return _Subscription(channel, consumer)
+
+    def _drain(self, connection: Connection, members: Any) -> None:
+        next_rebalance = time.monotonic() + self.rebalance_s
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                connection.drain_events(timeout=_WAIT_S)
+            connection.heartbeat_check()  # cheap; sends one when due (under load too)
+            if time.monotonic() >= next_rebalance:
+                self._rebalance(connection, members)
+                next_rebalance = time.monotonic() + self.rebalance_s
+
+    def _rebalance(self, connection: Connection, members: Any) -> None:
+        busy = {  # the same view from every scorer: what the broker holds waiting
+            k
+            for k, name in enumerate(self.topology.score_queue_names)
+            if members.queue_declare(queue=name, passive=True)[1] > 0
+        }
+        mine = sorted(self.held & busy)
+        scorers = int(
+            members.queue_declare(queue=self.topology.scorers_queue_name, passive=True)[2]
+        )
+        count = surplus(mine, len(busy), scorers)
+        if not count:
+            return
+        handed = random.sample(mine, count)
+        for partition in handed:
+            self.held.discard(partition)
+            old = self._subscriptions[partition]
+            old.channel.close()  # the broker makes the next subscriber active
+            self._subscriptions[partition] = self._subscribe(connection, partition)
+        log.info(
+            "scorer handed on partitions %s (%d scorers, %d busy partitions, %d held)",
+            sorted(handed),
+            scorers,
+            len(busy),
+            len(self.held),
+        )
+
+    # messages ------------------------------------------------------------------------
+    def _on_message(self, partition: int, message: Message) -> None:
+        if partition not in self.held:  # the broker made this scorer the partition's owner
+            self.held.add(partition)
+            log.info("scorer streams partition %d (%s)", partition, self.topology.namespace)
+        self.busy = True
+        try:
+            try:
+                batch_ids = parse_score_message(message.body)
+            except ValueError as exc:  # not ours: nothing to stream, never a loop
+                log.error("partition %d: dropped a scoring message: %s", partition, exc)
+            else:
+                if not self._work(partition, batch_ids):
+                    message.requeue()  # stopping while the store is down: the next owner
+                    return
+            message.ack()
+            self.handled += 1
+        finally:
+            self.busy = False
+
+    def _work(self, partition: int, batch_ids: list[int]) -> bool:
+        """Stream ``batch_ids``; False if stopped while waiting for the store."""
+        delay = 0.5
+        while True:
+            try:
+                self.handle(batch_ids)
+                return True
+            except ServiceUnavailable as exc:
+                log.warning("partition %d waits %.1f s: %s", partition, delay, exc)
+                if self._wait(delay):
+                    return False
+                delay = min(_RETRY_MAX_S, delay * 2)
+            except Exception:  # like a failed task: the next message streams them again
+                log.exception("partition %d: streaming batches %s failed", partition, batch_ids)
+                return True
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait, keeping the connection's heartbeats; True if stopped meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
+            if self._live is not None:
+                self._live.heartbeat_check()
+            if time.monotonic() >= deadline:
+                return False
+        return True
+
+
+def _unexpected(message: Message) -> None:
+    """``<ns>.scorers`` receives nothing by design; if something arrives, drop it."""
+    message.reject(requeue=False)
