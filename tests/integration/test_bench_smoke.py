@@ -11,6 +11,7 @@ import pytest
 
 from mmlw.bench import BenchTargets, Scenario, load_scenario, run_bench
 from mmlw.bench.scenarios import SCENARIO_DIR
+from mmlw.bench.table import render_report
 from mmlw.detectors.default import DEFAULT_DETECTOR
 from mmlw.settings import Settings
 
@@ -49,6 +50,10 @@ def test_smoke_run_counts_every_reading_and_reports_every_part(
     assert run.lossless, run.counts
     assert run.counts.readings == run.counts.scored == run.readings
     assert set(run.cpu_s) >= {"ingest", "scorer", "worker", "rabbitmq", "postgresql", "other"}
+
+    assert sorted(report.scaleout) == [1, 2]
+    assert all(run.lossless for runs in report.scaleout.values() for run in runs)
+    assert "scale-out, pca e2e readings/s by scorer processes" in render_report(report)
 
     (latency,) = report.latency["pca"]
     assert latency.lossless

@@ -80,6 +80,7 @@ class BenchReport:
     scoring_limits: dict[str, list[ScoringLimit]] = field(default_factory=dict)
     rabbitmq_limit: list[ConsumerRun] = field(default_factory=list)
     throughput: dict[str, list[ThroughputResult]] = field(default_factory=dict)
+    scaleout: dict[int, list[ThroughputResult]] = field(default_factory=dict)  # by scorers
     latency: dict[str, list[LatencyResult]] = field(default_factory=dict)
     mlflow_serve: dict[str, list[ServeResult]] = field(default_factory=dict)
     plain_consumer: dict[str, list[ConsumerRun]] = field(default_factory=dict)
@@ -193,8 +194,15 @@ class BenchReport:
                 " s",
             ),
             below(
-                "worker peak RSS (largest process)",
-                self.peak_rss_mb.get("worker", {}).get("process_mb"),
+                "worker and scorer peak RSS (largest process)",
+                max(
+                    (
+                        mb
+                        for role in ("worker", "scorer")
+                        if (mb := self.peak_rss_mb.get(role, {}).get("process_mb")) is not None
+                    ),
+                    default=None,
+                ),
                 400,
                 " MB",
             ),

@@ -174,6 +174,38 @@ class _Run:
             stack.record_peaks()
             self.report.peak_rss_mb = stack.peaks()
 
+    def scaleout(self) -> None:
+        """End-to-end throughput of the first detector with 1, 2, 4... scorer processes,
+        each on a fresh stack. An untimed run first lets the scorers spread the busy
+        partitions among themselves; the timed run follows."""
+        spec, stack_spec = self.scenario.scaleout, self.scenario.stack
+        detector = self.scenario.detectors[0]
+        pools = self.pools(detector, self.scenario.batch_size)
+        probe = StoreProbe(self.store)
+        for scorers in spec.scorers:
+            options = StackOptions(
+                concurrency=1,
+                scorers=scorers,
+                pool=stack_spec.pool,
+                ingest_processes=stack_spec.ingest_processes,
+                ingest_prefetch=stack_spec.ingest_prefetch,
+                api=False,
+            )
+            with Stack(self.box, options) as stack:
+                warm_up(stack, probe, pools, self.scenario.throughput.warmup_messages, self.echo)
+                run_throughput(
+                    stack, probe, pools, spec.readings, detector=detector, echo=self.echo
+                )
+                for _ in range(self.scenario.repeats):
+                    result = run_throughput(
+                        stack, probe, pools, spec.readings, detector=detector, echo=self.echo
+                    )
+                    self.report.scaleout.setdefault(scorers, []).append(result)
+                    self.echo(
+                        f"{detector} e2e with {scorers} scorer(s): "
+                        f"{result.readings_per_s:,.0f} readings/s, lossless={result.lossless}"
+                    )
+
     def latency(self, stack: Stack, probe: StoreProbe, detector: str) -> None:
         spec = self.scenario.latency
         for batch_size in spec.batch_sizes:
@@ -267,6 +299,8 @@ def run_bench(
                 run.limits()
             if {"throughput", "latency"} & set(scenario.phases):
                 run.end_to_end()
+            if "scaleout" in scenario.phases:
+                run.scaleout()
             if "baselines" in scenario.phases:
                 run.baselines()
         finally:

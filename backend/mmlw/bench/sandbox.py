@@ -104,7 +104,10 @@ def sandbox(
             "data_dir": directory / "data",
             "database_url": database_url,
             "mlflow_tracking_uri": f"sqlite:///{directory / 'mlflow.db'}",
-            "broker": base.broker.model_copy(update={"url": broker_url, "namespace": namespace}),
+            # scorers look at their share every second: a timed run starts spread out
+            "broker": base.broker.model_copy(
+                update={"url": broker_url, "namespace": namespace, "score_rebalance_s": 1.0}
+            ),
             "models": base.models.model_copy(update={"registered_model_prefix": f"{namespace}-"}),
         }
     )

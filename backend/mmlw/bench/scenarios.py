@@ -27,8 +27,15 @@ __all__ = [
 
 SCENARIO_DIR = Path(__file__).resolve().parents[3] / "bench" / "scenarios"
 
-Phase = Literal["training", "limits", "throughput", "latency", "baselines"]
-ALL_PHASES: tuple[Phase, ...] = ("training", "limits", "throughput", "latency", "baselines")
+Phase = Literal["training", "limits", "throughput", "latency", "baselines", "scaleout"]
+ALL_PHASES: tuple[Phase, ...] = (
+    "training",
+    "limits",
+    "throughput",
+    "latency",
+    "baselines",
+    "scaleout",
+)
 
 
 class _Spec(BaseModel):
@@ -47,6 +54,15 @@ class StackSpec(_Spec):
     ingest_processes: int = Field(default=1, ge=1)
     ingest_prefetch: int = Field(default=256, ge=1)
     predict_prefetch: int = Field(default=4, ge=1)
+
+
+class ScaleoutSpec(_Spec):
+    scorers: list[int] = Field(
+        default_factory=lambda: [1, 2, 4],
+        min_length=1,
+        description="scorer process counts, each on a stack of its own (first detector)",
+    )
+    readings: int = Field(default=500_000, ge=1, description="timed, after a settling run")
 
 
 class ThroughputSpec(_Spec):
@@ -111,6 +127,7 @@ class Scenario(_Spec):
     stack: StackSpec = Field(default_factory=StackSpec)
     throughput: ThroughputSpec = Field(default_factory=ThroughputSpec)
     latency: LatencySpec = Field(default_factory=LatencySpec)
+    scaleout: ScaleoutSpec = Field(default_factory=ScaleoutSpec)
     baselines: BaselineSpec = Field(default_factory=BaselineSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)

@@ -125,6 +125,24 @@ def _grid(header: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
     return lines
 
 
+def _scaleout_lines(report: BenchReport) -> list[str]:
+    """Throughput by scorer processes, and its ratio to one scorer."""
+    best = {
+        n: max(r.readings_per_s for r in runs if r.lossless)
+        for n, runs in sorted(report.scaleout.items())
+        if any(r.lossless for r in runs)
+    }
+    if not best:
+        return []
+    one = best.get(1)
+    detector = report.scenario["detectors"][0]
+    lines = ["", f"scale-out, {detector} e2e readings/s by scorer processes (x one scorer):"]
+    for n, value in best.items():
+        ratio = f" (x{value / one:.2f})" if one else ""
+        lines.append(f"  {n} scorer(s): {value:,.0f}{ratio}")
+    return lines
+
+
 def render_report(report: BenchReport) -> str:
     env = report.environment_before
     after = report.environment_after or {}
@@ -149,6 +167,7 @@ def render_report(report: BenchReport) -> str:
                 f"CPU during {detector} throughput ({best.seconds:.1f} s wall x "
                 f"{report.environment_before.get('cpus')} CPUs; ms per 1000 readings): {cpu}"
             )
+    lines += _scaleout_lines(report)
     lines += ["", "targets:"]
     for target in report.targets():
         mark = {True: "MET", False: "NOT MET", None: "-"}[target.met]
