@@ -12,7 +12,7 @@ from mmlw.cli.core import main, one_line_errors, settings_of
 
 LOOPBACK_RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 LOOPBACK_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-PHASES = ("training", "limits", "throughput", "latency", "baselines")
+PHASES = ("training", "limits", "throughput", "latency", "baselines", "scaleout")
 
 
 @main.command()

@@ -178,10 +178,9 @@ class ScoresRepository:
         parts: list[StoredScores] = []
         total, page = 0, 1
         while True:
-            rows = self._newest(machine_id, offset=len(parts), limit=page)
+            rows, following = self._newest(machine_id, offset=len(parts), limit=page)
             parts.extend(_stored(row, row.timestamps_us) for row in rows)
             total += sum(row.n for row in rows)
-            following = rows[-1].ends if rows else None  # where the next, unread batch ends
             if following is None or (total >= n and not _may_hold_newer(parts, n, following)):
                 break
             # twice as many, or enough for the rest if the next batches are as large
@@ -203,37 +202,45 @@ class ScoresRepository:
             contributions=np.concatenate([p.contributions for p in parts])[order],
         )
 
-    def _newest(self, machine_id: str, *, offset: int, limit: int) -> list[Row[Any]]:
+    def _newest(
+        self, machine_id: str, *, offset: int, limit: int
+    ) -> tuple[list[Row[Any]], datetime | None]:
         """Champion score batches newest first (by ``t_end``), with their reading times
-        (``timestamps_us``) and where the batch after each ends (``ends``; None: none
-        after it). Core rows: a predict
-        task reads this for every machine it scores, and ORM objects would cost more
-        than the query."""
+        (``timestamps_us``), and where the batch after the last of them ends (None: none
+        after it). One query: the window runs over the ``limit + 1`` narrow index rows of
+        the page (the extra one only for its end), never over the machine's history, and
+        the wide columns are read for ``limit`` batches. Core rows: a scorer reads this for
+        every machine it scores, and ORM objects would cost more than the query."""
         order = (_SCORES.c.t_end.desc(), _SCORES.c.id.desc())
-        page = (  # over the narrow columns only: the wide ones are read for this page
-            select(
-                _SCORES.c.id,
-                func.lead(_SCORES.c.t_end, type_=UtcDateTime()).over(order_by=order).label("ends"),
-            )
+        page = (
+            select(_SCORES.c.id, _SCORES.c.t_end)
             .where(_SCORES.c.machine_id == machine_id, _SCORES.c.role == "champion")
             .order_by(*order)
             .offset(offset)
-            .limit(limit)
+            .limit(limit + 1)
             .subquery()
         )
+        in_page = (page.c.t_end.desc(), page.c.id.desc())
+        windowed = select(
+            page.c.id,
+            func.lead(page.c.t_end, type_=UtcDateTime()).over(order_by=in_page).label("ends"),
+            func.row_number().over(order_by=in_page).label("rank"),
+        ).subquery()
         readings = cast(Table, ReadingBatch.__table__)
         query = (
             select(
                 *(_SCORES.c[name] for name in _STORED_COLUMNS),
                 readings.c.timestamps_us,
-                page.c.ends,
+                windowed.c.ends,
             )
-            .join(page, page.c.id == _SCORES.c.id)
+            .join(windowed, windowed.c.id == _SCORES.c.id)
             .join(readings, readings.c.id == _SCORES.c.batch_id)
+            .where(windowed.c.rank <= limit)
             .order_by(*order)
         )
         with self._db.engine.connect() as connection:
-            return list(connection.execute(query))
+            rows: list[Row[Any]] = list(connection.execute(query))
+        return rows, (rows[-1].ends if rows else None)
 
     def paired_flags(
         self, machine_id: str, champion_version: int, challenger_version: int
