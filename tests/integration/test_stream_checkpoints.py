@@ -140,3 +140,77 @@ def test_a_fresh_scorer_resumes_and_a_new_champion_continues_at_the_same_batch(
     checkpoint = store.streams.get(MACHINE, CHAMPION)
     assert checkpoint is not None and checkpoint.model_version == 2
     assert checkpoint.n_rows == len(values) - n_first
+
+
+def store_machine_batches(
+    store: Store, machine: str, values: np.ndarray, sizes: list[int]
+) -> list[int]:
+    ids, start = [], 0
+    for size in sizes:
+        rows = values[start : start + size]
+        times = [T0 + timedelta(seconds=start + i) for i in range(len(rows))]
+        ids.append(
+            store.readings.add(
+                ReadingsBatch.of_rows(machine, COLUMNS, times, rows.tolist())
+            ).batch_id
+        )
+        start += size
+    return ids
+
+
+def test_a_message_of_many_machines_streams_each_in_one_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve machines' batches interleaved, scored by messages that each name one batch of
+    every machine: one commit per message (not per machine), and each machine's scores
+    those of its own uninterrupted offline stream."""
+    champion = loaded("level_change", 1, series(400, seed=9))
+    machines = [f"kiln-{k}" for k in range(12)]
+    values = {m: series(40, seed=k) for k, m in enumerate(machines)}
+    ids = {m: store_machine_batches(store, m, values[m], [10, 10, 10, 10]) for m in machines}
+    commits: list[int] = []
+    real = store.streams.commit_many
+
+    def counted(parts):  # type: ignore[no-untyped-def]
+        commits.append(len(parts))
+        return real(parts)
+
+    monkeypatch.setattr(store.streams, "commit_many", counted)
+    for k in range(4):
+        outcomes = score_batches(
+            [ids[m][k] for m in machines], store=store, models=Models(champion)
+        )
+        assert [o.status for o in outcomes] == ["scored"] * len(machines)
+    assert commits == [len(machines)] * 4
+    for m in machines:
+        parts = sorted(store.scores.query(m), key=lambda p: p.batch_id)
+        got = np.concatenate([p.scores for p in parts])
+        np.testing.assert_allclose(got, offline(champion.model, values[m]), rtol=1e-9)
+
+
+def test_a_checkpoint_moved_by_another_scorer_sends_each_machine_on_its_own(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    champion = loaded("level_change", 1, series(400, seed=9))
+    machines = ["kiln-a", "kiln-b", "kiln-c"]
+    values = {m: series(30, seed=k) for k, m in enumerate(machines)}
+    ids = {m: store_machine_batches(store, m, values[m], [10, 10, 10]) for m in machines}
+    real = store.streams.commit_many
+    raced: list[bool] = []
+
+    def racing(parts):  # type: ignore[no-untyped-def]
+        if not raced:  # another scorer streams kiln-b first, between our reads and commit
+            raced.append(True)
+            score_batches([ids["kiln-b"][-1]], store=store, models=Models(champion))
+        return real(parts)
+
+    monkeypatch.setattr(store.streams, "commit_many", racing)
+    outcomes = score_batches([ids[m][-1] for m in machines], store=store, models=Models(champion))
+    assert raced
+    statuses = {o.machine_id: o.status for o in outcomes}
+    assert statuses == {"kiln-a": "scored", "kiln-b": "duplicate", "kiln-c": "scored"}
+    for m in machines:
+        assert store.scores.count(m) == 30
+        parts = sorted(store.scores.query(m), key=lambda p: p.batch_id)
+        got = np.concatenate([p.scores for p in parts])
+        np.testing.assert_allclose(got, offline(champion.model, values[m]), rtol=1e-9)

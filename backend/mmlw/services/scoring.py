@@ -14,7 +14,7 @@ from mmlw.detectors.model import AnomalyModel
 from mmlw.errors import UntrustedModel
 from mmlw.messaging.dispatch import Dispatcher
 from mmlw.registry.base import CHALLENGER, CHAMPION
-from mmlw.services.streaming import Streamed, advance
+from mmlw.services.streaming import Streamed, StreamJob, advance_many
 from mmlw.store import Store, StoredBatch
 
 __all__ = [
@@ -110,6 +110,8 @@ def score_batches(
     now: dict[int, ScoreOutcome] = {}
     extra: list[ScoreOutcome] = []
     no_model: set[str] = set()
+    champions: list[tuple[StreamJob, LoadedModel]] = []
+    shadows: list[StreamJob] = []
     for machine_id, last in sorted(upto.items()):
         champion = (
             models.get(machine_id, CHAMPION)
@@ -119,31 +121,30 @@ def score_batches(
         if champion is None:
             no_model.add(machine_id)
             continue
+        champions.append((_job(machine_id, CHAMPION, champion, last), champion))
         challenger = models.get(machine_id, CHALLENGER) if version is None else None
-        shadow_from = 0  # a new challenger shadows from where the champion stands now
         if challenger is not None and challenger.version != champion.version:
-            at = store.streams.get(machine_id, CHAMPION)
-            shadow_from = at.cursor_batch_id if at is not None else 0
-        else:
-            challenger = None
-        for item in _advance(machine_id, CHAMPION, champion, last, store, extra_sensors):
+            at = store.streams.get(machine_id, CHAMPION)  # a new challenger shadows from
+            shadow_from = at.cursor_batch_id if at is not None else 0  # where it stands now
+            shadows.append(_job(machine_id, CHALLENGER, challenger, last, shadow_from))
+    streamed = advance_many([job for job, _ in champions], store=store, extra_sensors=extra_sensors)
+    for (_, champion), items in zip(champions, streamed, strict=True):
+        for item in items:
             outcome = _outcome(item, champion, store)
             if item.batch.id in owners:
                 now[item.batch.id] = outcome
             else:
                 extra.append(outcome)
-        if challenger is not None:
-            shadowed = _advance(
-                machine_id, CHALLENGER, challenger, last, store, extra_sensors, shadow_from
-            )
-            for item in shadowed:
-                if item.mismatch is not None:
-                    log.warning(
-                        "batch %s: no shadow score by v%s: %s",
-                        item.batch.id,
-                        challenger.version,
-                        item.mismatch,
-                    )
+    shadowed = advance_many(shadows, store=store, extra_sensors=extra_sensors)
+    for job, items in zip(shadows, shadowed, strict=True):
+        for item in items:
+            if item.mismatch is not None:
+                log.warning(
+                    "batch %s: no shadow score by v%s: %s",
+                    item.batch.id,
+                    job.version,
+                    item.mismatch,
+                )
     outcomes = [
         now.get(i) or ScoreOutcome("no_model" if m in no_model else "duplicate", i, m)
         for i, m in named
@@ -151,25 +152,11 @@ def score_batches(
     return outcomes + extra
 
 
-def _advance(
-    machine_id: str,
-    role: str,
-    loaded: LoadedModel,
-    upto_id: int,
-    store: Store,
-    extra_sensors: ExtraSensors,
-    start_after: int = 0,
-) -> list[Streamed]:
-    return advance(
-        machine_id,
-        role,
-        loaded.model_name,
-        loaded.version,
-        loaded.model,
-        upto_id,
-        store=store,
-        extra_sensors=extra_sensors,
-        start_after=start_after,
+def _job(
+    machine_id: str, role: str, loaded: LoadedModel, upto_id: int, start_after: int = 0
+) -> StreamJob:
+    return StreamJob(
+        machine_id, role, loaded.model_name, loaded.version, loaded.model, upto_id, start_after
     )
 
 

@@ -15,10 +15,10 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Connection, Table, and_, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from mmlw.errors import NotFound
@@ -105,20 +105,17 @@ class StreamsRepository:
         self._db = database
 
     def get(self, machine_id: str, role: str) -> StreamCheckpoint | None:
-        query = select(_STATES).where(_STATES.c.machine_id == machine_id, _STATES.c.role == role)
+        return self.get_many([(machine_id, role)]).get((machine_id, role))
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StreamCheckpoint]:
+        """The checkpoints of these ``(machine id, role)`` streams that have one, in one
+        query."""
+        if not keys:
+            return {}
+        query = select(_STATES).where(tuple_(_STATES.c.machine_id, _STATES.c.role).in_(keys))
         with self._db.engine.connect() as connection:
-            row = connection.execute(query).first()
-        if row is None:
-            return None
-        return StreamCheckpoint(
-            machine_id=row.machine_id,
-            role=row.role,
-            model_version=row.model_version,
-            cursor_batch_id=row.cursor_batch_id,
-            n_rows=row.n_rows,
-            carry=load_carry(row.carry),
-            revision=row.revision,
-        )
+            rows = list(connection.execute(query))
+        return {(row.machine_id, row.role): _checkpoint(row) for row in rows}
 
     def owners(self, batch_ids: Sequence[int]) -> dict[int, str]:
         """``{batch id: machine id}`` of these batches (one light query: no arrays);
@@ -150,6 +147,33 @@ class StreamsRepository:
         with self._db.engine.connect() as connection:
             return [decode_batch(row) for row in connection.execute(query)]
 
+    def pending_many(
+        self, ranges: Mapping[str, tuple[int, int]], limit: int
+    ) -> dict[str, list[StoredBatch]]:
+        """:meth:`pending` for several machines in one query: per machine id, its batches
+        with ids in ``(after_id, upto_id]`` (``ranges[machine]``), in id order, at most
+        ``limit`` of them."""
+        if not ranges:
+            return {}
+        wanted = or_(
+            *(
+                and_(_BATCHES.c.machine_id == m, _BATCHES.c.id > after, _BATCHES.c.id <= upto)
+                for m, (after, upto) in ranges.items()
+            )
+        )
+        rank = func.row_number().over(partition_by=_BATCHES.c.machine_id, order_by=_BATCHES.c.id)
+        ranked = select(_BATCHES, rank.label("rank")).where(wanted).subquery()
+        query = (
+            select(*(ranked.c[column.name] for column in _BATCHES.c))
+            .where(ranked.c.rank <= limit)
+            .order_by(ranked.c.machine_id, ranked.c.id)
+        )
+        out: dict[str, list[StoredBatch]] = {}
+        with self._db.engine.connect() as connection:
+            for row in connection.execute(query):
+                out.setdefault(row.machine_id, []).append(decode_batch(row))
+        return out
+
     def commit(
         self,
         expected: StreamCheckpoint | None,
@@ -159,35 +183,72 @@ class StreamsRepository:
         """Store ``records`` and move the checkpoint from ``expected`` (None: there was
         none) to ``after``, in one transaction; None, with nothing written, if someone
         else moved the checkpoint first. Otherwise per record whether it was stored now."""
-        values = {
-            "model_version": after.model_version,
-            "cursor_batch_id": after.cursor_batch_id,
-            "n_rows": after.n_rows,
-            "carry": save_carry(after.carry),
-            "updated_at": utcnow(),
-        }
+        done = self.commit_many([(expected, after, records)])
+        return None if done is None else done[0]
+
+    def commit_many(
+        self,
+        parts: Sequence[tuple[StreamCheckpoint | None, StreamCheckpoint, Sequence[ScoreRecord]]],
+    ) -> list[list[bool]] | None:
+        """:meth:`commit` for several streams in one transaction (one flush to disk for a
+        message of many machines): every checkpoint moves, and every record is offered,
+        or nothing is written (None) if any checkpoint was moved by someone else."""
+        now = utcnow()
         try:
             with self._db.session() as session:
                 connection = session.connection()
-                if expected is None:
-                    connection.execute(
-                        insert(_STATES).values(
-                            machine_id=after.machine_id, role=after.role, revision=1, **values
-                        )
-                    )
-                else:
-                    moved = connection.execute(
-                        update(_STATES)
-                        .where(
-                            _STATES.c.machine_id == expected.machine_id,
-                            _STATES.c.role == expected.role,
-                            _STATES.c.revision == expected.revision,
-                        )
-                        .values(revision=expected.revision + 1, **values)
-                    )
-                    if moved.rowcount != 1:
+                for expected, after, _ in parts:
+                    if not _move(connection, expected, after, now):
                         session.rollback()
                         return None
-                return ScoresRepository.insert(session, records)
+                created = ScoresRepository.insert(session, [r for *_, rs in parts for r in rs])
         except IntegrityError:
             return None
+        out, start = [], 0
+        for *_, records in parts:
+            out.append(created[start : start + len(records)])
+            start += len(records)
+        return out
+
+
+def _move(
+    connection: Connection, expected: StreamCheckpoint | None, after: StreamCheckpoint, now: Any
+) -> bool:
+    """Move one checkpoint from ``expected`` to ``after`` (compare-and-set on the
+    revision; a new row when there was none); False if it had moved."""
+    values = {
+        "model_version": after.model_version,
+        "cursor_batch_id": after.cursor_batch_id,
+        "n_rows": after.n_rows,
+        "carry": save_carry(after.carry),
+        "updated_at": now,
+    }
+    if expected is None:
+        connection.execute(
+            insert(_STATES).values(
+                machine_id=after.machine_id, role=after.role, revision=1, **values
+            )
+        )
+        return True
+    moved = connection.execute(
+        update(_STATES)
+        .where(
+            _STATES.c.machine_id == expected.machine_id,
+            _STATES.c.role == expected.role,
+            _STATES.c.revision == expected.revision,
+        )
+        .values(revision=expected.revision + 1, **values)
+    )
+    return bool(moved.rowcount == 1)
+
+
+def _checkpoint(row: Any) -> StreamCheckpoint:
+    return StreamCheckpoint(
+        machine_id=row.machine_id,
+        role=row.role,
+        model_version=row.model_version,
+        cursor_batch_id=row.cursor_batch_id,
+        n_rows=row.n_rows,
+        carry=load_carry(row.carry),
+        revision=row.revision,
+    )
