@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -25,6 +24,7 @@ from mmlw.schemas.readings import ReadingsBatch
 from mmlw.settings import Settings
 from mmlw.store import ScoreRecord, Store
 from tests.conftest import TEST_SIGNING_KEY
+from tests.support.forwarding import forwarding
 
 API = "/api/v1"
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -80,20 +80,6 @@ class Overview:
     api: TestClient
     dashboard: ApiClient
     counts: Counts
-
-
-def forwarding(api: TestClient, seen: list[str]) -> httpx.MockTransport:
-    """An httpx transport that hands each request to the app under ``api``, noting it."""
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(f"{request.method} {request.url.path}")
-        response = api.request(
-            request.method, str(request.url), content=request.content, headers=request.headers
-        )
-        headers = {k: v for k, v in response.headers.items() if k != "content-encoding"}
-        return httpx.Response(response.status_code, headers=headers, content=response.content)
-
-    return httpx.MockTransport(handle)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from mmlw.settings.sections import RetentionSettings
 from mmlw.store import ScoreRecord, Store
 from mmlw.store.partitions import day_partitions, ensure_partitions, partition_name
 from mmlw.store.retention import prune_alerts, prune_readings, prune_scores
+from mmlw.store.rollups import RollupsRepository
 from mmlw.store.streams import save_carry
 from mmlw.store.tables import Alert, Delivery, DeliveryAttempt, StreamState
 
@@ -44,6 +45,11 @@ def is_postgres(store: Store) -> bool:
 def old_partitions(store: Store) -> None:
     """Day partitions 40 days back (PostgreSQL), as if made ahead 40 days ago."""
     ensure_partitions(store.database.engine, now=OLD, ahead_days=1)
+
+
+def rolled_up(store: Store) -> None:
+    """Roll up every batch stored: pruning keeps what the rollups do not hold."""
+    RollupsRepository(store.database).roll_up(NOW + timedelta(days=1))
 
 
 def stored(store: Store, batch_id: int) -> bool:
@@ -75,6 +81,7 @@ def test_old_readings_go_and_newer_ones_stay(store: Store) -> None:
     ancient = store.readings.add(batch(NOW - timedelta(days=500))).batch_id  # default one
     across = store.readings.add(batch(HORIZON - timedelta(seconds=2))).batch_id
     recent = store.readings.add(batch(NOW - timedelta(hours=1))).batch_id
+    rolled_up(store)
 
     pruned = prune_readings(store.database, HORIZON, batch_size=1)
 
@@ -97,6 +104,7 @@ def test_old_readings_go_and_newer_ones_stay(store: Store) -> None:
 
 def test_nothing_goes_when_everything_is_newer(store: Store) -> None:
     ids = [store.readings.add(batch(NOW - timedelta(days=d))).batch_id for d in (0, 1, 29)]
+    rolled_up(store)
     pruned = prune_readings(store.database, HORIZON)
     assert pruned.rows_deleted == 0 and not pruned.partitions_dropped
     assert all(stored(store, i) for i in ids)
@@ -120,6 +128,7 @@ def test_a_checkpoint_keeps_the_batches_it_has_yet_to_stream(store: Store) -> No
                 updated_at=NOW,
             )
         )
+    rolled_up(store)
     pruned = prune_readings(store.database, HORIZON)
     assert stored(store, pending) and stored(store, streamed) == is_postgres(store)
     if is_postgres(store):  # the partition holding the pending batch stays whole
@@ -160,6 +169,7 @@ def test_old_scores_go_and_scores_outlive_their_readings(store: Store) -> None:
     recent = store.readings.add(batch(NOW - timedelta(hours=1))).batch_id
     for batch_id in (old, older, recent):
         store.scores.add(score(store, batch_id))
+    rolled_up(store)
     prune_readings(store.database, HORIZON)
     pruned = prune_scores(store.database, NOW - timedelta(days=90))
     assert pruned.rows_deleted == 1  # the 100 days old one
@@ -168,7 +178,7 @@ def test_old_scores_go_and_scores_outlive_their_readings(store: Store) -> None:
 
 
 def _alert(connection: Any, resolved_at: datetime | None, key: str | None) -> int:
-    row = {
+    row: dict[str, Any] = {
         "rule": "r",
         "machine_id": "m1",
         "open_key": key,
@@ -222,14 +232,20 @@ def test_resolved_alerts_go_with_their_deliveries_and_open_ones_stay(store: Stor
 
 def test_apply_retention_keeps_everything_at_zero_days(store: Store) -> None:
     old = store.readings.add(batch(NOW - timedelta(days=4000))).batch_id
-    keep_all = RetentionSettings(readings_days=0, scores_days=0, alerts_days=0)
+    keep_all = RetentionSettings(
+        readings_days=0, scores_days=0, alerts_days=0, rollup_minute_days=0, rollup_hour_days=0
+    )
     report = apply_retention(store, keep_all, now=NOW)
     assert report.pruned == [] and stored(store, old)
+    assert report.summary()["rolled_up"]["reading_batches"] == 1  # rolled up, kept
     report = apply_retention(store, RetentionSettings(), now=NOW)
     assert not stored(store, old)
     summary = report.summary()
     assert summary["pruned"]["reading_batches"]["rows_deleted"] == 1
-    assert set(summary["pruned"]) == {"reading_batches", "score_batches", "alerts"}
+    assert set(summary["pruned"]) == {
+        *("reading_batches", "score_batches", "alerts", "rollups_minute", "rollups_hour")
+    }
+    assert summary["rolled_up"]["reading_batches"] == 0  # once only
 
 
 def test_partitions_are_made_ahead_on_postgresql_only(store: Store) -> None:

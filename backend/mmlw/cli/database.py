@@ -50,8 +50,9 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
 @click.pass_context
 @one_line_errors
 def db_prune(ctx: click.Context) -> None:
-    """Delete what is older than MMLW_RETENTION__* (readings, scores, resolved alerts) and
-    create the PostgreSQL day partitions ahead, as the worker's daily beat task does."""
+    """Roll up the closed hours' raw batches, then delete what is older than
+    MMLW_RETENTION__* (readings, scores, resolved alerts, rollups) and create the
+    PostgreSQL day partitions ahead, as the worker's daily beat task does."""
     import json
 
     from mmlw.services.retention import apply_retention

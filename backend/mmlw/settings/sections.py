@@ -185,7 +185,9 @@ class RetentionSettings(BaseModel):
     """How long stored data is kept, in days (0: forever). A daily task (``mmlw worker
     --beat``, or ``mmlw db prune``) deletes what is older: on PostgreSQL by dropping whole
     day partitions, so up to a day more than this is kept. Readings a model has not
-    scored yet are kept whatever their age."""
+    scored yet are kept whatever their age. Before pruning, the run adds the raw batches
+    of closed hours to the per-minute and per-hour rollups, which long time ranges are
+    read from; a batch not rolled up yet is never pruned."""
 
     readings_days: int = Field(default=30, ge=0, description="raw readings batches")
     scores_days: int = Field(default=90, ge=0, description="scores of readings")
@@ -195,4 +197,10 @@ class RetentionSettings(BaseModel):
     hour_utc: int = Field(default=3, ge=0, le=23, description="hour (UTC) of the daily prune")
     partitions_ahead_days: int = Field(
         default=3, ge=1, le=60, description="PostgreSQL day partitions made ahead of today"
+    )
+    rollup_minute_days: int = Field(
+        default=90, ge=0, description="per-minute rollups of readings and scores"
+    )
+    rollup_hour_days: int = Field(
+        default=730, ge=0, description="per-hour rollups of readings and scores"
     )

@@ -4,7 +4,11 @@ A batch is older than a horizon when its last reading is (``t_end < horizon``): 
 newer than the horizon is ever removed. A readings batch that a stream checkpoint has not
 streamed yet (``id > cursor_batch_id`` of its machine's checkpoint of any role: see
 :mod:`mmlw.services.streaming`) is kept whatever its age; checkpoints themselves are
-never removed.
+never removed. A batch the rollups do not hold yet (``rolled_up`` false: see
+:mod:`mmlw.store.rollups`) is kept too, and so is a readings batch one of whose score
+batches is not rolled up (adding scores to the rollups needs their readings' times):
+long ranges are read from the rollups once raw data is gone, so nothing is dropped
+before it is in them.
 
 On PostgreSQL, where the batch tables are partitioned by day (:mod:`mmlw.store.partitions`),
 a day partition wholly before the horizon is dropped as one (with the message ids of its
@@ -21,7 +25,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy import BigInteger, String, Table, delete, exists, select
+from sqlalchemy import BigInteger, Boolean, String, Table, delete, exists, select
 from sqlalchemy.engine import Connection
 
 from mmlw.store.database import Database
@@ -36,6 +40,7 @@ from mmlw.store.tables import (
     Delivery,
     DeliveryAttempt,
     ReadingBatchKey,
+    ScoreBatch,
     StreamState,
     UtcDateTime,
 )
@@ -45,6 +50,7 @@ __all__ = ["DEFAULT_BATCH_SIZE", "Pruned", "prune_alerts", "prune_readings", "pr
 DEFAULT_BATCH_SIZE = 1000
 
 _STATES = cast(Table, StreamState.__table__)
+_SCORES = cast(Table, ScoreBatch.__table__)
 _KEYS = cast(Table, ReadingBatchKey.__table__)
 _ALERTS = cast(Table, Alert.__table__)
 _DELIVERIES = cast(Table, Delivery.__table__)
@@ -74,13 +80,20 @@ def _batches(name: str) -> sa.TableClause:
         sa.column("message_id", String()),
         sa.column("t_start", UtcDateTime()),
         sa.column("t_end", UtcDateTime()),
+        sa.column("rolled_up", Boolean()),
     )
 
 
-def _needed(batches: sa.TableClause) -> sa.Exists:
-    """Whether a checkpoint of the batch's machine has yet to stream it."""
-    return exists().where(
-        _STATES.c.machine_id == batches.c.machine_id, batches.c.id > _STATES.c.cursor_batch_id
+def _needed(batches: sa.TableClause) -> sa.ColumnElement[bool]:
+    """Whether a readings batch must stay: a checkpoint of its machine has yet to stream
+    it, or it or one of its score batches is not rolled up yet."""
+    return sa.or_(
+        ~batches.c.rolled_up,
+        exists().where(
+            _STATES.c.machine_id == batches.c.machine_id,
+            batches.c.id > _STATES.c.cursor_batch_id,
+        ),
+        exists().where(_SCORES.c.batch_id == batches.c.id, ~_SCORES.c.rolled_up),
     )
 
 
@@ -88,14 +101,14 @@ def prune_readings(
     database: Database, horizon: datetime, *, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> Pruned:
     """Delete the readings batches (and their message ids) older than ``horizon`` that
-    no checkpoint needs."""
+    no checkpoint needs and the rollups hold (with their scores)."""
     return _prune(database, "reading_batches", horizon, batch_size, readings=True)
 
 
 def prune_scores(
     database: Database, horizon: datetime, *, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> Pruned:
-    """Delete the score batches older than ``horizon``."""
+    """Delete the score batches older than ``horizon`` that are rolled up."""
     return _prune(database, "score_batches", horizon, batch_size, readings=False)
 
 
@@ -130,11 +143,10 @@ def _drop_partition(
     connection: Connection, table: str, part: DayPartition, horizon: datetime, *, readings: bool
 ) -> bool:
     """Drop ``part`` (and the message ids of its batches) unless it holds a batch that
-    ends at or after ``horizon`` or that a checkpoint needs; whether it was dropped."""
+    ends at or after ``horizon``, that a checkpoint needs or that is not rolled up;
+    whether it was dropped."""
     rows = _batches(part.name)
-    keep = rows.c.t_end >= horizon
-    if readings:
-        keep = sa.or_(keep, _needed(rows))
+    keep = sa.or_(rows.c.t_end >= horizon, _needed(rows) if readings else ~rows.c.rolled_up)
     if connection.scalar(select(exists().where(keep))):
         return False
     if readings:  # a key's t_start is its batch's: the partition's range covers them
@@ -154,11 +166,10 @@ def _delete_some(
     *,
     readings: bool,
 ) -> int:
-    """Delete at most ``batch_size`` batches of ``rows`` older than ``horizon`` (for
-    readings: not needed by a checkpoint, and with their message ids); how many."""
-    old: list[Any] = [rows.c.t_end < horizon]
-    if readings:
-        old.append(~_needed(rows))
+    """Delete at most ``batch_size`` rolled-up batches of ``rows`` older than
+    ``horizon`` (for readings: not needed by a checkpoint, with their scores rolled up,
+    and with their message ids); how many."""
+    old: list[Any] = [rows.c.t_end < horizon, ~_needed(rows) if readings else rows.c.rolled_up]
     columns = [rows.c.id, rows.c.message_id] if readings else [rows.c.id]
     found = connection.execute(
         select(*columns).where(*old).order_by(rows.c.id).limit(batch_size)

@@ -29,6 +29,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -52,6 +54,13 @@ __all__ = [
     "StreamState",
     "UtcDateTime",
 ]
+
+
+# partial indexes over the batches the rollups do not hold yet (migration 0013)
+_UNROLLED: dict[str, Any] = {
+    "postgresql_where": text("NOT rolled_up"),
+    "sqlite_where": text("NOT rolled_up"),
+}
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -92,7 +101,11 @@ class Machine(Base):
 
 class ReadingBatch(Base):
     __tablename__ = "reading_batches"
-    __table_args__ = (Index("ix_reading_batches_machine_t", "machine_id", "t_start", "t_end"),)
+    __table_args__ = (
+        Index("ix_reading_batches_machine_t", "machine_id", "t_start", "t_end"),
+        Index("ix_reading_batches_unrolled_id", "id", **_UNROLLED),
+        Index("ix_reading_batches_unrolled_machine_t", "machine_id", "t_start", **_UNROLLED),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     machine_id: Mapped[str] = mapped_column(ForeignKey("machines.id"))
@@ -105,6 +118,7 @@ class ReadingBatch(Base):
     timestamps_us: Mapped[bytes] = mapped_column(LargeBinary)
     values: Mapped[bytes] = mapped_column(LargeBinary)
     labels: Mapped[bytes | None] = mapped_column(LargeBinary)
+    rolled_up: Mapped[bool] = mapped_column(default=False, server_default=false())  # 0013
 
 
 class ReadingBatchKey(Base):
@@ -128,6 +142,9 @@ class ScoreBatch(Base):
         ),
         Index("ix_score_batches_machine_t", "machine_id", "t_start"),
         Index("ix_score_batches_machine_role_end", "machine_id", "role", "t_end", "id"),
+        Index("ix_score_batches_unrolled_id", "id", **_UNROLLED),
+        Index("ix_score_batches_unrolled_batch", "batch_id", **_UNROLLED),
+        Index("ix_score_batches_unrolled_machine_t", "machine_id", "role", "t_start", **_UNROLLED),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -145,6 +162,7 @@ class ScoreBatch(Base):
     columns: Mapped[list[str]] = mapped_column(JSON)
     scores: Mapped[bytes] = mapped_column(LargeBinary)
     contributions: Mapped[bytes] = mapped_column(LargeBinary)
+    rolled_up: Mapped[bool] = mapped_column(default=False, server_default=false())  # 0013
 
 
 class Job(Base):

@@ -11,6 +11,7 @@ from mmlw.api.readings_json import LARGE_READ_ROWS, stream_readings_json
 from mmlw.schemas.readings import MachineId, ReadingsBatch, UtcBound
 from mmlw.schemas.resources import Accepted, ReadingsOut
 from mmlw.services.downsample import downsample_indices
+from mmlw.services.rollups import plan, readings_overview
 
 router = APIRouter(prefix="/machines/{machine_id}/readings", tags=["readings"])
 
@@ -60,8 +61,39 @@ def get_readings(
     max_points: MaxPoints = None,
 ) -> StreamingResponse:
     """Stored readings in ``[start, end)``, oldest first, at most the newest ``limit``;
-    with ``max_points``, each sensor's minimum and maximum per time bucket of those."""
-    store.machines.get(machine_id)
+    with ``max_points``, each sensor's minimum and maximum per time bucket of those.
+
+    Long ranges come from the rollups (per-minute and per-hour aggregates that outlive
+    the raw readings). The rule: with ``max_points``, a range longer than two days (an
+    open end runs to the newest reading, an open start from the oldest data kept), or
+    one that starts before the oldest raw readings still stored where the rollups hold
+    older hours, is cut into ``(max_points - 2) // (2 * sensors)`` equal time buckets,
+    each drawn as two rows: every sensor's minimum, then its maximum (null where a sensor
+    had no reading), at times inside the bucket. Minute rollups are read when a bucket
+    is shorter than an hour and they reach back to the range's start, else hour
+    rollups; readings not rolled up yet are aggregated the same way, so nothing is
+    missing or counted twice. ``limit`` does not apply then, the range is widened to
+    whole rollup periods (minutes or hours) and labels are null; ``X-Total-Count``
+    counts the readings of the widened range (per bucket, those of its most counted
+    sensor). Shorter ranges, and requests without ``max_points``, read raw readings."""
+    machine = store.machines.get(machine_id)
+    if max_points is not None:
+        columns = list(machine.columns)
+        overview = plan(
+            store,
+            machine_id,
+            start,
+            end,
+            newest=machine.last_reading_at,
+            buckets=max(1, (max_points - 2) // (2 * max(len(columns), 1))),
+        )
+        if overview is not None:
+            values, total = readings_overview(store, machine_id, overview, columns)
+            return StreamingResponse(
+                stream_readings_json(machine_id, lambda: (values, None), large=False),
+                media_type="application/json",
+                headers={TOTAL_COUNT_HEADER: str(total)},
+            )
     total = store.readings.count_in_range(machine_id, start, end)
 
     def read_window() -> tuple[pd.DataFrame, pd.Series | None]:

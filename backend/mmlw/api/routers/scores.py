@@ -11,7 +11,9 @@ from mmlw.schemas.readings import UtcBound
 from mmlw.schemas.resources import ScoresOut, SensorContribution
 from mmlw.schemas.shadow import ShadowComparisonOut
 from mmlw.services.downsample import downsample_indices
+from mmlw.services.rollups import RollupPlan, plan, scores_overview
 from mmlw.services.shadow import shadow_comparison
+from mmlw.store import Store
 from mmlw.store.packing import us_to_datetimes
 from mmlw.store.scores import StoredScores
 
@@ -62,8 +64,28 @@ def get_scores(
     """Champion (or, with ``role=challenger``, shadow) scores in ``[start, end)``, oldest
     first, each with the version that made it and its ``top`` contributing sensors. With
     ``max_points``: per time bucket the lowest and highest score and the highest flagged
-    one, so no anomaly is lost."""
-    store.machines.get(machine_id)
+    one, so no anomaly is lost.
+
+    Long ranges come from the rollups, by the rule of ``GET
+    /machines/{id}/readings`` (with ``max_points``: longer than two days, or reaching
+    back before the oldest raw readings where the rollups hold older hours): the range is
+    cut into ``(max_points - 2) // 3`` equal time buckets, each drawn as its lowest and
+    highest score at the readings that had them (one point when that is one reading),
+    both with the threshold and model version of the highest; the highest is flagged
+    when any score of the bucket was, the lowest when all were. ``limit`` does not apply
+    then, and ``top_sensors`` are empty (rollups keep no contributions)."""
+    machine = store.machines.get(machine_id)
+    if max_points is not None:
+        overview = plan(
+            store,
+            machine_id,
+            start,
+            end,
+            newest=machine.last_reading_at,
+            buckets=max(1, (max_points - 2) // 3),
+        )
+        if overview is not None:
+            return _from_rollups(machine_id, list(machine.columns), store, role, overview, response)
     parts = store.scores.query(
         machine_id, start, end, role=role, limit_batches=max(limit, 10_000), last_n=limit
     )
@@ -136,6 +158,28 @@ def compare_scores(
         end=end,
         limit=limit,
         max_points=max_points,
+    )
+
+
+def _from_rollups(
+    machine_id: str,
+    columns: list[str],
+    store: Store,
+    role: str,
+    overview: RollupPlan,
+    response: Response,
+) -> ScoresOut:
+    series = scores_overview(store, machine_id, role, overview)
+    response.headers[TOTAL_COUNT_HEADER] = str(series.total)
+    return ScoresOut(
+        machine_id=machine_id,
+        columns=columns,
+        timestamps=us_to_datetimes(series.timestamps_us),
+        scores=series.scores.tolist(),
+        thresholds=series.thresholds.tolist(),
+        flags=series.flags.tolist(),
+        model_versions=series.versions.tolist(),
+        top_sensors=[[] for _ in range(len(series.scores))],
     )
 
 
