@@ -339,3 +339,46 @@ def test_the_beat_entry_reaches_a_worker_that_prunes(make_settings: Any, rabbitm
     finally:
         context.store.close()
         delete_topology(rabbitmq_url, Topology(settings.broker.namespace))
+
+
+@pytest.mark.rabbitmq
+def test_the_hourly_rollup_entry_reaches_a_worker_that_rolls_up(
+    make_settings: Any, rabbitmq_url: str
+) -> None:
+    """Beat's hourly entry (task and routing options, as they are) is run by a worker of
+    the train queue, which adds the closed hours' batches to the rollups; the current
+    hour's batch waits for its hour to close."""
+    from mmlw.messaging.topology import Topology
+    from mmlw.store.rollups import RollupsRepository
+    from mmlw.workers.celery_app import create_celery
+    from mmlw.workers.context import WorkerContext
+    from mmlw.workers.runtime import worker_thread
+    from mmlw.workers.tasks import ROLLUP_TASK
+    from tests.integration.pipeline import delete_topology
+    from tests.support.wait import wait_for
+
+    settings = make_settings(broker_url=rabbitmq_url)
+    settings.ensure_data_dir()
+    with Store.open(settings.resolved_database_url) as store:
+        store.readings.add(batch(NOW - timedelta(hours=3), value=2.0))
+        store.readings.add(batch(NOW.replace(minute=0, second=1), value=5.0))
+    context = WorkerContext(settings)
+    app = create_celery(settings, context)
+    entry = app.conf.beat_schedule["rollups-apply"]
+    assert entry["task"] == ROLLUP_TASK and entry["schedule"].minute == {5}
+    rollups = RollupsRepository(context.store.database)
+
+    def rolled_up() -> float:
+        window = rollups.readings_window("m1", 3600, NOW - timedelta(days=1), NOW)
+        return float(window.rollups.n.sum())
+
+    try:
+        with worker_thread(app, queues=("train",), concurrency=1):
+            app.send_task(entry["task"], **entry["options"])
+            wait_for(lambda: rolled_up() > 0, 60, "the closed hour rolled up")
+        window = rollups.readings_window("m1", 3600, NOW - timedelta(days=1), NOW)
+        assert window.rollups.maximum.max() == 5.0  # the closed hour only (2 + 3)
+        assert len(window.unrolled) == 1  # this hour's batch, still raw
+    finally:
+        context.store.close()
+        delete_topology(rabbitmq_url, Topology(settings.broker.namespace))

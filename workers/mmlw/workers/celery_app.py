@@ -11,7 +11,7 @@ from mmlw.messaging.dispatch import ALERTS_TICK_TASK, MODELS_MAINTAIN_TASK, cele
 from mmlw.messaging.topology import Topology
 from mmlw.settings import Settings
 from mmlw.workers.context import WorkerContext
-from mmlw.workers.tasks import RETENTION_TASK, register_tasks
+from mmlw.workers.tasks import RETENTION_TASK, ROLLUP_TASK, register_tasks
 
 __all__ = ["MODELS_MAINTAIN_EVERY_S", "create_celery", "default_node_name", "worker_context"]
 
@@ -29,6 +29,11 @@ def create_celery(settings: Settings, context: WorkerContext | None = None) -> C
         "retention-apply": {  # through the train queue's own exchange, as dispatch routes
             "task": RETENTION_TASK,
             "schedule": crontab(minute=0, hour=settings.retention.hour_utc),
+            "options": dict.fromkeys(("queue", "exchange", "routing_key"), train_queue),
+        },
+        "rollups-apply": {  # a few minutes past every hour: the hour that closed
+            "task": ROLLUP_TASK,
+            "schedule": crontab(minute=5),
             "options": dict.fromkeys(("queue", "exchange", "routing_key"), train_queue),
         },
     }

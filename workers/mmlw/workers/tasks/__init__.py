@@ -20,6 +20,7 @@ from mmlw.registry.base import CHAMPION
 from mmlw.services.alerting import send_delivery, tick
 from mmlw.services.retention import apply_retention
 from mmlw.services.retraining import auto_promote, retrain_due
+from mmlw.services.rollups import roll_up_closed
 from mmlw.services.scoring import backfill_scores
 from mmlw.services.training import run_train_job
 from mmlw.services.tuning import run_tune_job
@@ -27,9 +28,10 @@ from mmlw.settings import TaskSettings
 from mmlw.workers.context import WorkerContext
 from mmlw.workers.predict_work import predict_batches
 
-__all__ = ["RETENTION_TASK", "register_tasks"]
+__all__ = ["RETENTION_TASK", "ROLLUP_TASK", "register_tasks"]
 
 RETENTION_TASK = "mmlw.retention.apply"  # beat's daily prune (see celery_app)
+ROLLUP_TASK = "mmlw.rollups.apply"  # beat's hourly rollup of the hour that closed
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +117,11 @@ def register_tasks(app: Celery) -> None:
         report = apply_retention(ctx.store, ctx.settings.retention)
         log.info("retention: %s", report.summary())
         return report.summary()
+
+    @app.task(name=ROLLUP_TASK, bind=True, shared=False, ignore_result=True)
+    def rollups_apply(self: Task) -> str:
+        """Roll up the hour that closed (the daily retention run does too, first): long
+        ranges then read at most the current hour from raw batches."""
+        rolled = roll_up_closed(context().store)
+        log.info("rollups: %s", rolled)
+        return str(rolled)
