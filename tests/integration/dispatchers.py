@@ -10,6 +10,7 @@ class Jobs:
 
     def __init__(self) -> None:
         self.trained: list[str] = []
+        self.scored: list[list[tuple[int, str]]] = []
 
     def train(self, job_id: str) -> None:
         self.trained.append(job_id)
@@ -17,6 +18,9 @@ class Jobs:
     def predict(self, batch_id: int, version: int | None = None) -> None: ...
 
     def predict_many(self, batch_ids: Sequence[int], version: int | None = None) -> None: ...
+
+    def score(self, batches: Sequence[tuple[int, str]]) -> None:
+        self.scored.append(list(batches))
 
     def notify(self, delivery_id: int) -> None: ...
 

@@ -50,6 +50,8 @@ class Dispatcher:
 
     def predict_many(self, batch_ids: Sequence[int], version: int | None = None) -> None: ...
 
+    def score(self, batches: Sequence[tuple[int, str]]) -> None: ...
+
     def notify(self, delivery_id: int) -> None:
         self.notified.append(delivery_id)
 

@@ -51,6 +51,9 @@ def test_smoke_run_counts_every_reading_and_reports_every_part(
     assert run.counts.readings == run.counts.scored == run.readings
     assert set(run.cpu_s) >= {"ingest", "scorer", "worker", "rabbitmq", "postgresql", "other"}
 
+    assert report.storage["readings"] >= scenario.throughput.readings  # what the runs added
+    kb = report.storage_kb_per_1000()
+    assert kb is not None and kb > 0
     assert sorted(report.scaleout) == [1, 2]
     assert all(run.lossless for runs in report.scaleout.values() for run in runs)
     assert "scale-out, pca e2e readings/s by scorer processes" in render_report(report)

@@ -40,7 +40,13 @@ def may(role: str, permission: str, name: str) -> bool:
         ("publisher", "configure", [], ["mmlw.readings", "mmlw.ingest", "amq.gen-x"]),
         ("publisher", "read", [], ["mmlw.ingest", "mmlw.readings"]),
         ("ingest", "read", ["mmlw.ingest", "mmlw.readings"], ["mmlw.train", "mmlw.notify"]),
-        ("ingest", "write", ["mmlw.predict", "mmlw.ingest"], ["mmlw.readings", "amq.default"]),
+        (
+            "ingest",
+            "write",
+            ["mmlw.score", "mmlw.score.0", "mmlw.score.15", "mmlw.ingest"],
+            ["mmlw.readings", "amq.default", "mmlw.predict", "mmlw.scorers", "mmlw.score.x"],
+        ),
+        ("worker", "read", ["mmlw.score.3", "mmlw.scorers"], ["mmlw.ingest", "mmlw.score.a"]),
         (
             "worker",
             "read",

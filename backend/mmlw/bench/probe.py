@@ -8,13 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from mmlw.registry.base import CHAMPION
 from mmlw.store import Store
 from mmlw.store.tables import DeadLetter, ReadingBatch, ScoreBatch
 
-__all__ = ["Counts", "StoreProbe"]
+__all__ = ["STORED_TABLES", "Counts", "StoreProbe"]
+
+#: what a stored reading costs: its batch, the batch's idempotency key, its scores
+STORED_TABLES = ("reading_batches", "reading_batch_keys", "score_batches")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,18 @@ class StoreProbe:
         )
         with self._store.database.session() as session:
             return {message_id: at for message_id, at in session.execute(query)}
+
+    def storage_bytes(self) -> dict[str, int] | None:
+        """Bytes on disk per table of :data:`STORED_TABLES` (heap, TOAST and indexes, of
+        every partition), from PostgreSQL's own size functions; None on SQLite."""
+        if self._store.database.dialect != "postgresql":
+            return None
+        query = text(
+            "SELECT COALESCE(SUM(pg_total_relation_size(relid)), 0) "
+            "FROM pg_partition_tree(CAST(:table AS regclass))"
+        )
+        with self._store.database.session() as session:
+            return {t: int(session.scalar(query, {"table": t}) or 0) for t in STORED_TABLES}
 
     def stored_message_ids(self, since: tuple[int, int] = (0, 0)) -> set[str]:
         query = select(ReadingBatch.message_id).where(ReadingBatch.id > since[0])

@@ -85,6 +85,7 @@ class BenchReport:
     mlflow_serve: dict[str, list[ServeResult]] = field(default_factory=dict)
     plain_consumer: dict[str, list[ConsumerRun]] = field(default_factory=dict)
     peak_rss_mb: dict[str, dict[str, float]] = field(default_factory=dict)
+    storage: dict[str, int] = field(default_factory=dict)  # bytes per table, and "readings"
     notes: list[str] = field(default_factory=list)
 
     # derived ------------------------------------------------------------------------
@@ -99,6 +100,15 @@ class BenchReport:
             if r.lossless and r.batch_size == batch_size
         ]
         return min(runs) if runs else None
+
+    def storage_kb_per_1000(self) -> float | None:
+        """KB on disk per 1,000 stored readings with their scores (every table of
+        :data:`~mmlw.bench.probe.STORED_TABLES`, indexes included)."""
+        readings = self.storage.get("readings", 0)
+        if not readings:
+            return None
+        stored = sum(v for k, v in self.storage.items() if k != "readings")
+        return stored / readings  # bytes per reading = KB per 1,000 readings
 
     def best_serve(self, detector: str) -> float | None:
         runs = [r.readings_per_s for r in self.mlflow_serve.get(detector, [])]
@@ -192,6 +202,12 @@ class BenchReport:
                 max(train) if train else None,
                 1,
                 " s",
+            ),
+            at_most(
+                "storage per 1,000 readings with their scores (8 sensors)",
+                self.storage_kb_per_1000(),
+                60,
+                " KB",
             ),
             below(
                 "worker and scorer peak RSS (largest process)",

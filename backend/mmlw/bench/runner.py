@@ -150,6 +150,7 @@ class _Run:
             f"1 worker with a pool of {spec.concurrency} ({spec.pool}), api; store {spec.store}"
         )
         probe = StoreProbe(self.store)
+        before, readings_before = probe.storage_bytes(), probe.counts().readings
         with Stack(self.box, options) as stack:
             for detector in self.scenario.detectors:
                 pools = self.pools(detector, self.scenario.batch_size)
@@ -173,6 +174,12 @@ class _Run:
                         self.latency(stack, probe, detector)
             stack.record_peaks()
             self.report.peak_rss_mb = stack.peaks()
+        sizes = probe.storage_bytes()  # what the pipeline's readings added, with their scores
+        if sizes is not None and before is not None:
+            added = {table: sizes[table] - before[table] for table in sizes}
+            readings = probe.counts().readings - readings_before
+            self.report.storage = added | {"readings": readings}
+            self.echo(f"storage: {self.report.storage_kb_per_1000():.1f} KB per 1,000 readings")
 
     def scaleout(self) -> None:
         """End-to-end throughput of the first detector with 1, 2, 4... scorer processes,

@@ -167,6 +167,17 @@ def render_report(report: BenchReport) -> str:
                 f"CPU during {detector} throughput ({best.seconds:.1f} s wall x "
                 f"{report.environment_before.get('cpus')} CPUs; ms per 1000 readings): {cpu}"
             )
+    if report.storage:
+        tables = ", ".join(
+            f"{name} {size / 2**20:,.1f} MB"
+            for name, size in report.storage.items()
+            if name != "readings"
+        )
+        lines += [
+            "",
+            f"storage: {report.storage_kb_per_1000():.1f} KB per 1,000 readings with their "
+            f"scores ({report.storage['readings']:,} readings; {tables})",
+        ]
     lines += _scaleout_lines(report)
     lines += ["", "targets:"]
     for target in report.targets():
