@@ -230,7 +230,7 @@ def probes(bare: str, run: Run, env: dict[str, str]) -> Callable[[], bool]:
     found = next((u for name, u in urls.items() if bare.startswith(name)), None)
     if found is not None:
         return lambda: all(_answers(url) for url in found)
-    queues = {"mmlw ingest": "ingest", "mmlw worker": "train", "mmlw scorer": "scorers"}
+    queues = {"mmlw ingest": "ingest", "mmlw worker": "train", "mmlw scorer": "score.0"}
     queue = next((q for name, q in queues.items() if bare.startswith(name)), None)
     if queue is not None:
         return lambda: consumers(f"{env.get('MMLW_BROKER__NAMESPACE', 'mmlw')}.{queue}") > 0

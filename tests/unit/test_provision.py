@@ -46,7 +46,12 @@ def may(role: str, permission: str, name: str) -> bool:
             ["mmlw.score", "mmlw.score.0", "mmlw.score.15", "mmlw.ingest"],
             ["mmlw.readings", "amq.default", "mmlw.predict", "mmlw.scorers", "mmlw.score.x"],
         ),
-        ("worker", "read", ["mmlw.score.3", "mmlw.scorers"], ["mmlw.ingest", "mmlw.score.a"]),
+        (
+            "worker",
+            "read",
+            ["mmlw.score.3", "mmlw.scorers", "mmlw.scorers.0a1b2c3d4e5f"],
+            ["mmlw.ingest", "mmlw.score.a", "mmlw.scorers.x!"],
+        ),
         (
             "worker",
             "read",

@@ -41,6 +41,8 @@ _TUNABLES = (
     "ingest_batch_delay_ms",
     "ingest_idle_ms",
     "predict_batches_per_task",
+    "score_partitions",
+    "score_rebalance_s",
 )
 
 

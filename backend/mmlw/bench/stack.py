@@ -122,7 +122,11 @@ class Stack:
             self.check_alive()
             ingest = queue_consumers(url, topology.ingest_queue_name)
             predict = queue_consumers(url, topology.task_queue_name("predict"))
-            scorers = queue_consumers(url, topology.scorers_queue_name)
+            scorers = sum(
+                "subscribed to" in Path(c.log.name).read_text(errors="replace")
+                for c in self.children
+                if c.role == "scorer"
+            )
             api_up = self.api_port is None or self._api_healthy()
             ready = ingest >= self.options.ingest_processes and predict >= 1
             if ready and scorers >= self.options.scorers and api_up:

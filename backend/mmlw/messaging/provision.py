@@ -94,7 +94,7 @@ def broker_accounts(namespace: str = "mmlw", user_prefix: str | None = None) -> 
     readings_path = ("readings", "ingest", "dead")
     tasks = ("train", "predict", "notify")
     scoring = (r"score", r"score\.\d+")  # exchange <ns>.score, queues <ns>.score.<k>
-    scorers = "scorers"  # a scorer counts the others by this queue's consumers
+    scorers = r"scorers(\.[0-9a-f]+)?"  # load reports: exchange <ns>.scorers, a queue each
     # Celery's control plane (mailbox exchange <ns>.celery.pidbox, replies on
     # reply.<ns>.celery.pidbox, queues <node>.<ns>.celery.pidbox and <oid>.reply.<ns>...)
     # and its events (exchange <ns>.celeryev, queues <ns>.celeryev.<id>): see celery_config

@@ -14,8 +14,8 @@ live system on the same broker::
     exchange  <ns>.score      direct, durable; stored batches to stream, by machine
     queues    <ns>.score.<k>  k = 0 .. score_partitions - 1; quorum queues with a single
                               active consumer: one scorer owns partition k at a time
-    queue     <ns>.scorers    never holds a message: every scorer consumes it, so its
-                              consumer count is the number of live scorers
+    exchange  <ns>.scorers    fanout, transient: the scorers' load reports to each other
+    queues    <ns>.scorers.<id>  one per scorer, exclusive: the reports it hears
 
 A machine's partition is ``crc32(machine id) % score_partitions``
 (:meth:`Topology.partition_of`): the same in every process, on every host.
@@ -107,7 +107,7 @@ class Topology:
         return [self.score_queue_name(k) for k in range(self.score_partitions)]
 
     @property
-    def scorers_queue_name(self) -> str:
+    def scorers_exchange_name(self) -> str:
         return f"{self.namespace}.scorers"
 
     SCORE_QUEUE_ARGUMENTS: ClassVar[dict[str, Any]] = {
@@ -123,7 +123,6 @@ class Topology:
             self.dead_queue_name,
             *(self.task_queue_name(kind) for kind in TASK_QUEUES),
             *self.score_queue_names,
-            self.scorers_queue_name,
         ]
 
     @property
@@ -134,6 +133,7 @@ class Topology:
             self.dead_exchange_name,
             *(self.task_queue_name(kind) for kind in TASK_QUEUES),
             self.score_exchange_name,
+            self.scorers_exchange_name,
         ]
 
     # kombu objects -----------------------------------------------------------------
@@ -196,12 +196,18 @@ class Topology:
             queue_arguments=dict(self.SCORE_QUEUE_ARGUMENTS),
         )
 
-    def scorers_queue(self) -> Queue:
-        """Membership, not work: nothing is routed here (no binding), and it goes away
-        with its last scorer."""
-        from kombu import Queue
+    def scorer_inbox(self, scorer_id: str) -> Queue:
+        """Where one scorer hears the others' load reports (gone with its connection)."""
+        from kombu import Exchange, Queue
 
-        return Queue(self.scorers_queue_name, durable=False, auto_delete=True)
+        exchange = Exchange(self.scorers_exchange_name, type="fanout", durable=False)
+        return Queue(
+            f"{self.scorers_exchange_name}.{scorer_id}",
+            exchange=exchange,
+            durable=False,
+            exclusive=True,
+            auto_delete=True,
+        )
 
     def declare(self, channel: Any) -> None:
         """Declare the readings path on a kombu channel (idempotent)."""

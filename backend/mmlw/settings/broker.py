@@ -97,9 +97,9 @@ class BrokerSettings(BaseModel):
         default=5.0,
         gt=0,
         le=3600,
-        description="how often a scorer compares the busy partitions it holds (messages "
-        "waiting) with its fair share (busy partitions / live scorers) and hands the "
-        "surplus on",
+        description="how often scorers report the partitions they streamed to each other, "
+        "and one holding more busy partitions than its fair share (busy partitions / live "
+        "scorers) hands the surplus on",
     )
     spool_path: Path | None = Field(
         default=None,

@@ -10,13 +10,16 @@ the stream checkpoint's compare-and-set (:func:`~mmlw.services.streaming.advance
 guarantees each batch is streamed once, so a handover can only cost time, never scores.
 
 Spreading. A single active consumer is whoever subscribed first, so a scorer started
-before the others would own everything. Every ``rebalance_s`` a scorer counts the live
-scorers (the consumers of ``<ns>.scorers``, a queue that only counts them) and the busy
-partitions: those with messages waiting (passive declares, so every scorer sees the same
-set). Holding more busy partitions than its fair share, ``ceil(busy / scorers)``, it lets
-go of the surplus by subscribing again, at the end of the line, and the next scorer in
-line takes each over. Partitions move only from a scorer above its share and only while
-work is waiting: scorers that keep up are never reshuffled.
+before the others would own everything. Every ``rebalance_s`` each scorer tells the
+others (fanout exchange ``<ns>.scorers``, one small queue per scorer) which partitions it
+streamed since its last report: its busy ones. From the reports it hears (a scorer not
+heard from for three rounds is gone) every scorer sees the same busy partitions and the
+same number of scorers; one holding more busy partitions than its fair share,
+``ceil(busy / scorers)``, lets go of the surplus by subscribing again, at the end of the
+line, and the next scorer in line takes each over. The partitions it handed on count as
+busy in its next round, so reports that are one round late move nothing back. Reports
+only balance load: ownership stays the broker's, and a lost report costs balance, never
+order.
 
 A message is acknowledged after its batches are streamed and their alert rules run. A
 store that cannot be reached is waited for (the partition waits with it: later batches
@@ -34,12 +37,13 @@ import math
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from kombu import Connection, Consumer
+from kombu import Connection, Consumer, Producer
 from kombu.message import Message
 
 from mmlw.errors import ServiceUnavailable
@@ -117,6 +121,10 @@ class PartitionScorer:
         self.handle = handle
         self.rebalance_s = rebalance_s
         self.held: set[int] = set()  # partitions whose active consumer this scorer is
+        self.id = uuid.uuid4().hex[:12]
+        self._recent: set[int] = set()  # partitions streamed since the last report
+        self._handed: set[int] = set()  # partitions handed on at the last rebalance
+        self._peers: dict[str, tuple[float, set[int]]] = {}  # id -> (heard at, busy)
         self.handled = 0  # messages acknowledged (tests compare it with messages sent)
         self.busy = False
         self.ready = threading.Event()  # subscribed to every partition
@@ -151,16 +159,20 @@ class PartitionScorer:
             self.broker_wait.connected()
             self._live = connection
             members = connection.channel()
-            Consumer(
-                members, queues=[self.topology.scorers_queue()], on_message=_unexpected
-            ).consume()
+            inbox = self.topology.scorer_inbox(self.id)
+            Consumer(members, queues=[inbox], on_message=self._on_report, no_ack=True).consume()
+            report = Producer(members, exchange=inbox.exchange)
             self.held.clear()
+            self._peers.clear()
             self._subscriptions = {
                 k: self._subscribe(connection, k) for k in range(self.topology.score_partitions)
             }
             self.ready.set()
+            log.info(
+                "scorer %s subscribed to %d partitions", self.id, self.topology.score_partitions
+            )
             try:
-                self._drain(connection, members)
+                self._drain(connection, report)
             finally:
                 self.ready.clear()
                 self._subscriptions = {}
@@ -183,26 +195,28 @@ class PartitionScorer:
         consumer.consume()
         return _Subscription(channel, consumer)
 
-    def _drain(self, connection: Connection, members: Any) -> None:
+    def _drain(self, connection: Connection, report: Producer) -> None:
         next_rebalance = time.monotonic() + self.rebalance_s
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 connection.drain_events(timeout=_WAIT_S)
             connection.heartbeat_check()  # cheap; sends one when due (under load too)
             if time.monotonic() >= next_rebalance:
-                self._rebalance(connection, members)
+                self._rebalance(connection, report)
                 next_rebalance = time.monotonic() + self.rebalance_s
 
-    def _rebalance(self, connection: Connection, members: Any) -> None:
-        busy = {  # the same view from every scorer: what the broker holds waiting
-            k
-            for k, name in enumerate(self.topology.score_queue_names)
-            if members.queue_declare(queue=name, passive=True)[1] > 0
+    def _rebalance(self, connection: Connection, report: Producer) -> None:
+        now = time.monotonic()
+        mine = sorted(self.held & self._recent)
+        report.publish({"id": self.id, "busy": mine}, serializer="json", delivery_mode=1)
+        live = {
+            peer: busy
+            for peer, (heard, busy) in self._peers.items()
+            if now - heard < 3 * self.rebalance_s
         }
-        mine = sorted(self.held & busy)
-        scorers = int(
-            members.queue_declare(queue=self.topology.scorers_queue_name, passive=True)[2]
-        )
+        busy = set(mine) | self._handed | set().union(*live.values())
+        scorers = 1 + len(live)
+        self._recent, self._handed = set(), set()
         count = surplus(mine, len(busy), scorers)
         if not count:
             return
@@ -212,6 +226,7 @@ class PartitionScorer:
             old = self._subscriptions[partition]
             old.channel.close()  # the broker makes the next subscriber active
             self._subscriptions[partition] = self._subscribe(connection, partition)
+        self._handed = set(handed)
         log.info(
             "scorer handed on partitions %s (%d scorers, %d busy partitions, %d held)",
             sorted(handed),
@@ -220,11 +235,23 @@ class PartitionScorer:
             len(self.held),
         )
 
+    def _on_report(self, message: Message) -> None:
+        """Another scorer's report (this scorer's own come back too: skipped)."""
+        try:
+            data = json.loads(message.body)
+            peer, busy = str(data["id"]), {int(k) for k in data["busy"]}
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored an unreadable scorer report")
+            return
+        if peer != self.id:
+            self._peers[peer] = (time.monotonic(), busy)
+
     # messages ------------------------------------------------------------------------
     def _on_message(self, partition: int, message: Message) -> None:
         if partition not in self.held:  # the broker made this scorer the partition's owner
             self.held.add(partition)
             log.info("scorer streams partition %d (%s)", partition, self.topology.namespace)
+        self._recent.add(partition)
         self.busy = True
         try:
             try:
@@ -265,8 +292,3 @@ class PartitionScorer:
             if time.monotonic() >= deadline:
                 return False
         return True
-
-
-def _unexpected(message: Message) -> None:
-    """``<ns>.scorers`` receives nothing by design; if something arrives, drop it."""
-    message.reject(requeue=False)
