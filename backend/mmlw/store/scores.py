@@ -170,13 +170,13 @@ class ScoresRepository:
         """The newest ``n`` champion-scored readings of a machine (None: none scored), of
         the columns of its newest batch.
 
-        Reads batches newest first (by ``t_end``), one at first, then at least twice as
+        Reads batches newest first (by ``t_end``), two at first, then at least twice as
         many each time, until they hold ``n`` readings and the next batch ends before the
         oldest of the ``n`` newest read (batches may overlap in time): usually one."""
         if n < 1:
             return None
         parts: list[StoredScores] = []
-        total, page = 0, 1
+        total, page = 0, 2  # two: one read for the usual "newest batch + a few before"
         while True:
             rows, following = self._newest(machine_id, offset=len(parts), limit=page)
             parts.extend(_stored(row, row.timestamps_us) for row in rows)
