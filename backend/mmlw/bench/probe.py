@@ -43,16 +43,19 @@ class StoreProbe:
         return int(readings or 0), int(scores or 0)
 
     def counts(self, since: tuple[int, int] = (0, 0)) -> Counts:
-        readings_mark, scores_mark = since
+        readings_mark, _ = since
         with self._store.database.session() as session:
             readings, batches = session.execute(
                 select(func.coalesce(func.sum(ReadingBatch.n), 0), func.count()).where(
                     ReadingBatch.id > readings_mark
                 )
             ).one()
+            # the scores *of this run's readings*: batches stored before the mark that a
+            # scorer streams during the run (a machine's history, on its first message)
+            # are not the run's work, and would end a run early
             scored, score_batches = session.execute(
                 select(func.coalesce(func.sum(ScoreBatch.n), 0), func.count()).where(
-                    ScoreBatch.id > scores_mark, ScoreBatch.role == CHAMPION
+                    ScoreBatch.batch_id > readings_mark, ScoreBatch.role == CHAMPION
                 )
             ).one()
             dead = session.scalar(select(func.count()).select_from(DeadLetter))
