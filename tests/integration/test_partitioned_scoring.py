@@ -142,3 +142,33 @@ def test_a_scorer_that_stops_hands_its_partitions_to_the_other(
     after = {name for name, i in recorder.handled if i >= stopped_at}
     assert after == {"a"}
     assert sorted(recorder.ids()) == list(range(1, sender.next_id))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b'{"batch_ids": "1"}', b'{"batch_ids": [-1]}', b"[]", b"\xff\xfe" * 40],
+)
+def test_an_unreadable_scoring_message_is_dropped_and_the_partition_goes_on(
+    rabbitmq_url: str, topology: Topology, body: bytes
+) -> None:
+    """Whoever may publish to the scoring exchange: a body that is not a scoring message
+    is logged and dropped (never requeued into a loop), and the partition's next message
+    is streamed."""
+    import pika
+
+    from mmlw.messaging.pika_publisher import pika_url
+
+    recorder, sender = Recorder(), Sender(rabbitmq_url, topology)
+    machine = MACHINES[0]
+    queue = topology.score_queue_name(topology.partition_of(machine))
+    with scorer(rabbitmq_url, topology, recorder, "a") as running:
+        connection = pika.BlockingConnection(pika.URLParameters(pika_url(rabbitmq_url)))
+        try:
+            connection.channel().basic_publish(topology.score_exchange_name, queue, body)
+        finally:
+            connection.close()
+        sender.machine_of[1] = machine
+        sender.dispatcher.score([(1, machine)])
+        sender.next_id = 2
+        wait_for(lambda: recorder.ids() == [1], 30, "the good message after the bad one")
+        assert running.handled == 2  # the bad one acknowledged (dropped), then the good one
