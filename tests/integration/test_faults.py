@@ -193,6 +193,33 @@ def stored_counts(db_url: str, machine_id: str) -> tuple[int, int, int]:
     return int(readings), int(scores), int(per_batch)
 
 
+@contextmanager
+def streaming(
+    rabbitmq_url: str, topology: Topology, machine: SyntheticMachine, batches: int, size: int
+) -> Iterator[threading.Thread]:
+    """Publish ``batches`` batches of ``size`` readings from a thread, a few milliseconds
+    apart, so a fault injected while it runs lands mid-stream whatever the machine's
+    speed; joined (and its error raised) on exit."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with PikaReadingsPublisher(rabbitmq_url, topology) as pub:
+                for _ in range(batches):
+                    pub.publish(machine.read(size).to_batch())
+                    time.sleep(0.005)
+        except BaseException as exc:  # reported on exit
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="machine", daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.join(120)
+    assert not failed, failed[0]
+
+
 def warm_up(
     deployment: Deployment,
     pub: PikaReadingsPublisher,
@@ -213,14 +240,12 @@ def test_kill_9_of_the_scorer_holding_unacked_batches_loses_and_doubles_nothing(
     machine = SyntheticMachine("press-9", seed=9, faults=())
     with PikaReadingsPublisher(rabbitmq_url, topology) as pub:
         warm_up(deployment, pub, machine)
-        for _ in range(150):
-            pub.publish(machine.read(20).to_batch())
-    total = 400 + 150 * 20
-    poll("scoring under way", lambda: deployment.machine("press-9")["n_scored"] > 600, 60)
-    deployment.kill("scorer")
-    in_flight = deployment.machine("press-9")["n_scored"]
-    assert in_flight < total, "the scorer finished before it could be killed"
-    deployment.start("scorer")
+    total = 400 + 600 * 20
+    with streaming(rabbitmq_url, topology, machine, 600, 20) as machine_sends:
+        poll("scoring under way", lambda: deployment.machine("press-9")["n_scored"] > 600, 60)
+        deployment.kill("scorer")
+        assert machine_sends.is_alive(), "the machine finished before the scorer was killed"
+        deployment.start("scorer")
     poll(
         f"all {total} scored",
         lambda: (m := deployment.machine("press-9"))["n_scored"] == total and m,
@@ -267,13 +292,12 @@ def test_kill_9_of_the_scorer_owning_the_partition_hands_it_over_at_the_checkpoi
     scorers = ("scorer", "scorer-2")
     with PikaReadingsPublisher(rabbitmq_url, topology) as pub:
         warm_up(deployment, pub, machine, detector="level_change")
-        for _ in range(200):
-            pub.publish(machine.read(15).to_batch())
-    total = 400 + 200 * 15
-    poll("scoring under way", lambda: deployment.machine("kiln-4")["n_scored"] > 700, 60)
-    owner = poll("the partition's owner", lambda: deployment.owner(partition, scorers), 30)
-    deployment.kill(owner)
-    assert deployment.machine("kiln-4")["n_scored"] < total, "finished before the kill"
+    total = 400 + 800 * 15
+    with streaming(rabbitmq_url, topology, machine, 800, 15) as machine_sends:
+        poll("scoring under way", lambda: deployment.machine("kiln-4")["n_scored"] > 700, 60)
+        owner = poll("the partition's owner", lambda: deployment.owner(partition, scorers), 30)
+        deployment.kill(owner)
+        assert machine_sends.is_alive(), "the machine finished before its scorer was killed"
     poll(
         f"all {total} scored by the other scorer",
         lambda: (m := deployment.machine("kiln-4"))["n_scored"] == total and m,

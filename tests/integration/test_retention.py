@@ -348,6 +348,8 @@ def test_the_hourly_rollup_entry_reaches_a_worker_that_rolls_up(
     """Beat's hourly entry (task and routing options, as they are) is run by a worker of
     the train queue, which adds the closed hours' batches to the rollups; the current
     hour's batch waits for its hour to close."""
+    from time import sleep
+
     from mmlw.messaging.topology import Topology
     from mmlw.store.rollups import RollupsRepository
     from mmlw.workers.celery_app import create_celery
@@ -357,11 +359,16 @@ def test_the_hourly_rollup_entry_reaches_a_worker_that_rolls_up(
     from tests.integration.pipeline import delete_topology
     from tests.support.wait import wait_for
 
+    now = datetime.now(UTC)
+    if now.minute == 59 and now.second >= 30:  # the hour must not close under the test
+        sleep(61 - now.second)
+        now = datetime.now(UTC)
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
     settings = make_settings(broker_url=rabbitmq_url)
     settings.ensure_data_dir()
     with Store.open(settings.resolved_database_url) as store:
-        store.readings.add(batch(NOW - timedelta(hours=3), value=2.0))
-        store.readings.add(batch(NOW.replace(minute=0, second=1), value=5.0))
+        store.readings.add(batch(this_hour - timedelta(hours=3), value=2.0))
+        store.readings.add(batch(this_hour + timedelta(seconds=1), value=5.0))
     context = WorkerContext(settings)
     app = create_celery(settings, context)
     entry = app.conf.beat_schedule["rollups-apply"]
@@ -369,14 +376,14 @@ def test_the_hourly_rollup_entry_reaches_a_worker_that_rolls_up(
     rollups = RollupsRepository(context.store.database)
 
     def rolled_up() -> float:
-        window = rollups.readings_window("m1", 3600, NOW - timedelta(days=1), NOW)
+        window = rollups.readings_window("m1", 3600, now - timedelta(days=1), now)
         return float(window.rollups.n.sum())
 
     try:
         with worker_thread(app, queues=("train",), concurrency=1):
             app.send_task(entry["task"], **entry["options"])
             wait_for(lambda: rolled_up() > 0, 60, "the closed hour rolled up")
-        window = rollups.readings_window("m1", 3600, NOW - timedelta(days=1), NOW)
+        window = rollups.readings_window("m1", 3600, now - timedelta(days=1), now)
         assert window.rollups.maximum.max() == 5.0  # the closed hour only (2 + 3)
         assert len(window.unrolled) == 1  # this hour's batch, still raw
     finally:
