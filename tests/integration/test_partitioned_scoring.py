@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 from kombu import Connection
@@ -172,3 +173,52 @@ def test_an_unreadable_scoring_message_is_dropped_and_the_partition_goes_on(
         sender.next_id = 2
         wait_for(lambda: recorder.ids() == [1], 30, "the good message after the bad one")
         assert running.handled == 2  # the bad one acknowledged (dropped), then the good one
+
+
+@pytest.mark.postgres
+def test_a_scorer_process_serves_its_metrics(
+    tmp_path: Path, rabbitmq_url: str, postgres_admin_url: str, tracking_uri: str
+) -> None:
+    """`mmlw scorer --metrics-port`: the scoring time of the batches it streamed."""
+    import subprocess
+
+    import httpx
+
+    from mmlw.store import Store
+    from mmlw.workers.simulator import SyntheticMachine
+    from tests.conftest import _create_pg_database, _drop_pg_database
+    from tests.integration.test_demo import free_port
+    from tests.integration.test_metrics import samples
+    from tests.integration.test_processes import mmlw, process_env, terminate_all
+
+    namespace = f"m{uuid.uuid4().hex[:10]}"
+    db_name, db_url = _create_pg_database(postgres_admin_url)
+    env = process_env(tmp_path, rabbitmq_url, db_url, tracking_uri, namespace, free_port())
+    subprocess.run(mmlw("db", "upgrade"), env=env, check=True, capture_output=True, timeout=120)
+    port = free_port()
+    log = (tmp_path / "scorer.log").open("w")
+    process = subprocess.Popen(
+        mmlw("scorer", "--metrics-port", str(port)), env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    topology = Topology(namespace)
+    try:
+        with Store.open(db_url) as store:
+            machine = SyntheticMachine("pump-7", seed=7, faults=())
+            batch_id = store.readings.add(machine.read(20).to_batch()).batch_id
+        url = f"http://127.0.0.1:{port}/metrics"
+        wait_for(
+            lambda: httpx.get(url, timeout=5).status_code == 200,
+            60,
+            "the metrics",
+            ignore=(httpx.HTTPError,),
+        )
+        CeleryDispatcher.from_broker(rabbitmq_url, topology).score([(batch_id, "pump-7")])
+        count = ("mmlw_predict_seconds_count", ())
+        wait_for(
+            lambda: samples(httpx.get(url, timeout=5).text).get(count, 0) >= 1, 60, "one count"
+        )
+    finally:
+        terminate_all([process])
+        log.close()
+        delete_topology(rabbitmq_url, topology)
+        _drop_pg_database(postgres_admin_url, db_name)

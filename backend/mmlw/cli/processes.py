@@ -241,10 +241,16 @@ def ingest(ctx: click.Context, prefetch: int) -> None:
 
 
 @main.command()
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="serve this scorer's Prometheus metrics (scoring time, model loads, refusals)",
+)
 @BLAS_THREADS
 @click.pass_context
 @one_line_errors
-def scorer(ctx: click.Context, blas_threads: int) -> None:
+def scorer(ctx: click.Context, metrics_port: int | None, blas_threads: int) -> None:
     """Stream live readings with their machines' champions: alert rules, drift, scores.
 
     Every scorer subscribes to every partition of the scoring path; the broker gives each
@@ -265,6 +271,12 @@ def scorer(ctx: click.Context, blas_threads: int) -> None:
     with contextlib.suppress(BrokerUnreachable):
         check_broker(settings.broker.url)
     limit_blas_threads(blas_threads)
+    if metrics_port is not None:  # one process: its own instruments, as they are
+        from prometheus_client import start_http_server
+
+        from mmlw.observability.metrics import instruments
+
+        start_http_server(metrics_port, registry=instruments().registry)
     context = WorkerContext(settings)
     # heartbeats: a scorer on a host that vanished loses its partitions within a minute
     with Connection(settings.broker.url, heartbeat=30) as connection:
