@@ -138,13 +138,7 @@ class _Run:
 
     def end_to_end(self) -> None:
         spec = self.scenario.stack
-        options = StackOptions(
-            concurrency=spec.concurrency,
-            scorers=spec.scorers,
-            pool=spec.pool,
-            ingest_processes=spec.ingest_processes,
-            ingest_prefetch=spec.ingest_prefetch,
-        )
+        options = StackOptions.of(spec)
         self.echo(
             f"starting the stack: {spec.ingest_processes} ingest, {spec.scorers} scorers, "
             f"1 worker with a pool of {spec.concurrency} ({spec.pool}), api; store {spec.store}"
@@ -190,14 +184,7 @@ class _Run:
         pools = self.pools(detector, self.scenario.batch_size)
         probe = StoreProbe(self.store)
         for scorers in spec.scorers:
-            options = StackOptions(
-                concurrency=1,
-                scorers=scorers,
-                pool=stack_spec.pool,
-                ingest_processes=stack_spec.ingest_processes,
-                ingest_prefetch=stack_spec.ingest_prefetch,
-                api=False,
-            )
+            options = StackOptions.of(stack_spec, concurrency=1, scorers=scorers, api=False)
             with Stack(self.box, options) as stack:
                 warm_up(stack, probe, pools, self.scenario.throughput.warmup_messages, self.echo)
                 run_throughput(

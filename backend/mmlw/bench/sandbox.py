@@ -29,7 +29,7 @@ class Sandbox:
 
     @property
     def topology(self) -> Topology:
-        return Topology(self.settings.broker.namespace)
+        return Topology.from_settings(self.settings.broker)
 
 
 # the broker settings a bench run passes on to its children (MMLW_BROKER__... in its own
@@ -115,9 +115,10 @@ def sandbox(
     )
     settings.ensure_data_dir()
     try:
-        yield Sandbox(settings, directory)
+        box = Sandbox(settings, directory)
+        yield box
     finally:
-        delete_topology(broker_url, Topology.from_settings(settings.broker))
+        delete_topology(broker_url, box.topology)
         delete_topology(broker_url, Topology(f"{namespace}-plain"))
         delete_topology(broker_url, Topology(f"{namespace}-raw"))
         if store == "postgresql":

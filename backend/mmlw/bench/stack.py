@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import pika
@@ -23,6 +23,7 @@ import pika.exceptions
 
 from mmlw.bench.processes import descendants, peak_rss_mb
 from mmlw.bench.sandbox import Sandbox, settings_env
+from mmlw.bench.scenarios import StackSpec
 from mmlw.messaging.pika_publisher import pika_url
 
 __all__ = ["Stack", "StackOptions", "free_port", "queue_consumers"]
@@ -36,6 +37,18 @@ class StackOptions:
     ingest_processes: int = 1
     ingest_prefetch: int = 256
     api: bool = True
+
+    @classmethod
+    def of(cls, spec: StackSpec, **overrides: Any) -> StackOptions:
+        """The options of a scenario's stack section, with ``overrides``."""
+        fields = {
+            "concurrency": spec.concurrency,
+            "scorers": spec.scorers,
+            "pool": spec.pool,
+            "ingest_processes": spec.ingest_processes,
+            "ingest_prefetch": spec.ingest_prefetch,
+        }
+        return cls(**(fields | overrides))
 
 
 @dataclass

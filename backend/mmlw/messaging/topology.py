@@ -196,6 +196,9 @@ class Topology:
             queue_arguments=dict(self.SCORE_QUEUE_ARGUMENTS),
         )
 
+    def score_queues(self) -> list[Queue]:
+        return [self.score_queue(k) for k in range(self.score_partitions)]
+
     def scorer_inbox(self, scorer_id: str) -> Queue:
         """Where one scorer hears the others' load reports (gone with its connection)."""
         from kombu import Exchange, Queue

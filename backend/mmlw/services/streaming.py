@@ -79,7 +79,7 @@ def advance_many(
     if len({job.machine_id for job in jobs}) != len(jobs):
         raise ValueError("advance_many: one stream per machine")
     if len(jobs) <= 1:
-        return [_alone(job, store, extra_sensors) for job in jobs]
+        return [_advance_one(job, store, extra_sensors) for job in jobs]
     checkpoints = store.streams.get_many(keys)
     resumed = [
         _resume(checkpoints.get(key), j.version, j.start_after)
@@ -97,42 +97,18 @@ def advance_many(
         batches = pending.get(job.machine_id)
         if not batches:
             continue
-        items, after_carry, n = _stream(job.model, batches, carry, extra_sensors)
-        after = StreamCheckpoint(
-            job.machine_id, job.role, job.version, batches[-1].id, n_rows + n, dict(after_carry), 0
-        )
-        records = [
-            _record(i.batch, job.model_name, job.version, job.role, job.model.threshold, i.scored)
-            for i in items
-            if i.scored is not None
-        ]
+        items, after, records = _part(job, batches, carry, n_rows, extra_sensors)
         parts.append((index, checkpoints.get(key), after, records))
         streamed[index] = items
     created = store.streams.commit_many([(cp, after, records) for _, cp, after, records in parts])
     if created is None:  # another scorer moved a checkpoint: each stream on its own
-        return [_alone(job, store, extra_sensors) for job in jobs]
+        return [_advance_one(job, store, extra_sensors) for job in jobs]
     out: list[list[Streamed]] = [[] for _ in jobs]
     for (index, *_), made in zip(parts, created, strict=True):
-        stored = iter(made)
-        items = streamed[index]
-        out[index] = [replace(i, stored=next(stored)) if i.scored is not None else i for i in items]
-        if len(items) == STREAM_CHUNK:  # more pending than one chunk: the rest alone
-            out[index] += _alone(jobs[index], store, extra_sensors)
+        out[index] = _with_stored(streamed[index], made)
+        if len(streamed[index]) == STREAM_CHUNK:  # more pending than one chunk: the rest alone
+            out[index] += _advance_one(jobs[index], store, extra_sensors)
     return out
-
-
-def _alone(job: StreamJob, store: Store, extra_sensors: ExtraSensors) -> list[Streamed]:
-    return advance(
-        job.machine_id,
-        job.role,
-        job.model_name,
-        job.version,
-        job.model,
-        job.upto_id,
-        store=store,
-        extra_sensors=extra_sensors,
-        start_after=job.start_after,
-    )
 
 
 def advance(
@@ -151,35 +127,60 @@ def advance(
     ``start_after`` if it has none yet), up to batch ``upto_id``, storing scores and
     checkpoint together (see the module docstring); the batches this call streamed, in
     order. ServiceUnavailable if the checkpoint kept moving under it."""
+    job = StreamJob(machine_id, role, model_name, version, model, upto_id, start_after)
+    return _advance_one(job, store, extra_sensors)
+
+
+def _advance_one(job: StreamJob, store: Store, extra_sensors: ExtraSensors) -> list[Streamed]:
+    """:func:`advance` of one job: part after part, retried from the checkpoint when
+    another scorer moved it."""
     out: list[Streamed] = []
     conflicts = 0
     while True:
-        checkpoint = store.streams.get(machine_id, role)
-        carry, cursor, n_rows = _resume(checkpoint, version, start_after)
-        if cursor >= upto_id:
+        checkpoint = store.streams.get(job.machine_id, job.role)
+        carry, cursor, n_rows = _resume(checkpoint, job.version, job.start_after)
+        if cursor >= job.upto_id:
             return out
-        pending = store.streams.pending(machine_id, cursor, upto_id, STREAM_CHUNK)
+        pending = store.streams.pending(job.machine_id, cursor, job.upto_id, STREAM_CHUNK)
         if not pending:
             return out
-        items, after_carry, n = _stream(model, pending, carry, extra_sensors)
-        records = [
-            _record(item.batch, model_name, version, role, model.threshold, item.scored)
-            for item in items
-            if item.scored is not None
-        ]
-        after = StreamCheckpoint(
-            machine_id, role, version, pending[-1].id, n_rows + n, dict(after_carry), 0
-        )
+        items, after, records = _part(job, pending, carry, n_rows, extra_sensors)
         created = store.streams.commit(checkpoint, after, records)
         if created is None:
             conflicts += 1
             if conflicts > MAX_CONFLICTS:
-                raise ServiceUnavailable(f"stream of {machine_id} ({role}) kept moving")
+                raise ServiceUnavailable(f"stream of {job.machine_id} ({job.role}) kept moving")
             continue
-        stored = iter(created)
-        out += [replace(i, stored=next(stored)) if i.scored is not None else i for i in items]
+        out += _with_stored(items, created)
         if len(pending) < STREAM_CHUNK:
             return out
+
+
+def _part(
+    job: StreamJob,
+    batches: Sequence[StoredBatch],
+    carry: Carry | None,
+    n_rows: int,
+    extra_sensors: ExtraSensors,
+) -> tuple[list[Streamed], StreamCheckpoint, list[ScoreRecord]]:
+    """Stream one part of a job's batches: the items, the checkpoint after them and the
+    score records to store with it."""
+    items, after_carry, n = _stream(job.model, batches, carry, extra_sensors)
+    after = StreamCheckpoint(
+        job.machine_id, job.role, job.version, batches[-1].id, n_rows + n, dict(after_carry), 0
+    )
+    records = [
+        _record(i.batch, job.model_name, job.version, job.role, job.model.threshold, i.scored)
+        for i in items
+        if i.scored is not None
+    ]
+    return items, after, records
+
+
+def _with_stored(items: list[Streamed], created: list[bool]) -> list[Streamed]:
+    """The items with whether each scored one's record was stored now (in order)."""
+    stored = iter(created)
+    return [replace(i, stored=next(stored)) if i.scored is not None else i for i in items]
 
 
 def _resume(

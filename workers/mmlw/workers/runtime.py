@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
+from typing import Protocol, TypeVar
 
 from celery import Celery
 from celery.worker import WorkController
@@ -89,21 +90,41 @@ def worker_thread(
             raise RuntimeError("the in-process Celery worker did not stop within 30 s")
 
 
+class _Runnable(Protocol):
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+R = TypeVar("R", bound=_Runnable)
+
+
 @contextmanager
-def ingest_consumer_thread(settings: Settings, context: WorkerContext) -> Iterator[IngestConsumer]:
-    """Run the ingest consumer in a daemon thread; stop it on exit."""
+def _in_thread(
+    settings: Settings, build: Callable[[Connection], R], name: str, join_s: float
+) -> Iterator[R]:
+    """Build a consumer on a connection of its own, run it in a daemon thread, stop it
+    and release the connection on exit."""
     connection = Connection(
         settings.broker.url, heartbeat=0, transport_options=transport_options(settings.broker.url)
     )
-    consumer = IngestConsumer.for_context(connection, context)
-    thread = threading.Thread(target=consumer.run, name="ingest-consumer", daemon=True)
+    running = build(connection)
+    thread = threading.Thread(target=running.run, name=name, daemon=True)
     thread.start()
     try:
-        yield consumer
+        yield running
     finally:
-        consumer.stop()
-        thread.join(15)
+        running.stop()
+        thread.join(join_s)
         connection.release()
+
+
+@contextmanager
+def ingest_consumer_thread(settings: Settings, context: WorkerContext) -> Iterator[IngestConsumer]:
+    """Run the ingest consumer in a daemon thread; stop it on exit."""
+    build = partial(IngestConsumer.for_context, context=context)
+    with _in_thread(settings, build, "ingest-consumer", 15) as consumer:
+        yield consumer
 
 
 def partition_scorer(connection: Connection, context: WorkerContext) -> PartitionScorer:
@@ -123,17 +144,8 @@ def scorer_thread(
 ) -> Iterator[PartitionScorer]:
     """Run a partition scorer in a daemon thread, subscribed before this returns; stop it
     on exit (after the message in hand)."""
-    connection = Connection(
-        settings.broker.url, heartbeat=0, transport_options=transport_options(settings.broker.url)
-    )
-    scorer = partition_scorer(connection, context)
-    thread = threading.Thread(target=scorer.run, name="partition-scorer", daemon=True)
-    thread.start()
-    try:
+    build = partial(partition_scorer, context=context)
+    with _in_thread(settings, build, "partition-scorer", 30) as scorer:
         if not scorer.ready.wait(ready_timeout_s):
             raise RuntimeError("the in-process scorer did not subscribe to its partitions")
         yield scorer
-    finally:
-        scorer.stop()
-        thread.join(30)
-        connection.release()

@@ -129,7 +129,7 @@ class IngestConsumer:
             store, self.stats, requeue, copies=copies, queue=topology.ingest_queue_name
         )
         self.backpressure = Backpressure(
-            [topology.score_queue(k) for k in range(topology.score_partitions)],
+            topology.score_queues(),
             predict_backlog_limit,
             check_s=backlog_check_s,
             stats=self.stats,

@@ -39,7 +39,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -95,12 +94,6 @@ def surplus(mine: Sequence[int], busy: int, scorers: int) -> int:
     return max(0, len(mine) - share)
 
 
-@dataclass
-class _Subscription:
-    channel: Any
-    consumer: Consumer
-
-
 class PartitionScorer:
     """Consumes every ``<ns>.score.<k>`` until :meth:`stop`; one per thread or process.
 
@@ -126,10 +119,9 @@ class PartitionScorer:
         self._handed: set[int] = set()  # partitions handed on at the last rebalance
         self._peers: dict[str, tuple[float, set[int]]] = {}  # id -> (heard at, busy)
         self.handled = 0  # messages acknowledged (tests compare it with messages sent)
-        self.busy = False
         self.ready = threading.Event()  # subscribed to every partition
         self._stopping = threading.Event()
-        self._subscriptions: dict[int, _Subscription] = {}
+        self._channels: dict[int, Any] = {}  # partition -> the channel consuming it
         self._live: Connection | None = None
         self.broker_wait = BrokerWaitLog(connection.as_uri(), log)
 
@@ -158,13 +150,13 @@ class PartitionScorer:
             )
             self.broker_wait.connected()
             self._live = connection
-            members = connection.channel()
+            reports = connection.channel()
             inbox = self.topology.scorer_inbox(self.id)
-            Consumer(members, queues=[inbox], on_message=self._on_report, no_ack=True).consume()
-            report = Producer(members, exchange=inbox.exchange)
+            Consumer(reports, queues=[inbox], on_message=self._on_report, no_ack=True).consume()
+            report = Producer(reports, exchange=inbox.exchange)
             self.held.clear()
             self._peers.clear()
-            self._subscriptions = {
+            self._channels = {
                 k: self._subscribe(connection, k) for k in range(self.topology.score_partitions)
             }
             self.ready.set()
@@ -175,25 +167,25 @@ class PartitionScorer:
                 self._drain(connection, report)
             finally:
                 self.ready.clear()
-                self._subscriptions = {}
+                self._channels = {}
                 self._live = None
 
     def _raise_if_stopping(self) -> None:
         if self._stopping.is_set():
             raise _Stopped
 
-    def _subscribe(self, connection: Connection, partition: int) -> _Subscription:
-        """A channel of its own per partition: letting go of one closes it, and the broker
-        returns whatever it had delivered on it to the queue, for the next owner."""
+    def _subscribe(self, connection: Connection, partition: int) -> Any:
+        """A channel of its own per partition, consuming it: letting go of one closes the
+        channel, and the broker returns whatever it had delivered on it to the queue, for
+        the next owner."""
         channel = connection.channel()
-        consumer = Consumer(
+        Consumer(
             channel,
             queues=[self.topology.score_queue(partition)],
             on_message=partial(self._on_message, partition),
             prefetch_count=1,  # in hand, one at a time: nothing else held while it works
-        )
-        consumer.consume()
-        return _Subscription(channel, consumer)
+        ).consume()
+        return channel
 
     def _drain(self, connection: Connection, report: Producer) -> None:
         next_rebalance = time.monotonic() + self.rebalance_s
@@ -223,9 +215,8 @@ class PartitionScorer:
         handed = random.sample(mine, count)
         for partition in handed:
             self.held.discard(partition)
-            old = self._subscriptions[partition]
-            old.channel.close()  # the broker makes the next subscriber active
-            self._subscriptions[partition] = self._subscribe(connection, partition)
+            self._channels[partition].close()  # the broker makes the next subscriber active
+            self._channels[partition] = self._subscribe(connection, partition)
         self._handed = set(handed)
         log.info(
             "scorer handed on partitions %s (%d scorers, %d busy partitions, %d held)",
@@ -252,20 +243,16 @@ class PartitionScorer:
             self.held.add(partition)
             log.info("scorer streams partition %d (%s)", partition, self.topology.namespace)
         self._recent.add(partition)
-        self.busy = True
         try:
-            try:
-                batch_ids = parse_score_message(message.body)
-            except ValueError as exc:  # not ours: nothing to stream, never a loop
-                log.error("partition %d: dropped a scoring message: %s", partition, exc)
-            else:
-                if not self._work(partition, batch_ids):
-                    message.requeue()  # stopping while the store is down: the next owner
-                    return
-            message.ack()
-            self.handled += 1
-        finally:
-            self.busy = False
+            batch_ids = parse_score_message(message.body)
+        except ValueError as exc:  # not ours: nothing to stream, never a loop
+            log.error("partition %d: dropped a scoring message: %s", partition, exc)
+        else:
+            if not self._work(partition, batch_ids):
+                message.requeue()  # stopping while the store is down: the next owner
+                return
+        message.ack()
+        self.handled += 1
 
     def _work(self, partition: int, batch_ids: list[int]) -> bool:
         """Stream ``batch_ids``; False if stopped while waiting for the store."""
