@@ -133,6 +133,7 @@ def test_migration_applies_to_a_fresh_database_and_is_idempotent(
                     ("reading_batches", "labels"),
                     ("score_batches", "scores"),
                     ("score_batches", "contributions"),
+                    ("score_batches", "contribution_rows"),
                 }
                 assert {s for _, _, s in storage} == {"e"}
     finally:

@@ -83,7 +83,9 @@ def test_reordered_and_extra_sensors_score_like_the_ordered_batch(
     first, *others = [o.scores for o in outcomes]
     assert first is not None and all(o is not None and np.array_equal(first, o) for o in others)
     stored = {s.batch_id: s for s in store.scores.query(MACHINE)}
-    assert np.array_equal(stored[shuffled].contributions, stored[ordered].contributions)
+    assert np.array_equal(
+        stored[shuffled].contributions, stored[ordered].contributions, equal_nan=True
+    )
     assert stored[wider].columns == list(schema.columns)
 
     strict = store.readings.add(variant(batch, columns, {"Spare2": 1.0})).batch_id

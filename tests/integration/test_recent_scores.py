@@ -69,7 +69,7 @@ def test_the_newest_readings_across_one_or_many_batches(store: Store) -> None:
         assert recent is not None and recent.columns == ["a", "b"]
         assert len(recent) == min(n, 210)
         for name, expected in newest(store, n).items():
-            assert np.array_equal(getattr(recent, name), expected), (n, name)
+            assert np.array_equal(getattr(recent, name), expected, equal_nan=True), (n, name)
 
 
 def test_overlapping_batches_give_the_newest_readings_of_both(store: Store) -> None:

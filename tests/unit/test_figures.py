@@ -458,6 +458,8 @@ def test_machine_page_defaults_to_the_newest_anomaly() -> None:
     assert default_moment(scores_of([])) is None
     assert default_moment(scores_of([0.5, 2.0, 0.7])) == (T0 + timedelta(seconds=1)).isoformat()
     assert default_moment(scores_of([0.5, 0.7])) == (T0 + timedelta(seconds=1)).isoformat()
+    # nothing flagged: the newest of the highest (its contributions are kept), not the last
+    assert default_moment(scores_of([0.7, 0.5])) == T0.isoformat()
 
 
 def test_downsampled_arrays_survive_the_round_trip() -> None:

@@ -22,6 +22,7 @@ class MemoryRegistry:
         self.models: dict[tuple[str, int], AnomalyModel] = {}
         self.aliases: dict[tuple[str, str], int] = {}
         self.alias_lookups = 0
+        self.bulk_lookups = 0
 
     def model_name(self, machine_id: str) -> str:
         return f"mem-{machine_id}"
@@ -46,6 +47,10 @@ class MemoryRegistry:
     def alias_version(self, machine_id: str, alias: str) -> int | None:
         self.alias_lookups += 1
         return self.aliases.get((machine_id, alias))
+
+    def alias_versions(self, alias: str) -> dict[str, int]:
+        self.bulk_lookups += 1
+        return {m: v for (m, a), v in self.aliases.items() if a == alias}
 
     def load(self, machine_id: str, version: int) -> AnomalyModel:
         return self.models[(machine_id, version)]
@@ -204,3 +209,31 @@ def test_invalidate_makes_the_next_get_ask_the_registry() -> None:
 def test_max_versions_must_hold_one() -> None:
     with pytest.raises(ValueError, match="max_versions"):
         ModelCache(MemoryRegistry(), max_versions=0)
+
+
+def test_a_fleet_re_resolves_an_alias_in_one_registry_request() -> None:
+    registry, clock = registry_of(2, machines=100), Clock()
+    for m in range(99):  # m99 has no champion yet
+        registry.set_alias(f"m{m}", "champion", 1)
+    cache = ModelCache(registry, ttl_s=5.0, clock=clock)
+    for m in range(99):
+        assert cache.get(f"m{m}").version == 1
+        assert cache.get(f"m{m}", "challenger") is None
+    first = registry.alias_lookups
+    assert first <= 8 and registry.bulk_lookups == 2  # champion and challenger, for all
+    registry.set_alias("m5", "champion", 2)
+    clock.now = 10.0
+    for m in range(99):
+        assert cache.get(f"m{m}").version == (2 if m == 5 else 1)
+        assert cache.get(f"m{m}", "challenger") is None
+    assert registry.alias_lookups == first and registry.bulk_lookups == 4
+    # "no champion" in the fleet's answer is asked again for that machine, every time,
+    # so its first champion is used at once
+    assert cache.get("m99") is None and cache.get("m99") is None
+    assert registry.alias_lookups == first + 2
+    registry.set_alias("m99", "champion", 1)
+    assert cache.get("m99").version == 1
+    # an invalidation drops the fleet's answer too
+    registry.set_alias("m7", "champion", 2)
+    cache.invalidate("m7")
+    assert cache.get("m7").version == 2

@@ -87,7 +87,9 @@ def scores_evidence(
     above = int(counts[-new:].max())
     worst = int(np.argmax(ratio))
     contributions = recent.contributions[tail][worst]
-    top = np.argsort(-contributions, kind="stable")[:TOP_SENSORS]
+    # none when the worst reading's contributions were not kept (not above its threshold)
+    explained = not np.isnan(contributions).any()
+    top = np.argsort(-contributions, kind="stable")[: TOP_SENSORS if explained else 0]
     what = "threshold" if condition.multiple == 1 else f"{condition.multiple:g} x threshold"
     window = min(condition.n, len(scores))
     where = f"the last {window}" if new == 1 else f"{window} in a row (of the {new} newest)"

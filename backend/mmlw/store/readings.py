@@ -35,6 +35,7 @@ from mmlw.errors import NotFound
 from mmlw.schemas.readings import ReadingsBatch
 from mmlw.schemas.readings_arrays import ReadingsArrays
 from mmlw.store.batch_keys import insert_new_batches
+from mmlw.store.compact import pack_values, unpack_values
 from mmlw.store.database import Database
 from mmlw.store.packing import pack, unpack, us_to_datetimes
 from mmlw.store.tables import Machine, ReadingBatch, ScoreBatch, UtcDateTime, utcnow
@@ -87,13 +88,14 @@ class StoredBatch:
 
 def decode_batch(row: Any) -> StoredBatch:
     """A stored batch from an ORM object or a Core row of ``reading_batches``."""
+    timestamps = unpack(row.timestamps_us, "i8")
     return StoredBatch(
         id=row.id,
         machine_id=row.machine_id,
         message_id=row.message_id,
         columns=list(row.columns),
-        timestamps_us=unpack(row.timestamps_us, "i8"),
-        values=unpack(row.values, "f8", len(row.columns)),
+        timestamps_us=timestamps,
+        values=unpack_values(row.values, len(timestamps), len(row.columns)),
         labels=None if row.labels is None else unpack(row.labels, "i1"),
     )
 
@@ -109,7 +111,7 @@ def _row(batch: ReadingsArrays, now: datetime) -> dict[str, Any]:
         "n": len(batch),
         "columns": list(batch.columns),
         "timestamps_us": pack(batch.timestamps_us, "i8"),
-        "values": pack(batch.values, "f8"),
+        "values": pack_values(batch.values),
         "labels": None if batch.labels is None else pack(batch.labels, "i1"),
     }
 

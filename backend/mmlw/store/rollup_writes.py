@@ -28,6 +28,7 @@ from mmlw.store.aggregates import (
     reading_aggregates,
     score_aggregates,
 )
+from mmlw.store.compact import unpack_values
 from mmlw.store.packing import unpack, us_to_datetimes
 from mmlw.store.rollup_tables import ReadingRollupRow, ScoreRollupRow
 from mmlw.store.tables import ReadingBatch, ScoreBatch
@@ -75,7 +76,7 @@ def roll_up_readings(
                     r.machine_id,
                     list(r.columns),
                     unpack(r.timestamps_us, "i8"),
-                    unpack(r.values, "f8", len(r.columns)),
+                    unpack_values(r.values, len(r.timestamps_us) // 8, len(r.columns)),
                 )
                 for r in rows
             ),

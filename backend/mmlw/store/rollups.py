@@ -26,11 +26,10 @@ from sqlalchemy.engine import Connection
 
 from mmlw.store.aggregates import PERIODS
 from mmlw.store.database import Database
-from mmlw.store.packing import unpack
 from mmlw.store.readings import StoredBatch, decode_batch
 from mmlw.store.rollup_tables import ReadingRollupRow, ScoreRollupRow
 from mmlw.store.rollup_writes import DEFAULT_CHUNK, roll_up_readings, roll_up_scores
-from mmlw.store.scores import StoredScores
+from mmlw.store.scores import StoredScores, stored_scores
 from mmlw.store.tables import ReadingBatch, ScoreBatch
 
 __all__ = [
@@ -239,19 +238,7 @@ class RollupsRepository:
         raw = _overlapping(raw, _SCORES, start, end).order_by(_SCORES.c.id)
         with self._snapshot() as connection:
             columns = _columns(connection.execute(query).all(), 9)
-            unrolled = [
-                StoredScores(
-                    batch_id=row.batch_id,
-                    model_version=row.model_version,
-                    role=row.role,
-                    threshold=row.threshold,
-                    columns=list(row.columns),
-                    timestamps_us=unpack(row.reading_times, "i8"),
-                    scores=unpack(row.scores, "f8"),
-                    contributions=unpack(row.contributions, "f4", len(row.columns)),
-                )
-                for row in connection.execute(raw)
-            ]
+            unrolled = [stored_scores(row, row.reading_times) for row in connection.execute(raw)]
         buckets, n, flagged, low, low_at, high, high_at, threshold, version = columns
         found = ScoreRollups(
             machine_id, role, period_s, _us(buckets), np.asarray(n, dtype=np.int64),

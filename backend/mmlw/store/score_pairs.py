@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from mmlw.store.database import Database
-from mmlw.store.scores import StoredScores, _stored
+from mmlw.store.scores import StoredScores, stored_scores
 from mmlw.store.tables import ReadingBatch, ScoreBatch
 
 __all__ = ["paired_scores"]
@@ -52,7 +52,7 @@ def paired_scores(
     count = 0
     with database.session() as session:
         for champ, chal, stamps in session.execute(query.execution_options(yield_per=100)):
-            out.append((_stored(champ, stamps), _stored(chal, stamps)))
+            out.append((stored_scores(champ, stamps), stored_scores(chal, stamps)))
             count += champ.n
             if last_n is not None and count >= last_n + 2 * champ.n:
                 break

@@ -13,13 +13,14 @@ from sqlalchemy import Row, Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from mmlw.store.compact import explained_rows, pack_contributions, unpack_contributions
 from mmlw.store.database import Database
 from mmlw.store.machines import MachinesRepository
 from mmlw.store.packing import datetime_to_us, pack, unpack, us_to_datetimes
 from mmlw.store.readings import StoredBatch, count_in_range
 from mmlw.store.tables import ReadingBatch, ScoreBatch, UtcDateTime, utcnow
 
-__all__ = ["RecentScores", "ScoreRecord", "ScoresRepository", "StoredScores"]
+__all__ = ["RecentScores", "ScoreRecord", "ScoresRepository", "StoredScores", "stored_scores"]
 
 _SCORES = cast(Table, ScoreBatch.__table__)
 
@@ -159,7 +160,7 @@ class ScoresRepository:
         count = 0
         with self._db.session() as session:
             for row, ts in session.execute(query.execution_options(yield_per=100)):
-                out.append(_stored(row, ts))
+                out.append(stored_scores(row, ts))
                 count += row.n
                 if last_n is not None and count >= last_n + 2 * row.n:
                     break
@@ -179,7 +180,7 @@ class ScoresRepository:
         total, page = 0, 2  # two: one read for the usual "newest batch + a few before"
         while True:
             rows, following = self._newest(machine_id, offset=len(parts), limit=page)
-            parts.extend(_stored(row, row.timestamps_us) for row in rows)
+            parts.extend(stored_scores(row, row.timestamps_us) for row in rows)
             total += sum(row.n for row in rows)
             if following is None or (total >= n and not _may_hold_newer(parts, n, following)):
                 break
@@ -321,6 +322,9 @@ def _key(record: ScoreRecord) -> tuple[int, str, int, str]:
 
 def _score_row(record: ScoreRecord, now: datetime) -> dict[str, object]:
     batch = record.batch
+    contributions, rows = pack_contributions(
+        record.contributions, explained_rows(record.scores, record.threshold)
+    )
     return {
         "batch_id": batch.id,
         "machine_id": batch.machine_id,
@@ -335,11 +339,12 @@ def _score_row(record: ScoreRecord, now: datetime) -> dict[str, object]:
         "n_flagged": int((record.scores > record.threshold).sum()),
         "columns": record.columns,
         "scores": pack(record.scores, "f8"),
-        "contributions": pack(record.contributions, "f4"),
+        "contributions": contributions,
+        "contribution_rows": rows,
     }
 
 
-# what :func:`_stored` reads of a score batch row
+# what :func:`stored_scores` reads of a score batch row
 _STORED_COLUMNS = (
     "batch_id",
     "model_version",
@@ -348,11 +353,15 @@ _STORED_COLUMNS = (
     "columns",
     "scores",
     "contributions",
+    "contribution_rows",
     "n",
 )
 
 
-def _stored(row: ScoreBatch | Row[Any], timestamps_us: bytes) -> StoredScores:
+def stored_scores(row: ScoreBatch | Row[Any], timestamps_us: bytes) -> StoredScores:
+    """The scores of a ``score_batches`` row (ORM object or Core row), at the reading
+    times of its readings batch."""
+    scores = unpack(row.scores, "f8")
     return StoredScores(
         batch_id=row.batch_id,
         model_version=row.model_version,
@@ -360,8 +369,10 @@ def _stored(row: ScoreBatch | Row[Any], timestamps_us: bytes) -> StoredScores:
         threshold=row.threshold,
         columns=list(row.columns),
         timestamps_us=unpack(timestamps_us, "i8"),
-        scores=unpack(row.scores, "f8"),
-        contributions=unpack(row.contributions, "f4", len(row.columns)),
+        scores=scores,
+        contributions=unpack_contributions(
+            row.contributions, row.contribution_rows, len(scores), len(row.columns)
+        ),
     )
 
 

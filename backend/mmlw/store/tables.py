@@ -162,6 +162,7 @@ class ScoreBatch(Base):
     columns: Mapped[list[str]] = mapped_column(JSON)
     scores: Mapped[bytes] = mapped_column(LargeBinary)
     contributions: Mapped[bytes] = mapped_column(LargeBinary)
+    contribution_rows: Mapped[bytes | None] = mapped_column(LargeBinary)  # 0014; NULL: all
     rolled_up: Mapped[bool] = mapped_column(default=False, server_default=false())  # 0013
 
 

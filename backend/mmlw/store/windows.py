@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import Table, func, or_, select
 from sqlalchemy.engine import Connection
 
+from mmlw.store.compact import unpack_values
 from mmlw.store.packing import datetimes_to_us, unpack
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def stacked_window(
     )
     for row, first, last in zip(rows, bounds[:-1], bounds[1:], strict=True):
         times[first:last] = np.frombuffer(row.timestamps_us, dtype="<i8")
-        values[:, first:last] = np.frombuffer(row.values, dtype="<f8").reshape(-1, len(columns)).T
+        values[:, first:last] = unpack_values(row.values, last - first, len(columns)).T
         if labels is not None and row.labels is not None:
             labels[first:last] = np.frombuffer(row.labels, dtype="<i1")
     lo, hi = 0, len(times)

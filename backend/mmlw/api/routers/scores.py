@@ -73,7 +73,9 @@ def get_scores(
     highest score at the readings that had them (one point when that is one reading),
     both with the threshold and model version of the highest; the highest is flagged
     when any score of the bucket was, the lowest when all were. ``limit`` does not apply
-    then, and ``top_sensors`` are empty (rollups keep no contributions)."""
+    then, and ``top_sensors`` are empty (rollups keep no contributions). Contributions are
+    kept for readings above their threshold and the worst of each batch
+    (:mod:`mmlw.store.compact`); other readings have empty ``top_sensors``."""
     machine = store.machines.get(machine_id)
     if max_points is not None:
         overview = plan(
@@ -129,7 +131,12 @@ def get_scores(
         out.flags.extend((scores > part.threshold).tolist())
         out.model_versions.extend([part.model_version] * len(local))
         out.top_sensors.extend(
-            [SensorContribution(sensor=part.columns[j], contribution=float(row[j])) for j in ranks]
+            []  # not kept: below the threshold and not its batch's worst
+            if np.isnan(row).any()
+            else [
+                SensorContribution(sensor=part.columns[j], contribution=float(row[j]))
+                for j in ranks
+            ]
             for row, ranks in zip(contributions, order, strict=True)
         )
     return out

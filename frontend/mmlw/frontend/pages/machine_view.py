@@ -137,13 +137,16 @@ def reading_buckets(view: MachineView) -> int | None:
 
 
 def default_moment(scores: ScoresOut) -> str | None:
-    """The newest anomalous reading in range, else the newest reading."""
+    """The newest anomalous reading in range, else the newest of the highest-scored
+    (contributions are kept for both: :mod:`mmlw.store.compact`)."""
     if not scores.timestamps:
         return None
     for moment, flagged in zip(reversed(scores.timestamps), reversed(scores.flags), strict=True):
         if flagged:
             return moment.isoformat()
-    return scores.timestamps[-1].isoformat()
+    top = max(scores.scores)
+    newest = max(i for i, score in enumerate(scores.scores) if score == top)
+    return scores.timestamps[newest].isoformat()
 
 
 def machine_alerts(client: ApiClient, machine_id: str) -> tuple[list[AlertOut], str | None]:
@@ -173,7 +176,13 @@ def explain_moment(
         return empty_figure(str(exc)), None
     if not near.timestamps:
         return empty_figure("no score at the selected moment"), None
-    i = min(range(len(near.timestamps)), key=lambda k: abs(near.timestamps[k] - at))
+    explained = [k for k, top in enumerate(near.top_sensors) if top]
+    if not explained:
+        return empty_figure(
+            "contributions are kept for readings above the threshold and the worst reading "
+            "of each batch; pick one of those"
+        ), None
+    i = min(explained, key=lambda k: abs(near.timestamps[k] - at))
     figure = contributions_figure(
         near.top_sensors[i],
         at=near.timestamps[i],

@@ -1,0 +1,111 @@
+"""The compact stored form of sensor values and score contributions.
+
+**Values, losslessly in 4 bytes where the sensor's resolution allows.** Sensors report a
+fixed number of decimals (SKAB's: 4-6 significant digits), and a reading that arrived as
+the JSON text ``12.3456`` is the double nearest to 123456 / 10^4. A column whose values
+are all such doubles for one scale ``d`` (0-9) with ``|k| < 2^31`` is stored as int32
+``k`` plus its scale; decoding divides ``k`` by ``10^d``, and IEEE division is correctly
+rounded, so it returns exactly the double the reading was parsed to: the scores made from
+stored values are the scores of the values sent. A batch with any column that has no
+such scale (full 17-digit doubles, huge values) is stored as float64, as before. Only the
+sign of a zero is not kept (``-0.0`` comes back as ``0.0``).
+
+The two forms are told apart by length: ``8 n c`` bytes is float64, ``c + 4 n c`` bytes
+(``c`` int8 scales, then int32 ``k``) is the scaled form (the two never coincide for
+``n >= 1``).
+
+**Contributions only where they matter.** Per-sensor contributions explain a reading
+that an operator looks into: one above its threshold, or the worst of its batch (what the
+dashboard shows for a moment and an alert names). Those rows are stored (float32, with
+their row numbers); the others read back as NaN, "not explained".
+
+>>> import numpy as np
+>>> values = np.array([[12.3456, -0.5], [0.0001, 1e6]])
+>>> data = pack_values(values)
+>>> len(data), bool((unpack_values(data, 2, 2) == values).all())
+(18, True)
+>>> len(pack_values(np.array([[1 / 3]])))  # no decimal scale holds it: float64
+8
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mmlw.store.packing import pack, unpack
+
+__all__ = [
+    "explained_rows",
+    "pack_contributions",
+    "pack_values",
+    "unpack_contributions",
+    "unpack_values",
+]
+
+_MAX_SCALE = 9
+_POWERS = 10.0 ** np.arange(_MAX_SCALE + 1)  # exact doubles
+_LIMIT = 2.0**31 - 1  # rint() of anything below stays an int32
+
+
+def pack_values(values: np.ndarray) -> bytes:
+    """``values`` (readings x columns) in the scaled int32 form when every column has a
+    decimal scale that holds it exactly, else as float64."""
+    values = np.asarray(values, dtype=np.float64)
+    scales = _scales(values) if values.size else None
+    if scales is None:
+        return pack(values, "f8")
+    ints = np.rint(values * _POWERS[scales]).astype(np.int32)
+    return scales.astype(np.int8).tobytes() + pack(ints, "i4")
+
+
+def unpack_values(data: bytes, n: int, columns: int) -> np.ndarray:
+    """The float64 matrix ``pack_values`` stored (either form)."""
+    if len(data) == 8 * n * columns:
+        return unpack(data, "f8", columns) if columns else np.zeros((n, 0))
+    scales = np.frombuffer(data[:columns], dtype=np.int8).astype(np.intp)
+    ints = unpack(data[columns:], "i4", columns)
+    return ints / _POWERS[scales]
+
+
+def _scales(values: np.ndarray) -> np.ndarray | None:
+    """The smallest exact decimal scale of every column, or None if one has none."""
+    columns = values.shape[1]
+    scales = np.full(columns, -1, dtype=np.intp)
+    todo = np.arange(columns)
+    largest = np.abs(values).max(axis=0)
+    for scale in range(_MAX_SCALE + 1):
+        power = _POWERS[scale]
+        if (largest[todo] * power >= _LIMIT).any():  # past int32 before it was exact
+            return None
+        part = values[:, todo]
+        exact = (np.rint(part * power) / power == part).all(axis=0)
+        scales[todo[exact]] = scale
+        todo = todo[~exact]
+        if not len(todo):
+            return scales
+    return None
+
+
+def explained_rows(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Row numbers whose contributions are kept: above ``threshold``, and the batch's
+    worst row (the first, on ties)."""
+    keep = scores > threshold
+    if len(scores):
+        keep[int(np.argmax(scores))] = True
+    return np.flatnonzero(keep)
+
+
+def pack_contributions(contributions: np.ndarray, rows: np.ndarray) -> tuple[bytes, bytes]:
+    """(float32 contributions of ``rows``, the int32 row numbers)."""
+    return pack(contributions[rows], "f4"), pack(rows, "i4")
+
+
+def unpack_contributions(data: bytes, rows: bytes | None, n: int, columns: int) -> np.ndarray:
+    """The readings x columns contributions, NaN on rows not kept (``rows`` None: every
+    row was kept, the form before 0014)."""
+    kept = unpack(data, "f4", columns)
+    if rows is None:
+        return kept
+    dense = np.full((n, columns), np.nan, dtype=np.float32)
+    dense[unpack(rows, "i4")] = kept
+    return dense

@@ -1,0 +1,75 @@
+"""The compact stored form (mmlw.store.compact): values come back as the very doubles that
+were sent whatever their decimals, and contributions are kept for the rows that matter."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmlw.store.compact import (
+    explained_rows,
+    pack_contributions,
+    pack_values,
+    unpack_contributions,
+    unpack_values,
+)
+
+
+def _as_sent(values: np.ndarray) -> np.ndarray:
+    """What a reading becomes once it travelled as JSON text."""
+    return np.array(json.loads(json.dumps(values.tolist())), dtype=np.float64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    decimals=st.integers(0, 12),
+    scale=st.sampled_from([1e-3, 1.0, 10.0, 1e4, 1e8, 1e12]),
+    rows=st.integers(1, 40),
+    columns=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_values_come_back_exactly_in_either_form(
+    decimals: int, scale: float, rows: int, columns: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    values = _as_sent(np.round(rng.normal(size=(rows, columns)) * scale, decimals))
+    data = pack_values(values)
+    back = unpack_values(data, rows, columns)
+    assert back.dtype == np.float64 and back.shape == values.shape
+    assert np.array_equal(back, values)  # bit for bit, but for the sign of a zero
+    assert len(data) in (8 * rows * columns, columns + 4 * rows * columns)
+
+
+def test_sensor_resolution_takes_half_the_space_and_full_doubles_keep_theirs() -> None:
+    rng = np.random.default_rng(1)
+    sensors = _as_sent(np.round(rng.normal(10, 1, size=(1000, 8)), 4))
+    assert len(pack_values(sensors)) == 8 + 4 * 8000
+    doubles = rng.normal(size=(1000, 8))  # 17 significant digits: no decimal scale holds them
+    assert len(pack_values(doubles)) == 8 * 8000
+    assert np.array_equal(unpack_values(pack_values(doubles), 1000, 8), doubles)
+    mixed = sensors.copy()
+    mixed[500, 3] = 1 / 3  # one full double makes the whole batch float64
+    assert np.array_equal(unpack_values(pack_values(mixed), 1000, 8), mixed)
+    huge = np.full((3, 2), 3.5e9)  # an integer past int32: float64
+    assert len(pack_values(huge)) == 8 * 6
+    assert np.array_equal(unpack_values(pack_values(huge), 3, 2), huge)
+
+
+def test_contributions_are_kept_above_the_threshold_and_for_the_batch_worst() -> None:
+    scores = np.array([0.1, 2.0, 0.3, 0.9, 0.95])
+    rows = explained_rows(scores, threshold=1.0)
+    assert rows.tolist() == [1]  # above the threshold, also the worst
+    rows = explained_rows(scores, threshold=5.0)
+    assert rows.tolist() == [1]  # nothing above: the worst alone
+    contributions = np.arange(10, dtype=float).reshape(5, 2)
+    data, kept = pack_contributions(contributions, explained_rows(scores, threshold=0.5))
+    dense = unpack_contributions(data, kept, 5, 2)
+    assert np.isnan(dense[[0, 2]]).all()
+    assert np.array_equal(dense[[1, 3, 4]], contributions[[1, 3, 4]])
+    # batches stored before 0014 kept every row (no row numbers)
+    everything = unpack_contributions(contributions.astype("<f4").tobytes(), None, 5, 2)
+    assert np.array_equal(everything, contributions)
+    assert explained_rows(np.zeros(0), 1.0).size == 0
