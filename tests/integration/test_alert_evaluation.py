@@ -16,7 +16,7 @@ from mmlw.alerts.engine import Event, Evidence
 from mmlw.schemas import ReadingsBatch
 from mmlw.schemas.alerts import SilenceIn
 from mmlw.services.alert_evaluation import evaluate, evaluate_all
-from mmlw.services.alerting import evaluate_machine
+from mmlw.services.alerting import evaluate_machine, evaluate_machines
 from mmlw.store import ScoreRecord, Store
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -131,6 +131,67 @@ def test_evaluate_machine_scores_and_dispatches_once(store: Store) -> None:
     assert fired is not None and fired.last_score == 6.0 and fired.top_sensors[0].sensor == "a"
     again = evaluate_machine("m1", store=store, config=CONFIG, dispatcher=dispatcher, now=now)
     assert [e.event for e in again] == [None, None, None] and len(dispatcher.notified) == 1
+
+
+def add_scores(store: Store, machine_id: str, scores: Sequence[float]) -> None:
+    times = [T0 + timedelta(seconds=i) for i in range(len(scores))]
+    values = [[0.0, 0.0]] * len(scores)
+    added = store.readings.add(ReadingsBatch.of_rows(machine_id, ["a", "b"], times, values))
+    store.scores.add(
+        ScoreRecord(store.readings.get(added.batch_id), f"{machine_id}-model", 1, "champion",
+                    1.0, np.asarray(scores), np.tile([0.9, 0.1], (len(scores), 1)), ["a", "b"])
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite: one by one
+def test_a_fleet_is_evaluated_in_a_number_of_queries_that_does_not_grow(store: Store) -> None:
+    def quiet_fleet(n: int) -> dict[str, int]:
+        for k in range(n):
+            add_scores(store, f"q{n}-{k}", [0.1, 0.2, 0.3])
+        return {f"q{n}-{k}": 3 for k in range(n)}
+
+    seen = statements(store)
+    now = T0 + timedelta(seconds=5)
+    counts = []
+    for fleet in (quiet_fleet(3), quiet_fleet(40)):
+        seen.clear()
+        out = evaluate_machines(fleet, store=store, config=CONFIG, dispatcher=Dispatcher(), now=now)
+        assert out == {}  # nothing holds, nothing is open: nobody is stepped
+        counts.append(len(seen))
+    assert counts[0] == counts[1]
+    assert store.alerts.list() == []
+
+
+def test_a_fleet_moves_each_machine_as_it_would_on_its_own(store: Store) -> None:
+    add_scores(store, "m1", [0.1, 5.0, 6.0])  # fires "flagged", "slow" pending
+    add_scores(store, "m2", [0.1, 0.2, 0.3])  # quiet
+    add_scores(store, "m3", [0.1, 0.2, 7.0])  # "slow" pending only
+    now = T0 + timedelta(seconds=5)
+    fleet, alone = Dispatcher(), Dispatcher()
+    together = evaluate_machines(
+        {"m1": 3, "m2": 3, "m3": 1}, store=store, config=CONFIG, dispatcher=fleet, now=now
+    )
+    assert set(together) == {"m1", "m3"}
+    assert [e.event for e in together["m1"]] == [Event.FIRING, None, None]
+    assert [e.alert.state if e.alert else None for e in together["m3"]] == [None, "pending", None]
+    assert len(fleet.notified) == 1
+    # the same machines evaluated again one by one: already where the fleet left them
+    for machine_id, new in (("m1", 3), ("m2", 3), ("m3", 1)):
+        again = evaluate_machine(
+            machine_id, store=store, config=CONFIG, dispatcher=alone, now=now, new_readings=new
+        )
+        assert [e.event for e in again] == [None, None, None]
+    assert alone.notified == []
+    # an open alert is stepped even when nothing holds any more: it resolves
+    add_scores_later = T0 + timedelta(seconds=3)
+    times = [add_scores_later + timedelta(seconds=i) for i in range(3)]
+    added = store.readings.add(ReadingsBatch.of_rows("m1", ["a", "b"], times, [[0.0, 0.0]] * 3))
+    store.scores.add(
+        ScoreRecord(store.readings.get(added.batch_id), "m1-model", 1, "champion", 1.0,
+                    np.array([0.1, 0.1, 0.1]), np.tile([0.9, 0.1], (3, 1)), ["a", "b"])
+    )  # fmt: skip
+    resolved = evaluate_machines({"m1": 3}, store=store, config=CONFIG, dispatcher=fleet, now=now)
+    assert [e.event for e in resolved["m1"]] == [Event.RESOLVED, None, None]
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

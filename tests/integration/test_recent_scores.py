@@ -17,13 +17,18 @@ T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
 
 def add_scored(
-    store: Store, seconds: Sequence[int], *, version: int = 1, columns: Sequence[str] = ("a", "b")
+    store: Store,
+    seconds: Sequence[int],
+    *,
+    version: int = 1,
+    columns: Sequence[str] = ("a", "b"),
+    machine: str = "m",
 ) -> None:
     """One batch of readings at ``T0 + seconds``, scored by ``version`` (score = second)."""
     rng = np.random.default_rng(abs(seconds[0]))
     times = [T0 + timedelta(seconds=s) for s in seconds]
     values = rng.normal(size=(len(seconds), len(columns))).tolist()
-    batch = store.readings.add(ReadingsBatch.of_rows("m", list(columns), times, values))
+    batch = store.readings.add(ReadingsBatch.of_rows(machine, list(columns), times, values))
     stored = store.readings.get(batch.batch_id)
     scores = np.asarray(seconds, dtype=float)
     contributions = rng.random((len(seconds), len(columns)))
@@ -96,3 +101,33 @@ def test_nothing_scored_or_nothing_asked_is_none(store: Store, n: int) -> None:
     assert store.scores.recent("m", 10) is None
     add_scored(store, [1, 2, 3])
     assert (store.scores.recent("m", n) is None) == (n == 0)
+
+
+def test_many_machines_at_once_read_as_each_alone(store: Store) -> None:
+    for k in range(30):  # m: 30 batches of 7 readings
+        add_scored(store, list(range(7 * k, 7 * k + 7)), version=1 if k < 20 else 2)
+    add_scored(store, list(range(0, 40, 2)), machine="n2")  # two batches overlapping in time
+    add_scored(store, list(range(1, 41, 2)), machine="n2")
+    add_scored(store, [1, 2, 3], machine="n3")
+    times = [T0 + timedelta(seconds=s) for s in (1, 2)]
+    store.readings.add(ReadingsBatch.of_rows("n4", ["a"], times, [[1.0], [2.0]]))  # unscored
+    seen = statements(store)
+    for wanted in (
+        {"m": 150, "n2": 25, "n3": 10, "n4": 5, "never-seen": 3},  # m needs more than a page
+        {"m": 5, "n2": 3, "n3": 2},  # each within its newest batches
+    ):
+        seen.clear()
+        many = store.scores.recent_many(wanted)
+        if store.database.engine.dialect.name == "postgresql" and "never-seen" not in wanted:
+            assert len(seen) == 2  # all machines: their newest batches, then their columns
+        assert set(many) == set(wanted)
+        for machine, n in wanted.items():
+            alone, together = store.scores.recent(machine, n), many[machine]
+            if alone is None:
+                assert together is None, machine
+                continue
+            assert together is not None and together.columns == alone.columns
+            for name in ("timestamps_us", "scores", "thresholds", "versions", "contributions"):
+                assert np.array_equal(
+                    getattr(together, name), getattr(alone, name), equal_nan=True
+                ), (machine, name)

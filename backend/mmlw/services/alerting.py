@@ -9,6 +9,7 @@ hand-off was lost. Sending re-checks acknowledge/silence, so a muted alert sends
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,7 +32,7 @@ from mmlw.settings import Settings
 from mmlw.store import Store
 from mmlw.store.tables import utcnow
 
-__all__ = ["SendOutcome", "evaluate_machine", "send_delivery", "tick"]
+__all__ = ["SendOutcome", "evaluate_machine", "evaluate_machines", "send_delivery", "tick"]
 
 log = logging.getLogger(__name__)
 
@@ -66,24 +67,106 @@ def evaluate_machine(
     if not rules:
         return []
     new_readings = max(1, min(new_readings, MAX_NEW_READINGS))
+    n = _window(rules, new_readings)
+    recent = store.scores.recent(machine_id, n) if n else None
+    last_received = store.machines.last_seen(machine_id) if _needs_last_seen(rules) else None
+    checks = _Checks.of(rules, recent, last_received, now, new_readings)
+    return _step(machine_id, checks, store, config, dispatcher, now)
+
+
+def evaluate_machines(
+    new_readings: Mapping[str, int],
+    *,
+    store: Store,
+    config: AlertsConfig,
+    dispatcher: Dispatcher,
+    now: datetime | None = None,
+) -> dict[str, list[Evaluation]]:
+    """:func:`evaluate_machine` of many machines (machine: readings scored since its last
+    evaluation) in a number of queries that does not grow with the machines when they
+    are quiet: one read of their recent scores, one of when they were last seen, one of
+    which have an open alert; only a machine whose evidence holds or that has an open
+    alert is then stepped on its own. A machine whose evaluation fails is logged and
+    left for its next batch or tick; the others go on."""
+    now = now or utcnow()
+    rules = {m: config.rules_for(m) for m in new_readings}
+    rules = {m: r for m, r in rules.items() if r}
+    new = {m: max(1, min(new_readings[m], MAX_NEW_READINGS)) for m in rules}
+    windows = {m: n for m in rules if (n := _window(rules[m], new[m]))}
+    recent = store.scores.recent_many(windows)
+    seen = [m for m in rules if _needs_last_seen(rules[m])]
+    last_seen = store.machines.last_seen_many(seen)
+    checks = {m: _Checks.of(rules[m], recent.get(m), last_seen.get(m), now, new[m]) for m in rules}
+    quiet = {m: [rule.name for rule in rules[m]] for m, c in checks.items() if c.quiet}
+    alerting = store.alerts.machines_with_open(quiet)
+    out: dict[str, list[Evaluation]] = {}
+    for machine_id, machine_checks in checks.items():
+        if machine_id in quiet and machine_id not in alerting:
+            continue  # nothing holds, nothing is open: every rule's step is "nothing"
+        try:
+            out[machine_id] = _step(machine_id, machine_checks, store, config, dispatcher, now)
+        except Exception:  # the scores are stored; the next batch or tick re-evaluates
+            log.exception("alert evaluation of %s failed", machine_id)
+    return out
+
+
+def _window(rules: Sequence[AlertRule], new_readings: int) -> int:
+    """How many of the newest scored readings the rules look at (0: none)."""
     n = max((r.condition.n for r in rules if isinstance(r.condition, FlagsCondition)), default=0)
-    recent = store.scores.recent(machine_id, n + new_readings - 1) if n else None
-    needs_last_seen = any(isinstance(r.condition, NoDataCondition) for r in rules)
-    last_received = store.machines.last_seen(machine_id) if needs_last_seen else None
-    latest = [(rule, _evidence(rule, recent, last_received, now)) for rule in rules]
-    episodes = [
-        (rule, found)
-        for rule, evidence in latest
-        if isinstance(rule.condition, FlagsCondition)
-        and (found := episode_evidence(rule.condition, recent, new_readings, evidence))
-    ]
+    return n + new_readings - 1 if n else 0
+
+
+def _needs_last_seen(rules: Sequence[AlertRule]) -> bool:
+    return any(isinstance(r.condition, NoDataCondition) for r in rules)
+
+
+@dataclass(frozen=True)
+class _Checks:
+    """A machine's rules with their evidence at the newest reading (``latest``), and the
+    short episodes inside the new readings that the newest reading no longer shows."""
+
+    latest: list[tuple[AlertRule, Evidence]]
+    episodes: list[tuple[AlertRule, Evidence]]
+
+    @classmethod
+    def of(
+        cls,
+        rules: Sequence[AlertRule],
+        recent: ScoredReadings | None,
+        last_received: datetime | None,
+        now: datetime,
+        new_readings: int,
+    ) -> _Checks:
+        latest = [(rule, _evidence(rule, recent, last_received, now)) for rule in rules]
+        episodes = [
+            (rule, found)
+            for rule, evidence in latest
+            if isinstance(rule.condition, FlagsCondition)
+            and (found := episode_evidence(rule.condition, recent, new_readings, evidence))
+        ]
+        return cls(latest, episodes)
+
+    @property
+    def quiet(self) -> bool:
+        return not self.episodes and not any(evidence.holds for _, evidence in self.latest)
+
+
+def _step(
+    machine_id: str,
+    checks: _Checks,
+    store: Store,
+    config: AlertsConfig,
+    dispatcher: Dispatcher,
+    now: datetime,
+) -> list[Evaluation]:
     evaluations: list[Evaluation] = []
+    episodes = checks.episodes
     if episodes:  # rare: only an episode no open alert covers needs its own step
         open_rules = {a.rule for a in store.alerts.list(machine_id=machine_id, state="open")}
         episodes = [(rule, found) for rule, found in episodes if rule.name not in open_rules]
         if episodes:
             evaluations += _apply(machine_id, episodes, store, config, dispatcher, now)
-    return evaluations + _apply(machine_id, latest, store, config, dispatcher, now)
+    return evaluations + _apply(machine_id, checks.latest, store, config, dispatcher, now)
 
 
 def _apply(

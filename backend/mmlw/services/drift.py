@@ -16,6 +16,7 @@ machine create exactly one job.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -30,7 +31,7 @@ from mmlw.store.lifecycle import DriftRecord
 from mmlw.store.packing import us_to_datetimes
 from mmlw.store.tables import utcnow
 
-__all__ = ["DRIFT_REASON", "LOG_RATIO_CLIP", "log_ratios", "observe"]
+__all__ = ["DRIFT_REASON", "LOG_RATIO_CLIP", "log_ratios", "observe", "observe_many"]
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +60,10 @@ def observe(
     job if this call created one."""
     if not settings.enabled:
         return None
-    values = log_ratios(scores, champion.model.threshold)
-    order = np.argsort(timestamps_us, kind="stable")
     for _ in range(8):
         current = store.drift.get(machine_id)
-        if current is None or current.champion_version != champion.version:
-            test = PageHinkley(settings.delta, settings.threshold, settings.min_readings)
-            record = DriftRecord(
-                machine_id, champion.version, test.to_dict(), "watching", None, None, utcnow()
-            )
-        else:
-            test = PageHinkley.from_dict(current.detector)
-            record = current
-        record, start_job = _advance(
-            record, test, values[order], timestamps_us[order], store, settings
+        record, start_job = _next(
+            current, machine_id, champion, timestamps_us, scores, store, settings
         )
         if record == current:
             return None  # waiting (for readings after the change, or for the job): no news
@@ -84,6 +75,66 @@ def observe(
         return _start_retraining(machine_id, champion, saved, store=store, dispatcher=dispatcher)
     log.warning("drift state of %s kept changing; batch not observed", machine_id)
     return None
+
+
+def observe_many(
+    batches: Sequence[tuple[str, LoadedModel, np.ndarray, np.ndarray]],
+    *,
+    store: Store,
+    dispatcher: Dispatcher,
+    settings: DriftSettings,
+) -> list[str]:
+    """:func:`observe` of many machines' scored readings (machine, champion, times,
+    scores; one item per machine) with one read of their states and one transaction
+    writing those that changed, whatever the number of machines; when another process
+    moved one of them first, nothing of the round is kept and each machine is observed on
+    its own. Returns the ids of the retrain jobs created."""
+    if not settings.enabled or not batches:
+        return []
+    current = store.drift.get_many([machine_id for machine_id, *_ in batches])
+    changes, starts = [], []
+    for machine_id, champion, timestamps_us, scores in batches:
+        before = current.get(machine_id)
+        record, start_job = _next(
+            before, machine_id, champion, timestamps_us, scores, store, settings
+        )
+        if record != before:
+            changes.append((record, before))
+            starts.append(champion if start_job else None)
+    saved = store.drift.save_many(changes)
+    if saved is None:
+        jobs = [observe(*batch, store=store, dispatcher=dispatcher, settings=settings)
+                for batch in batches]  # fmt: skip
+        return [job for job in jobs if job is not None]
+    return [
+        _start_retraining(record.machine_id, champion, record, store=store, dispatcher=dispatcher)
+        for record, champion in zip(saved, starts, strict=True)
+        if champion is not None
+    ]
+
+
+def _next(
+    current: DriftRecord | None,
+    machine_id: str,
+    champion: LoadedModel,
+    timestamps_us: np.ndarray,
+    scores: np.ndarray,
+    store: Store,
+    settings: DriftSettings,
+) -> tuple[DriftRecord, bool]:
+    """The machine's drift state after these readings (from ``current``, or a fresh test
+    for a new champion), and whether to start a retrain."""
+    values = log_ratios(scores, champion.model.threshold)
+    order = np.argsort(timestamps_us, kind="stable")
+    if current is None or current.champion_version != champion.version:
+        test = PageHinkley(settings.delta, settings.threshold, settings.min_readings)
+        record = DriftRecord(
+            machine_id, champion.version, test.to_dict(), "watching", None, None, utcnow()
+        )
+    else:
+        test = PageHinkley.from_dict(current.detector)
+        record = current
+    return _advance(record, test, values[order], timestamps_us[order], store, settings)
 
 
 def _advance(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy import Row, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mmlw.schemas.lifecycle import AliasEventOut
@@ -104,36 +105,73 @@ class DriftStatesRepository:
             row = connection.execute(select(table).where(table.c.machine_id == machine_id)).first()
         return None if row is None else _drift(row)
 
+    def get_many(self, machine_ids: Sequence[str]) -> dict[str, DriftRecord]:
+        """:meth:`get` of many machines in one query (absent ones are left out)."""
+        table = cast(Table, DriftState.__table__)
+        if not machine_ids:
+            return {}
+        with self._db.engine.connect() as connection:
+            rows = connection.execute(select(table).where(table.c.machine_id.in_(machine_ids)))
+            return {row.machine_id: _drift(row) for row in rows}
+
     def save(self, record: DriftRecord, expected: DriftRecord | None) -> DriftRecord | None:
         """Write ``record`` if the stored state is still ``expected`` (None: absent), in
         one statement (an update of that revision, or an insert); returns what is stored
         now (with its new revision), or None when another process changed it first (the
         caller re-reads). ``record.revision`` is not looked at."""
+        saved = self.save_many([(record, expected)])
+        return None if saved is None else saved[0]
+
+    def save_many(
+        self, changes: Sequence[tuple[DriftRecord, DriftRecord | None]]
+    ) -> list[DriftRecord] | None:
+        """:meth:`save` of many (record, expected) pairs in one transaction, all or
+        nothing: one insert of the new states and one executemany update of the others,
+        each only if its revision is still the expected one. None (nothing written) when
+        another process changed one of them first."""
         table = cast(Table, DriftState.__table__)  # Core: no ORM unit of work needed
-        revision = 1 if expected is None else expected.revision + 1
-        values = {
-            "champion_version": record.champion_version,
-            "detector": record.detector,
-            "status": record.status,
-            "change_at": record.change_at,
-            "job_id": record.job_id,
-            "updated_at": record.updated_at,
-            "revision": revision,
-        }
+        saved = [
+            replace(record, revision=1 if expected is None else expected.revision + 1)
+            for record, expected in changes
+        ]
+        new = [_drift_values(r) for r, (_, expected) in zip(saved, changes, strict=True) if
+               expected is None]  # fmt: skip
+        moved = [
+            {f"new_{k}": v for k, v in _drift_values(r).items()} | {"expected": expected.revision}
+            for r, (_, expected) in zip(saved, changes, strict=True)
+            if expected is not None
+        ]
+        if_unchanged = (
+            update(table)
+            .where(
+                table.c.machine_id == bindparam("new_machine_id"),
+                table.c.revision == bindparam("expected"),
+            )
+            .values({name: bindparam(f"new_{name}") for name in _DRIFT_VALUES[1:]})
+        )
         try:
             with self._db.engine.begin() as connection:
-                if expected is None:
-                    connection.execute(insert(table).values(machine_id=record.machine_id, **values))
-                else:
-                    if_unchanged = update(table).where(
-                        table.c.machine_id == record.machine_id,
-                        table.c.revision == expected.revision,
-                    )
-                    if connection.execute(if_unchanged.values(values)).rowcount != 1:
-                        return None
-        except IntegrityError:  # inserted concurrently
+                if new:
+                    connection.execute(insert(table), new)
+                if moved and connection.execute(if_unchanged, moved).rowcount != len(moved):
+                    raise _Moved
+        except (IntegrityError, _Moved):  # inserted or moved concurrently: nothing written
             return None
-        return replace(record, revision=revision)
+        return saved
+
+
+class _Moved(Exception):
+    """A drift state's revision was not the expected one: roll the transaction back."""
+
+
+_DRIFT_VALUES = (
+    "machine_id", "champion_version", "detector", "status", "change_at", "job_id",
+    "updated_at", "revision",
+)  # fmt: skip
+
+
+def _drift_values(record: DriftRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in _DRIFT_VALUES}
 
 
 def _drift(row: Row[Any]) -> DriftRecord:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Row, Select, Table, func, select, true, update
+from sqlalchemy import Row, Select, Table, bindparam, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -128,6 +128,14 @@ class MachinesRepository:
             raise NotFound(f"machine {machine_id!r} not found")
         return seen
 
+    def last_seen_many(self, machine_ids: Sequence[str]) -> dict[str, datetime]:
+        """:meth:`last_seen` of many machines in one read (unknown ones are left out)."""
+        if not machine_ids:
+            return {}
+        query = select(Machine.id, Machine.last_seen).where(Machine.id.in_(machine_ids))
+        with self._db.engine.connect() as connection:
+            return {row.id: row.last_seen for row in connection.execute(query)}
+
     def get(self, machine_id: str) -> Machine:
         with self._db.session() as session:
             machine = session.get(Machine, machine_id)
@@ -136,10 +144,18 @@ class MachinesRepository:
         return machine
 
     @staticmethod
-    def add_scored(session: Session, machine_id: str, n: int) -> None:
-        session.execute(
-            update(Machine).where(Machine.id == machine_id).values(n_scored=Machine.n_scored + n)
+    def add_scored(session: Session, scored: Mapping[str, int]) -> None:
+        """Count ``scored`` readings (machine: how many) in the caller's transaction: one
+        executemany update whatever the number of machines."""
+        if not scored:
+            return
+        statement = (
+            update(_MACHINES)
+            .where(_MACHINES.c.id == bindparam("key_machine"))
+            .values(n_scored=_MACHINES.c.n_scored + bindparam("added"))
         )
+        rows = [{"key_machine": m, "added": n} for m, n in sorted(scored.items())]
+        session.connection().execute(statement, rows)
 
 
 def _newest_batches(dialect: str, n: int) -> Select[tuple[int, int | None]]:

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
-from sqlalchemy import Row, Table, func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from mmlw.store.compact import explained_rows, pack_contributions, unpack_contributions
+from mmlw.store.compact import explained_rows, pack_contributions
 from mmlw.store.database import Database
 from mmlw.store.machines import MachinesRepository
-from mmlw.store.packing import datetime_to_us, pack, unpack, us_to_datetimes
+from mmlw.store.packing import pack, unpack, us_to_datetimes
 from mmlw.store.readings import StoredBatch, count_in_range
-from mmlw.store.tables import ReadingBatch, ScoreBatch, UtcDateTime, utcnow
+from mmlw.store.recent_scores import RecentScores, RecentScoresReader
+from mmlw.store.score_rows import StoredScores, stored_scores
+from mmlw.store.tables import ReadingBatch, ScoreBatch, utcnow
 
 __all__ = ["RecentScores", "ScoreRecord", "ScoresRepository", "StoredScores", "stored_scores"]
 
@@ -39,40 +41,10 @@ class ScoreRecord:
     columns: list[str]
 
 
-@dataclass(frozen=True)
-class StoredScores:
-    batch_id: int
-    model_version: int
-    role: str
-    threshold: float
-    columns: list[str]
-    timestamps_us: np.ndarray
-    scores: np.ndarray
-    contributions: np.ndarray
-
-    @property
-    def flags(self) -> np.ndarray:
-        return self.scores > self.threshold
-
-
-@dataclass(frozen=True)
-class RecentScores:
-    """A machine's newest champion-scored readings, oldest first, one row per reading."""
-
-    columns: list[str]
-    timestamps_us: np.ndarray
-    scores: np.ndarray
-    thresholds: np.ndarray
-    versions: np.ndarray
-    contributions: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-
 class ScoresRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._recent = RecentScoresReader(database)
 
     def add(self, record: ScoreRecord) -> bool:
         """Store scores once per (batch, model version, role); False if already there."""
@@ -113,8 +85,7 @@ class ScoresRepository:
                 scored[record.batch.machine_id] += len(record.scores)
         if rows:
             session.connection().execute(insert(_SCORES), rows)  # Core
-        for machine_id, n in scored.items():
-            MachinesRepository.add_scored(session, machine_id, n)
+        MachinesRepository.add_scored(session, scored)
         return created
 
     @staticmethod
@@ -168,80 +139,12 @@ class ScoresRepository:
         return out
 
     def recent(self, machine_id: str, n: int) -> RecentScores | None:
-        """The newest ``n`` champion-scored readings of a machine (None: none scored), of
-        the columns of its newest batch.
+        """See :meth:`~mmlw.store.recent_scores.RecentScoresReader.recent`."""
+        return self._recent.recent(machine_id, n)
 
-        Reads batches newest first (by ``t_end``), two at first, then at least twice as
-        many each time, until they hold ``n`` readings and the next batch ends before the
-        oldest of the ``n`` newest read (batches may overlap in time): usually one."""
-        if n < 1:
-            return None
-        parts: list[StoredScores] = []
-        total, page = 0, 2  # two: one read for the usual "newest batch + a few before"
-        while True:
-            rows, following = self._newest(machine_id, offset=len(parts), limit=page)
-            parts.extend(stored_scores(row, row.timestamps_us) for row in rows)
-            total += sum(row.n for row in rows)
-            if following is None or (total >= n and not _may_hold_newer(parts, n, following)):
-                break
-            # twice as many, or enough for the rest if the next batches are as large
-            page = max(2 * page, -(-(n - total) // max(1, total // len(parts))))
-        if not parts:
-            return None
-        columns = parts[0].columns
-        parts = [p for p in parts if p.columns == columns]
-        timestamps = np.concatenate([p.timestamps_us for p in parts])
-        order = np.argsort(timestamps, kind="stable")[-n:]
-        return RecentScores(
-            columns=columns,
-            timestamps_us=timestamps[order],
-            scores=np.concatenate([p.scores for p in parts])[order],
-            thresholds=np.concatenate([np.full(len(p.scores), p.threshold) for p in parts])[order],
-            versions=np.concatenate([np.full(len(p.scores), p.model_version) for p in parts])[
-                order
-            ],
-            contributions=np.concatenate([p.contributions for p in parts])[order],
-        )
-
-    def _newest(
-        self, machine_id: str, *, offset: int, limit: int
-    ) -> tuple[list[Row[Any]], datetime | None]:
-        """Champion score batches newest first (by ``t_end``), with their reading times
-        (``timestamps_us``), and where the batch after the last of them ends (None: none
-        after it). One query: the window runs over the ``limit + 1`` narrow index rows of
-        the page (the extra one only for its end), never over the machine's history, and
-        the wide columns are read for ``limit`` batches. Core rows: a scorer reads this for
-        every machine it scores, and ORM objects would cost more than the query."""
-        order = (_SCORES.c.t_end.desc(), _SCORES.c.id.desc())
-        page = (
-            select(_SCORES.c.id, _SCORES.c.t_end)
-            .where(_SCORES.c.machine_id == machine_id, _SCORES.c.role == "champion")
-            .order_by(*order)
-            .offset(offset)
-            .limit(limit + 1)
-            .subquery()
-        )
-        in_page = (page.c.t_end.desc(), page.c.id.desc())
-        windowed = select(
-            page.c.id,
-            func.lead(page.c.t_end, type_=UtcDateTime()).over(order_by=in_page).label("ends"),
-            func.row_number().over(order_by=in_page).label("rank"),
-        ).subquery()
-        readings = cast(Table, ReadingBatch.__table__)
-        query = (
-            select(
-                *(_SCORES.c[name] for name in _STORED_COLUMNS),
-                readings.c.timestamps_us,
-                windowed.c.ends,
-            )
-            .join(windowed, windowed.c.id == _SCORES.c.id)
-            .join(readings, readings.c.id == _SCORES.c.batch_id)
-            .where(windowed.c.rank <= limit)
-            .order_by(*order)
-        )
-        with self._db.engine.connect() as connection:
-            rows: list[Row[Any]] = list(connection.execute(query))
-        return rows, (rows[-1].ends if rows else None)
+    def recent_many(self, wanted: Mapping[str, int]) -> dict[str, RecentScores | None]:
+        """See :meth:`~mmlw.store.recent_scores.RecentScoresReader.recent_many`."""
+        return self._recent.recent_many(wanted)
 
     def paired_flags(
         self, machine_id: str, champion_version: int, challenger_version: int
@@ -342,49 +245,6 @@ def _score_row(record: ScoreRecord, now: datetime) -> dict[str, object]:
         "contributions": contributions,
         "contribution_rows": rows,
     }
-
-
-# what :func:`stored_scores` reads of a score batch row
-_STORED_COLUMNS = (
-    "batch_id",
-    "model_version",
-    "role",
-    "threshold",
-    "columns",
-    "scores",
-    "contributions",
-    "contribution_rows",
-    "n",
-)
-
-
-def stored_scores(row: ScoreBatch | Row[Any], timestamps_us: bytes) -> StoredScores:
-    """The scores of a ``score_batches`` row (ORM object or Core row), at the reading
-    times of its readings batch."""
-    scores = unpack(row.scores, "f8")
-    return StoredScores(
-        batch_id=row.batch_id,
-        model_version=row.model_version,
-        role=row.role,
-        threshold=row.threshold,
-        columns=list(row.columns),
-        timestamps_us=unpack(timestamps_us, "i8"),
-        scores=scores,
-        contributions=unpack_contributions(
-            row.contributions, row.contribution_rows, len(scores), len(row.columns)
-        ),
-    )
-
-
-def _may_hold_newer(parts: Sequence[StoredScores], n: int, t_end: datetime) -> bool:
-    """Whether a batch ending at ``t_end`` may hold one of the ``n`` newest readings of
-    ``parts`` of the first part's columns (not if those are fewer than ``n``)."""
-    columns = parts[0].columns
-    stamps = np.concatenate([p.timestamps_us for p in parts if p.columns == columns])
-    if len(stamps) < n:
-        return False
-    oldest_kept = np.partition(stamps, len(stamps) - n)[len(stamps) - n]
-    return datetime_to_us(t_end) >= oldest_kept
 
 
 def _from_us(value: int) -> datetime:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Table, and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from mmlw.errors import NotFound
@@ -197,10 +197,9 @@ class StreamsRepository:
         try:
             with self._db.session() as session:
                 connection = session.connection()
-                for expected, after, _ in parts:
-                    if not _move(connection, expected, after, now):
-                        session.rollback()
-                        return None
+                if not _move(connection, [(e, a) for e, a, _ in parts], now):
+                    session.rollback()
+                    return None
                 created = ScoresRepository.insert(session, [r for *_, rs in parts for r in rs])
         except IntegrityError:
             return None
@@ -212,34 +211,52 @@ class StreamsRepository:
 
 
 def _move(
-    connection: Connection, expected: StreamCheckpoint | None, after: StreamCheckpoint, now: Any
+    connection: Connection,
+    moves: Sequence[tuple[StreamCheckpoint | None, StreamCheckpoint]],
+    now: Any,
 ) -> bool:
-    """Move one checkpoint from ``expected`` to ``after`` (compare-and-set on the
-    revision; a new row when there was none); False if it had moved."""
-    values = {
+    """Move checkpoints from ``expected`` to ``after`` (compare-and-set on the revision;
+    a new row where there was none): one insert and one executemany update whatever the
+    number of machines. False if one had moved (the caller rolls back)."""
+    new = [
+        {"machine_id": after.machine_id, "role": after.role, "revision": 1} | _values(after, now)
+        for expected, after in moves
+        if expected is None
+    ]
+    moved = [
+        {f"new_{k}": v for k, v in _values(after, now).items()}
+        | {"key_machine": expected.machine_id, "key_role": expected.role}
+        | {"key_revision": expected.revision, "new_revision": expected.revision + 1}
+        for expected, after in moves
+        if expected is not None
+    ]
+    if new:
+        connection.execute(insert(_STATES), new)
+    if not moved:
+        return True
+    statement = (
+        update(_STATES)
+        .where(
+            _STATES.c.machine_id == bindparam("key_machine"),
+            _STATES.c.role == bindparam("key_role"),
+            _STATES.c.revision == bindparam("key_revision"),
+        )
+        .values({name: bindparam(f"new_{name}") for name in (*_MOVED, "revision")})
+    )
+    return bool(connection.execute(statement, moved).rowcount == len(moved))
+
+
+_MOVED = ("model_version", "cursor_batch_id", "n_rows", "carry", "updated_at")
+
+
+def _values(after: StreamCheckpoint, now: Any) -> dict[str, Any]:
+    return {
         "model_version": after.model_version,
         "cursor_batch_id": after.cursor_batch_id,
         "n_rows": after.n_rows,
         "carry": save_carry(after.carry),
         "updated_at": now,
     }
-    if expected is None:
-        connection.execute(
-            insert(_STATES).values(
-                machine_id=after.machine_id, role=after.role, revision=1, **values
-            )
-        )
-        return True
-    moved = connection.execute(
-        update(_STATES)
-        .where(
-            _STATES.c.machine_id == expected.machine_id,
-            _STATES.c.role == expected.role,
-            _STATES.c.revision == expected.revision,
-        )
-        .values(revision=expected.revision + 1, **values)
-    )
-    return bool(moved.rowcount == 1)
 
 
 def _checkpoint(row: Any) -> StreamCheckpoint:
