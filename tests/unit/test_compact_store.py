@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from mmlw.store.compact import (
     explained_rows,
     pack_contributions,
+    pack_times,
     pack_values,
     unpack_contributions,
+    unpack_times,
     unpack_values,
 )
 
@@ -73,3 +75,32 @@ def test_contributions_are_kept_above_the_threshold_and_for_the_batch_worst() ->
     everything = unpack_contributions(contributions.astype("<f4").tobytes(), None, 5, 2)
     assert np.array_equal(everything, contributions)
     assert explained_rows(np.zeros(0), 1.0).size == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(0, 50),
+    step=st.sampled_from([0, 1, 1_000, 1_000_000, 3_600_000_000]),
+    jitter=st.sampled_from([0, 1, 999, 2**31]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_reading_times_come_back_exactly_in_every_form(
+    n: int, step: int, jitter: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    times = 1_767_225_600_000_000 + step * np.arange(n, dtype=np.int64)
+    if jitter:
+        times = times + rng.integers(-jitter, jitter + 1, size=n)
+    data = pack_times(times)
+    assert np.array_equal(unpack_times(data), times)
+    assert len(data) <= max(25, 5 + 4 * n) or len(data) == 8 * n
+
+
+def test_even_times_take_25_bytes_and_jittered_half() -> None:
+    even = 1_767_225_600_000_000 + 1_000_000 * np.arange(1000, dtype=np.int64)
+    assert len(pack_times(even)) == 25
+    jittered = even + np.random.default_rng(0).integers(0, 5000, size=1000)
+    assert len(pack_times(jittered)) == 5 + 4 * 1000
+    apart = even + np.arange(1000, dtype=np.int64) ** 3 * 10_000  # uneven, past int32
+    assert len(pack_times(apart)) == 8 * 1000
+    assert np.array_equal(unpack_times(pack_times(apart)), apart)

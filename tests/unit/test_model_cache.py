@@ -237,3 +237,18 @@ def test_a_fleet_re_resolves_an_alias_in_one_registry_request() -> None:
     registry.set_alias("m7", "champion", 2)
     cache.invalidate("m7")
     assert cache.get("m7").version == 2
+
+
+def test_the_memory_bound_drops_the_least_recently_used_too() -> None:
+    registry = registry_of(20)
+    one = len(pickle.dumps(registry.models[("m0", 1)], protocol=pickle.HIGHEST_PROTOCOL))
+    cache = ModelCache(registry, ttl_s=5.0, max_versions=1000, max_bytes=3 * one + one // 2)
+    for version in range(1, 21):
+        cache.version("m0", version)
+    assert cache.held == 3 and cache.bytes == 3 * one
+    assert registry.alive() <= 3
+    # one model larger than the bound is still held (alone): a batch needs its model
+    tiny = ModelCache(registry, ttl_s=5.0, max_bytes=1)
+    assert tiny.version("m0", 1).version == 1 and tiny.held == 1
+    tiny.version("m0", 2)
+    assert tiny.held == 1 and tiny.bytes == one

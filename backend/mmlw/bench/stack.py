@@ -160,9 +160,9 @@ class Stack:
     def check_alive(self) -> None:
         for child in self.children:
             if child.process.poll() is not None:
-                log = child.log.name
                 raise RuntimeError(
-                    f"{child.role} exited with {child.process.returncode}; see {log}"
+                    f"{child.role} exited with {child.process.returncode}; its log ended: "
+                    f"{_last_lines(child.log.name)}"
                 )
 
     def role_pids(self) -> dict[str, list[int]]:
@@ -217,3 +217,13 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _last_lines(path: str, n: int = 3) -> str:
+    """The last ``n`` lines of a child's log, joined (the log goes with the sandbox)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as log:
+            lines = [line.strip() for line in log if line.strip()]
+    except OSError as exc:
+        return f"(unreadable: {exc})"
+    return " | ".join(lines[-n:]) or "(empty)"

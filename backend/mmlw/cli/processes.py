@@ -179,6 +179,10 @@ def worker(
     connect_warm_start(worker_context(app))
     limit_blas_threads(blas_threads)
     argv = ["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", "INFO"]
+    # no mingle (a start-up exchange of revoked tasks MMLW never revokes, over a reply
+    # queue whose exclusive declare failed with RESOURCE_LOCKED and stopped a worker with
+    # exit code 0 in the bench) and no gossip (events of other workers nobody reads)
+    argv += ["--without-mingle", "--without-gossip"]
     node = hostname or default_node_name(settings.broker.namespace)
     app.worker_main([*argv, "-n", node])
 

@@ -69,11 +69,19 @@ class ModelSettings(BaseModel):
         "after a restart (0: load on a machine's first batch)",
     )
     cache_max_versions: int = Field(
-        default=256,
+        default=4096,
         ge=1,
-        description="model versions a worker process holds in memory at most, the least "
-        "recently used dropped first (a version no alias serves any more is dropped at "
-        "once); keep it at least twice preload_machines, or preloading evicts itself",
+        description="model versions a worker or scorer process holds in memory at most, "
+        "the least recently used dropped first (a version no alias serves any more is "
+        "dropped at once); keep it at least twice the machines a process scores (and "
+        "preload_machines), or every batch reloads its model",
+    )
+    cache_max_mb: float = Field(
+        default=256.0,
+        gt=0,
+        description="the most memory the models a process holds may take (their pickled "
+        "size), the least recently used dropped first: PCA models take ~10 KB, an "
+        "Isolation Forest ~1 MB",
     )
     registered_model_prefix: str = "mmlw-"
     signing_key: SecretStr | None = Field(

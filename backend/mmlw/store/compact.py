@@ -14,6 +14,11 @@ The two forms are told apart by length: ``8 n c`` bytes is float64, ``c + 4 n c`
 (``c`` int8 scales, then int32 ``k``) is the scaled form (the two never coincide for
 ``n >= 1``).
 
+**Reading times as deltas.** A batch's times (int64 microseconds) are stored as the
+first and one step when they are evenly spaced (25 bytes: a tag, first, step, count),
+else as the first and int32 differences when those fit (``5 + 4 n`` bytes), else as
+int64 (``8 n`` bytes, the form before; the only one whose length is a multiple of 8).
+
 **Contributions only where they matter.** Per-sensor contributions explain a reading
 that an operator looks into: one above its threshold, or the worst of its batch (what the
 dashboard shows for a moment and an alert names). Those rows are stored (float32, with
@@ -37,8 +42,10 @@ from mmlw.store.packing import pack, unpack
 __all__ = [
     "explained_rows",
     "pack_contributions",
+    "pack_times",
     "pack_values",
     "unpack_contributions",
+    "unpack_times",
     "unpack_values",
 ]
 
@@ -84,6 +91,42 @@ def _scales(values: np.ndarray) -> np.ndarray | None:
         if not len(todo):
             return scales
     return None
+
+
+_EVEN, _DELTAS = 1, 2  # tags of the compact forms of reading times
+_INT32 = np.iinfo(np.int32)
+
+
+def pack_times(times_us: np.ndarray) -> bytes:
+    """A batch's reading times (int64 microseconds) in their smallest exact form.
+
+    >>> even = np.arange(5, dtype=np.int64) * 1_000_000
+    >>> [len(pack_times(t)) for t in (even, even + np.array([0, 0, 7, 0, 0]), even[:2])]
+    [25, 25, 16]
+    >>> all(np.array_equal(unpack_times(pack_times(t)), t) for t in (even, even[::-1] * 9**9))
+    True
+    """
+    times = np.asarray(times_us, dtype=np.int64)
+    if len(times) < 3:
+        return pack(times, "i8")
+    steps = np.diff(times)
+    if (steps == steps[0]).all():
+        return bytes([_EVEN]) + pack(np.array([times[0], steps[0], len(times)]), "i8")
+    if steps.min() >= _INT32.min and steps.max() <= _INT32.max:
+        return bytes([_DELTAS]) + pack(times[:1], "i8") + pack(steps, "i4")
+    return pack(times, "i8")
+
+
+def unpack_times(data: bytes) -> np.ndarray:
+    """The int64 microseconds :func:`pack_times` stored (any form)."""
+    if len(data) % 8 == 0:
+        return unpack(data, "i8")
+    first = unpack(data[1:9], "i8")
+    if data[0] == _EVEN:
+        start, step, count = (int(v) for v in unpack(data[1:25], "i8"))
+        return start + step * np.arange(count, dtype=np.int64)
+    steps = unpack(data[9:], "i4").astype(np.int64)
+    return np.concatenate([first, first[0] + np.cumsum(steps)])
 
 
 def explained_rows(scores: np.ndarray, threshold: float) -> np.ndarray:

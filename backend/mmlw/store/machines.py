@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mmlw.errors import NotFound
+from mmlw.store.compact import unpack_times
 from mmlw.store.database import Database
 from mmlw.store.packing import unpack
 from mmlw.store.tables import Machine, ReadingBatch, ScoreBatch
@@ -201,7 +202,7 @@ def _newest(rows: Sequence[Row[Any]], n: int) -> NewestScores:
     """One machine's newest ``n`` readings of ``rows`` (its batches, the last ending last)."""
     scores = [unpack(row.scores, "f8") for row in rows]
     sizes = [len(s) for s in scores]
-    timestamps = np.concatenate([unpack(row.timestamps_us, "i8") for row in rows])
+    timestamps = np.concatenate([unpack_times(row.timestamps_us) for row in rows])
     order = np.argsort(timestamps, kind="stable")[-n:]
     return NewestScores(
         machine_id=rows[-1].machine_id,

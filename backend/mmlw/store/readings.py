@@ -35,7 +35,7 @@ from mmlw.errors import NotFound
 from mmlw.schemas.readings import ReadingsBatch
 from mmlw.schemas.readings_arrays import ReadingsArrays
 from mmlw.store.batch_keys import insert_new_batches
-from mmlw.store.compact import pack_values, unpack_values
+from mmlw.store.compact import pack_times, pack_values, unpack_times, unpack_values
 from mmlw.store.database import Database
 from mmlw.store.packing import pack, unpack, us_to_datetimes
 from mmlw.store.tables import Machine, ReadingBatch, ScoreBatch, UtcDateTime, utcnow
@@ -88,7 +88,7 @@ class StoredBatch:
 
 def decode_batch(row: Any) -> StoredBatch:
     """A stored batch from an ORM object or a Core row of ``reading_batches``."""
-    timestamps = unpack(row.timestamps_us, "i8")
+    timestamps = unpack_times(row.timestamps_us)
     return StoredBatch(
         id=row.id,
         machine_id=row.machine_id,
@@ -110,7 +110,7 @@ def _row(batch: ReadingsArrays, now: datetime) -> dict[str, Any]:
         "t_end": batch.t_end,
         "n": len(batch),
         "columns": list(batch.columns),
-        "timestamps_us": pack(batch.timestamps_us, "i8"),
+        "timestamps_us": pack_times(batch.timestamps_us),
         "values": pack_values(batch.values),
         "labels": None if batch.labels is None else pack(batch.labels, "i1"),
     }

@@ -28,7 +28,7 @@ from mmlw.store.aggregates import (
     reading_aggregates,
     score_aggregates,
 )
-from mmlw.store.compact import unpack_values
+from mmlw.store.compact import unpack_times, unpack_values
 from mmlw.store.packing import unpack, us_to_datetimes
 from mmlw.store.rollup_tables import ReadingRollupRow, ScoreRollupRow
 from mmlw.store.tables import ReadingBatch, ScoreBatch
@@ -75,8 +75,8 @@ def roll_up_readings(
                 (
                     r.machine_id,
                     list(r.columns),
-                    unpack(r.timestamps_us, "i8"),
-                    unpack_values(r.values, len(r.timestamps_us) // 8, len(r.columns)),
+                    times := unpack_times(r.timestamps_us),
+                    unpack_values(r.values, len(times), len(r.columns)),
                 )
                 for r in rows
             ),
@@ -121,7 +121,7 @@ def roll_up_scores(
                 (
                     r.machine_id,
                     r.role,
-                    unpack(r.timestamps_us, "i8"),
+                    unpack_times(r.timestamps_us),
                     unpack(r.scores, "f8"),
                     r.threshold,
                     r.model_version,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Row
 
-from mmlw.store.compact import unpack_contributions
+from mmlw.store.compact import unpack_contributions, unpack_times
 from mmlw.store.packing import unpack
 from mmlw.store.tables import ScoreBatch
 
@@ -55,7 +55,7 @@ def stored_scores(row: ScoreBatch | Row[Any], timestamps_us: bytes) -> StoredSco
         role=row.role,
         threshold=row.threshold,
         columns=list(row.columns),
-        timestamps_us=unpack(timestamps_us, "i8"),
+        timestamps_us=unpack_times(timestamps_us),
         scores=scores,
         contributions=unpack_contributions(
             row.contributions, row.contribution_rows, len(scores), len(row.columns)

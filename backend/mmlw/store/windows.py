@@ -15,8 +15,8 @@ import numpy as np
 from sqlalchemy import Table, func, or_, select
 from sqlalchemy.engine import Connection
 
-from mmlw.store.compact import unpack_values
-from mmlw.store.packing import datetimes_to_us, unpack
+from mmlw.store.compact import unpack_times, unpack_values
+from mmlw.store.packing import datetimes_to_us
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,7 +59,7 @@ def count_in_range(
     lo = None if start is None else int(datetimes_to_us([start])[0])
     hi = None if end is None else int(datetimes_to_us([end])[0])
     for (packed,) in connection.execute(edges):
-        times = unpack(packed, "i8")
+        times = unpack_times(packed)
         keep = np.ones(len(times), dtype=bool)
         if lo is not None:
             keep &= times >= lo
@@ -81,15 +81,16 @@ def stacked_window(
     import pandas as pd  # imported on use: commands that only list the store skip it
 
     columns = list(rows[0].columns)
-    sizes = [len(r.timestamps_us) // 8 for r in rows]
+    stamps = [unpack_times(r.timestamps_us) for r in rows]
+    sizes = [len(t) for t in stamps]
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     times = np.empty(bounds[-1], dtype=np.int64)
     values = np.empty((len(columns), bounds[-1]), dtype=np.float64)
     labels = (
         np.full(bounds[-1], -1, dtype=np.int8) if any(r.labels is not None for r in rows) else None
     )
-    for row, first, last in zip(rows, bounds[:-1], bounds[1:], strict=True):
-        times[first:last] = np.frombuffer(row.timestamps_us, dtype="<i8")
+    for row, row_times, first, last in zip(rows, stamps, bounds[:-1], bounds[1:], strict=True):
+        times[first:last] = row_times
         values[:, first:last] = unpack_values(row.values, last - first, len(columns)).T
         if labels is not None and row.labels is not None:
             labels[first:last] = np.frombuffer(row.labels, dtype="<i1")

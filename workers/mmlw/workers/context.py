@@ -59,6 +59,7 @@ class WorkerContext:
             ttl_s=self.settings.models.alias_cache_ttl_s,
             history=self._alias_history,
             max_versions=self.settings.models.cache_max_versions,
+            max_bytes=int(self.settings.models.cache_max_mb * 2**20),
         )
 
     def _alias_history(self, machine_id: str, alias: str) -> list[int]:

@@ -14,9 +14,11 @@ before it replaces the old one: a batch is never scored by a half-loaded model.
 
 Memory is bounded two ways, so a long-running worker does not keep every version it ever
 loaded: when an alias is re-resolved to another version, the version it left is dropped
-unless another alias still serves it; and at most ``max_versions`` versions are held at
-all, the least recently used dropped first (a dropped version is simply loaded again
-when it is asked for). A batch that holds a model keeps it until it is scored.
+unless another alias still serves it; and at most ``max_versions`` versions taking at most
+``max_bytes`` (their pickled size, measured once at load) are held at all, the least
+recently used dropped first (a dropped version is simply loaded again when it is asked
+for; a fleet larger than the cache reloads a model for every batch, so size it for the
+machines a process scores). A batch that holds a model keeps it until it is scored.
 
 A version the registry cannot vouch for (:class:`~mmlw.errors.UntrustedModel`: not
 signed by MMLW, or its bytes changed) is refused once per process, logged and counted
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import threading
 import time
 from collections import OrderedDict
@@ -43,7 +46,8 @@ __all__ = ["DEFAULT_MAX_VERSIONS", "ModelCache"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_VERSIONS = 256  # MMLW_MODELS__CACHE_MAX_VERSIONS's default
+DEFAULT_MAX_VERSIONS = 4096  # MMLW_MODELS__CACHE_MAX_VERSIONS's default
+DEFAULT_MAX_BYTES = 256 * 2**20  # MMLW_MODELS__CACHE_MAX_MB's default
 #: from how many machines served an alias is re-resolved for all machines in one request
 BULK_FROM = 4
 
@@ -59,9 +63,13 @@ class ModelCache:
         clock: Callable[[], float] = time.monotonic,
         history: Callable[[str, str], list[int]] | None = None,
         max_versions: int = DEFAULT_MAX_VERSIONS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         if max_versions < 1:
             raise ValueError(f"max_versions: must be at least 1, got {max_versions}")
+        self._max_bytes = max_bytes
+        self._sizes: dict[_Version, int] = {}
+        self.bytes = 0  # the pickled size of the versions held
         self._registry = registry
         self._ttl_s = ttl_s
         self._clock = clock
@@ -139,7 +147,7 @@ class ModelCache:
             if left is None or (loaded is not None and left.version == loaded.version):
                 return
             if not self._serving(key[0], left):
-                self._models.pop((key[0], left.version), None)
+                self._drop((key[0], left.version))
 
     def _serving(self, machine_id: str, model: LoadedModel) -> list[_Alias]:
         """The alias entries of ``machine_id`` that serve ``model``'s version (under
@@ -202,16 +210,28 @@ class ModelCache:
             log.error("refused to load model version: %s", exc)
             raise
         loaded = LoadedModel(self._registry.model_name(machine_id), version, model)
+        size = len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
         with self._guard:
+            self._drop(key)  # loaded twice at once: counted once
             self._models[key] = loaded
+            self._sizes[key] = size
+            self.bytes += size
             self.loads += 1
-            while len(self._models) > self._max_versions:
+            while len(self._models) > 1 and (
+                len(self._models) > self._max_versions or self.bytes > self._max_bytes
+            ):
                 self._evict(*self._models.popitem(last=False))
         return loaded
+
+    def _drop(self, key: _Version) -> None:
+        """Forget a version's model and its size (under ``_guard``)."""
+        self._models.pop(key, None)
+        self.bytes -= self._sizes.pop(key, 0)
 
     def _evict(self, key: _Version, model: LoadedModel) -> None:
         """Forget every alias entry that serves the evicted version (under ``_guard``), so
         nothing here keeps it alive; the alias is re-resolved on its next use."""
+        self.bytes -= self._sizes.pop(key, 0)
         for alias_key in self._serving(key[0], model):
             del self._entries[alias_key]
         log.debug("model cache full (%d versions): dropped %s v%d", self._max_versions, *key)
