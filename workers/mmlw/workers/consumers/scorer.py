@@ -21,6 +21,12 @@ busy in its next round, so reports that are one round late move nothing back. Re
 only balance load: ownership stays the broker's, and a lost report costs balance, never
 order.
 
+Rounds. The messages in hand (one per partition at most: prefetch 1) are streamed as one
+round once no other partition delivers within a few milliseconds: partitions hold
+disjoint machines, so the round keeps each machine's order, and the store's per-round
+costs (checkpoints, pending batches, drift states, recent scores, open alerts: a few
+queries each) are paid once for the machines of all of them.
+
 A message is acknowledged after its batches are streamed and their alert rules run. A
 store that cannot be reached is waited for (the partition waits with it: later batches
 must not overtake); any other error is logged and the message acknowledged, as a failed
@@ -55,6 +61,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_IDS = 100_000  # far above a message's batches_per_task; a bound, not a limit
 _WAIT_S = 1.0  # longest wait for a delivery before heartbeats and rebalancing are looked at
+_GATHER_S = 0.002  # how long a round waits for other partitions' deliveries once one came
 _RESTART_DELAY_S = 1.0
 _RETRY_MAX_S = 30.0
 
@@ -122,6 +129,7 @@ class PartitionScorer:
         self.ready = threading.Event()  # subscribed to every partition
         self._stopping = threading.Event()
         self._channels: dict[int, Any] = {}  # partition -> the channel consuming it
+        self._inbox: list[tuple[int, Message, list[int]]] = []  # held for the next round
         self._live: Connection | None = None
         self.broker_wait = BrokerWaitLog(connection.as_uri(), log)
 
@@ -168,6 +176,7 @@ class PartitionScorer:
             finally:
                 self.ready.clear()
                 self._channels = {}
+                self._inbox = []  # unacknowledged: the broker delivers them again
                 self._live = None
 
     def _raise_if_stopping(self) -> None:
@@ -192,6 +201,10 @@ class PartitionScorer:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 connection.drain_events(timeout=_WAIT_S)
+                # and whatever the other partitions delivered meanwhile: one round for all
+                while len(self._inbox) < len(self._channels):
+                    connection.drain_events(timeout=_GATHER_S)
+            self._round()
             connection.heartbeat_check()  # cheap; sends one when due (under load too)
             if time.monotonic() >= next_rebalance:
                 self._rebalance(connection, report)
@@ -213,9 +226,12 @@ class PartitionScorer:
         if not count:
             return
         handed = random.sample(mine, count)
+        self._round()  # what is in hand is streamed here, before its partition moves
         for partition in handed:
             self.held.discard(partition)
             self._channels[partition].close()  # the broker makes the next subscriber active
+            # a delivery held since (subscribing drains events) goes back with the channel
+            self._inbox = [held for held in self._inbox if held[0] != partition]
             self._channels[partition] = self._subscribe(connection, partition)
         self._handed = set(handed)
         log.info(
@@ -239,6 +255,7 @@ class PartitionScorer:
 
     # messages ------------------------------------------------------------------------
     def _on_message(self, partition: int, message: Message) -> None:
+        """Hold a partition's message for the next round (one per partition: prefetch 1)."""
         if partition not in self.held:  # the broker made this scorer the partition's owner
             self.held.add(partition)
             log.info("scorer streams partition %d (%s)", partition, self.topology.namespace)
@@ -247,14 +264,30 @@ class PartitionScorer:
             batch_ids = parse_score_message(message.body)
         except ValueError as exc:  # not ours: nothing to stream, never a loop
             log.error("partition %d: dropped a scoring message: %s", partition, exc)
-        else:
-            if not self._work(partition, batch_ids):
-                message.requeue()  # stopping while the store is down: the next owner
-                return
-        message.ack()
-        self.handled += 1
+            message.ack()
+            self.handled += 1
+            return
+        self._inbox.append((partition, message, batch_ids))
 
-    def _work(self, partition: int, batch_ids: list[int]) -> bool:
+    def _round(self) -> None:
+        """Stream the batches of every message in hand as one round (different partitions
+        hold different machines, and each partition has one message in hand, so order per
+        machine holds), then acknowledge them: the per-message costs of the store are paid
+        once for all (a fleet's message names few machines per partition)."""
+        if not self._inbox:
+            return
+        held, self._inbox = self._inbox, []
+        partitions = sorted({partition for partition, _, _ in held})
+        batch_ids = [i for _, _, ids in held for i in ids]
+        if not self._work(partitions, batch_ids):
+            for _, message, _ in held:
+                message.requeue()  # stopping while the store is down: the next owner
+            return
+        for _, message, _ in held:
+            message.ack()
+            self.handled += 1
+
+    def _work(self, partitions: Sequence[int], batch_ids: list[int]) -> bool:
         """Stream ``batch_ids``; False if stopped while waiting for the store."""
         delay = 0.5
         while True:
@@ -262,12 +295,12 @@ class PartitionScorer:
                 self.handle(batch_ids)
                 return True
             except ServiceUnavailable as exc:
-                log.warning("partition %d waits %.1f s: %s", partition, delay, exc)
+                log.warning("partitions %s wait %.1f s: %s", partitions, delay, exc)
                 if self._wait(delay):
                     return False
                 delay = min(_RETRY_MAX_S, delay * 2)
             except Exception:  # like a failed task: the next message streams them again
-                log.exception("partition %d: streaming batches %s failed", partition, batch_ids)
+                log.exception("partitions %s: streaming batches %s failed", partitions, batch_ids)
                 return True
 
     def _wait(self, seconds: float) -> bool:
