@@ -49,8 +49,14 @@ class MemoryRegistry:
         return self.aliases.get((machine_id, alias))
 
     def alias_versions(self, alias: str) -> dict[str, int]:
+        return {m: a[alias] for m, a in self.alias_map().items() if alias in a}
+
+    def alias_map(self) -> dict[str, dict[str, int]]:
         self.bulk_lookups += 1
-        return {m: v for (m, a), v in self.aliases.items() if a == alias}
+        out: dict[str, dict[str, int]] = {}
+        for (m, a), v in self.aliases.items():
+            out.setdefault(m, {})[a] = v
+        return out
 
     def load(self, machine_id: str, version: int) -> AnomalyModel:
         return self.models[(machine_id, version)]
@@ -220,13 +226,13 @@ def test_a_fleet_re_resolves_an_alias_in_one_registry_request() -> None:
         assert cache.get(f"m{m}").version == 1
         assert cache.get(f"m{m}", "challenger") is None
     first = registry.alias_lookups
-    assert first <= 8 and registry.bulk_lookups == 2  # champion and challenger, for all
+    assert first <= 8 and registry.bulk_lookups == 1  # champion and challenger, for all
     registry.set_alias("m5", "champion", 2)
     clock.now = 10.0
     for m in range(99):
         assert cache.get(f"m{m}").version == (2 if m == 5 else 1)
         assert cache.get(f"m{m}", "challenger") is None
-    assert registry.alias_lookups == first and registry.bulk_lookups == 4
+    assert registry.alias_lookups == first and registry.bulk_lookups == 2
     # "no champion" in the fleet's answer is asked again for that machine, every time,
     # so its first champion is used at once
     assert cache.get("m99") is None and cache.get("m99") is None

@@ -260,12 +260,16 @@ class MlflowRegistry:
         return int(found.version)
 
     def alias_versions(self, alias: str) -> dict[str, int]:
-        """Every machine's version under ``alias``, from the aliases
-        ``search_registered_models`` returns with each model: one request per
-        :data:`SEARCH_PAGE` machines, where :meth:`alias_version` takes one per machine."""
+        """Every machine's version under ``alias`` (see :meth:`alias_map`)."""
+        return {m: aliases[alias] for m, aliases in self.alias_map().items() if alias in aliases}
+
+    def alias_map(self) -> dict[str, dict[str, int]]:
+        """Every machine's aliases, from those ``search_registered_models`` returns with
+        each model: one request per :data:`SEARCH_PAGE` machines, where
+        :meth:`alias_version` takes one per machine and alias."""
         prefix = self.model_prefix
         pattern = like_prefix(prefix)  # the exact prefix is checked below
-        found: dict[str, int] = {}
+        found: dict[str, dict[str, int]] = {}
         token: str | None = None
         try:
             while True:
@@ -275,9 +279,9 @@ class MlflowRegistry:
                     page_token=token,
                 )
                 for registered in page:
-                    version = (registered.aliases or {}).get(alias)
-                    if version is not None and registered.name.startswith(prefix):
-                        found[registered.name[len(prefix) :]] = int(version)
+                    if registered.name.startswith(prefix):
+                        aliases = {a: int(v) for a, v in (registered.aliases or {}).items()}
+                        found[registered.name[len(prefix) :]] = aliases
                 token = page.token
                 if not token:
                     return found
