@@ -80,7 +80,7 @@ class ModelSettings(BaseModel):
         default=256.0,
         gt=0,
         description="the most memory the models a process holds may take (their pickled "
-        "size), the least recently used dropped first: PCA models take ~10 KB, an "
+        "size), the least recently used dropped first: a PCA model takes ~1 KB, adaptive ~5 KB, an "
         "Isolation Forest ~1 MB",
     )
     registered_model_prefix: str = "mmlw-"
