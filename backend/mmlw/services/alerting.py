@@ -89,8 +89,7 @@ def evaluate_machines(
     alert is then stepped on its own. A machine whose evaluation fails is logged and
     left for its next batch or tick; the others go on."""
     now = now or utcnow()
-    rules = {m: config.rules_for(m) for m in new_readings}
-    rules = {m: r for m, r in rules.items() if r}
+    rules = {m: found for m in new_readings if (found := config.rules_for(m))}
     new = {m: max(1, min(new_readings[m], MAX_NEW_READINGS)) for m in rules}
     windows = {m: n for m in rules if (n := _window(rules[m], new[m]))}
     recent = store.scores.recent_many(windows)

@@ -121,10 +121,10 @@ def unpack_times(data: bytes) -> np.ndarray:
     """The int64 microseconds :func:`pack_times` stored (any form)."""
     if len(data) % 8 == 0:
         return unpack(data, "i8")
-    first = unpack(data[1:9], "i8")
     if data[0] == _EVEN:
         start, step, count = (int(v) for v in unpack(data[1:25], "i8"))
         return start + step * np.arange(count, dtype=np.int64)
+    first = unpack(data[1:9], "i8")
     steps = unpack(data[9:], "i4").astype(np.int64)
     return np.concatenate([first, first[0] + np.cumsum(steps)])
 

@@ -7,11 +7,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, insert, select, update
+from sqlalchemy import Row, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from mmlw.schemas.lifecycle import AliasEventOut
 from mmlw.store.database import Database
+from mmlw.store.revisions import update_if_unchanged
 from mmlw.store.tables import AliasEvent, DriftState
 
 __all__ = ["AliasEventOut", "AliasHistoryRepository", "DriftRecord", "DriftStatesRepository"]
@@ -137,23 +138,15 @@ class DriftStatesRepository:
         new = [_drift_values(r) for r, (_, expected) in zip(saved, changes, strict=True) if
                expected is None]  # fmt: skip
         moved = [
-            {f"new_{k}": v for k, v in _drift_values(r).items()} | {"expected": expected.revision}
+            ({"machine_id": r.machine_id}, _drift_values(r, _DRIFT_VALUES[1:-1]), expected.revision)
             for r, (_, expected) in zip(saved, changes, strict=True)
             if expected is not None
         ]
-        if_unchanged = (
-            update(table)
-            .where(
-                table.c.machine_id == bindparam("new_machine_id"),
-                table.c.revision == bindparam("expected"),
-            )
-            .values({name: bindparam(f"new_{name}") for name in _DRIFT_VALUES[1:]})
-        )
         try:
             with self._db.engine.begin() as connection:
                 if new:
                     connection.execute(insert(table), new)
-                if moved and connection.execute(if_unchanged, moved).rowcount != len(moved):
+                if not update_if_unchanged(connection, table, moved):
                     raise _Moved
         except (IntegrityError, _Moved):  # inserted or moved concurrently: nothing written
             return None
@@ -170,8 +163,8 @@ _DRIFT_VALUES = (
 )  # fmt: skip
 
 
-def _drift_values(record: DriftRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in _DRIFT_VALUES}
+def _drift_values(record: DriftRecord, names: Sequence[str] = _DRIFT_VALUES) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in names}
 
 
 def _drift(row: Row[Any]) -> DriftRecord:

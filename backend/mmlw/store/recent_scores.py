@@ -108,11 +108,7 @@ class RecentScoresReader:
             chosen = [row for rows in found.values() for row in rows[:limit]]
             starts = {row.t_start for row in chosen}
             wide = (
-                select(
-                    *(_SCORES.c[name] for name in STORED_COLUMNS),
-                    _SCORES.c.machine_id,
-                    readings.c.timestamps_us,
-                )
+                select(*(_SCORES.c[name] for name in STORED_COLUMNS), readings.c.timestamps_us)
                 .join(
                     readings,
                     and_(

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Table, and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, func, insert, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from mmlw.errors import NotFound
 from mmlw.store.database import Database
 from mmlw.store.readings import StoredBatch, decode_batch
+from mmlw.store.revisions import update_if_unchanged
 from mmlw.store.scores import ScoreRecord, ScoresRepository
 from mmlw.store.tables import ReadingBatch, StreamState, utcnow
 
@@ -224,29 +225,14 @@ def _move(
         if expected is None
     ]
     moved = [
-        {f"new_{k}": v for k, v in _values(after, now).items()}
-        | {"key_machine": expected.machine_id, "key_role": expected.role}
-        | {"key_revision": expected.revision, "new_revision": expected.revision + 1}
+        ({"machine_id": expected.machine_id, "role": expected.role}, _values(after, now),
+         expected.revision)
         for expected, after in moves
         if expected is not None
-    ]
+    ]  # fmt: skip
     if new:
         connection.execute(insert(_STATES), new)
-    if not moved:
-        return True
-    statement = (
-        update(_STATES)
-        .where(
-            _STATES.c.machine_id == bindparam("key_machine"),
-            _STATES.c.role == bindparam("key_role"),
-            _STATES.c.revision == bindparam("key_revision"),
-        )
-        .values({name: bindparam(f"new_{name}") for name in (*_MOVED, "revision")})
-    )
-    return bool(connection.execute(statement, moved).rowcount == len(moved))
-
-
-_MOVED = ("model_version", "cursor_batch_id", "n_rows", "carry", "updated_at")
+    return update_if_unchanged(connection, _STATES, moved)
 
 
 def _values(after: StreamCheckpoint, now: Any) -> dict[str, Any]:

@@ -240,7 +240,7 @@ class ModelCache:
     def _evict(self, key: _Version, model: LoadedModel) -> None:
         """Forget every alias entry that serves the evicted version (under ``_guard``), so
         nothing here keeps it alive; the alias is re-resolved on its next use."""
-        self.bytes -= self._sizes.pop(key, 0)
+        self._drop(key)
         for alias_key in self._serving(key[0], model):
             del self._entries[alias_key]
         log.debug("model cache full (%d versions): dropped %s v%d", self._max_versions, *key)

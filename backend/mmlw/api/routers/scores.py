@@ -124,6 +124,7 @@ def get_scores(
             continue
         scores = part.scores[local]
         contributions = part.contributions[local]
+        kept = ~np.isnan(contributions).any(axis=1)  # not kept: below threshold, not worst
         order = np.argsort(-contributions, axis=1)[:, :top]
         out.timestamps.extend(us_to_datetimes(part.timestamps_us[local]))
         out.scores.extend(scores.tolist())
@@ -131,13 +132,10 @@ def get_scores(
         out.flags.extend((scores > part.threshold).tolist())
         out.model_versions.extend([part.model_version] * len(local))
         out.top_sensors.extend(
-            []  # not kept: below the threshold and not its batch's worst
-            if np.isnan(row).any()
-            else [
-                SensorContribution(sensor=part.columns[j], contribution=float(row[j]))
-                for j in ranks
-            ]
-            for row, ranks in zip(contributions, order, strict=True)
+            [SensorContribution(sensor=part.columns[j], contribution=float(row[j])) for j in ranks]
+            if explained
+            else []
+            for row, ranks, explained in zip(contributions, order, kept, strict=True)
         )
     return out
 
