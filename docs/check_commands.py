@@ -216,8 +216,9 @@ def start_server(session: Session, text: str, run: Run) -> tuple[bool, str]:
 
 
 def probes(bare: str, run: Run, env: dict[str, str]) -> Callable[[], bool]:
-    """What says a server is up: its HTTP port answers, its queue has a consumer, or
-    (beat, the simulator) it is still alive after a while."""
+    """What says a server is up: its HTTP port answers, its queue has a consumer, or it
+    is still alive after a while: beat after 5 s (a bad broker URL or schedule stops it
+    at once), the simulator after 20 s (the commands after it need that many readings)."""
     api = env.get("MMLW_API__PORT", "8000")
     dashboard = env.get("MMLW_DASHBOARD__PORT", "8050")
     urls = {
@@ -234,8 +235,8 @@ def probes(bare: str, run: Run, env: dict[str, str]) -> Callable[[], bool]:
     queue = next((q for name, q in queues.items() if bare.startswith(name)), None)
     if queue is not None:
         return lambda: consumers(f"{env.get('MMLW_BROKER__NAMESPACE', 'mmlw')}.{queue}") > 0
-    started = time.monotonic()
-    return lambda: time.monotonic() - started > 20
+    started, alive_for = time.monotonic(), 20 if bare.startswith("mmlw simulate") else 5
+    return lambda: time.monotonic() - started > alive_for
 
 
 def _answers(url: str) -> bool:
@@ -293,7 +294,21 @@ def check(paths: list[Path], *, fast: bool, dry: bool, keep: bool = False) -> in
     return failed
 
 
+def runs_something(path: Path, *, fast: bool) -> bool:
+    """Whether any command of ``path`` would run (with ``fast``: any but the slow ones)."""
+    for command in extract(path):
+        text, _ = plan(command)
+        if text and not (fast and is_slow(command, text)):
+            return True
+    return False
+
+
 def _check_document(path: Path, root: Path, *, fast: bool, dry: bool) -> int:
+    if not dry and not runs_something(path, fast=fast):
+        # nothing to run: no run is set up (no clone, users, database), the skips are listed
+        for command in extract(path):
+            _check_one(None, command, None, fast=fast, dry=dry)
+        return 0
     run = Run(
         f"chk{uuid.uuid4().hex[:8]}",
         {n: free_port() for n in ("api", "dashboard", "mlflow", "mkdocs")},
@@ -313,9 +328,12 @@ def _check_document(path: Path, root: Path, *, fast: bool, dry: bool) -> int:
     return failed
 
 
-def _check_one(session: Session, command: Command, run: Run, *, fast: bool, dry: bool) -> bool:
+def _check_one(
+    session: Session | None, command: Command, run: Run | None, *, fast: bool, dry: bool
+) -> bool:
+    """Run, serve or skip one command (``session`` and ``run`` None: only skips come)."""
     text, note = plan(command)
-    for pattern, replacement in run.rewrites():
+    for pattern, replacement in run.rewrites() if run is not None else ():
         text = re.sub(pattern, replacement, text)
     shown = command.text if len(command.text) < 90 else command.text[:87] + "..."
     if not text:
@@ -329,6 +347,7 @@ def _check_one(session: Session, command: Command, run: Run, *, fast: bool, dry:
         kind = ("server" if server else "run") + (" (slow)" if is_slow(command, text) else "")
         print(f"{kind:<7} {command.source}  {text}" + (f"  ({note})" if note else ""))
         return True
+    assert session is not None and run is not None, "a command to run needs a run"
     started = time.monotonic()
     if server:
         ok, output = start_server(session, text, run)

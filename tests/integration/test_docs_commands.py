@@ -1,5 +1,5 @@
-"""The manual's shell commands run as written: ``docs/check_commands.py --fast`` (all of
-README.md and docs/*.md but the multi-minute runs) against the local RabbitMQ and
+"""The manual's shell commands run as written: ``docs/check_commands.py --fast`` on each
+of README.md and docs/*.md (all but the multi-minute runs) against the local RabbitMQ and
 PostgreSQL, in a scratch clone; any command that fails fails the test with its output.
 """
 
@@ -52,10 +52,16 @@ def test_every_shell_block_is_classified() -> None:
     assert "(the test suite itself)" in listed
 
 
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 @pytest.mark.timeout(3600)
-def test_the_docs_commands_run() -> None:
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: p.name)
+def test_the_docs_commands_run(document: Path) -> None:
+    """One document per test (each has its own run of the shared services), so the
+    documents are checked side by side."""
     require_service("RabbitMQ", "127.0.0.1", 5672)
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    code, output = _check("--fast", timeout=3000)
+    code, output = _check("--fast", str(document), timeout=3000)
     assert code == 0, output
     assert "FAILED" not in output
