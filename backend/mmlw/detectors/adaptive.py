@@ -44,7 +44,9 @@ scoring for as long as it lasts, instead of becoming normal within a few dozen r
 alarm ends at the first reading back near the level before it (on every sensor, its
 squared distance from the slow level, in spreads, below ``release``). After an episode
 (longer than ``blip_rows``) nothing learned during it is kept and the fast level returns
-to the slow one, so the readings after a fault are judged as those before it; after a
+to the slow one, so the readings after a fault are judged as those before it, while the
+slow level re-learns where the machine is now (what it knew weighs as
+``after_episode_rows`` readings, each reading after the episode as one); after a
 blip (a short alarm, as bursty streams make all the time) the score history keeps what it
 learned about the blip's size, so a stream's usual blips stop alarming. An alarm that
 outlasts ``regime_rows`` rows is a new regime, not a fault: the series continues from a
@@ -117,6 +119,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         release: float = 12.0,
         regime_rows: int = 500,
         blip_rows: int = 8,
+        after_episode_rows: int = 10,
         eps: float = 1e-9,
     ) -> None:
         self.level_rate = level_rate
@@ -136,6 +139,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         self.release = release
         self.regime_rows = regime_rows
         self.blip_rows = blip_rows
+        self.after_episode_rows = after_episode_rows
         self.eps = eps
 
     # -- fitting: the state a series starts from -----------------------------------------
@@ -152,6 +156,8 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
             raise ValueError(f"release: {self.release!r} must be positive")
         if int(self.blip_rows) < 0:
             raise ValueError(f"blip_rows: {self.blip_rows!r} must be >= 0")
+        if int(self.after_episode_rows) < 1:
+            raise ValueError(f"after_episode_rows: {self.after_episode_rows!r} must be >= 1")
         if int(self.regime_rows) < 1:
             raise ValueError(f"regime_rows: {self.regime_rows!r} must be >= 1")
 
@@ -252,6 +258,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         state["profile"] = np.zeros((period, self.n_features_in_)) if profile is None else profile
         state["base"] = np.asarray(sensors.get("base", sensors["level"]), dtype=np.float64)
         state["seen"] = np.array(0.0)
+        state["catch"] = np.array(float(round(1.0 / float(self.shift_rate))))
         return state
 
     # -- scoring ---------------------------------------------------------------------------
@@ -283,7 +290,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         sigma = np.maximum(_before(r_abs2, state["r_abs2"]) / _MEAN_ABS, self.floor_)
         z = r / sigma
 
-        slow = _ewma(X, float(self.shift_rate) if learn else 0.0, state["slow"])
+        slow, after["catch"] = self._slow(X, state, learn)
         d = level - _before(slow, state["slow"])
         d_abs1 = _ewma(np.abs(d), s, state["d_abs1"])
         bound = (
@@ -311,6 +318,36 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
             d_abs2=d_abs2[-1],
         )
         return terms, raw, dev, after
+
+    def _slow(self, X: np.ndarray, state: Carry, learn: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The slow level after each row, and how many rows it weighs (``catch``, at most
+        ``1 / shift_rate``). Normally an EWMA (``shift_rate``); after an episode it weighs
+        what it knew before as ``after_episode_rows`` rows and the readings after it as
+        one row each (a running mean) until it weighs as many rows as the EWMA does, so
+        a machine that moved on during a fault is soon judged against where it is now."""
+        rate = float(self.shift_rate)
+        full = round(1.0 / rate)
+        catch = int(np.asarray(state.get("catch", full)))
+        if not learn or catch >= full:
+            level = _ewma(X, rate if learn else 0.0, state["slow"])
+            return level, np.array(float(catch))
+        k = min(len(X), full - catch)  # rows of the running mean
+        out = np.empty_like(X)
+        count = (catch + np.arange(1, k + 1))[:, None]
+        out[:k] = (np.asarray(state["slow"]) * catch + np.cumsum(X[:k], axis=0)) / count
+        if k < len(X):
+            out[k:] = _ewma(X[k:], rate, out[k - 1])
+        return out, np.array(float(min(full, catch + len(X))))
+
+    def _after_episode(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """After an episode: the level before it, and a slow level that re-learns where
+        the machine is now (:meth:`_slow`). Models saved before ``after_episode_rows``
+        existed go on as they did."""
+        rows = getattr(self, "after_episode_rows", None)
+        state = super()._after_episode(state)
+        if rows is None:
+            return state
+        return {**state, "catch": np.array(float(rows))}
 
     def _deseason(
         self, X: np.ndarray, profile: np.ndarray, base: np.ndarray, learn: bool

@@ -44,6 +44,10 @@ class HeldAlarms:
     def _pass(self, X: np.ndarray, state: Carry, learn: bool) -> Pass:
         raise NotImplementedError
 
+    def _after_episode(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The state to go on from after an episode (the one before it, held)."""
+        return {**state, "level": state["slow"]}
+
     @staticmethod
     def _with_shadow(
         state: Carry, *, alarm: float, alarm_rows: float, shadow: Carry | None = None
@@ -105,7 +109,7 @@ class HeldAlarms:
                         state.update({k: learned[k] for k in HISTORY})
                     else:
                         # an episode: nothing of it is learned, the level is where it was
-                        state["level"] = state["slow"]
+                        state = self._after_episode(state)
                     state = shadow = {**state, "short": state["mean"]}
                     alarm = 0.0
                 elif accept == stop - 1:
