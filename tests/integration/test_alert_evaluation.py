@@ -133,8 +133,10 @@ def test_evaluate_machine_scores_and_dispatches_once(store: Store) -> None:
     assert [e.event for e in again] == [None, None, None] and len(dispatcher.notified) == 1
 
 
-def add_scores(store: Store, machine_id: str, scores: Sequence[float]) -> None:
-    times = [T0 + timedelta(seconds=i) for i in range(len(scores))]
+def add_scores(
+    store: Store, machine_id: str, scores: Sequence[float], start: datetime = T0
+) -> None:
+    times = [start + timedelta(seconds=i) for i in range(len(scores))]
     values = [[0.0, 0.0]] * len(scores)
     added = store.readings.add(ReadingsBatch.of_rows(machine_id, ["a", "b"], times, values))
     store.scores.add(
@@ -183,15 +185,59 @@ def test_a_fleet_moves_each_machine_as_it_would_on_its_own(store: Store) -> None
         assert [e.event for e in again] == [None, None, None]
     assert alone.notified == []
     # an open alert is stepped even when nothing holds any more: it resolves
-    add_scores_later = T0 + timedelta(seconds=3)
-    times = [add_scores_later + timedelta(seconds=i) for i in range(3)]
-    added = store.readings.add(ReadingsBatch.of_rows("m1", ["a", "b"], times, [[0.0, 0.0]] * 3))
-    store.scores.add(
-        ScoreRecord(store.readings.get(added.batch_id), "m1-model", 1, "champion", 1.0,
-                    np.array([0.1, 0.1, 0.1]), np.tile([0.9, 0.1], (3, 1)), ["a", "b"])
-    )  # fmt: skip
+    add_scores(store, "m1", [0.1, 0.1, 0.1], start=T0 + timedelta(seconds=3))
     resolved = evaluate_machines({"m1": 3}, store=store, config=CONFIG, dispatcher=fleet, now=now)
     assert [e.event for e in resolved["m1"]] == [Event.RESOLVED, None, None]
+
+
+def test_new_readings_that_meet_no_rule_spare_the_read_of_recent_scores(store: Store) -> None:
+    """``peaks``: a machine whose new readings meet no score rule and that has no open
+    alert is not read; one that meets a rule, or has an open alert, is evaluated as
+    without ``peaks`` (an open alert still resolves)."""
+    add_scores(store, "calm", [0.1, 0.2, 0.3])
+    add_scores(store, "hot", [0.1, 5.0, 6.0])
+    add_scores(store, "nan", [0.1, 0.2, 0.3])
+    read: list[list[str]] = []
+    recent_many = store.scores.recent_many
+
+    def reading(windows: dict[str, int]) -> object:
+        read.append(sorted(windows))
+        return recent_many(windows)
+
+    store.scores.recent_many = reading  # type: ignore[method-assign]
+    now = T0 + timedelta(seconds=5)
+    peaks = {"calm": [(0.3, 1.0)], "hot": [(6.0, 1.0)], "nan": [(float("nan"), 1.0)]}
+    new = {"calm": 3, "hot": 3, "nan": 3}
+    out = evaluate_machines(
+        new, store=store, config=CONFIG, dispatcher=Dispatcher(), now=now, peaks=peaks
+    )
+    assert read == [["hot", "nan"]]  # a NaN meets every rule: read
+    assert [e.event for e in out["hot"]] == [Event.FIRING, None, None]
+    assert "calm" not in out and "nan" not in out
+    # the machine with an open alert: calm new readings are read, and they resolve it
+    add_scores(store, "hot", [0.1, 0.1, 0.1], start=T0 + timedelta(seconds=3))
+    read.clear()
+    resolved = evaluate_machines(
+        {"hot": 3, "calm": 3}, store=store, config=CONFIG, dispatcher=Dispatcher(), now=now,
+        peaks={"hot": [(0.1, 1.0)], "calm": [(0.3, 1.0)]},
+    )  # fmt: skip
+    assert read == [["hot"]]
+    assert [e.event for e in resolved["hot"]] == [Event.RESOLVED, None, None]
+
+
+def test_a_rule_below_the_threshold_counts_in_the_peaks(store: Store) -> None:
+    """A rule with a multiple under 1 is met by readings under the threshold: such a
+    machine is read and fires."""
+    config = AlertsConfig.model_validate(
+        {"rules": [{"name": "half", "condition": {"kind": "scores", "k": 1, "n": 1,
+                                                   "multiple": 0.5}}]}
+    )  # fmt: skip
+    add_scores(store, "m", [0.1, 0.2, 0.6])
+    out = evaluate_machines(
+        {"m": 3}, store=store, config=config, dispatcher=Dispatcher(),
+        now=T0 + timedelta(seconds=5), peaks={"m": [(0.6, 1.0)]},
+    )  # fmt: skip
+    assert [e.event for e in out["m"]] == [Event.FIRING]
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

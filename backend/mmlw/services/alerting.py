@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
+
 from mmlw.alerts.conditions import (
     ScoredReadings,
     episode_evidence,
@@ -32,7 +34,7 @@ from mmlw.settings import Settings
 from mmlw.store import Store
 from mmlw.store.tables import utcnow
 
-__all__ = ["SendOutcome", "evaluate_machine", "evaluate_machines", "send_delivery", "tick"]
+__all__ = ["Peak", "SendOutcome", "evaluate_machine", "evaluate_machines", "send_delivery", "tick"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ REDISPATCH_AFTER = timedelta(seconds=60)
 #: the most newly scored readings one evaluation looks back over (one large import batch
 #: is judged on its newest ones)
 MAX_NEW_READINGS = 10_000
+#: a newly scored batch's highest score and its threshold
+Peak = tuple[float, float]
 
 
 def _channels(config: AlertsConfig) -> dict[str, str]:
@@ -81,15 +85,30 @@ def evaluate_machines(
     config: AlertsConfig,
     dispatcher: Dispatcher,
     now: datetime | None = None,
+    peaks: Mapping[str, Sequence[Peak]] | None = None,
 ) -> dict[str, list[Evaluation]]:
     """:func:`evaluate_machine` of many machines (machine: readings scored since its last
     evaluation) in a number of queries that does not grow with the machines when they
     are quiet: one read of their recent scores, one of when they were last seen, one of
     which have an open alert; only a machine whose evidence holds or that has an open
     alert is then stepped on its own. A machine whose evaluation fails is logged and
-    left for its next batch or tick; the others go on."""
+    left for its next batch or tick; the others go on.
+
+    ``peaks`` (machine: each new batch's highest score and its threshold, for machines
+    whose new readings are all known) spares the read of recent scores for a machine
+    whose new readings meet no score rule and that has no open alert: a rule that did
+    not hold before them cannot hold with them (they only push older readings out of
+    its window), and with no open alert there is nothing to resolve or repeat."""
     now = now or utcnow()
     rules = {m: found for m in new_readings if (found := config.rules_for(m))}
+    calm = {
+        m: [rule.name for rule in rules[m]]
+        for m in rules
+        if peaks is not None and m in peaks and _meets_no_rule(rules[m], peaks[m])
+    }
+    if calm:
+        unchanged = set(calm) - store.alerts.machines_with_open(calm)
+        rules = {m: found for m, found in rules.items() if m not in unchanged}
     new = {m: max(1, min(new_readings[m], MAX_NEW_READINGS)) for m in rules}
     windows = {m: n for m in rules if (n := _window(rules[m], new[m]))}
     recent = store.scores.recent_many(windows)
@@ -107,6 +126,16 @@ def evaluate_machines(
         except Exception:  # the scores are stored; the next batch or tick re-evaluates
             log.exception("alert evaluation of %s failed", machine_id)
     return out
+
+
+def _meets_no_rule(rules: Sequence[AlertRule], peaks: Sequence[Peak]) -> bool:
+    """Whether no batch's highest score is above any score rule's multiple of its
+    threshold, as :func:`~mmlw.alerts.conditions.scores_evidence` judges it (a NaN meets
+    every rule: such a machine is evaluated)."""
+    multiples = [r.condition.multiple for r in rules if isinstance(r.condition, FlagsCondition)]
+    tiny = float(np.finfo(float).tiny)
+    ratios = [score / (threshold if threshold > 0 else tiny) for score, threshold in peaks]
+    return all(ratio <= m for ratio in ratios for m in multiples)
 
 
 def _window(rules: Sequence[AlertRule], new_readings: int) -> int:

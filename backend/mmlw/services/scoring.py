@@ -198,6 +198,21 @@ def drift_inputs(
     return result
 
 
+def score_peaks(outcomes: Sequence[ScoreOutcome]) -> dict[str, list[tuple[float, float]]]:
+    """Each newly scored batch's highest score and threshold, per machine, for machines
+    every outcome of which was scored now (another status: the machine is left out, so
+    its alert rules are read from the store)."""
+    peaks: dict[str, list[tuple[float, float]]] = {}
+    unknown: set[str] = set()
+    for o in outcomes:
+        if o.status != "scored" or o.scores is None or o.champion is None or not len(o.scores):
+            unknown.add(o.machine_id)
+            continue
+        peak = (float(np.max(o.scores)), float(o.champion.model.threshold))
+        peaks.setdefault(o.machine_id, []).append(peak)
+    return {m: found for m, found in peaks.items() if m not in unknown}
+
+
 def alerting_machines(outcomes: Sequence[ScoreOutcome]) -> dict[str, int]:
     """Machines whose alert rules need evaluating after these outcomes (a stored or
     already-stored champion score; not for unscored, rejected batches), each once, with
