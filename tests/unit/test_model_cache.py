@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+import threading
 import weakref
 from collections.abc import Mapping
 
@@ -243,6 +244,62 @@ def test_a_fleet_re_resolves_an_alias_in_one_registry_request() -> None:
     registry.set_alias("m7", "champion", 2)
     cache.invalidate("m7")
     assert cache.get("m7").version == 2
+
+
+class SlowRegistry(DeserialisingRegistry):
+    """``alias_map`` reads the aliases, then waits for ``gate`` while it is closed (a
+    fleet's slow search: its answer is as of when it began)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def alias_map(self) -> dict[str, dict[str, int]]:
+        answer = super().alias_map()
+        self.gate.wait(10)
+        return answer
+
+
+def _fleet_in_background() -> tuple[SlowRegistry, Clock, ModelCache]:
+    registry, clock, fitted = SlowRegistry(), Clock(), model(1.0)
+    for m in range(10):
+        for _ in range(2):
+            registry.register(f"m{m}", fitted)
+        registry.set_alias(f"m{m}", "champion", 1)
+    cache = ModelCache(registry, ttl_s=5.0, clock=clock, refresh_in_background=True)
+    for m in range(10):
+        assert cache.get(f"m{m}").version == 1  # the first answer is waited for
+    return registry, clock, cache
+
+
+def test_a_fleet_keeps_scoring_with_the_old_answer_while_the_new_one_is_asked() -> None:
+    registry, clock, cache = _fleet_in_background()
+    assert registry.bulk_lookups == 1
+    registry.set_alias("m5", "champion", 2)
+    registry.gate.clear()  # the registry is slow now
+    clock.now = 10.0
+    assert cache.get("m5").version == 1  # served at once, from the answer before
+    refreshing = cache._refreshing
+    assert refreshing is not None and refreshing.is_alive()
+    registry.gate.set()
+    refreshing.join(10)
+    assert cache.get("m5").version == 2 and registry.bulk_lookups == 2
+    assert cache.get("m4").version == 1
+
+
+def test_an_invalidation_during_a_background_search_discards_its_answer() -> None:
+    registry, clock, cache = _fleet_in_background()
+    registry.gate.clear()
+    clock.now = 10.0
+    cache.get("m1")  # starts a search that will answer "m7: v1"
+    refreshing = cache._refreshing
+    assert refreshing is not None
+    registry.set_alias("m7", "champion", 2)
+    cache.invalidate("m7")
+    registry.gate.set()
+    refreshing.join(10)
+    assert cache.get("m7").version == 2  # asked again, not taken from the stale search
 
 
 def test_the_memory_bound_drops_the_least_recently_used_too() -> None:

@@ -60,6 +60,7 @@ class WorkerContext:
             history=self._alias_history,
             max_versions=self.settings.models.cache_max_versions,
             max_bytes=int(self.settings.models.cache_max_mb * 2**20),
+            refresh_in_background=True,  # a fleet's alias search never holds up a batch
         )
 
     def _alias_history(self, machine_id: str, alias: str) -> list[int]:
