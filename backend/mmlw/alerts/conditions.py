@@ -18,6 +18,7 @@ __all__ = [
     "ScoredReadings",
     "episode_evidence",
     "no_data_evidence",
+    "score_ratio",
     "scores_evidence",
 ]
 
@@ -57,6 +58,19 @@ class ScoreWindow:
         return len(self.scores)
 
 
+def score_ratio(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Each score over its threshold, as the score rules compare them with their
+    ``multiple`` (a threshold of 0 or less counts as the smallest positive number).
+
+    >>> score_ratio(np.array([3.0, 1.0]), np.array([2.0, 4.0])).tolist()
+    [1.5, 0.25]
+    """
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    return np.asarray(scores, dtype=np.float64) / np.where(
+        thresholds > 0, thresholds, np.finfo(float).tiny
+    )
+
+
 def scores_evidence(
     condition: FlagsCondition, recent: ScoredReadings | None, new: int = 1
 ) -> Evidence:
@@ -80,7 +94,7 @@ def scores_evidence(
     new = max(1, min(int(new), len(recent)))
     tail = slice(-(condition.n + new - 1), None)
     scores, thresholds = recent.scores[tail], recent.thresholds[tail]
-    ratio = scores / np.where(thresholds > 0, thresholds, np.finfo(float).tiny)
+    ratio = score_ratio(scores, thresholds)
     above_each = (ratio > condition.multiple).astype(np.int64)
     # per window of n readings ending at each new reading: how many are above
     counts = np.convolve(above_each, np.ones(condition.n, dtype=np.int64))[: len(above_each)]

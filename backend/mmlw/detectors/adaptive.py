@@ -329,8 +329,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         full = round(1.0 / rate)
         catch = int(np.asarray(state.get("catch", full)))
         if not learn or catch >= full:
-            level = _ewma(X, rate if learn else 0.0, state["slow"])
-            return level, np.array(float(catch))
+            return _ewma(X, rate if learn else 0.0, state["slow"]), np.array(float(catch))
         k = min(len(X), full - catch)  # rows of the running mean
         out = np.empty_like(X)
         count = (catch + np.arange(1, k + 1))[:, None]

@@ -19,6 +19,7 @@ from mmlw.alerts.conditions import (
     ScoredReadings,
     episode_evidence,
     no_data_evidence,
+    score_ratio,
     scores_evidence,
 )
 from mmlw.alerts.config import AlertRule, AlertsConfig, FlagsCondition, NoDataCondition
@@ -133,9 +134,8 @@ def _meets_no_rule(rules: Sequence[AlertRule], peaks: Sequence[Peak]) -> bool:
     threshold, as :func:`~mmlw.alerts.conditions.scores_evidence` judges it (a NaN meets
     every rule: such a machine is evaluated)."""
     multiples = [r.condition.multiple for r in rules if isinstance(r.condition, FlagsCondition)]
-    tiny = float(np.finfo(float).tiny)
-    ratios = [score / (threshold if threshold > 0 else tiny) for score, threshold in peaks]
-    return all(ratio <= m for ratio in ratios for m in multiples)
+    ratios = score_ratio(np.array([p[0] for p in peaks]), np.array([p[1] for p in peaks]))
+    return all(ratio <= m for ratio in ratios.tolist() for m in multiples)
 
 
 def _window(rules: Sequence[AlertRule], new_readings: int) -> int:

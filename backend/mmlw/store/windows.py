@@ -82,15 +82,13 @@ def stacked_window(
 
     columns = list(rows[0].columns)
     stamps = [unpack_times(r.timestamps_us) for r in rows]
-    sizes = [len(t) for t in stamps]
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
-    times = np.empty(bounds[-1], dtype=np.int64)
+    times = np.concatenate(stamps)
+    bounds = np.concatenate([[0], np.cumsum([len(t) for t in stamps])])
     values = np.empty((len(columns), bounds[-1]), dtype=np.float64)
     labels = (
         np.full(bounds[-1], -1, dtype=np.int8) if any(r.labels is not None for r in rows) else None
     )
-    for row, row_times, first, last in zip(rows, stamps, bounds[:-1], bounds[1:], strict=True):
-        times[first:last] = row_times
+    for row, first, last in zip(rows, bounds[:-1], bounds[1:], strict=True):
         values[:, first:last] = unpack_values(row.values, last - first, len(columns)).T
         if labels is not None and row.labels is not None:
             labels[first:last] = np.frombuffer(row.labels, dtype="<i1")
