@@ -43,6 +43,7 @@ _TUNABLES = (
     "predict_batches_per_task",
     "score_partitions",
     "score_rebalance_s",
+    "score_prefetch",
 )
 
 

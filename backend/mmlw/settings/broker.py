@@ -93,6 +93,14 @@ class BrokerSettings(BaseModel):
         "queues, each streamed by one scorer at a time (change it only with the scoring "
         "queues empty: a machine may move to another partition)",
     )
+    score_prefetch: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="scoring messages a scorer holds per partition it streams; one round "
+        "streams all it holds, so when a backlog builds the per-machine costs of a round "
+        "(checkpoint, drift state, alert rules) are paid for several batches at once",
+    )
     score_rebalance_s: float = Field(
         default=5.0,
         gt=0,

@@ -135,6 +135,7 @@ def partition_scorer(connection: Connection, context: WorkerContext) -> Partitio
         context.topology,
         partial(predict_batches, context),
         rebalance_s=context.settings.broker.score_rebalance_s,
+        prefetch=context.settings.broker.score_prefetch,
     )
 
 

@@ -12,20 +12,30 @@ guarantees each batch is streamed once, so a handover can only cost time, never 
 Spreading. A single active consumer is whoever subscribed first, so a scorer started
 before the others would own everything. Every ``rebalance_s`` each scorer tells the
 others (fanout exchange ``<ns>.scorers``, one small queue per scorer) which partitions it
-streamed since its last report: its busy ones. From the reports it hears (a scorer not
-heard from for three rounds is gone) every scorer sees the same busy partitions and the
-same number of scorers; one holding more busy partitions than its fair share,
+streamed in its last :data:`BUSY_REPORTS` report intervals (a minute by default): its
+busy ones. The memory is long so that neither a round of seconds under a backlog nor a
+pause in the readings makes partitions look idle for a while, with scorers handing them on
+and taking them back on each other's stale reports: each move costs the new owner a model
+load per machine (~60 on a fleet of 1,000), and after a pause between two load phases
+such moves had held up rounds for seconds. From the reports it hears (a scorer not heard
+from for three rounds is gone) every scorer sees the same busy partitions and the same
+number of scorers; one holding more busy partitions than its fair share,
 ``ceil(busy / scorers)``, lets go of the surplus by subscribing again, at the end of the
 line, and the next scorer in line takes each over. The partitions it handed on count as
 busy in its next round, so reports that are one round late move nothing back. Reports
 only balance load: ownership stays the broker's, and a lost report costs balance, never
 order.
 
-Rounds. The messages in hand (one per partition at most: prefetch 1) are streamed as one
-round once no other partition delivers within a few milliseconds: partitions hold
-disjoint machines, so the round keeps each machine's order, and the store's per-round
-costs (checkpoints, pending batches, drift states, recent scores, open alerts: a few
-queries each) are paid once for the machines of all of them.
+Rounds. The messages in hand (at most ``prefetch`` per partition) are streamed as one
+round once no partition delivers within a few milliseconds: partitions hold disjoint
+machines and a machine is streamed in stored order up to the newest batch any of them
+names, so the round keeps each machine's order, and the store's per-round costs
+(checkpoints, pending batches, drift states, recent scores, open alerts: a few queries
+each) are paid once for the machines of all of them. Under light load a round is one
+message; when a backlog builds, a round takes several messages of each partition, so a
+machine's per-round work (its checkpoint, drift state and alert rules) is done once for
+several of its batches: on a fleet of 1,000 machines that work, not the scoring, is most
+of a round.
 
 A message is acknowledged after its batches are streamed and their alert rules run. A
 store that cannot be reached is waited for (the partition waits with it: later batches
@@ -44,6 +54,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -55,7 +66,7 @@ from mmlw.errors import ServiceUnavailable
 from mmlw.messaging.broker_check import BrokerWaitLog
 from mmlw.messaging.topology import Topology
 
-__all__ = ["PartitionScorer", "parse_score_message", "surplus"]
+__all__ = ["BUSY_REPORTS", "PartitionScorer", "parse_score_message", "surplus"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +75,8 @@ _WAIT_S = 1.0  # longest wait for a delivery before heartbeats and rebalancing a
 _GATHER_S = 0.002  # how long a round waits for other partitions' deliveries once one came
 _RESTART_DELAY_S = 1.0
 _RETRY_MAX_S = 30.0
+#: a partition streamed in this many of a scorer's last report intervals counts as busy
+BUSY_REPORTS = 12
 
 
 class _Stopped(Exception):
@@ -92,13 +105,19 @@ def parse_score_message(body: bytes | str) -> list[int]:
 
 def surplus(mine: Sequence[int], busy: int, scorers: int) -> int:
     """How many of its busy partitions (``mine``) a scorer lets go of: those above its
-    fair share of the ``busy`` partitions among ``scorers`` live scorers.
+    fair share of the ``busy`` partitions among ``scorers`` live scorers -- once they are
+    more than an eighth of that share (a move costs the new owner a model load for each
+    of the partition's machines, ~60 on a fleet of 1,000: 9 against 7 partitions is not
+    worth it; 2 against 0 is).
 
     >>> surplus(range(4), 4, 2), surplus(range(2), 4, 2), surplus(range(7), 16, 3)
     (2, 0, 1)
+    >>> surplus(range(9), 16, 2), surplus(range(10), 16, 2), surplus(range(2), 2, 2)
+    (0, 2, 1)
     """
     share = math.ceil(busy / max(1, scorers))
-    return max(0, len(mine) - share)
+    extra = len(mine) - share
+    return extra if extra > share // 8 else 0
 
 
 class PartitionScorer:
@@ -115,7 +134,11 @@ class PartitionScorer:
         handle: Callable[[list[int]], object],
         *,
         rebalance_s: float = 5.0,
+        prefetch: int = 4,
     ) -> None:
+        if prefetch < 1:
+            raise ValueError(f"prefetch: must be at least 1, got {prefetch}")
+        self.prefetch = prefetch
         self.connection = connection
         self.topology = topology
         self.handle = handle
@@ -123,6 +146,7 @@ class PartitionScorer:
         self.held: set[int] = set()  # partitions whose active consumer this scorer is
         self.id = uuid.uuid4().hex[:12]
         self._recent: set[int] = set()  # partitions streamed since the last report
+        self._streamed: deque[set[int]] = deque(maxlen=BUSY_REPORTS)  # per report before
         self._handed: set[int] = set()  # partitions handed on at the last rebalance
         self._peers: dict[str, tuple[float, set[int]]] = {}  # id -> (heard at, busy)
         self.handled = 0  # messages acknowledged (tests compare it with messages sent)
@@ -164,6 +188,7 @@ class PartitionScorer:
             report = Producer(reports, exchange=inbox.exchange)
             self.held.clear()
             self._peers.clear()
+            self._streamed.clear()
             self._channels = {
                 k: self._subscribe(connection, k) for k in range(self.topology.score_partitions)
             }
@@ -192,7 +217,7 @@ class PartitionScorer:
             channel,
             queues=[self.topology.score_queue(partition)],
             on_message=partial(self._on_message, partition),
-            prefetch_count=1,  # in hand, one at a time: nothing else held while it works
+            prefetch_count=self.prefetch,  # held for the next round
         ).consume()
         return channel
 
@@ -201,8 +226,8 @@ class PartitionScorer:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 connection.drain_events(timeout=_WAIT_S)
-                # and whatever the other partitions delivered meanwhile: one round for all
-                while len(self._inbox) < len(self._channels):
+                # and whatever the partitions delivered meanwhile: one round for all
+                while len(self._inbox) < len(self._channels) * self.prefetch:
                     connection.drain_events(timeout=_GATHER_S)
             self._round()
             connection.heartbeat_check()  # cheap; sends one when due (under load too)
@@ -212,7 +237,8 @@ class PartitionScorer:
 
     def _rebalance(self, connection: Connection, report: Producer) -> None:
         now = time.monotonic()
-        mine = sorted(self.held & self._recent)
+        self._streamed.append(self._recent)
+        mine = sorted(self.held & set().union(*self._streamed))
         report.publish({"id": self.id, "busy": mine}, serializer="json", delivery_mode=1)
         live = {
             peer: busy
@@ -255,7 +281,7 @@ class PartitionScorer:
 
     # messages ------------------------------------------------------------------------
     def _on_message(self, partition: int, message: Message) -> None:
-        """Hold a partition's message for the next round (one per partition: prefetch 1)."""
+        """Hold a partition's message for the next round (up to ``prefetch`` of each)."""
         if partition not in self.held:  # the broker made this scorer the partition's owner
             self.held.add(partition)
             log.info("scorer streams partition %d (%s)", partition, self.topology.namespace)
@@ -270,10 +296,11 @@ class PartitionScorer:
         self._inbox.append((partition, message, batch_ids))
 
     def _round(self) -> None:
-        """Stream the batches of every message in hand as one round (different partitions
-        hold different machines, and each partition has one message in hand, so order per
-        machine holds), then acknowledge them: the per-message costs of the store are paid
-        once for all (a fleet's message names few machines per partition)."""
+        """Stream the batches of every message in hand as one round (each machine in
+        stored order up to the newest of its batches they name, so order per machine
+        holds however many messages of a partition are in hand), then acknowledge them:
+        the per-message costs of the store are paid once for all (a fleet's message names
+        few machines per partition)."""
         if not self._inbox:
             return
         held, self._inbox = self._inbox, []
