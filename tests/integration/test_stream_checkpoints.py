@@ -214,3 +214,30 @@ def test_a_checkpoint_moved_by_another_scorer_sends_each_machine_on_its_own(
         parts = sorted(store.scores.query(m), key=lambda p: p.batch_id)
         got = np.concatenate([p.scores for p in parts])
         np.testing.assert_allclose(got, offline(champion.model, values[m]), rtol=1e-9)
+
+
+def test_pending_batches_of_many_machines_in_one_query_match_each_machine_s_own(
+    store: Store,
+) -> None:
+    """One query for many machines' ranges (on PostgreSQL: unnested array parameters)
+    gives each machine what its own query gives: its batches in the range, in id order,
+    at most ``limit``; a machine with nothing in its range is absent."""
+    machines = ["kiln-a", "kiln-b", "kiln-c"]
+    ids = {m: store_machine_batches(store, m, series(50, seed=k), [10] * 5) for k, m in
+           enumerate(machines)}  # fmt: skip
+    ranges = {
+        "kiln-a": (ids["kiln-a"][0], ids["kiln-a"][4]),  # 4 pending
+        "kiln-b": (0, ids["kiln-b"][1]),  # 2 pending
+        "kiln-c": (ids["kiln-c"][4], ids["kiln-c"][4] + 1000),  # none
+    }
+    for limit in (3, 256):
+        got = store.streams.pending_many(ranges, limit)
+        want = {
+            m: [b.id for b in store.streams.pending(m, after, upto, limit)]
+            for m, (after, upto) in ranges.items()
+        }
+        assert {m: [b.id for b in batches] for m, batches in got.items()} == {
+            m: found for m, found in want.items() if found
+        }
+        assert [b.id for b in got["kiln-a"]] == ids["kiln-a"][1 : 1 + min(limit, 4)]
+        assert all(b.machine_id == m for m, batches in got.items() for b in batches)

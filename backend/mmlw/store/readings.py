@@ -9,6 +9,7 @@ read back by :mod:`mmlw.store.windows`.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from mmlw.store.compact import pack_times, pack_values, unpack_times, unpack_val
 from mmlw.store.database import Database
 from mmlw.store.packing import pack, unpack, us_to_datetimes
 from mmlw.store.tables import Machine, ReadingBatch, ScoreBatch, UtcDateTime, utcnow
+from mmlw.store.unnested import create_machines
 from mmlw.store.windows import aligned_window, count_in_range, stacked_window
 
 if TYPE_CHECKING:
@@ -140,6 +142,10 @@ def _dialect_insert(session: Session) -> Callable[..., Any]:
 def _create_machines(session: Session, rows: Sequence[dict[str, Any]], now: datetime) -> set[str]:
     """Create the machines of ``rows`` that do not exist yet (one statement); their ids."""
     columns = {row["machine_id"]: row["columns"] for row in rows}
+    if session.get_bind().dialect.name == "postgresql":
+        ids = sorted(columns)
+        params = {"ids": ids, "columns": [json.dumps(columns[m]) for m in ids], "now": now}
+        return set(session.scalars(create_machines(), params))
     new = [
         {
             "id": machine_id,

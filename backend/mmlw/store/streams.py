@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Table, and_, func, insert, or_, select, tuple_
+from sqlalchemy import Connection, Executable, Table, and_, func, insert, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from mmlw.errors import NotFound
@@ -27,6 +27,7 @@ from mmlw.store.readings import StoredBatch, decode_batch
 from mmlw.store.revisions import update_if_unchanged
 from mmlw.store.scores import ScoreRecord, ScoresRepository
 from mmlw.store.tables import ReadingBatch, StreamState, utcnow
+from mmlw.store.unnested import pending_batches
 
 __all__ = ["StreamCheckpoint", "StreamsRepository", "load_carry", "save_carry"]
 
@@ -156,6 +157,14 @@ class StreamsRepository:
         ``limit`` of them."""
         if not ranges:
             return {}
+        if self._db.dialect == "postgresql":
+            params = {
+                "machines": list(ranges),
+                "afters": [after for after, _ in ranges.values()],
+                "uptos": [upto for _, upto in ranges.values()],
+                "limit": limit,
+            }
+            return self._pending_of(pending_batches(), params)
         wanted = or_(
             *(
                 and_(_BATCHES.c.machine_id == m, _BATCHES.c.id > after, _BATCHES.c.id <= upto)
@@ -169,9 +178,14 @@ class StreamsRepository:
             .where(ranked.c.rank <= limit)
             .order_by(ranked.c.machine_id, ranked.c.id)
         )
+        return self._pending_of(query, {})
+
+    def _pending_of(
+        self, query: Executable, params: dict[str, Any]
+    ) -> dict[str, list[StoredBatch]]:
         out: dict[str, list[StoredBatch]] = {}
         with self._db.engine.connect() as connection:
-            for row in connection.execute(query):
+            for row in connection.execute(query, params):
                 out.setdefault(row.machine_id, []).append(decode_batch(row))
         return out
 

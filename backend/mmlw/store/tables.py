@@ -103,6 +103,7 @@ class ReadingBatch(Base):
     __tablename__ = "reading_batches"
     __table_args__ = (
         Index("ix_reading_batches_machine_t", "machine_id", "t_start", "t_end"),
+        Index("ix_reading_batches_machine_id", "machine_id", "id"),  # streams (0015)
         Index("ix_reading_batches_unrolled_id", "id", **_UNROLLED),
         Index("ix_reading_batches_unrolled_machine_t", "machine_id", "t_start", **_UNROLLED),
     )
