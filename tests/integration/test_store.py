@@ -158,3 +158,14 @@ def test_the_stacked_window_equals_the_aligned_one(sqlite_store: Store) -> None:
             assert (slow_labels.to_numpy() == -1).all()
         else:
             assert fast_labels.to_numpy().tolist() == slow_labels.to_numpy().tolist()
+
+
+def test_the_newest_alias_move_id_changes_with_every_recorded_move(store: Store) -> None:
+    """The token model caches compare to skip a fleet's alias search (nothing moved)."""
+    assert store.alias_history.newest_id() == 0
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    store.alias_history.record("m1", "champion", None, 1, at=at, actor="t", reason="r")
+    first = store.alias_history.newest_id()
+    assert first > 0 and store.alias_history.newest_id() == first
+    store.alias_history.record("m2", "champion", None, 1, at=at, actor="t", reason="r")
+    assert store.alias_history.newest_id() > first

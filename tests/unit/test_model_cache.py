@@ -15,7 +15,7 @@ from mmlw.detectors.model import AnomalyModel
 from mmlw.detectors.pca import PCADetector
 from mmlw.registry.base import DatasetInfo, RegisteredVersion
 from mmlw.schemas.resources import ModelVersionOut
-from mmlw.workers.model_cache import ModelCache
+from mmlw.workers.model_cache import FOREIGN_MOVES_S, ModelCache
 
 
 class MemoryRegistry:
@@ -315,3 +315,53 @@ def test_the_memory_bound_drops_the_least_recently_used_too() -> None:
     assert tiny.version("m0", 1).version == 1 and tiny.held == 1
     tiny.version("m0", 2)
     assert tiny.held == 1 and tiny.bytes == one
+
+
+class TimedRegistry(MemoryRegistry):
+    """A fleet's search that takes ``seconds`` of the cache's clock."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def alias_map(self) -> dict[str, dict[str, int]]:
+        answer = super().alias_map()
+        self.clock.now += self.seconds
+        return answer
+
+
+def _fleet_with_changes(seconds: float) -> tuple[TimedRegistry, Clock, ModelCache, list[int]]:
+    clock = Clock()
+    registry, moves, fitted = TimedRegistry(clock, seconds), [0], model(1.0)
+    for m in range(10):
+        for _ in range(2):
+            registry.register(f"m{m}", fitted)
+        registry.set_alias(f"m{m}", "champion", 1)
+    cache = ModelCache(registry, ttl_s=5.0, clock=clock, changes=lambda: moves[0])
+    for m in range(10):
+        assert cache.get(f"m{m}").version == 1
+    return registry, clock, cache, moves
+
+
+def test_a_slow_fleet_search_waits_for_a_move_mmlw_recorded() -> None:
+    registry, clock, cache, moves = _fleet_with_changes(seconds=2.0)  # asked every 20 s
+    assert registry.bulk_lookups == 1
+    clock.now += 25.0
+    assert cache.get("m1").version == 1 and registry.bulk_lookups == 1  # nothing moved
+    registry.set_alias("m5", "champion", 2)
+    moves[0] += 1  # MMLW moved it: its record changed
+    clock.now += 25.0
+    assert cache.get("m5").version == 2 and registry.bulk_lookups == 2
+    # a move outside MMLW (the MLflow UI: no record) is found by the next full search
+    registry.set_alias("m6", "champion", 2)
+    clock.now += 25.0
+    assert cache.get("m6").version == 1 and registry.bulk_lookups == 2
+    clock.now += FOREIGN_MOVES_S
+    assert cache.get("m6").version == 2 and registry.bulk_lookups == 3
+
+
+def test_a_fast_search_runs_every_ttl_whatever_the_record_says() -> None:
+    registry, clock, cache, _ = _fleet_with_changes(seconds=0.1)  # 10 x 0.1 s < ttl
+    registry.set_alias("m6", "champion", 2)  # not recorded
+    clock.now += 6.0
+    assert cache.get("m6").version == 2 and registry.bulk_lookups == 2

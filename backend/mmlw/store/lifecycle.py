@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, select
+from sqlalchemy import Row, Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from mmlw.schemas.lifecycle import AliasEventOut
@@ -48,6 +48,12 @@ class AliasHistoryRepository:
             session.add(row)
             session.flush()
             return _out(row)
+
+    def newest_id(self) -> int:
+        """The id of the newest alias move recorded (0: none): it changes whenever MMLW
+        moves an alias (one index read)."""
+        with self._db.engine.connect() as connection:
+            return int(connection.scalar(select(func.max(AliasEvent.id))) or 0)
 
     def list(self, machine_id: str, alias: str | None = None) -> list[AliasEventOut]:
         """Oldest first."""

@@ -58,6 +58,7 @@ class WorkerContext:
             self.registry,
             ttl_s=self.settings.models.alias_cache_ttl_s,
             history=self._alias_history,
+            changes=self.store.alias_history.newest_id,
             max_versions=self.settings.models.cache_max_versions,
             max_bytes=int(self.settings.models.cache_max_mb * 2**20),
             refresh_in_background=True,  # a fleet's alias search never holds up a batch
