@@ -74,9 +74,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from scipy.special import log_ndtr
 
-from mmlw.detectors._online import LN10 as _LN10
 from mmlw.detectors._online import MEAN_ABS as _MEAN_ABS
 from mmlw.detectors._online import before as _before
 from mmlw.detectors._online import ewma as _ewma
@@ -84,7 +82,8 @@ from mmlw.detectors._scale import scale_floor
 from mmlw.detectors.base import BaseDetector, Carry, as_matrix
 from mmlw.detectors.cross_sensor import CrossSensorResidual
 from mmlw.detectors.held_alarms import HeldAlarms
-from mmlw.detectors.seasonality import dominant_period
+from mmlw.detectors.likelihood import surprise_of
+from mmlw.detectors.seasonality import deseason, dominant_period
 
 __all__ = ["AdaptiveDetector", "dominant_period"]
 
@@ -275,7 +274,9 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         if period:
             # seasonal correction: EWMA of the residual one period back, per phase
             profile = np.asarray(state["profile"], dtype=np.float64)
-            X, after["profile"], after["base"] = self._deseason(X, profile, state["base"], learn)
+            X, after["profile"], after["base"] = deseason(
+                X, profile, state["base"], float(self.season_rate), learn
+            )
         else:
             after["profile"] = np.asarray(state["profile"], dtype=np.float64)
             after["base"] = np.asarray(state["base"], dtype=np.float64)
@@ -348,46 +349,18 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
             return state
         return {**state, "catch": np.array(float(rows))}
 
-    def _deseason(
-        self, X: np.ndarray, profile: np.ndarray, base: np.ndarray, learn: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``X`` minus its seasonal component one period back, the profile and base after.
-
-        ``u = x - base`` (``base``: an EWMA over about one period); the component is the
-        EWMA, phase by phase, of ``u`` (``c_t = g·u_t + (1 - g)·c_{t-P}``), computed one
-        period at a time; a row is corrected by ``c_{t-P}``, learned before it."""
-        period = len(profile)
-        g = float(self.season_rate) if learn else 0.0
-        level = _ewma(X, 1.0 / period if learn else 0.0, base)
-        u = X - _before(level, base)
-        comp = np.vstack([profile, np.empty_like(X)])  # row t of X is comp[t + period]
-        for i in range(0, len(X), period):
-            j = min(i + period, len(X))
-            comp[i + period : j + period] = g * u[i:j] + (1.0 - g) * comp[i:j]
-        return X - comp[: len(X)], comp[-period:].copy(), level[-1]
-
     def _likelihood(
         self, raw: np.ndarray, state: Carry, learn: bool
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Surprise ``-log10 Q(z)`` of each row's short average against its history
-        (frozen without ``learn``)."""
-        h = float(self.history_rate) if learn else 0.0
-        short = _ewma(raw, float(self.short_rate), np.asarray(state["short"]))
-        mean = _ewma(short, h, np.asarray(state["mean"]))
-        mean_before = _before(mean, np.asarray(state["mean"]))
-        dev2 = (short - mean_before) ** 2
-        var1 = _ewma(dev2, h, np.asarray(state["var1"]))
-        bound = (float(self.clip) ** 2) * np.maximum(
-            _before(var1, np.asarray(state["var1"])), float(self.min_history_std) ** 2
+        """The anomaly likelihood's surprise of each row (frozen without ``learn``)."""
+        return surprise_of(
+            raw,
+            state,
+            short_rate=float(self.short_rate),
+            history_rate=float(self.history_rate) if learn else 0.0,
+            clip=float(self.clip),
+            min_std=float(self.min_history_std),
         )
-        var2 = _ewma(np.minimum(dev2, bound), h, np.asarray(state["var2"]))
-        std = np.sqrt(
-            np.maximum(_before(var2, np.asarray(state["var2"])), float(self.min_history_std) ** 2)
-        )
-        zl = (short - mean_before) / std
-        surprise = -log_ndtr(-zl) / _LN10
-        after = {"short": short[-1], "mean": mean[-1], "var1": var1[-1], "var2": var2[-1]}
-        return surprise, after
 
     def _pass(
         self, X: np.ndarray, state: Carry, learn: bool

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["dominant_period"]
+from mmlw.detectors._online import before, ewma
+
+__all__ = ["deseason", "dominant_period"]
 
 
 def dominant_period(X: np.ndarray, low: int = 4, min_corr: float = 0.3) -> int:
@@ -57,3 +59,30 @@ def dominant_period(X: np.ndarray, low: int = 4, min_corr: float = 0.3) -> int:
     hump = hump[: ends[0]] if len(ends) else hump
     best = int(hump[np.argmax(acf[hump])])
     return best if acf[best] >= min_corr else 0
+
+
+def deseason(
+    X: np.ndarray, profile: np.ndarray, base: np.ndarray, rate: float, learn: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``X`` minus its seasonal component one period back (``len(profile)`` rows), and
+    the profile and base after it (unchanged without ``learn``).
+
+    ``u = x - base`` (``base``: an EWMA over about one period); the component is the
+    EWMA, phase by phase, of ``u`` (``c_t = g·u_t + (1 - g)·c_{t-P}``, ``g = rate``),
+    computed one period at a time; a row is corrected by ``c_{t-P}``, learned before it.
+
+    >>> X = np.tile([[1.0], [3.0], [1.0], [-1.0]], (3, 1))  # level 1, a cycle of 4 rows
+    >>> profile = np.array([[0.0], [2.0], [0.0], [-2.0]])  # the cycle, learned
+    >>> out, _, _ = deseason(X, profile, np.array([1.0]), 0.1, learn=False)
+    >>> out[:, 0].tolist() == [1.0] * 12  # the cycle is taken off
+    True
+    """
+    period = len(profile)
+    rate = rate if learn else 0.0
+    level = ewma(X, 1.0 / period if learn else 0.0, base)
+    u = X - before(level, base)
+    comp = np.vstack([profile, np.empty_like(X)])  # row t of X is comp[t + period]
+    for i in range(0, len(X), period):
+        j = min(i + period, len(X))
+        comp[i + period : j + period] = rate * u[i:j] + (1.0 - rate) * comp[i:j]
+    return X - comp[: len(X)], comp[-period:].copy(), level[-1]
