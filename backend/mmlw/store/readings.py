@@ -142,8 +142,8 @@ def _dialect_insert(session: Session) -> Callable[..., Any]:
 def _create_machines(session: Session, rows: Sequence[dict[str, Any]], now: datetime) -> set[str]:
     """Create the machines of ``rows`` that do not exist yet (one statement); their ids."""
     columns = {row["machine_id"]: row["columns"] for row in rows}
+    ids = sorted(columns)
     if session.get_bind().dialect.name == "postgresql":
-        ids = sorted(columns)
         params = {"ids": ids, "columns": [json.dumps(columns[m]) for m in ids], "now": now}
         return set(session.scalars(create_machines(), params))
     new = [
@@ -156,7 +156,7 @@ def _create_machines(session: Session, rows: Sequence[dict[str, Any]], now: date
             "n_readings": 0,
             "n_scored": 0,
         }
-        for machine_id in sorted(columns)
+        for machine_id in ids
     ]
     insert = _dialect_insert(session)
     statement = insert(Machine).values(new).on_conflict_do_nothing(index_elements=["id"])

@@ -167,10 +167,7 @@ class ModelCache:
                 self._bulk = (self._clock(), bulk[1])
                 return self._bulk
             if bulk is None or not self._background:
-                token = self._token_now()
-                self._bulk = self._ask_all()
-                self._token, self._searched_at = token, self._bulk[0]
-                return self._bulk
+                return self._adopt(self._ask_all())
             if self._refreshing is None or not self._refreshing.is_alive():
                 self._refreshing = threading.Thread(
                     target=self._refresh, args=(self._generation,), daemon=True,
@@ -199,28 +196,36 @@ class ModelCache:
             log.exception("reading MMLW's record of alias moves failed; searching the registry")
             return object()
 
-    def _ask_all(self) -> tuple[float, dict[str, dict[str, int]]]:
-        """The registry's answer for every machine, as of when it was asked (and the
-        interval to the next question, from how long it took)."""
+    def _ask_all(self) -> tuple[float, dict[str, dict[str, int]], object]:
+        """The registry's answer for every machine, as of when it was asked, with MMLW's
+        change token read before it (a move after that changes the token); sets the
+        interval to the next question, from how long it took."""
+        token = self._token_now()
         started = self._clock()
         aliases = self._registry.alias_map()
         self._bulk_every = max(self._ttl_s, 10 * (self._clock() - started))
-        return started, aliases
+        return started, aliases, token
+
+    def _adopt(
+        self, answer: tuple[float, dict[str, dict[str, int]], object]
+    ) -> tuple[float, dict[str, dict[str, int]]]:
+        """Serve ``answer`` from now on (under ``_bulk_lock``)."""
+        self._searched_at, aliases, self._token = answer
+        self._bulk = (self._searched_at, aliases)
+        return self._bulk
 
     def _refresh(self, generation: int) -> None:
         """Ask again in the background; keep the answer unless :meth:`invalidate` came
         meanwhile (the answer may predate what it invalidated). A failure is logged and
         the old answer served until the next try."""
         try:
-            token = self._token_now()  # before the search: a move after it changes it
             answer = self._ask_all()
         except Exception:
             log.exception("re-reading every alias failed; the previous answer stays")
             return
         with self._bulk_lock:
             if generation == self._generation:
-                self._bulk = answer
-                self._token, self._searched_at = token, answer[0]
+                self._adopt(answer)
 
     def _resolved(self, key: _Alias, loaded: LoadedModel | None, *, keep: bool, at: float) -> None:
         """Record what ``key``'s alias serves as of ``at``; drop the version it served
