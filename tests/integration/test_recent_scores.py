@@ -69,8 +69,8 @@ def test_the_newest_readings_across_one_or_many_batches(store: Store) -> None:
     for n in (1, 5, 7, 8, 20, 69, 150, 210, 500):  # 8 and more: beyond the newest batch
         seen.clear()
         recent = store.scores.recent("m", n)
-        if n <= 7:  # the newest batch holds them: one query
-            assert len(seen) == 1
+        if n <= 7:  # the newest batch holds them: its page, then its scores
+            assert len(seen) == 2
         assert recent is not None and recent.columns == ["a", "b"]
         assert len(recent) == min(n, 210)
         for name, expected in newest(store, n).items():

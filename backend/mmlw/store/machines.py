@@ -16,7 +16,7 @@ from mmlw.errors import NotFound
 from mmlw.store.compact import unpack_times
 from mmlw.store.database import Database
 from mmlw.store.packing import unpack
-from mmlw.store.tables import Machine, ReadingBatch, ScoreBatch
+from mmlw.store.tables import Machine, ReadingBatch, ScoreBatch, readings_of
 
 __all__ = ["MachinesRepository", "NewestScores", "touch_machine"]
 
@@ -102,7 +102,7 @@ class MachinesRepository:
                 _READINGS.c.timestamps_us,
             )
             .join(picked, picked.c.id == _SCORES.c.id)
-            .join(_READINGS, _READINGS.c.id == _SCORES.c.batch_id)
+            .join(_READINGS, readings_of(_SCORES.c, _READINGS.c))
             .where(func.coalesce(picked.c.before, 0) < n)
             .order_by(_SCORES.c.machine_id, _SCORES.c.t_end, _SCORES.c.id)
         )

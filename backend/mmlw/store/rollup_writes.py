@@ -31,7 +31,7 @@ from mmlw.store.aggregates import (
 from mmlw.store.compact import unpack_times, unpack_values
 from mmlw.store.packing import unpack, us_to_datetimes
 from mmlw.store.rollup_tables import ReadingRollupRow, ScoreRollupRow
-from mmlw.store.tables import ReadingBatch, ScoreBatch
+from mmlw.store.tables import ReadingBatch, ScoreBatch, readings_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,7 +112,7 @@ def roll_up_scores(
                 _SCORES.c.model_version,
                 _READINGS.c.timestamps_us,
             )
-            .join(_READINGS, _READINGS.c.id == _SCORES.c.batch_id, isouter=True)
+            .join(_READINGS, readings_of(_SCORES.c, _READINGS.c), isouter=True)
             .where(_SCORES.c.id.in_(claimed), *_span(_SCORES, candidates))
         ).all()
         orphans = sum(r.timestamps_us is None for r in rows)

@@ -30,7 +30,7 @@ from mmlw.store.readings import StoredBatch, decode_batch
 from mmlw.store.rollup_tables import ReadingRollupRow, ScoreRollupRow
 from mmlw.store.rollup_writes import DEFAULT_CHUNK, roll_up_readings, roll_up_scores
 from mmlw.store.scores import StoredScores, stored_scores
-from mmlw.store.tables import ReadingBatch, ScoreBatch
+from mmlw.store.tables import ReadingBatch, ScoreBatch, readings_of
 
 __all__ = [
     "ReadingRollups",
@@ -231,7 +231,7 @@ class RollupsRepository:
         query = _bucket_range(query, rollups, period_s, start, end).order_by(rollups.c.bucket)
         raw = (
             select(_SCORES, _READINGS.c.timestamps_us.label("reading_times"))
-            .join(_READINGS, _READINGS.c.id == _SCORES.c.batch_id)
+            .join(_READINGS, readings_of(_SCORES.c, _READINGS.c))
             .where(_SCORES.c.machine_id == machine_id, _SCORES.c.role == role)
             .where(~_SCORES.c.rolled_up)
         )

@@ -10,7 +10,7 @@ from sqlalchemy.orm import aliased
 
 from mmlw.store.database import Database
 from mmlw.store.scores import StoredScores, stored_scores
-from mmlw.store.tables import ReadingBatch, ScoreBatch
+from mmlw.store.tables import ReadingBatch, ScoreBatch, readings_of
 
 __all__ = ["paired_scores"]
 
@@ -34,7 +34,7 @@ def paired_scores(
     query = (
         select(champion, challenger, ReadingBatch.timestamps_us)
         .join(challenger, challenger.batch_id == champion.batch_id)
-        .join(ReadingBatch, ReadingBatch.id == champion.batch_id)
+        .join(ReadingBatch, readings_of(champion, ReadingBatch))
         .where(
             champion.machine_id == machine_id,
             champion.role == "champion",

@@ -20,7 +20,7 @@ from mmlw.store.packing import pack, unpack, us_to_datetimes
 from mmlw.store.readings import StoredBatch, count_in_range
 from mmlw.store.recent_scores import RecentScores, RecentScoresReader
 from mmlw.store.score_rows import StoredScores, stored_scores
-from mmlw.store.tables import ReadingBatch, ScoreBatch, utcnow
+from mmlw.store.tables import ReadingBatch, ScoreBatch, readings_of, utcnow
 
 __all__ = ["RecentScores", "ScoreRecord", "ScoresRepository", "StoredScores", "stored_scores"]
 
@@ -119,7 +119,7 @@ class ScoresRepository:
         overlap in time are not missed)."""
         query = (
             select(ScoreBatch, ReadingBatch.timestamps_us)
-            .join(ReadingBatch, ReadingBatch.id == ScoreBatch.batch_id)
+            .join(ReadingBatch, readings_of(ScoreBatch, ReadingBatch))
             .where(ScoreBatch.machine_id == machine_id, ScoreBatch.role == role)
         )
         if start is not None:

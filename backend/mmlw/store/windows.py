@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from mmlw.store.compact import unpack_times, unpack_values
 from mmlw.store.packing import datetimes_to_us
+from mmlw.store.tables import readings_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,7 +56,7 @@ def count_in_range(
         return total
     edges = select(readings.c.timestamps_us).where(*overlapping, or_(*across))
     if readings is not batches:
-        edges = edges.join_from(batches, readings, readings.c.id == batches.c.batch_id)
+        edges = edges.join_from(batches, readings, readings_of(batches.c, readings.c))
     lo = None if start is None else int(datetimes_to_us([start])[0])
     hi = None if end is None else int(datetimes_to_us([end])[0])
     for (packed,) in connection.execute(edges):
