@@ -152,14 +152,60 @@ def cost(overview: Overview) -> dict[str, int]:
     return out
 
 
+def moved(overview: Overview, machine_id: str = "m000") -> None:
+    """Record an alias move, as MMLW's lifecycle does with every move it makes."""
+    overview.store.alias_history.record(
+        machine_id, CHAMPION, 1, 2, at=datetime.now(UTC), actor="test", reason="test"
+    )
+
+
 def test_the_overview_costs_the_same_for_1_and_for_100_machines(overview: Overview) -> None:
     add_machine(overview, 0)
     overview.api.get(f"{API}/machines")  # the first request opens what later ones reuse
+    moved(overview)  # so that the registry is searched again
     one = cost(overview)
     assert one["machines registry"] == 1 and one["machines mlflow"] == 1
     for k in range(1, 100):
         add_machine(overview, k)
+    moved(overview)
     assert cost(overview) == one
+
+
+def test_the_registry_is_searched_again_only_when_an_alias_moved(overview: Overview) -> None:
+    add_machine(overview, 0)
+    first = overview.api.get(f"{API}/machines").json()
+    overview.counts.clear()
+    for _ in range(3):  # nothing moved: the same answer, without a search
+        assert overview.api.get(f"{API}/machines").json() == first
+    assert overview.counts.registry == [] and overview.counts.mlflow == []
+    # an alias moved by MMLW (recorded): shown at the next request, whichever process
+    # moved it; a move left unrecorded (the MLflow UI) only once the answer is too old
+    overview.registry.set_alias("m000", CHAMPION, 2)
+    assert overview.api.get(f"{API}/machines").json()[0]["champion_version"] == 1
+    moved(overview)
+    assert overview.api.get(f"{API}/machines").json()[0]["champion_version"] == 2
+    assert overview.counts.registry == ["alias_map"]
+
+
+def test_with_no_max_age_every_request_searches(
+    store: Store, make_settings: Callable[..., Settings], registry: MlflowRegistry
+) -> None:
+    settings = make_settings()
+    settings = settings.model_copy(
+        update={"api": settings.api.model_copy(update={"alias_max_age_s": 0.0})}
+    )
+    calls: list[str] = []
+    app = create_app(settings, store=store, registry=Counted(registry, calls))  # type: ignore[arg-type]
+    with TestClient(app) as api:
+        for _ in range(3):
+            assert api.get(f"{API}/machines").status_code == 200
+    assert calls == []  # no machines: nothing to look up
+    times = [T0 + timedelta(seconds=s) for s in range(3)]
+    store.readings.add(ReadingsBatch.of_rows("m0", COLUMNS, times, [[0.0, 1.0]] * 3))
+    with TestClient(app) as api:
+        for _ in range(3):
+            assert api.get(f"{API}/machines").status_code == 200
+    assert calls == ["alias_map"] * 3
 
 
 def test_machines_name_each_champion_as_the_registry_does(overview: Overview) -> None:

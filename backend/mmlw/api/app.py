@@ -46,6 +46,7 @@ from mmlw.messaging.kombu_publisher import KombuReadingsPublisher
 from mmlw.messaging.sink import ReadingsSink
 from mmlw.messaging.topology import Topology
 from mmlw.registry.base import ModelRegistry
+from mmlw.services.alias_snapshot import AliasSnapshot
 from mmlw.settings import Settings
 from mmlw.store import Store
 from mmlw.version import __version__
@@ -134,6 +135,11 @@ def create_app(
             dispatcher=dispatcher or CeleryDispatcher.from_broker(settings.broker.url, topology),
             publisher=the_publisher,
             alerts_config=load_alerts_config(settings.alerts.rules_file),
+            aliases=AliasSnapshot(
+                the_registry,
+                the_store.alias_history.newest_id,
+                max_age_s=settings.api.alias_max_age_s,
+            ),
         )
         try:
             yield

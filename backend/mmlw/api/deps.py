@@ -14,6 +14,7 @@ from mmlw.messaging.dispatch import Dispatcher
 from mmlw.messaging.sink import ReadingsSink
 from mmlw.registry.base import ModelRegistry
 from mmlw.security.keys import Scope, allows
+from mmlw.services.alias_snapshot import AliasSnapshot
 from mmlw.settings import Settings
 from mmlw.store import Store
 
@@ -23,6 +24,7 @@ VERSION_MAX = 2**31 - 1
 __all__ = [
     "ROW_ID_MAX",
     "VERSION_MAX",
+    "AliasesDep",
     "ApiKey",
     "AppState",
     "Caller",
@@ -43,6 +45,7 @@ class AppState:
     dispatcher: Dispatcher
     publisher: ReadingsSink
     alerts_config: AlertsConfig
+    aliases: AliasSnapshot
 
 
 def get_state(request: Request) -> AppState:
@@ -64,9 +67,14 @@ def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
+def get_aliases(state: StateDep) -> AliasSnapshot:
+    return state.aliases
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+AliasesDep = Annotated[AliasSnapshot, Depends(get_aliases)]
 
 
 # Every route needs a scope: GET -> read, other methods -> operate, except these

@@ -9,6 +9,7 @@ process tree's peak RSS first.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -69,14 +70,21 @@ def free_port() -> int:
 
 
 def queue_consumers(amqp_url: str, queue: str) -> int:
-    """Consumers attached to ``queue`` (0 if it does not exist yet)."""
+    """Consumers attached to ``queue`` (0 if it does not exist yet: the broker closes the
+    channel, which pika logs as a warning; polled while the stack starts, that was a
+    screenful of warnings before every run)."""
     connection = pika.BlockingConnection(pika.URLParameters(pika_url(amqp_url)))
+    channel_log = logging.getLogger("pika.channel")
+    level = channel_log.level
     try:
         channel = connection.channel()
+        channel_log.setLevel(logging.ERROR)
         try:
             return int(channel.queue_declare(queue, passive=True).method.consumer_count)
         except pika.exceptions.ChannelClosedByBroker:
             return 0
+        finally:
+            channel_log.setLevel(level)
     finally:
         if connection.is_open:
             connection.close()

@@ -11,10 +11,23 @@ from mmlw.schemas.resources import ModelVersionOut
 if TYPE_CHECKING:  # not at run time: it imports scikit-learn
     from mmlw.detectors.model import AnomalyModel
 
-__all__ = ["CHALLENGER", "CHAMPION", "DatasetInfo", "ModelRegistry", "RegisteredVersion"]
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "DatasetInfo",
+    "ModelRegistry",
+    "RegisteredVersion",
+    "versions_under",
+]
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+
+
+def versions_under(alias_map: dict[str, dict[str, int]], alias: str) -> dict[str, int]:
+    """The version ``alias`` names for every machine of ``alias_map`` (machine: alias:
+    version) that has one."""
+    return {m: aliases[alias] for m, aliases in alias_map.items() if alias in aliases}
 
 
 @dataclass(frozen=True)

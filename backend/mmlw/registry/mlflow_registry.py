@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmlw.errors import NotFound, ServiceUnavailable, UntrustedModel
-from mmlw.registry.base import DatasetInfo, RegisteredVersion
+from mmlw.registry.base import DatasetInfo, RegisteredVersion, versions_under
 from mmlw.registry.ownership import (
     claim_experiment,
     claim_tag,
@@ -261,7 +261,7 @@ class MlflowRegistry:
 
     def alias_versions(self, alias: str) -> dict[str, int]:
         """Every machine's version under ``alias`` (see :meth:`alias_map`)."""
-        return {m: aliases[alias] for m, aliases in self.alias_map().items() if alias in aliases}
+        return versions_under(self.alias_map(), alias)
 
     def alias_map(self) -> dict[str, dict[str, int]]:
         """Every machine's aliases, from those ``search_registered_models`` returns with

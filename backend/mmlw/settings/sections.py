@@ -55,6 +55,13 @@ class ApiSettings(BaseModel):
         ge=1024,
         description="largest request line plus headers (h11's max incomplete event size)",
     )
+    alias_max_age_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="GET /machines reuses the registry's champions until MMLW moves an "
+        "alias or they are this old (s): a move made outside MMLW, e.g. in the MLflow UI, "
+        "shows within it",
+    )
     max_connections: int = Field(
         default=1000,
         ge=1,

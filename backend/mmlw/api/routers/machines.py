@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mmlw.api.deps import RegistryDep, StoreDep
+from mmlw.api.deps import AliasesDep, RegistryDep, StoreDep
 from mmlw.registry.base import CHAMPION
 from mmlw.schemas.resources import MachineOut
 from mmlw.store.tables import Machine
@@ -24,11 +24,12 @@ def machine_out(machine: Machine, champion: int | None) -> MachineOut:
 
 
 @router.get("")
-def list_machines(store: StoreDep, registry: RegistryDep) -> list[MachineOut]:
+def list_machines(store: StoreDep, aliases: AliasesDep) -> list[MachineOut]:
     """Every machine that has sent readings, with counters and its champion version: one
-    query and one registry look-up for all of them, however many there are."""
+    query, and at most one registry search for all of them however many there are
+    (:class:`~mmlw.services.alias_snapshot.AliasSnapshot`: none while no alias moved)."""
     machines = store.machines.list()
-    champions = registry.alias_versions(CHAMPION) if machines else {}
+    champions = aliases.alias_versions(CHAMPION) if machines else {}
     return [machine_out(m, champions.get(m.id)) for m in machines]
 
 
