@@ -85,7 +85,11 @@ def test_a_daily_like_cycle_is_learned() -> None:
     detector = AdaptiveDetector().fit(X[:600])
     assert detector.period_ == 96
     scores = streamed(detector, X[600:], X[:600])
-    assert np.mean(scores > detector.floor) == 0.0
+    flagged = scores > detector.floor
+    # a stray reading at most (2 of 5,400 since the short average follows 3 readings,
+    # not 5: NAB-dev 63.7 -> 66.0), never the default rule's 5 of 10: no alert
+    assert flagged.mean() <= 0.001
+    assert np.convolve(flagged, np.ones(10), "valid").max() < 5
     # with the cycle learned, the forecast residuals are about the noise (std 1) alone
     blind = AdaptiveDetector(season=0).fit(X[:600])
     spread = {
