@@ -42,7 +42,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from check_isolation import Run, base_env, clean_up, consumers, free_port, scratch_clone
+from check_isolation import Run, base_env, clean_up, consumers, scratch_clone
+
+from mmlw.bench.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(bash|sh|console)\s*$")

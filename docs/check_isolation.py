@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +33,6 @@ class Run:
             (r"--port 5000\b", f"--port {self.ports['mlflow']}"),
             (r"mkdocs serve\b", f"mkdocs serve -a 127.0.0.1:{self.ports['mkdocs']}"),
         ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scratch_clone(root: Path) -> Path:

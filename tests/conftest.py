@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from mmlw.bench.ports import free_port
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from mmlw.settings import BrokerSettings, Settings
 from mmlw.store import Store
@@ -290,12 +291,6 @@ def reference_nab_scores(scorer: Path, nab_dir: Path, detections: Path) -> dict[
     return scores
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def _mlflow_server(
     root: Path, *, options: tuple[str, ...] = (), launcher: tuple[str, ...] = (), **env: str
@@ -308,7 +303,7 @@ def _mlflow_server(
     import time
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     log = (root / "server.log").open("wb")
     process = subprocess.Popen(
         [

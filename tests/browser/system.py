@@ -16,13 +16,13 @@ import httpx
 from pydantic import SecretStr
 
 from mmlw.api.app import create_app
+from mmlw.bench.ports import free_port
 from mmlw.frontend.app import create_dashboard
 from mmlw.frontend.server import serving
 from mmlw.schemas.readings import ReadingsBatch
 from mmlw.settings import BrokerSettings, Settings
 from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import Pipeline, running_pipeline
-from tests.integration.test_demo import free_port
 
 READ_KEY = "reader-key"
 OPERATOR_KEY = "operator-key"

@@ -21,11 +21,11 @@ import httpx
 import numpy as np
 import pytest
 
+from mmlw.bench.ports import free_port
 from mmlw.schemas.readings_arrays import ReadingsArrays
 from mmlw.settings import ApiSettings
 from mmlw.store import Store
 from tests.conftest import _create_pg_database, _drop_pg_database
-from tests.integration.test_demo import free_port
 from tests.integration.test_processes import mmlw, poll, process_env, terminate_all
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.alone]

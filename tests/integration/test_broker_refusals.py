@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from mmlw.api.app import create_app
+from mmlw.bench.ports import free_port
 from mmlw.cli import main
 from mmlw.errors import BrokerBusy, ServiceUnavailable
 from mmlw.messaging.pika_publisher import PikaReadingsPublisher, pika_url
@@ -29,7 +30,6 @@ from mmlw.store import Store
 from mmlw.workers.simulator import SyntheticMachine
 from tests.integration.pipeline import delete_topology, running_pipeline, wait_for
 from tests.integration.tcp_proxy import TcpProxy
-from tests.integration.test_demo import free_port
 
 pytestmark = [pytest.mark.rabbitmq]
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from mmlw import errors
+from mmlw.bench.ports import free_port
 from mmlw.client import (
     Client,
     ClientError,
@@ -39,7 +40,6 @@ from mmlw.settings import PromotionSettings
 from mmlw.workers.simulator import SyntheticMachine
 from tests.browser.system import OPERATOR_KEY, LiveSystem, live_system, system_settings
 from tests.integration.pipeline import wait_for
-from tests.integration.test_demo import free_port
 
 pytestmark = pytest.mark.slow
 README = Path(__file__).resolve().parents[2] / "README.md"

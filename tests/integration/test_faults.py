@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from mmlw.bench.ports import free_port
 from mmlw.messaging.pika_publisher import PikaReadingsPublisher
 from mmlw.messaging.topology import Topology
 from mmlw.registry.mlflow_registry import MlflowRegistry
@@ -34,7 +35,6 @@ from mmlw.store import Store
 from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import IN_CI, TEST_SIGNING_KEY, _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology
-from tests.integration.test_demo import free_port
 from tests.integration.test_processes import mmlw, poll, process_env
 from tests.support import rabbitmq_node
 from tests.support.rabbitmq_node import RabbitNode

@@ -17,6 +17,7 @@ from pathlib import Path
 import pika
 import pytest
 
+from mmlw.bench.ports import free_port
 from mmlw.messaging.dispatch import CeleryDispatcher
 from mmlw.messaging.pika_publisher import PikaReadingsPublisher, pika_url
 from mmlw.messaging.topology import Topology
@@ -26,7 +27,6 @@ from mmlw.store import Store
 from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology, wait_for
-from tests.integration.test_demo import free_port
 from tests.integration.test_faults import stored_counts
 from tests.integration.test_processes import mmlw, process_env, terminate_all
 

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from mmlw.bench.ports import free_port
 from mmlw.messaging.topology import Topology
 from tests.conftest import TEST_SIGNING_KEY, _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology
-from tests.integration.test_demo import free_port
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]

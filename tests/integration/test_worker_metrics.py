@@ -15,6 +15,7 @@ from celery import Celery
 from fastapi.testclient import TestClient
 
 from mmlw.api.app import create_app
+from mmlw.bench.ports import free_port
 from mmlw.messaging.dispatch import CeleryDispatcher, celery_config
 from mmlw.messaging.topology import Topology
 from mmlw.registry.mlflow_registry import MlflowRegistry
@@ -25,7 +26,6 @@ from mmlw.store import Store
 from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology, wait_for
-from tests.integration.test_demo import free_port
 from tests.integration.test_metrics import samples
 from tests.integration.test_processes import mmlw, process_env, terminate_all
 

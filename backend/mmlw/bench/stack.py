@@ -22,12 +22,13 @@ import httpx
 import pika
 import pika.exceptions
 
+from mmlw.bench.ports import free_port
 from mmlw.bench.processes import descendants, peak_rss_mb
 from mmlw.bench.sandbox import Sandbox, settings_env
 from mmlw.bench.scenarios import StackSpec
 from mmlw.messaging.pika_publisher import pika_url
 
-__all__ = ["Stack", "StackOptions", "free_port", "queue_consumers"]
+__all__ = ["Stack", "StackOptions", "queue_consumers"]
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,6 @@ class _Child:
     log: IO[bytes]
     peak_mb: float | None = None
     tree_peak_mb: float | None = None
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def queue_consumers(amqp_url: str, queue: str) -> int:
