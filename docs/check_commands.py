@@ -44,7 +44,7 @@ from pathlib import Path
 
 from check_isolation import Run, base_env, clean_up, consumers, scratch_clone
 
-from mmlw.bench.ports import free_port
+from mmlw.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(bash|sh|console)\s*$")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from mmlw.bench.ports import free_port
+from mmlw.ports import free_port
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from mmlw.settings import BrokerSettings, Settings
 from mmlw.store import Store

@@ -16,9 +16,9 @@ import httpx
 from pydantic import SecretStr
 
 from mmlw.api.app import create_app
-from mmlw.bench.ports import free_port
 from mmlw.frontend.app import create_dashboard
 from mmlw.frontend.server import serving
+from mmlw.ports import free_port
 from mmlw.schemas.readings import ReadingsBatch
 from mmlw.settings import BrokerSettings, Settings
 from mmlw.workers.simulator import SyntheticMachine

@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from mmlw.bench.ports import free_port
+from mmlw.ports import free_port
 from mmlw.schemas.readings_arrays import ReadingsArrays
 from mmlw.settings import ApiSettings
 from mmlw.store import Store

@@ -18,11 +18,11 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from mmlw.api.app import create_app
-from mmlw.bench.ports import free_port
 from mmlw.cli import main
 from mmlw.errors import BrokerBusy, ServiceUnavailable
 from mmlw.messaging.pika_publisher import PikaReadingsPublisher, pika_url
 from mmlw.messaging.topology import Topology
+from mmlw.ports import free_port
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from mmlw.schemas.readings import ReadingsBatch
 from mmlw.settings import Settings

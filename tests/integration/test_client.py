@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 from mmlw import errors
-from mmlw.bench.ports import free_port
 from mmlw.client import (
     Client,
     ClientError,
@@ -34,6 +33,7 @@ from mmlw.client import (
     ServiceUnavailable,
     Unauthorized,
 )
+from mmlw.ports import free_port
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from mmlw.schemas import JobState, ReadingsBatch, TrainOptions
 from mmlw.settings import PromotionSettings

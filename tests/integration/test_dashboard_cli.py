@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from mmlw.bench.ports import free_port
+from mmlw.ports import free_port
 
 
 def test_mmlw_dashboard_serves_the_app() -> None:

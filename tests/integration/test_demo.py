@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from mmlw.bench.ports import free_port
+from mmlw.ports import free_port
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow

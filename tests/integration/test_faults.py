@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from mmlw.bench.ports import free_port
 from mmlw.messaging.pika_publisher import PikaReadingsPublisher
 from mmlw.messaging.topology import Topology
+from mmlw.ports import free_port
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from mmlw.store import Store
 from mmlw.workers.simulator import SyntheticMachine

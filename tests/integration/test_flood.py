@@ -17,10 +17,10 @@ from pathlib import Path
 import pika
 import pytest
 
-from mmlw.bench.ports import free_port
 from mmlw.messaging.dispatch import CeleryDispatcher
 from mmlw.messaging.pika_publisher import PikaReadingsPublisher, pika_url
 from mmlw.messaging.topology import Topology
+from mmlw.ports import free_port
 from mmlw.schemas.jobs import JobState, TrainRequest
 from mmlw.services.jobs import submit_training
 from mmlw.store import Store

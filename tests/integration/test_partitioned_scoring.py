@@ -184,7 +184,7 @@ def test_a_scorer_process_serves_its_metrics(
 
     import httpx
 
-    from mmlw.bench.ports import free_port
+    from mmlw.ports import free_port
     from mmlw.store import Store
     from mmlw.workers.simulator import SyntheticMachine
     from tests.conftest import _create_pg_database, _drop_pg_database

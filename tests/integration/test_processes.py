@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mmlw.bench.ports import free_port
 from mmlw.messaging.topology import Topology
+from mmlw.ports import free_port
 from tests.conftest import TEST_SIGNING_KEY, _create_pg_database, _drop_pg_database
 from tests.integration.pipeline import delete_topology
 from tests.support.wait import wait_for

@@ -15,9 +15,9 @@ from celery import Celery
 from fastapi.testclient import TestClient
 
 from mmlw.api.app import create_app
-from mmlw.bench.ports import free_port
 from mmlw.messaging.dispatch import CeleryDispatcher, celery_config
 from mmlw.messaging.topology import Topology
+from mmlw.ports import free_port
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from mmlw.schemas import TrainRequest
 from mmlw.services.jobs import submit_training

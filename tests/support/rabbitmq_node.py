@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmlw.bench.ports import free_port
+from mmlw.ports import free_port
 
 
 @dataclass(frozen=True)

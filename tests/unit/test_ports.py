@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from mmlw.bench.ports import _ephemeral_low, free_port
+from mmlw.ports import _ephemeral_low, free_port
 
 
 def test_free_ports_are_bindable_and_below_the_ephemeral_range() -> None:

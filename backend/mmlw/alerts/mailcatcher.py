@@ -12,6 +12,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from mmlw.ports import free_port
+
 __all__ = ["MailCatcher"]
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class MailCatcher:
     def start(self) -> MailCatcher:
         from aiosmtpd.controller import Controller
 
-        self._controller = Controller(self, hostname=self.host, port=self.port or _free_port())
+        self._controller = Controller(self, hostname=self.host, port=self.port or free_port())
         self._controller.start()
         self.port = self._controller.port
         return self
@@ -65,11 +67,3 @@ class MailCatcher:
     def subjects(self) -> list[str]:
         with self._lock:
             return [str(m["Subject"]) for m in self.messages]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

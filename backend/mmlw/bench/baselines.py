@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 
 from mmlw.bench.payloads import dataframe_split_body, sensor_values
-from mmlw.bench.ports import free_port
 from mmlw.bench.processes import descendants, peak_rss_mb
+from mmlw.ports import free_port
 
 __all__ = ["ServeResult", "mlflow_serve_baseline"]
 

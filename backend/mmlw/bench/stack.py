@@ -22,11 +22,11 @@ import httpx
 import pika
 import pika.exceptions
 
-from mmlw.bench.ports import free_port
 from mmlw.bench.processes import descendants, peak_rss_mb
 from mmlw.bench.sandbox import Sandbox, settings_env
 from mmlw.bench.scenarios import StackSpec
 from mmlw.messaging.pika_publisher import pika_url
+from mmlw.ports import free_port
 
 __all__ = ["Stack", "StackOptions", "queue_consumers"]
 

@@ -15,12 +15,12 @@ So the answer is kept, and searched again when
   leaves no record, and shows within that bound.
 
 The token is read before the search, so a move during the search changes it and the next
-request searches again. Two requests that miss at once both search; neither waits.
+request searches again. Two requests that miss at once both search; neither waits, and
+the answer is one tuple replaced whole, so no lock is needed.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
@@ -62,19 +62,16 @@ class AliasSnapshot:
         self._changes = changes
         self._max_age_s = max_age_s
         self._clock = clock
-        self._lock = threading.Lock()
         self._held: tuple[object, float, dict[str, dict[str, int]]] | None = None
 
     def alias_map(self) -> dict[str, dict[str, int]]:
         """Every machine's aliases (machine: alias: version)."""
         token, now = self._changes(), self._clock()
-        with self._lock:
-            held = self._held
+        held = self._held  # (token, when, answer): read and replaced whole, never changed
         if held is not None and held[0] == token and now - held[1] < self._max_age_s:
             return held[2]
         found = self._registry.alias_map()
-        with self._lock:
-            self._held = (token, now, found)
+        self._held = (token, now, found)
         return found
 
     def alias_versions(self, alias: str) -> dict[str, int]:

@@ -137,10 +137,7 @@ def _scores_of(connection: Connection, heads: Sequence[Row[Any]]) -> dict[int, S
     readings = cast(Table, ReadingBatch.__table__)
     wide = (
         select(*(_SCORES.c[name] for name in STORED_COLUMNS), readings.c.timestamps_us)
-        .join(
-            readings,
-            readings_of(_SCORES.c, readings.c),
-        )
+        .join(readings, readings_of(_SCORES.c, readings.c))
         .where(
             _SCORES.c.id.in_([row.id for row in heads]),
             _SCORES.c.t_start.in_(starts),

@@ -1,4 +1,5 @@
-"""Free TCP ports for servers that the bench, the docs checks and the tests start."""
+"""Free TCP ports for servers MMLW starts on loopback: the demo's mail catcher, the bench,
+the docs checks and the tests (a module at the bottom: it imports nothing of ours)."""
 
 from __future__ import annotations
 
