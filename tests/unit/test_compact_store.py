@@ -3,6 +3,7 @@ were sent whatever their decimals, and contributions are kept for the rows that 
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -42,13 +43,13 @@ def test_values_come_back_exactly_in_either_form(
     back = unpack_values(data, rows, columns)
     assert back.dtype == np.float64 and back.shape == values.shape
     assert np.array_equal(back, values)  # bit for bit, but for the sign of a zero
-    assert len(data) in (8 * rows * columns, columns + 4 * rows * columns)
+    assert len(data) == 8 * rows * columns or len(data) <= 1 + 6 * columns + 4 * rows * columns + 1
 
 
-def test_sensor_resolution_takes_half_the_space_and_full_doubles_keep_theirs() -> None:
+def test_sensor_resolution_takes_2_to_3_bytes_a_value_and_full_doubles_keep_theirs() -> None:
     rng = np.random.default_rng(1)
-    sensors = _as_sent(np.round(rng.normal(10, 1, size=(1000, 8)), 4))
-    assert len(pack_values(sensors)) == 8 + 4 * 8000
+    sensors = _as_sent(np.round(rng.normal(10, 1, size=(1000, 8)), 4))  # ranges of 6-8e4
+    assert 1 + 6 * 8 + 2 * 8000 < len(pack_values(sensors)) <= 1 + 6 * 8 + 3 * 8000
     doubles = rng.normal(size=(1000, 8))  # 17 significant digits: no decimal scale holds them
     assert len(pack_values(doubles)) == 8 * 8000
     assert np.array_equal(unpack_values(pack_values(doubles), 1000, 8), doubles)
@@ -75,6 +76,32 @@ def test_contributions_are_kept_above_the_threshold_and_for_the_batch_worst() ->
     everything = unpack_contributions(contributions.astype("<f4").tobytes(), None, 5, 2)
     assert np.array_equal(everything, contributions)
     assert explained_rows(np.zeros(0), 1.0).size == 0
+
+
+def test_a_batch_takes_the_bytes_its_widest_range_needs_and_older_forms_still_read() -> None:
+    values = np.zeros((50, 5))
+    values[:, 1] = np.arange(50) / 10  # 0.0-4.9 at one decimal
+    values[:, 2] = -1000 + np.arange(50)  # -1000 to -951
+    values[:, 3] = np.arange(50) / 1000  # 0.000-0.049 at three decimals: 49 steps each
+    values = _as_sent(values)
+    for widest, width in ((49, 1), (343, 2), (70_000, 3), (2**31 - 2, 4)):
+        values[0, 4] = -widest // 2
+        values[1, 4] = widest - widest // 2  # column 4 spans `widest`
+        data = pack_values(values)
+        assert data[1 + 5 * 5] == width and len(data) == 2 + 5 * 5 + width * 250
+        assert np.array_equal(unpack_values(data, 50, 5), values)
+    assert len(pack_values(np.full((50, 5), -3.25))) == 2 + 5 * 5  # all constant: no offsets
+    # the earlier scaled int32 form, still in stores: scales, then n x c int32
+    scales = np.array([0, 1, 0, 3, 0], dtype=np.int8)
+    ints = np.rint(values * 10.0**scales).astype("<i4")
+    assert np.array_equal(unpack_values(scales.tobytes() + ints.tobytes(), 50, 5), values)
+    # an offsets form as long as float64's would be is padded out of the way
+    for rows, columns, top in itertools.product(range(1, 12), range(1, 4), (0, 9, 999, 99999)):
+        some = np.zeros((rows, columns))
+        some[-1] = top
+        packed = pack_values(some)
+        assert len(packed) != 8 * some.size
+        assert np.array_equal(unpack_values(packed, rows, columns), some)
 
 
 @settings(max_examples=200, deadline=None)

@@ -73,16 +73,25 @@ class StoreProbe:
             return {message_id: at for message_id, at in session.execute(query)}
 
     def storage_bytes(self) -> dict[str, int] | None:
-        """Bytes on disk per table of :data:`STORED_TABLES` (heap, TOAST and indexes, of
-        every partition), from PostgreSQL's own size functions; None on SQLite."""
+        """Bytes on disk of each table of :data:`STORED_TABLES`, every partition summed,
+        by part: ``"<table>.heap"`` (rows), ``"<table>.toast"`` (values stored out of
+        line, with their index) and ``"<table>.indexes"``, from PostgreSQL's own size
+        functions; None on SQLite."""
         if self._store.database.dialect != "postgresql":
             return None
         query = text(
-            "SELECT COALESCE(SUM(pg_total_relation_size(relid)), 0) "
+            "SELECT COALESCE(SUM(pg_relation_size(relid)), 0),"
+            " COALESCE(SUM(pg_table_size(relid) - pg_relation_size(relid)), 0),"
+            " COALESCE(SUM(pg_indexes_size(relid)), 0) "
             "FROM pg_partition_tree(CAST(:table AS regclass))"
         )
+        sizes: dict[str, int] = {}
         with self._store.database.session() as session:
-            return {t: int(session.scalar(query, {"table": t}) or 0) for t in STORED_TABLES}
+            for table in STORED_TABLES:
+                heap, toast, indexes = session.execute(query, {"table": table}).one()
+                sizes |= {f"{table}.heap": int(heap), f"{table}.toast": int(toast)}
+                sizes[f"{table}.indexes"] = int(indexes)
+        return sizes
 
     def stored_message_ids(self, since: tuple[int, int] = (0, 0)) -> set[str]:
         query = select(ReadingBatch.message_id).where(ReadingBatch.id > since[0])

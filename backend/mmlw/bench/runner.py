@@ -173,7 +173,12 @@ class _Run:
             added = {table: sizes[table] - before[table] for table in sizes}
             readings = probe.counts().readings - readings_before
             self.report.storage = added | {"readings": readings}
-            self.echo(f"storage: {self.report.storage_kb_per_1000():.1f} KB per 1,000 readings")
+            parts = ", ".join(
+                f"{part} {size / max(readings, 1):.1f}" for part, size in added.items() if size
+            )
+            self.echo(
+                f"storage: {self.report.storage_kb_per_1000():.1f} KB per 1,000 readings ({parts})"
+            )
 
     def scaleout(self) -> None:
         """End-to-end throughput of the first detector with 1, 2, 4... scorer processes,
