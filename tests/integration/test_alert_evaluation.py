@@ -191,9 +191,9 @@ def test_a_fleet_moves_each_machine_as_it_would_on_its_own(store: Store) -> None
 
 
 def test_new_readings_that_meet_no_rule_spare_the_read_of_recent_scores(store: Store) -> None:
-    """``peaks``: a machine whose new readings meet no score rule and that has no open
-    alert is not read; one that meets a rule, or has an open alert, is evaluated as
-    without ``peaks`` (an open alert still resolves)."""
+    """``ratios``: a machine whose new readings cannot make a score rule hold and that has
+    no open alert is not read; one whose readings could, or that has an open alert, is
+    evaluated as without ``ratios`` (an open alert still resolves)."""
     add_scores(store, "calm", [0.1, 0.2, 0.3])
     add_scores(store, "hot", [0.1, 5.0, 6.0])
     add_scores(store, "nan", [0.1, 0.2, 0.3])
@@ -206,10 +206,14 @@ def test_new_readings_that_meet_no_rule_spare_the_read_of_recent_scores(store: S
 
     store.scores.recent_many = reading  # type: ignore[method-assign]
     now = T0 + timedelta(seconds=5)
-    peaks = {"calm": [(0.3, 1.0)], "hot": [(6.0, 1.0)], "nan": [(float("nan"), 1.0)]}
+    ratios = {
+        "calm": np.array([0.1, 0.2, 0.3]),
+        "hot": np.array([0.1, 5.0, 6.0]),
+        "nan": np.array([0.1, 0.2, np.nan]),
+    }
     new = {"calm": 3, "hot": 3, "nan": 3}
     out = evaluate_machines(
-        new, store=store, config=CONFIG, dispatcher=Dispatcher(), now=now, peaks=peaks
+        new, store=store, config=CONFIG, dispatcher=Dispatcher(), now=now, ratios=ratios
     )
     assert read == [["hot", "nan"]]  # a NaN meets every rule: read
     assert [e.event for e in out["hot"]] == [Event.FIRING, None, None]
@@ -219,13 +223,13 @@ def test_new_readings_that_meet_no_rule_spare_the_read_of_recent_scores(store: S
     read.clear()
     resolved = evaluate_machines(
         {"hot": 3, "calm": 3}, store=store, config=CONFIG, dispatcher=Dispatcher(), now=now,
-        peaks={"hot": [(0.1, 1.0)], "calm": [(0.3, 1.0)]},
+        ratios={"hot": np.array([0.1, 0.1, 0.1]), "calm": np.array([0.1, 0.2, 0.3])},
     )  # fmt: skip
     assert read == [["hot"]]
     assert [e.event for e in resolved["hot"]] == [Event.RESOLVED, None, None]
 
 
-def test_a_rule_below_the_threshold_counts_in_the_peaks(store: Store) -> None:
+def test_a_rule_below_the_threshold_counts_in_the_ratios(store: Store) -> None:
     """A rule with a multiple under 1 is met by readings under the threshold: such a
     machine is read and fires."""
     config = AlertsConfig.model_validate(
@@ -235,9 +239,39 @@ def test_a_rule_below_the_threshold_counts_in_the_peaks(store: Store) -> None:
     add_scores(store, "m", [0.1, 0.2, 0.6])
     out = evaluate_machines(
         {"m": 3}, store=store, config=config, dispatcher=Dispatcher(),
-        now=T0 + timedelta(seconds=5), peaks={"m": [(0.6, 1.0)]},
+        now=T0 + timedelta(seconds=5), ratios={"m": np.array([0.1, 0.2, 0.6])},
     )  # fmt: skip
     assert [e.event for e in out["m"]] == [Event.FIRING]
+
+
+def test_a_lone_reading_above_the_threshold_spares_the_read_unless_older_ones_could_count(
+    store: Store,
+) -> None:
+    """k of n: with no open alert fewer than k of the older readings were above, so a lone
+    reading above far into the new ones cannot make the rule hold (not read); one among
+    the first n - 1 could, with older ones (read, and judged on the stored scores)."""
+    config = AlertsConfig.model_validate(
+        {"rules": [{"name": "three", "condition": {"kind": "scores", "k": 3, "n": 5}}]}
+    )
+    lone_late, lone_early = np.full(20, 0.1), np.full(20, 0.1)
+    lone_late[12], lone_early[2] = 2.0, 2.0
+    for machine, ratios in (("late", lone_late), ("early", lone_early)):
+        add_scores(store, machine, [2.0, 2.0, 0.1, 0.1])  # two of the older ones above
+        add_scores(store, machine, ratios.tolist(), start=T0 + timedelta(seconds=4))
+    read: list[list[str]] = []
+    recent_many = store.scores.recent_many
+
+    def reading(windows: dict[str, int]) -> object:
+        read.append(sorted(windows))
+        return recent_many(windows)
+
+    store.scores.recent_many = reading  # type: ignore[method-assign]
+    out = evaluate_machines(
+        {"late": 20, "early": 20}, store=store, config=config, dispatcher=Dispatcher(),
+        now=T0 + timedelta(seconds=30), ratios={"late": lone_late, "early": lone_early},
+    )  # fmt: skip
+    assert read == [["early"]]
+    assert out == {}  # read, and quiet: the two older ones above are out of its window
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -16,6 +16,7 @@ __all__ = [
     "TOP_SENSORS",
     "ScoreWindow",
     "ScoredReadings",
+    "could_hold",
     "episode_evidence",
     "no_data_evidence",
     "score_ratio",
@@ -69,6 +70,30 @@ def score_ratio(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return np.asarray(scores, dtype=np.float64) / np.where(
         thresholds > 0, thresholds, np.finfo(float).tiny
     )
+
+
+def could_hold(condition: FlagsCondition, ratios: np.ndarray) -> bool:
+    """Whether ``condition`` could hold at one of the new readings whose score ratios
+    (:func:`score_ratio`, oldest first) are ``ratios``, knowing only that it did not hold
+    at the reading before them: the window of ``n`` readings ending at a new reading
+    counts its new readings above ``multiple``, and of the older readings in it at most
+    ``k - 1`` (they are among the ``n`` that did not hold) and no more than there are. A
+    NaN ratio counts as above. False means no evaluation at these readings can find the
+    rule holding, which spares reading the older scores.
+
+    >>> rule = FlagsCondition(kind="scores", k=5, n=10)
+    >>> ratios = np.zeros(100)
+    >>> ratios[50] = 3.0  # one reading above, far from the older ones
+    >>> could_hold(rule, ratios), could_hold(rule, np.roll(ratios, -48))  # one near them
+    (False, True)
+    >>> ratios[[52, 54, 56, 58]] = 2.0  # five above within ten readings
+    >>> could_hold(rule, ratios), could_hold(rule, np.array([np.nan]))
+    (True, True)
+    """
+    above = (~(np.asarray(ratios, dtype=np.float64) <= condition.multiple)).astype(np.int64)
+    counts = np.convolve(above, np.ones(condition.n, dtype=np.int64))[: len(above)]
+    older = np.maximum(condition.n - 1 - np.arange(len(above)), 0)
+    return bool((counts + np.minimum(older, condition.k - 1) >= condition.k).any())
 
 
 def scores_evidence(

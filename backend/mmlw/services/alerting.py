@@ -17,9 +17,9 @@ import numpy as np
 
 from mmlw.alerts.conditions import (
     ScoredReadings,
+    could_hold,
     episode_evidence,
     no_data_evidence,
-    score_ratio,
     scores_evidence,
 )
 from mmlw.alerts.config import AlertRule, AlertsConfig, FlagsCondition, NoDataCondition
@@ -35,7 +35,7 @@ from mmlw.settings import Settings
 from mmlw.store import Store
 from mmlw.store.tables import utcnow
 
-__all__ = ["Peak", "SendOutcome", "evaluate_machine", "evaluate_machines", "send_delivery", "tick"]
+__all__ = ["SendOutcome", "evaluate_machine", "evaluate_machines", "send_delivery", "tick"]
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,6 @@ REDISPATCH_AFTER = timedelta(seconds=60)
 #: the most newly scored readings one evaluation looks back over (one large import batch
 #: is judged on its newest ones)
 MAX_NEW_READINGS = 10_000
-#: a newly scored batch's highest score and its threshold
-Peak = tuple[float, float]
 
 
 def _channels(config: AlertsConfig) -> dict[str, str]:
@@ -86,7 +84,7 @@ def evaluate_machines(
     config: AlertsConfig,
     dispatcher: Dispatcher,
     now: datetime | None = None,
-    peaks: Mapping[str, Sequence[Peak]] | None = None,
+    ratios: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, list[Evaluation]]:
     """:func:`evaluate_machine` of many machines (machine: readings scored since its last
     evaluation) in a number of queries that does not grow with the machines when they
@@ -95,17 +93,18 @@ def evaluate_machines(
     alert is then stepped on its own. A machine whose evaluation fails is logged and
     left for its next batch or tick; the others go on.
 
-    ``peaks`` (machine: each new batch's highest score and its threshold, for machines
-    whose new readings are all known) spares the read of recent scores for a machine
-    whose new readings meet no score rule and that has no open alert: a rule that did
-    not hold before them cannot hold with them (they only push older readings out of
-    its window), and with no open alert there is nothing to resolve or repeat."""
+    ``ratios`` (machine: each new reading's score over its threshold, oldest first, for
+    machines whose new readings are all known) spares the read of recent scores for a
+    machine with no open alert whose new readings cannot make a score rule hold
+    (:func:`~mmlw.alerts.conditions.could_hold`: with no open alert the rule did not
+    hold before them, so the older readings in a window count at most ``k - 1``), and
+    with no open alert there is nothing to resolve or repeat."""
     now = now or utcnow()
     rules = {m: found for m in new_readings if (found := config.rules_for(m))}
     calm = {
         m: [rule.name for rule in rules[m]]
         for m in rules
-        if peaks is not None and m in peaks and _meets_no_rule(rules[m], peaks[m])
+        if ratios is not None and m in ratios and _meets_no_rule(rules[m], ratios[m])
     }
     if calm:
         unchanged = set(calm) - store.alerts.machines_with_open(calm)
@@ -129,13 +128,13 @@ def evaluate_machines(
     return out
 
 
-def _meets_no_rule(rules: Sequence[AlertRule], peaks: Sequence[Peak]) -> bool:
-    """Whether no batch's highest score is above any score rule's multiple of its
-    threshold, as :func:`~mmlw.alerts.conditions.scores_evidence` judges it (a NaN meets
-    every rule: such a machine is evaluated)."""
-    multiples = [r.condition.multiple for r in rules if isinstance(r.condition, FlagsCondition)]
-    ratios = score_ratio(np.array([p[0] for p in peaks]), np.array([p[1] for p in peaks]))
-    return all(ratio <= m for ratio in ratios.tolist() for m in multiples)
+def _meets_no_rule(rules: Sequence[AlertRule], ratios: np.ndarray) -> bool:
+    """Whether no score rule could hold at the new readings (score ratios ``ratios``)."""
+    return not any(
+        could_hold(rule.condition, ratios)
+        for rule in rules
+        if isinstance(rule.condition, FlagsCondition)
+    )
 
 
 def _window(rules: Sequence[AlertRule], new_readings: int) -> int:

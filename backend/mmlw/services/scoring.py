@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from mmlw.alerts.conditions import score_ratio
 from mmlw.detectors.input_schema import ExtraSensors, SchemaMismatch
 from mmlw.detectors.model import AnomalyModel
 from mmlw.errors import UntrustedModel
@@ -198,19 +199,19 @@ def drift_inputs(
     return result
 
 
-def score_peaks(outcomes: Sequence[ScoreOutcome]) -> dict[str, list[tuple[float, float]]]:
-    """Each newly scored batch's highest score and threshold, per machine, for machines
-    every outcome of which was scored now (another status: the machine is left out, so
-    its alert rules are read from the store)."""
-    peaks: dict[str, list[tuple[float, float]]] = {}
+def score_ratios(outcomes: Sequence[ScoreOutcome]) -> dict[str, np.ndarray]:
+    """Each newly scored reading's score over its threshold, per machine in batch order,
+    for machines every outcome of which was scored now (another status: the machine is
+    left out, so its alert rules are read from the store)."""
+    ratios: dict[str, list[np.ndarray]] = {}
     unknown: set[str] = set()
     for o in outcomes:
         if o.status != "scored" or o.scores is None or o.champion is None or not len(o.scores):
             unknown.add(o.machine_id)
             continue
-        peak = (float(np.max(o.scores)), float(o.champion.model.threshold))
-        peaks.setdefault(o.machine_id, []).append(peak)
-    return {m: found for m, found in peaks.items() if m not in unknown}
+        threshold = np.full(len(o.scores), float(o.champion.model.threshold))
+        ratios.setdefault(o.machine_id, []).append(score_ratio(o.scores, threshold))
+    return {m: np.concatenate(found) for m, found in ratios.items() if m not in unknown}
 
 
 def alerting_machines(outcomes: Sequence[ScoreOutcome]) -> dict[str, int]:

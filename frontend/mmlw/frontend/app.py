@@ -47,7 +47,8 @@ GRAPH_JS = (  # (path, attributes): plotly.js yields to what the page needs firs
 # String trim for broken (an outdated whitespace test) and replaces them with JavaScript
 # ones some 30x slower, which plotly.js calls all the time: the page keeps the browser's.
 # A session that ended (logout elsewhere, expiry, restart) makes Dash's requests answer
-# 401: the page then reloads, which leads to the login page.
+# 401: the page then reloads, which leads to the login page -- unless the page is already
+# leaving (a form sent, e.g. "Log out": a reload then would cancel where it goes).
 INDEX = """<!DOCTYPE html>
 <html>
     <head>
@@ -62,10 +63,12 @@ INDEX = """<!DOCTYPE html>
             [Number, "parseInt"], [String.prototype, "trim"], [String.prototype, "trimStart"],
             [String.prototype, "trimEnd"]
         ].map(function (place) { return [place[0], place[1], place[0][place[1]]]; });
-        var fetched = window.fetch;
+        var fetched = window.fetch, leaving = false;
+        document.addEventListener("submit", function () { leaving = true; }, true);
+        window.addEventListener("pagehide", function () { leaving = true; });
         window.fetch = function () {
             return fetched.apply(this, arguments).then(function (response) {
-                if (response.status === 401) { window.location.reload(); }
+                if (response.status === 401 && !leaving) { window.location.reload(); }
                 return response;
             });
         };

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from mmlw.observability.metrics import instruments
 from mmlw.services.alerting import evaluate_machines
 from mmlw.services.drift import observe_many as observe_drift
-from mmlw.services.scoring import alerting_machines, drift_inputs, score_batches, score_peaks
+from mmlw.services.scoring import alerting_machines, drift_inputs, score_batches, score_ratios
 from mmlw.workers.context import WorkerContext
 
 __all__ = ["predict_batches"]
@@ -48,7 +48,7 @@ def predict_batches(
             store=ctx.store,
             config=ctx.alerts_config,
             dispatcher=ctx.dispatcher,
-            peaks=score_peaks(outcomes),
+            ratios=score_ratios(outcomes),
         )
     return {
         "status": [o.status for o in outcomes],

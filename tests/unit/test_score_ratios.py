@@ -1,4 +1,4 @@
-"""``score_peaks``: what a scoring round tells the alert rules about its new readings."""
+"""``score_ratios``: what a scoring round tells the alert rules about its new readings."""
 
 from __future__ import annotations
 
@@ -7,20 +7,23 @@ from typing import Any
 
 import numpy as np
 
-from mmlw.services.scoring import LoadedModel, ScoreOutcome, score_peaks
+from mmlw.services.scoring import LoadedModel, ScoreOutcome, score_ratios
 
 
 def _loaded(threshold: float) -> Any:
     return LoadedModel("m-model", 1, SimpleNamespace(threshold=threshold))  # type: ignore[arg-type]
 
 
-def test_each_scored_batch_gives_its_highest_score_and_threshold() -> None:
+def test_each_scored_reading_gives_its_score_over_its_threshold_in_batch_order() -> None:
     outcomes = [
         ScoreOutcome("scored", 1, "a", 3, 0, 1, _loaded(2.0), None, np.array([0.1, 1.5, 0.2])),
         ScoreOutcome("scored", 2, "a", 2, 1, 1, _loaded(2.0), None, np.array([2.5, 0.0])),
         ScoreOutcome("scored", 3, "b", 1, 0, 1, _loaded(4.0), None, np.array([0.5])),
     ]
-    assert score_peaks(outcomes) == {"a": [(1.5, 2.0), (2.5, 2.0)], "b": [(0.5, 4.0)]}
+    ratios = score_ratios(outcomes)
+    assert sorted(ratios) == ["a", "b"]
+    assert ratios["a"].tolist() == [0.05, 0.75, 0.1, 1.25, 0.0]
+    assert ratios["b"].tolist() == [0.125]
 
 
 def test_a_machine_with_any_other_outcome_is_left_out() -> None:
@@ -34,4 +37,5 @@ def test_a_machine_with_any_other_outcome_is_left_out() -> None:
         ScoreOutcome("no_model", 4, "c"),
         ScoreOutcome("scored", 5, "d", 0, 0, 1, _loaded(1.0), None, np.array([])),
     ]
-    assert score_peaks(outcomes) == {"b": [(0.2, 1.0)]}
+    ratios = score_ratios(outcomes)
+    assert list(ratios) == ["b"] and ratios["b"].tolist() == [0.2]
