@@ -190,13 +190,8 @@ def test_a_fleet_moves_each_machine_as_it_would_on_its_own(store: Store) -> None
     assert [e.event for e in resolved["m1"]] == [Event.RESOLVED, None, None]
 
 
-def test_new_readings_that_meet_no_rule_spare_the_read_of_recent_scores(store: Store) -> None:
-    """``ratios``: a machine whose new readings cannot make a score rule hold and that has
-    no open alert is not read; one whose readings could, or that has an open alert, is
-    evaluated as without ``ratios`` (an open alert still resolves)."""
-    add_scores(store, "calm", [0.1, 0.2, 0.3])
-    add_scores(store, "hot", [0.1, 5.0, 6.0])
-    add_scores(store, "nan", [0.1, 0.2, 0.3])
+def recent_reads(store: Store) -> list[list[str]]:
+    """The machines of each read of recent scores from now on (a spy on the store)."""
     read: list[list[str]] = []
     recent_many = store.scores.recent_many
 
@@ -205,6 +200,17 @@ def test_new_readings_that_meet_no_rule_spare_the_read_of_recent_scores(store: S
         return recent_many(windows)
 
     store.scores.recent_many = reading  # type: ignore[method-assign]
+    return read
+
+
+def test_new_readings_that_meet_no_rule_spare_the_read_of_recent_scores(store: Store) -> None:
+    """``ratios``: a machine whose new readings cannot make a score rule hold and that has
+    no open alert is not read; one whose readings could, or that has an open alert, is
+    evaluated as without ``ratios`` (an open alert still resolves)."""
+    add_scores(store, "calm", [0.1, 0.2, 0.3])
+    add_scores(store, "hot", [0.1, 5.0, 6.0])
+    add_scores(store, "nan", [0.1, 0.2, 0.3])
+    read = recent_reads(store)
     now = T0 + timedelta(seconds=5)
     ratios = {
         "calm": np.array([0.1, 0.2, 0.3]),
@@ -258,14 +264,7 @@ def test_a_lone_reading_above_the_threshold_spares_the_read_unless_older_ones_co
     for machine, ratios in (("late", lone_late), ("early", lone_early)):
         add_scores(store, machine, [2.0, 2.0, 0.1, 0.1])  # two of the older ones above
         add_scores(store, machine, ratios.tolist(), start=T0 + timedelta(seconds=4))
-    read: list[list[str]] = []
-    recent_many = store.scores.recent_many
-
-    def reading(windows: dict[str, int]) -> object:
-        read.append(sorted(windows))
-        return recent_many(windows)
-
-    store.scores.recent_many = reading  # type: ignore[method-assign]
+    read = recent_reads(store)
     out = evaluate_machines(
         {"late": 20, "early": 20}, store=store, config=config, dispatcher=Dispatcher(),
         now=T0 + timedelta(seconds=30), ratios={"late": lone_late, "early": lone_early},
