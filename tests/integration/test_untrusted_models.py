@@ -111,6 +111,9 @@ def test_registration_alias_and_load_round_trip(any_tracking_uri: str, tmp_path:
     assert registry.alias_version(MACHINE, CHAMPION) == version == 1
     loaded = registry.load(MACHINE, version)
     assert loaded.columns == COLUMNS and loaded.detector_name == "pca"
+    # read from its logged model's artifacts in one lookup, not through models:/name/1
+    found = registry.client.get_model_version(registry.model_name(MACHINE), "1")
+    assert registry._logged_model_location(found.source) is not None
     [listed] = registry.versions(MACHINE)
     assert listed.aliases == [CHAMPION] and listed.tags[SIGNATURE_TAG].startswith("hmac-sha256:")
 

@@ -302,11 +302,28 @@ class MlflowRegistry:
                 raise NotFound(f"model {uri} not found") from exc
             raise
         digest = vouched_digest(self._signer, name, version, dict(found.tags or {}))
-        payload = checked_payload(name, version, digest, self._download_artifact(uri))
+        location = self._logged_model_location(found.source) or uri
+        payload = checked_payload(name, version, digest, self._download_artifact(location))
         model = pickle.loads(payload)
         if not isinstance(model, AnomalyModel):
             raise UntrustedModel(f"{uri}: the signed artifact is not an MMLW model")
         return model
+
+    def _logged_model_location(self, source: str | None) -> str | None:
+        """Where a version registered from a logged model (source ``models:/m-<id>``, as
+        :meth:`register` makes it) keeps its artifacts: one lookup of the logged model.
+        Through ``models:/<name>/<version>`` MLflow looks the version up again and reads
+        the whole registered model to check it is not a prompt: half of a load, which a
+        scorer that takes over a fleet's partitions pays once per machine. None for
+        other sources, or if the lookup fails (the registry's URI then answers)."""
+        prefix = "models:/m-"
+        if not source or not source.startswith(prefix) or "/" in source[len(prefix) :]:
+            return None
+        try:
+            location = self.client.get_logged_model(source[len("models:/") :]).artifact_location
+        except Exception:
+            return None
+        return str(location) if location else None
 
     def _download_artifact(self, uri: str) -> bytes:
         """The bytes of the version's model artifact, read without deserialising anything
