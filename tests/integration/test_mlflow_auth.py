@@ -17,6 +17,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from mmlw.errors import ServiceUnavailable
+from mmlw.registry.artifacts import logged_model_location
 from mmlw.registry.base import CHAMPION
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from mmlw.settings import Settings
@@ -95,7 +96,7 @@ def test_the_service_account_registers_moves_an_alias_and_loads(
     loaded = registry.load(MACHINE, second)
     assert loaded.columns == COLUMNS and loaded.detector_name == "pca"
     found = registry.client.get_model_version(registry.model_name(MACHINE), str(second))
-    assert registry._logged_model_location(found.source) is not None  # may read it directly
+    assert logged_model_location(registry.client, found.source) is not None  # may read it directly
     assert [v.aliases for v in registry.versions(MACHINE)] == [[], [CHAMPION]]
     registry.delete_alias(MACHINE, CHAMPION)  # needs MANAGE, not only EDIT
     assert registry.alias_version(MACHINE, CHAMPION) is None

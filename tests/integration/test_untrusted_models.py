@@ -18,6 +18,7 @@ from mmlw.detectors.catalog import build_detector
 from mmlw.detectors.model import AnomalyModel
 from mmlw.errors import UntrustedModel
 from mmlw.observability.metrics import instruments
+from mmlw.registry.artifacts import logged_model_location
 from mmlw.registry.base import CHAMPION, DatasetInfo
 from mmlw.registry.mlflow_registry import ARTIFACT_KEY, MlflowRegistry
 from mmlw.registry.signing import DIGEST_TAG, SIGNATURE_TAG, ModelSigner
@@ -113,7 +114,7 @@ def test_registration_alias_and_load_round_trip(any_tracking_uri: str, tmp_path:
     assert loaded.columns == COLUMNS and loaded.detector_name == "pca"
     # read from its logged model's artifacts in one lookup, not through models:/name/1
     found = registry.client.get_model_version(registry.model_name(MACHINE), "1")
-    assert registry._logged_model_location(found.source) is not None
+    assert logged_model_location(registry.client, found.source) is not None
     [listed] = registry.versions(MACHINE)
     assert listed.aliases == [CHAMPION] and listed.tags[SIGNATURE_TAG].startswith("hmac-sha256:")
 

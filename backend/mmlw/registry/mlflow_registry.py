@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmlw.errors import NotFound, ServiceUnavailable, UntrustedModel
+from mmlw.registry.artifacts import is_missing, logged_model_location, read_model_artifact
 from mmlw.registry.base import DatasetInfo, RegisteredVersion, versions_under
 from mmlw.registry.ownership import (
     claim_experiment,
@@ -46,7 +47,6 @@ __all__ = ["MlflowRegistry", "import_library"]
 _FLUENT_LOCK = threading.Lock()
 ARTIFACT_KEY = "mmlw_model"
 ARTIFACT_PATH = "artifacts/mmlw-model.pkl"  # where MLflow puts ``artifacts={ARTIFACT_KEY: ..}``
-MAX_ARTIFACT_BYTES = 1 << 30
 SEARCH_PAGE = 1000  # the most registered models MLflow returns per search request
 
 
@@ -246,7 +246,7 @@ class MlflowRegistry:
         try:
             self.client.delete_registered_model_alias(self.model_name(machine_id), alias)
         except Exception as exc:
-            if not _is_missing(exc):
+            if not is_missing(exc):
                 raise
 
     # reading -------------------------------------------------------------------------
@@ -254,7 +254,7 @@ class MlflowRegistry:
         try:
             found = self.client.get_model_version_by_alias(self.model_name(machine_id), alias)
         except Exception as exc:
-            if _is_missing(exc):
+            if is_missing(exc):
                 return None
             raise ServiceUnavailable(f"registry: {exc}") from exc
         return int(found.version)
@@ -298,57 +298,21 @@ class MlflowRegistry:
         try:
             found = self.client.get_model_version(name, str(version))
         except Exception as exc:
-            if _is_missing(exc):
+            if is_missing(exc):
                 raise NotFound(f"model {uri} not found") from exc
             raise
         digest = vouched_digest(self._signer, name, version, dict(found.tags or {}))
-        location = self._logged_model_location(found.source) or uri
+        location = logged_model_location(self.client, found.source) or uri
         payload = checked_payload(name, version, digest, self._download_artifact(location))
         model = pickle.loads(payload)
         if not isinstance(model, AnomalyModel):
             raise UntrustedModel(f"{uri}: the signed artifact is not an MMLW model")
         return model
 
-    def _logged_model_location(self, source: str | None) -> str | None:
-        """Where a version registered from a logged model (source ``models:/m-<id>``, as
-        :meth:`register` makes it) keeps its artifacts: one lookup of the logged model.
-        Through ``models:/<name>/<version>`` MLflow looks the version up again and reads
-        the whole registered model to check it is not a prompt: half of a load, which a
-        scorer that takes over a fleet's partitions pays once per machine. None for
-        other sources, or if the lookup fails (the registry's URI then answers)."""
-        prefix = "models:/m-"
-        if not source or not source.startswith(prefix) or "/" in source[len(prefix) :]:
-            return None
-        try:
-            location = self.client.get_logged_model(source[len("models:/") :]).artifact_location
-        except Exception:
-            return None
-        return str(location) if location else None
-
     def _download_artifact(self, uri: str) -> bytes:
-        """The bytes of the version's model artifact, read without deserialising anything
-        (one file, at most :data:`MAX_ARTIFACT_BYTES`), from this registry (not from the
+        """The bytes of the model artifact under ``uri``, from this registry (not from the
         process-wide MLflow URI another registry object may have set)."""
-        import mlflow.artifacts
-
-        with tempfile.TemporaryDirectory(prefix="mmlw-model-") as tmp:
-            try:
-                fetched = mlflow.artifacts.download_artifacts(
-                    f"{uri}/{ARTIFACT_PATH}",
-                    dst_path=tmp,
-                    tracking_uri=self.tracking_uri,
-                    registry_uri=self.tracking_uri,
-                )
-            except Exception as exc:
-                if "No such artifact" in str(exc) or _is_missing(exc):
-                    raise UntrustedModel(f"{uri} has no MMLW model artifact") from exc
-                raise
-            local = Path(fetched)
-            if not local.is_file():
-                raise UntrustedModel(f"{uri}: {ARTIFACT_PATH} is not a file")
-            if local.stat().st_size > MAX_ARTIFACT_BYTES:
-                raise UntrustedModel(f"{uri}: the model artifact is larger than 1 GiB")
-            return local.read_bytes()
+        return read_model_artifact(f"{uri}/{ARTIFACT_PATH}", self.tracking_uri)
 
     def versions(self, machine_id: str) -> list[ModelVersionOut]:
         name = self.model_name(machine_id)
@@ -356,7 +320,7 @@ class MlflowRegistry:
         try:
             registered = client.get_registered_model(name)
         except Exception as exc:
-            if _is_missing(exc):
+            if is_missing(exc):
                 return []
             raise
         aliases: dict[str, list[str]] = {}
@@ -389,11 +353,6 @@ class MlflowRegistry:
 
 def _param(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
-
-
-def _is_missing(exc: Exception) -> bool:
-    text = str(exc)
-    return "RESOURCE_DOES_NOT_EXIST" in text or "not found" in text.lower()
 
 
 def _dataset_input(dataset: DatasetInfo) -> Any:
