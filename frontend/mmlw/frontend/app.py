@@ -66,6 +66,7 @@ INDEX = """<!DOCTYPE html>
         var fetched = window.fetch, leaving = false;
         document.addEventListener("submit", function () { leaving = true; }, true);
         window.addEventListener("pagehide", function () { leaving = true; });
+        window.addEventListener("pageshow", function () { leaving = false; });
         window.fetch = function () {
             return fetched.apply(this, arguments).then(function (response) {
                 if (response.status === 401 && !leaving) { window.location.reload(); }
