@@ -72,6 +72,11 @@ def score_ratio(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     )
 
 
+def _in_windows(above: np.ndarray, n: int) -> np.ndarray:
+    """Per reading, how many of the ``n`` readings up to it are ``above``."""
+    return np.convolve(above.astype(np.int64), np.ones(n, dtype=np.int64))[: len(above)]
+
+
 def could_hold(condition: FlagsCondition, ratios: np.ndarray) -> bool:
     """Whether ``condition`` could hold at one of the new readings whose score ratios
     (:func:`score_ratio`, oldest first) are ``ratios``, knowing only that it did not hold
@@ -90,8 +95,8 @@ def could_hold(condition: FlagsCondition, ratios: np.ndarray) -> bool:
     >>> could_hold(rule, ratios), could_hold(rule, np.array([np.nan]))
     (True, True)
     """
-    above = (~(np.asarray(ratios, dtype=np.float64) <= condition.multiple)).astype(np.int64)
-    counts = np.convolve(above, np.ones(condition.n, dtype=np.int64))[: len(above)]
+    above = ~(np.asarray(ratios, dtype=np.float64) <= condition.multiple)
+    counts = _in_windows(above, condition.n)
     older = np.maximum(condition.n - 1 - np.arange(len(above)), 0)
     return bool((counts + np.minimum(older, condition.k - 1) >= condition.k).any())
 
@@ -120,9 +125,7 @@ def scores_evidence(
     tail = slice(-(condition.n + new - 1), None)
     scores, thresholds = recent.scores[tail], recent.thresholds[tail]
     ratio = score_ratio(scores, thresholds)
-    above_each = (ratio > condition.multiple).astype(np.int64)
-    # per window of n readings ending at each new reading: how many are above
-    counts = np.convolve(above_each, np.ones(condition.n, dtype=np.int64))[: len(above_each)]
+    counts = _in_windows(ratio > condition.multiple, condition.n)
     above = int(counts[-new:].max())
     worst = int(np.argmax(ratio))
     contributions = recent.contributions[tail][worst]

@@ -18,6 +18,8 @@ __all__ = ["STORED_TABLES", "Counts", "StoreProbe"]
 
 #: what a stored reading costs: its batch, the batch's idempotency key, its scores
 STORED_TABLES = ("reading_batches", "reading_batch_keys", "score_batches")
+#: what :meth:`StoreProbe.storage_bytes` measures of each
+_PARTS = ("heap", "toast", "indexes")
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,8 @@ class StoreProbe:
         sizes: dict[str, int] = {}
         with self._store.database.session() as session:
             for table in STORED_TABLES:
-                heap, toast, indexes = session.execute(query, {"table": table}).one()
-                sizes |= {f"{table}.heap": int(heap), f"{table}.toast": int(toast)}
-                sizes[f"{table}.indexes"] = int(indexes)
+                parts = session.execute(query, {"table": table}).one()
+                sizes |= {f"{table}.{p}": int(b) for p, b in zip(_PARTS, parts, strict=True)}
         return sizes
 
     def stored_message_ids(self, since: tuple[int, int] = (0, 0)) -> set[str]:

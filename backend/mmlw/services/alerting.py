@@ -104,7 +104,7 @@ def evaluate_machines(
     calm = {
         m: [rule.name for rule in rules[m]]
         for m in rules
-        if ratios is not None and m in ratios and _meets_no_rule(rules[m], ratios[m])
+        if ratios is not None and m in ratios and _no_rule_could_hold(rules[m], ratios[m])
     }
     if calm:
         unchanged = set(calm) - store.alerts.machines_with_open(calm)
@@ -128,7 +128,7 @@ def evaluate_machines(
     return out
 
 
-def _meets_no_rule(rules: Sequence[AlertRule], ratios: np.ndarray) -> bool:
+def _no_rule_could_hold(rules: Sequence[AlertRule], ratios: np.ndarray) -> bool:
     """Whether no score rule could hold at the new readings (score ratios ``ratios``)."""
     return not any(
         could_hold(rule.condition, ratios)

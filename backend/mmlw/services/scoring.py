@@ -209,7 +209,7 @@ def score_ratios(outcomes: Sequence[ScoreOutcome]) -> dict[str, np.ndarray]:
         if o.status != "scored" or o.scores is None or o.champion is None or not len(o.scores):
             unknown.add(o.machine_id)
             continue
-        threshold = np.full(len(o.scores), float(o.champion.model.threshold))
+        threshold = np.asarray(float(o.champion.model.threshold))
         ratios.setdefault(o.machine_id, []).append(score_ratio(o.scores, threshold))
     return {m: np.concatenate(found) for m, found in ratios.items() if m not in unknown}
 
