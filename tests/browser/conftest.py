@@ -1,12 +1,15 @@
 """The dashboard against a real system, in headless Chromium.
 
 The browser is Debian's ``chromium`` driven by Playwright (never downloaded); without it
-the tests skip, or fail under CI=true. Screenshots go to ``test-artifacts/screenshots/``.
+the tests skip, or fail under CI=true. Screenshots go to ``test-artifacts/screenshots/``;
+a failed test leaves ``test-artifacts/failures/<test>.png`` and ``.log`` (the page's
+console, uncaught errors and every answer of 400 or more) for a failure seen once.
 The live system is in :mod:`tests.browser.system`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,6 +25,16 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
+FAILURES = ARTIFACTS / "failures"
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keeps each phase's report on the test, so ``page`` can tell that its test failed."""
+    report = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    return report
 
 
 def require_chromium() -> None:
@@ -54,10 +67,32 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     the_page = context.new_page()
     the_page.set_default_timeout(30_000)
+    events: list[str] = []
+    the_page.on("console", lambda m: events.append(f"console {m.type}: {m.text}"))
+    the_page.on("pageerror", lambda e: events.append(f"page error: {e}"))
+    the_page.on(
+        "response",
+        lambda r: (
+            events.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None
+        ),
+    )
     if "system" in request.fixturenames:
         log_in(the_page, request.getfixturevalue("system"))
     yield the_page
+    call = request.node.stash.get(REPORTS, {}).get("call")
+    if call is not None and call.failed:
+        _keep_failure(the_page, request.node.name, events)
     context.close()
+
+
+def _keep_failure(page: Any, name: str, events: list[str]) -> None:
+    FAILURES.mkdir(parents=True, exist_ok=True)
+    stem = FAILURES / re.sub(r"[^\w.-]+", "_", name)[:120]
+    try:
+        page.screenshot(path=f"{stem}.png", full_page=True)
+    except Exception as exc:  # a page that cannot be drawn still leaves its log
+        events.append(f"no screenshot: {exc}")
+    Path(f"{stem}.log").write_text("\n".join([f"url: {page.url}", *events]) + "\n")
 
 
 def screenshot(page: Any, name: str) -> Path:
