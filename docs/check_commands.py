@@ -14,7 +14,9 @@ is
 - a server (``mmlw demo``/``api``/``worker``/``scorer``/``ingest``/``beat``/``dashboard``/
   ``simulate``, ``mlflow ui``, ``mkdocs serve``, or anything ending in ``&``): started in
   the background, probed (HTTP for those that serve it, else still alive after a while),
-  stopped with Ctrl-C (SIGINT) when its document is done;
+  stopped with Ctrl-C (SIGINT) when its document is done. Commands ending in ``&`` in a
+  row start one after another without waiting, as in a reader's shell, and are probed
+  together before the next command;
 - skipped, with the reason: a ``<!-- check: skip (reason) -->`` line right before its
   block, or Docker, package installs, the test suite. ``<!-- check: slow -->`` (or a
   known multi-minute command) is skipped by ``--fast`` only.
@@ -93,7 +95,7 @@ class Session:
 def extract(path: Path) -> Iterator[Command]:
     """Every command of ``path``'s shell blocks, continuation lines joined."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    relative = path.relative_to(REPO).as_posix()
+    relative = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
     previous, i = "", 0
     while i < len(lines):
         fence = FENCE.match(lines[i])
@@ -188,9 +190,17 @@ def run_foreground(session: Session, text: str, timeout: float) -> tuple[int, st
     return done.returncode, output
 
 
-def start_server(session: Session, text: str, run: Run) -> tuple[bool, str]:
-    """Start ``text`` in the background and probe it; it keeps running until the
-    session ends."""
+@dataclass
+class Launched:
+    """A server started in the background, and what says it is up."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    probe: Callable[[], bool]
+
+
+def launch_server(session: Session, text: str, run: Run) -> Launched:
+    """Start ``text`` in the background; it keeps running until the session ends."""
     key = " ".join(_bare(text).split()[:2])  # a second `mmlw demo` is a restart
     stop_servers(session, [s for s in session.servers if session.keys.get(s.pid) == key])
     log = session.logs / f"server-{len(list(session.logs.glob('server-*')))}.log"
@@ -201,20 +211,40 @@ def start_server(session: Session, text: str, run: Run) -> tuple[bool, str]:
     )  # fmt: skip
     session.servers.append(server)
     session.keys[server.pid] = key
-    probe = probes(_bare(text), run, session.env)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            return (
-                False,
-                f"exited with {server.returncode}\n{_tail(log.read_text(errors='replace'))}",
-            )
-        if SERVER_ERROR.search(log.read_text(errors="replace")):
-            return False, f"reported an error\n{_tail(log.read_text(errors='replace'))}"
-        if probe():
-            return True, f"running, pid {server.pid}"
-        time.sleep(1)
-    return False, f"no answer within 240 s\n{_tail(log.read_text(errors='replace'))}"
+    return Launched(server, log, probes(_bare(text), run, session.env))
+
+
+def await_servers(launched: list[Launched], within: float = 240) -> list[tuple[bool, str, float]]:
+    """Probe servers started together until each is up, has failed or ``within`` s have
+    passed: (ok, what, when it was known) for each, in order."""
+    results: dict[int, tuple[bool, str, float]] = {}
+    deadline = time.monotonic() + within
+    while len(results) < len(launched) and time.monotonic() < deadline:
+        for i, server in enumerate(launched):
+            if i not in results and (verdict := _verdict(server)) is not None:
+                results[i] = (*verdict, time.monotonic())
+        if len(results) < len(launched):
+            time.sleep(1)
+    late = time.monotonic()
+    return [
+        results.get(i, (False, f"no answer within {within:.0f} s\n{_server_tail(s)}", late))
+        for i, s in enumerate(launched)
+    ]
+
+
+def _verdict(server: Launched) -> tuple[bool, str] | None:
+    """Failed, up, or not known yet (None)."""
+    if server.process.poll() is not None:
+        return False, f"exited with {server.process.returncode}\n{_server_tail(server)}"
+    if SERVER_ERROR.search(server.log.read_text(errors="replace")):
+        return False, f"reported an error\n{_server_tail(server)}"
+    if server.probe():
+        return True, f"running, pid {server.process.pid}"
+    return None
+
+
+def _server_tail(server: Launched) -> str:
+    return _tail(server.log.read_text(errors="replace"))
 
 
 def probes(bare: str, run: Run, env: dict[str, str]) -> Callable[[], bool]:
@@ -319,9 +349,11 @@ def _check_document(path: Path, root: Path, *, fast: bool, dry: bool) -> int:
     logs.mkdir(parents=True)
     session = Session(base_env(root, run), scratch_clone(root), logs=logs)
     failed = 0
+    waiting: list[tuple[Command, Launched, float]] = []
     try:
         for command in extract(path):
-            failed += not _check_one(session, command, run, fast=fast, dry=dry)
+            failed += _check_one(session, command, run, fast=fast, dry=dry, waiting=waiting)
+        failed += _await_waiting(waiting)
     finally:
         for problem in stop_servers(session):
             print(f"  warning: {problem}")
@@ -331,41 +363,74 @@ def _check_document(path: Path, root: Path, *, fast: bool, dry: bool) -> int:
 
 
 def _check_one(
-    session: Session | None, command: Command, run: Run | None, *, fast: bool, dry: bool
-) -> bool:
-    """Run, serve or skip one command (``session`` and ``run`` None: only skips come)."""
+    session: Session | None,
+    command: Command,
+    run: Run | None,
+    *,
+    fast: bool,
+    dry: bool,
+    waiting: list[tuple[Command, Launched, float]] | None = None,
+) -> int:
+    """Run, serve or skip one command (``session`` and ``run`` None: only skips come); the
+    number of commands that failed.
+
+    A command ending in ``&`` returns at once in a reader's shell, so with ``waiting`` it
+    is only started and added there: :func:`_await_waiting` probes such servers together
+    before the next command that is not one."""
     text, note = plan(command)
     for pattern, replacement in run.rewrites() if run is not None else ():
         text = re.sub(pattern, replacement, text)
-    shown = command.text if len(command.text) < 90 else command.text[:87] + "..."
     if not text:
-        print(f"skipped {command.source}  {shown}\n        ({note})")
-        return True
+        print(f"skipped {command.source}  {_shown(command)}\n        ({note})")
+        return 0
     if fast and is_slow(command, text):
-        print(f"skipped {command.source}  {shown}\n        (slow: not run with --fast)")
-        return True
+        print(f"skipped {command.source}  {_shown(command)}\n        (slow: not run with --fast)")
+        return 0
     server = is_server(text)
     if dry:
         kind = ("server" if server else "run") + (" (slow)" if is_slow(command, text) else "")
         print(f"{kind:<7} {command.source}  {text}" + (f"  ({note})" if note else ""))
-        return True
+        return 0
     assert session is not None and run is not None, "a command to run needs a run"
+    if waiting is not None and server and text.rstrip().endswith("&"):
+        waiting.append((command, launch_server(session, text, run), time.monotonic()))
+        return 0
+    failed = _await_waiting(waiting or [])
     started = time.monotonic()
     if server:
-        ok, output = start_server(session, text, run)
+        ((up, output, _),) = await_servers([launch_server(session, text, run)])
     else:
         timeout = 1800.0 if is_slow(command, text) else 600.0
         code, output = run_foreground(session, text, timeout)
-        ok, output = code == 0, f"exit {code}\n{_tail(output)}"
-    took = f"{time.monotonic() - started:.0f} s"
+        up, output = code == 0, f"exit {code}\n{_tail(output)}"
+    _report(command, up, output, time.monotonic() - started, note)
+    return failed + (not up)
+
+
+def _await_waiting(waiting: list[tuple[Command, Launched, float]]) -> int:
+    """Probe the servers started in the background since the last command, together;
+    report each; the number that are not up."""
+    if not waiting:
+        return 0
+    results = await_servers([launched for _, launched, _ in waiting])
+    for (command, _, started), (up, output, known) in zip(waiting, results, strict=True):
+        _report(command, up, output, known - started, "")
+    waiting.clear()
+    return sum(not up for up, _, _ in results)
+
+
+def _shown(command: Command) -> str:
+    return command.text if len(command.text) < 90 else command.text[:87] + "..."
+
+
+def _report(command: Command, ok: bool, output: str, took: float, note: str) -> None:
     print(
-        f"{'ok' if ok else 'FAILED':<7} {command.source}  {shown}  [{took}]"
+        f"{'ok' if ok else 'FAILED':<7} {command.source}  {_shown(command)}  [{took:.0f} s]"
         + (f"  ({note})" if note else "")
     )
     if not ok:
         print(output)
     sys.stdout.flush()
-    return ok
 
 
 def main() -> int:

@@ -52,6 +52,33 @@ def test_every_shell_block_is_classified() -> None:
     assert "(the test suite itself)" in listed
 
 
+def test_servers_started_in_a_row_are_probed_together_and_each_failure_counts(
+    tmp_path: Path,
+) -> None:
+    """Commands ending in ``&`` start without waiting (as in a shell) and are probed
+    together before the next command: each one's verdict is its own, and a server that
+    dies fails the run like a command that fails."""
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    document = tmp_path / "servers.md"
+    document.write_text(  # each program once: a second start of a program is a restart
+        "```bash\n"
+        "sh -c 'date +%s > started-1; exec sleep 60' &\n"
+        "bash -c 'echo gone; exit 3' &\n"
+        "nohup sh -c 'date +%s > started-2; exec sleep 60' &\n"
+        "test $(( $(cat started-2) - $(cat started-1) )) -le 2\n"
+        "```\n"
+    )
+    code, output = _check(str(document), timeout=300)
+    lines = [line for line in output.splitlines() if line.startswith(("ok", "FAILED"))]
+    assert code == 1, output
+    # the last command says the third server started within 2 s of the first, which
+    # waiting ~5 s for the first to count as up would not allow
+    assert [line.split()[0] for line in lines] == ["ok", "FAILED", "ok", "ok"], output
+    assert "exited with 3" in output and "gone" in output
+    assert "1 command(s) failed" in output
+
+
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 

@@ -241,7 +241,7 @@ def run_demo(
         dashboard = _start_dashboard(settings, report.api_url, echo) if report.api_url else None
         echo(
             "MLflow UI:  mlflow ui --backend-store-uri "
-            f"{settings.resolved_tracking_uri} --port 5000"
+            f"{settings.resolved_tracking_uri} --port 5000 --workers 1"
         )
         if catcher is not None:
             echo(f"alert mail: smtp://127.0.0.1:{catcher.port}, saved in {catcher.save_dir}")
