@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 
 from mmlw.frontend.status import Status
 from mmlw.schemas.readings import ReadingsBatch
@@ -130,8 +131,7 @@ def test_overview_lists_the_machines_worst_first(system: LiveSystem, page: Any) 
     # each trained machine has a drawn sparkline (plotly's SVG, not just a div)
     for machine_id in TRAINED:
         row = page.locator(f"tr[data-id='{machine_id}']")
-        page.wait_for_selector(f"tr[data-id='{machine_id}'] .js-plotly-plot .scatterlayer .trace")
-        assert row.locator(".js-plotly-plot .scatterlayer .trace").count() == 3
+        expect(row.locator(".js-plotly-plot .scatterlayer .trace")).to_have_count(3)
         assert "v1" in row.inner_text()
     link = page.locator(f"tr[data-id='{TRAINED[0]}'] a.machine-link")
     assert link.get_attribute("href") == f"/machines/{TRAINED[0]}"
@@ -146,19 +146,18 @@ def test_machine_page_draws_scores_sensors_and_contributions(system: LiveSystem,
     assert names == ["score", "threshold", "anomalous"]
     assert score["traces"][0]["n"] == WARMUP + 600  # all of them: no downsampling needed
     assert score["traces"][2]["n"] > 0  # the injected faults are flagged
-    # the SVG that plotly drew: three traces, a line path with points in it
-    assert page.locator("#score-graph .scatterlayer .trace").count() == 3
+    # the SVG that plotly drew: three traces, a line path with points in it (plotly draws
+    # the SVG after it has set _fullData, possibly a frame later: counts are waited for)
+    expect(page.locator("#score-graph .scatterlayer .trace")).to_have_count(3)
     assert len(page.locator("#score-graph .scatterlayer .js-line").first.get_attribute("d")) > 100
 
     sensors = wait_for_plot(page, "sensor-graph", "anomalous")
     columns = system.api.get(f"/machines/{machine_id}").json()["columns"]
     drawn = [t["name"] for t in sensors["traces"] if t["name"] != "anomalous"]
     assert drawn == columns
-    assert page.locator("#sensor-graph .scatterlayer .trace").count() == 2 * len(columns)
+    expect(page.locator("#sensor-graph .scatterlayer .trace")).to_have_count(2 * len(columns))
 
-    page.wait_for_selector("#contributions-graph .barlayer .point")
-    bars = page.locator("#contributions-graph .barlayer .point").count()
-    assert bars == len(columns)
+    expect(page.locator("#contributions-graph .barlayer .point")).to_have_count(len(columns))
     title = plot_state(page, "contributions-graph")["title"]  # type: ignore[index]
     assert "score" in title and "threshold" in title
 

@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from mmlw.workers.simulator import SyntheticMachine
 from tests.browser.conftest import screenshot
@@ -81,7 +82,7 @@ def test_login_then_pages_render_under_the_csp(
             return !!gd && !!gd._fullData && gd._fullData.length > 0;
         }"""
     )
-    assert page.locator("#sensor-graph .scatterlayer .trace").count() > 0  # plotly drew SVG
+    expect(page.locator("#sensor-graph .scatterlayer .trace").first).to_be_attached()  # SVG
     page.click("nav a:has-text('Overview')")
     page.wait_for_selector(f"table.overview tr[data-id='{MACHINE}']")
     screenshot(page, "login-overview")
