@@ -393,7 +393,14 @@ def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlf
         yield replace(server, uri=uri)
 
 
-@pytest.fixture(scope="session", params=["embedded", "server"])
+#: tests that use the session's ``mlflow server`` process run on one xdist worker (with
+#: ``--dist loadgroup``), which then starts it once instead of once per worker
+ON_THE_MLFLOW_SERVER = pytest.mark.xdist_group("mlflow-server")
+
+
+@pytest.fixture(
+    scope="session", params=["embedded", pytest.param("server", marks=ON_THE_MLFLOW_SERVER)]
+)
 def any_tracking_uri(request: pytest.FixtureRequest, tracking_uri: str) -> str:
     """Each MLflow a deployment may use: the embedded SQLite store (the demo's) and an
     ``mlflow server`` process (compose's)."""

@@ -23,7 +23,7 @@ from tests.browser.conftest import screenshot
 from tests.browser.system import OPERATOR_KEY, LiveSystem, machine_counts, post, publish
 from tests.integration.pipeline import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser-dashboard")]
 
 TRAINED = ("machine-1", "machine-2")
 UNTRAINED = "machine-3"

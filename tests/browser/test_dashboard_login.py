@@ -16,7 +16,7 @@ from tests.browser.conftest import screenshot
 from tests.browser.system import READ_KEY, LiveSystem, machine_counts, publish
 from tests.integration.pipeline import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser-login")]
 
 MACHINE = "pump-1"
 READINGS = 200

@@ -13,6 +13,9 @@ import pytest
 from tests.browser.conftest import SCREENSHOTS, screenshot
 from tests.browser.system import LiveSystem
 
+# its module/session fixture is started once, on one xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("browser-docs")
+
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 KNOWN_PATH = "/api/v1/machines"
 

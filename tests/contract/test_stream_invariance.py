@@ -16,6 +16,9 @@ from hypothesis import strategies as st
 from mmlw.detectors.base import Carry
 from mmlw.detectors.catalog import DETECTORS, build_detector, load_detector_configs
 
+# its module/session fixture is started once, on one xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("stream-invariance")
+
 CONFIGS = load_detector_configs(Path(__file__).resolve().parents[2] / "configs" / "detectors.yaml")
 CASES = [(name, {}) for name in sorted(DETECTORS)] + [
     (detector, params) for _, (detector, params) in sorted(CONFIGS.items())

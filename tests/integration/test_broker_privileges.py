@@ -53,7 +53,7 @@ from mmlw.workers.simulator import SyntheticMachine
 from tests.conftest import IN_CI
 from tests.integration.pipeline import wait_for
 
-pytestmark = pytest.mark.rabbitmq
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.xdist_group("broker-privileges")]
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "docker" / "rabbitmq-entrypoint.sh"

@@ -41,7 +41,7 @@ from mmlw.workers.simulator import SyntheticMachine
 from tests.browser.system import OPERATOR_KEY, LiveSystem, live_system, system_settings
 from tests.integration.pipeline import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("client")]
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 

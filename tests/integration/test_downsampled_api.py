@@ -18,6 +18,9 @@ from mmlw.workers.simulator import SyntheticMachine
 from tests.browser.system import system_settings
 from tests.integration.pipeline import running_pipeline, wait_for
 
+# its module/session fixture is started once, on one xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("downsampled-api")
+
 API = "/api/v1"
 N = 6_000
 WARMUP = 500

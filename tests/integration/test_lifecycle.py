@@ -20,6 +20,7 @@ from mmlw.settings import DriftSettings, PromotionSettings, Settings
 from mmlw.store import Store
 from mmlw.store.packing import us_to_datetimes
 from mmlw.workers.simulator import SyntheticMachine
+from tests.conftest import ON_THE_MLFLOW_SERVER
 from tests.integration.pipeline import (
     Pipeline,
     pipeline_stack,
@@ -96,7 +97,10 @@ def versions_of(store: Store, machine_id: str, stamps: list[int]) -> set[int]:
     "stack",
     [
         {"promotion": PromotionSettings(gate="shadow", min_readings=150)},
-        {"promotion": PromotionSettings(gate="shadow", min_readings=150), "mlflow": "server"},
+        pytest.param(
+            {"promotion": PromotionSettings(gate="shadow", min_readings=150), "mlflow": "server"},
+            marks=ON_THE_MLFLOW_SERVER,
+        ),
     ],
     ids=["embedded-mlflow", "mlflow-server"],
     indirect=True,

@@ -27,6 +27,9 @@ from mmlw.messaging.topology import Topology
 from mmlw.schemas.readings import parse_readings_message
 from tests.integration.pipeline import delete_topology
 
+# its module/session fixture is started once, on one xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("light-publisher")
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "backend", "workers", "frontend")
 # import names of what only the server extra installs; none may load on a machine

@@ -24,6 +24,9 @@ from mmlw.settings import Settings
 from tests.conftest import TEST_SIGNING_KEY, MlflowAuthServer
 from tests.integration.test_untrusted_models import COLUMNS, MACHINE, _legit
 
+# its module/session fixture is started once, on one xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("mlflow-auth-server")
+
 LOGIN_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
