@@ -192,14 +192,23 @@ def test_a_fleet_moves_each_machine_as_it_would_on_its_own(store: Store) -> None
 
 def recent_reads(store: Store) -> list[list[str]]:
     """The machines of each read of recent scores from now on (a spy on the store)."""
+    return _spy(store.scores, "recent_many")
+
+
+def open_reads(store: Store) -> list[list[str]]:
+    """The machines of each read of which machines have an open alert (a spy)."""
+    return _spy(store.alerts, "machines_with_open")
+
+
+def _spy(repository: object, method: str) -> list[list[str]]:
     read: list[list[str]] = []
-    recent_many = store.scores.recent_many
+    real = getattr(repository, method)
 
-    def reading(windows: dict[str, int]) -> object:
-        read.append(sorted(windows))
-        return recent_many(windows)
+    def reading(by_machine: dict[str, object]) -> object:
+        read.append(sorted(by_machine))
+        return real(by_machine)
 
-    store.scores.recent_many = reading  # type: ignore[method-assign]
+    setattr(repository, method, reading)
     return read
 
 
@@ -210,7 +219,7 @@ def test_new_readings_that_meet_no_rule_spare_the_read_of_recent_scores(store: S
     add_scores(store, "calm", [0.1, 0.2, 0.3])
     add_scores(store, "hot", [0.1, 5.0, 6.0])
     add_scores(store, "nan", [0.1, 0.2, 0.3])
-    read = recent_reads(store)
+    read, open_read = recent_reads(store), open_reads(store)
     now = T0 + timedelta(seconds=5)
     ratios = {
         "calm": np.array([0.1, 0.2, 0.3]),
@@ -222,6 +231,7 @@ def test_new_readings_that_meet_no_rule_spare_the_read_of_recent_scores(store: S
         new, store=store, config=CONFIG, dispatcher=Dispatcher(), now=now, ratios=ratios
     )
     assert read == [["hot", "nan"]]  # a NaN meets every rule: read
+    assert open_read == [["calm", "hot", "nan"]]  # one read of open alerts for all of them
     assert [e.event for e in out["hot"]] == [Event.FIRING, None, None]
     assert "calm" not in out and "nan" not in out
     # the machine with an open alert: calm new readings are read, and they resolve it

@@ -88,8 +88,8 @@ def evaluate_machines(
 ) -> dict[str, list[Evaluation]]:
     """:func:`evaluate_machine` of many machines (machine: readings scored since its last
     evaluation) in a number of queries that does not grow with the machines when they
-    are quiet: one read of their recent scores, one of when they were last seen, one of
-    which have an open alert; only a machine whose evidence holds or that has an open
+    are quiet: one read of which have an open alert, one of their recent scores, one of
+    when they were last seen; only a machine whose evidence holds or that has an open
     alert is then stepped on its own. A machine whose evaluation fails is logged and
     left for its next batch or tick; the others go on.
 
@@ -101,22 +101,22 @@ def evaluate_machines(
     with no open alert there is nothing to resolve or repeat."""
     now = now or utcnow()
     rules = {m: found for m in new_readings if (found := config.rules_for(m))}
+    alerting = store.alerts.machines_with_open(
+        {m: [rule.name for rule in found] for m, found in rules.items()}
+    )
     calm = {
-        m: [rule.name for rule in rules[m]]
+        m
         for m in rules
         if ratios is not None and m in ratios and _no_rule_could_hold(rules[m], ratios[m])
     }
-    if calm:
-        unchanged = set(calm) - store.alerts.machines_with_open(calm)
-        rules = {m: found for m, found in rules.items() if m not in unchanged}
+    rules = {m: found for m, found in rules.items() if m not in calm or m in alerting}
     new = {m: max(1, min(new_readings[m], MAX_NEW_READINGS)) for m in rules}
     windows = {m: n for m in rules if (n := _window(rules[m], new[m]))}
     recent = store.scores.recent_many(windows)
     seen = [m for m in rules if _needs_last_seen(rules[m])]
     last_seen = store.machines.last_seen_many(seen)
     checks = {m: _Checks.of(rules[m], recent.get(m), last_seen.get(m), now, new[m]) for m in rules}
-    quiet = {m: [rule.name for rule in rules[m]] for m, c in checks.items() if c.quiet}
-    alerting = store.alerts.machines_with_open(quiet)
+    quiet = {m for m, c in checks.items() if c.quiet}
     out: dict[str, list[Evaluation]] = {}
     for machine_id, machine_checks in checks.items():
         if machine_id in quiet and machine_id not in alerting:
