@@ -197,11 +197,17 @@ class Launched:
     process: subprocess.Popen[bytes]
     log: Path
     probe: Callable[[], bool]
+    program: str
+
+
+def _program(text: str) -> str:
+    """What makes a server the same program as another (``mmlw demo``, ``mlflow ui``)."""
+    return " ".join(_bare(text).split()[:2])
 
 
 def launch_server(session: Session, text: str, run: Run) -> Launched:
     """Start ``text`` in the background; it keeps running until the session ends."""
-    key = " ".join(_bare(text).split()[:2])  # a second `mmlw demo` is a restart
+    key = _program(text)  # a second `mmlw demo` is a restart
     stop_servers(session, [s for s in session.servers if session.keys.get(s.pid) == key])
     log = session.logs / f"server-{len(list(session.logs.glob('server-*')))}.log"
     server = subprocess.Popen(
@@ -211,7 +217,7 @@ def launch_server(session: Session, text: str, run: Run) -> Launched:
     )  # fmt: skip
     session.servers.append(server)
     session.keys[server.pid] = key
-    return Launched(server, log, probes(_bare(text), run, session.env))
+    return Launched(server, log, probes(_bare(text), run, session.env), key)
 
 
 def await_servers(launched: list[Launched], within: float = 240) -> list[tuple[bool, str, float]]:
@@ -393,8 +399,11 @@ def _check_one(
         return 0
     assert session is not None and run is not None, "a command to run needs a run"
     if waiting is not None and server and text.rstrip().endswith("&"):
+        # a restart of a program still being probed waits for that one's verdict first
+        restart = any(launched.program == _program(text) for _, launched, _ in waiting)
+        failed = _await_waiting(waiting) if restart else 0
         waiting.append((command, launch_server(session, text, run), time.monotonic()))
-        return 0
+        return failed
     failed = _await_waiting(waiting or [])
     started = time.monotonic()
     if server:
