@@ -198,6 +198,11 @@ class Launched:
     log: Path
     probe: Callable[[], bool]
     program: str
+    started: float = field(default_factory=time.monotonic)
+
+
+#: a server started in the background and not yet probed: its command and plan note
+Waiting = tuple[Command, Launched, str]
 
 
 def _program(text: str) -> str:
@@ -355,7 +360,7 @@ def _check_document(path: Path, root: Path, *, fast: bool, dry: bool) -> int:
     logs.mkdir(parents=True)
     session = Session(base_env(root, run), scratch_clone(root), logs=logs)
     failed = 0
-    waiting: list[tuple[Command, Launched, float]] = []
+    waiting: list[Waiting] = []
     try:
         for command in extract(path):
             failed += _check_one(session, command, run, fast=fast, dry=dry, waiting=waiting)
@@ -375,7 +380,7 @@ def _check_one(
     *,
     fast: bool,
     dry: bool,
-    waiting: list[tuple[Command, Launched, float]] | None = None,
+    waiting: list[Waiting] | None = None,
 ) -> int:
     """Run, serve or skip one command (``session`` and ``run`` None: only skips come); the
     number of commands that failed.
@@ -402,28 +407,26 @@ def _check_one(
         # a restart of a program still being probed waits for that one's verdict first
         restart = any(launched.program == _program(text) for _, launched, _ in waiting)
         failed = _await_waiting(waiting) if restart else 0
-        waiting.append((command, launch_server(session, text, run), time.monotonic()))
+        waiting.append((command, launch_server(session, text, run), note))
         return failed
     failed = _await_waiting(waiting or [])
-    started = time.monotonic()
     if server:
-        ((up, output, _),) = await_servers([launch_server(session, text, run)])
-    else:
-        timeout = 1800.0 if is_slow(command, text) else 600.0
-        code, output = run_foreground(session, text, timeout)
-        up, output = code == 0, f"exit {code}\n{_tail(output)}"
-    _report(command, up, output, time.monotonic() - started, note)
-    return failed + (not up)
+        return failed + _await_waiting([(command, launch_server(session, text, run), note)])
+    started = time.monotonic()
+    timeout = 1800.0 if is_slow(command, text) else 600.0
+    code, output = run_foreground(session, text, timeout)
+    _report(command, code == 0, f"exit {code}\n{_tail(output)}", time.monotonic() - started, note)
+    return failed + (code != 0)
 
 
-def _await_waiting(waiting: list[tuple[Command, Launched, float]]) -> int:
+def _await_waiting(waiting: list[Waiting]) -> int:
     """Probe the servers started in the background since the last command, together;
     report each; the number that are not up."""
     if not waiting:
         return 0
     results = await_servers([launched for _, launched, _ in waiting])
-    for (command, _, started), (up, output, known) in zip(waiting, results, strict=True):
-        _report(command, up, output, known - started, "")
+    for (command, launched, note), (up, output, known) in zip(waiting, results, strict=True):
+        _report(command, up, output, known - launched.started, note)
     waiting.clear()
     return sum(not up for up, _, _ in results)
 

@@ -87,18 +87,17 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 def _keep_failure(page: Any, name: str, events: list[str]) -> None:
-    FAILURES.mkdir(parents=True, exist_ok=True)
-    stem = FAILURES / re.sub(r"[^\w.-]+", "_", name)[:120]
+    stem = re.sub(r"[^\w.-]+", "_", name)[:120]
     try:
-        page.screenshot(path=f"{stem}.png", full_page=True)
+        screenshot(page, stem, into=FAILURES)
     except Exception as exc:  # a page that cannot be drawn still leaves its log
         events.append(f"no screenshot: {exc}")
-    Path(f"{stem}.log").write_text("\n".join([f"url: {page.url}", *events]) + "\n")
+    (FAILURES / f"{stem}.log").write_text("\n".join([f"url: {page.url}", *events]) + "\n")
 
 
-def screenshot(page: Any, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+def screenshot(page: Any, name: str, *, into: Path = SCREENSHOTS) -> Path:
+    into.mkdir(parents=True, exist_ok=True)
+    path = into / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
 
