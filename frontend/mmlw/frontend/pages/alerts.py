@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
+from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from mmlw.frontend.api_client import ApiClient, ApiError
@@ -28,24 +28,18 @@ VIEWS = {
 SEVERITIES = ("critical", "warning", "info")
 SILENCE_FOR = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(days=1)}
 ACTIONS = ("alert-ack", "alert-unack", "alert-resolve", "alert-silence", "silence-expire")
-# The refresh draws the buttons anew every tick, and that triggers every callback on
-# them. Dash drops a server callback still running when the same one is asked for again,
-# so a click's answer would be lost whenever a tick lands while it runs: this function, in
-# the browser, passes clicks on to ``alerts-click`` and nothing else.
-ONLY_CLICKS = """function () {
-    const clicked = dash_clientside.callback_context.triggered.filter((t) => t.value);
-    if (!clicked.length) { return dash_clientside.no_update; }
-    const prop = clicked[0].prop_id;
-    const id = JSON.parse(prop.slice(0, prop.lastIndexOf(".")));
-    return {type: id.type, index: id.index, at: Date.now()};
-}"""
+ACTION_STORE = "alerts-click"
+"""Where ``assets/actions.js`` leaves a click on a row's button: ``{type, index, at}``.
+The refresh redraws the tables; buttons read through Dash's ``n_clicks`` lost a click
+that landed while an answer replaced them (seen in CI: a Silence click with no callback),
+so one listener on the document reads the clicked button's data attributes instead."""
 
 
 def layout(machine_id: str | None = None) -> html.Div:
     return html.Div(
         [
             dcc.Store(id="alerts-version", data=0),
-            dcc.Store(id="alerts-click"),
+            dcc.Store(id=ACTION_STORE),
             html.H2("Alerts"),
             html.Div(
                 [
@@ -108,8 +102,9 @@ def _api_state(view: str) -> str | None:
     return {"open": "open", "acknowledged": "open", "resolved": "resolved"}.get(view)
 
 
-def _button(label: str, kind: str, alert_id: int) -> html.Button:
-    return html.Button(label, id={"type": kind, "index": alert_id}, className=f"button {kind}")
+def _button(label: str, kind: str, target: int) -> html.Button:
+    data: dict[str, Any] = {"data-action": kind, "data-target": target, "data-store": ACTION_STORE}
+    return html.Button(label, className=f"button {kind}", type="button", **data)
 
 
 def alert_rows(alerts: list[AlertOut], now: datetime) -> html.Table | html.P:
@@ -191,6 +186,23 @@ def silence_rows(silences: list[SilenceOut], now: datetime) -> html.Table | html
     )
 
 
+def clicked(click: object) -> tuple[str, int]:
+    """The action and its target from the page's click store (it comes from the browser:
+    anything but a row button's click changes nothing).
+
+    >>> clicked({"type": "alert-ack", "index": 7, "at": 1})
+    ('alert-ack', 7)
+    >>> clicked({"type": "alert-ack", "index": "7; drop"})
+    Traceback (most recent call last):
+    dash.exceptions.PreventUpdate
+    """
+    if isinstance(click, dict):
+        kind, target = click.get("type"), click.get("index")
+        if kind in ACTIONS and isinstance(target, int) and not isinstance(target, bool):
+            return kind, target
+    raise PreventUpdate
+
+
 def _act(
     client: ApiClient, kind: str, target: int, operator: dict[str, str], silence_for: str
 ) -> str:
@@ -255,17 +267,10 @@ def register(app: Dash, context: DashboardContext) -> None:
         keep = no_update if options == shown_options else options  # an open list stays open
         return alert_rows(select_alerts(alerts, view), now), silence_rows(silences, now), keep
 
-    app.clientside_callback(
-        ONLY_CLICKS,
-        Output("alerts-click", "data"),
-        *[Input({"type": kind, "index": ALL}, "n_clicks") for kind in ACTIONS],
-        prevent_initial_call=True,
-    )
-
     @app.callback(
         Output("alerts-feedback", "children"),
         Output("alerts-version", "data"),
-        Input("alerts-click", "data"),
+        Input(ACTION_STORE, "data"),
         State("operator", "data"),
         State("alerts-silence-for", "value"),
         State("alerts-version", "data"),
@@ -277,10 +282,9 @@ def register(app: Dash, context: DashboardContext) -> None:
         silence_for: str,
         version: int | None,
     ) -> tuple[Any, int]:
-        if not click or click.get("type") not in ACTIONS:
-            raise PreventUpdate
+        kind, target = clicked(click)
         try:
-            done = _act(client, click["type"], int(click["index"]), operator or {}, silence_for)
+            done = _act(client, kind, target, operator or {}, silence_for)
         except ApiError as exc:
             hint = " - enter your API key above" if exc.status in (401, 403) else ""
             return message(f"{exc}{hint}", "error"), (version or 0) + 1
