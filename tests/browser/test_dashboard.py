@@ -347,6 +347,47 @@ def test_acknowledging_an_alert_in_the_page_changes_it_in_the_api(
     screenshot(page, "alerts")
 
 
+CLICK_AS_AN_ANSWER_ARRIVES = """(selector) => {
+    // the next answer that redraws the alerts table arrives just after this click
+    window.__clickOnAnswer = selector;
+    if (window.__clickWrapped) { return; }
+    window.__clickWrapped = true;
+    const fetchFirst = window.fetch;
+    window.fetch = async (...args) => {
+        const answer = await fetchFirst(...args);
+        const body = args[1] && typeof args[1].body === "string" ? args[1].body : "";
+        const button = window.__clickOnAnswer && body.includes("alerts-body")
+            && document.querySelector(window.__clickOnAnswer);
+        if (button) { window.__clickOnAnswer = null; button.click(); }
+        return answer;
+    };
+}"""
+
+
+def test_a_click_as_a_redraw_arrives_is_acted_on(
+    system: LiveSystem, page: Any, alert: dict[str, Any]
+) -> None:
+    """Each click lands just as an answer that redraws the table arrives (the page's
+    fetch is wrapped to click then), and each must still reach the API. (A suspect for the
+    silencing test's one CI failure, a pressed button and no callback; the code before
+    ``assets/actions.js`` passed this too, so that failure's cause is not pinned down.)"""
+    page.goto(system.url("/alerts"))
+    sign_in(page, "carol")
+    page.click("#alerts-view input[value='all']")
+    row = f"table.alerts tr[data-id='{alert['id']}']"
+    for _ in range(4):
+        acknowledged = system.api.get(f"/alerts/{alert['id']}").json()["acknowledged"]
+        button = "Unacknowledge" if acknowledged else "Acknowledge"
+        page.wait_for_selector(f"{row} button:has-text('{button}')")
+        page.evaluate(CLICK_AS_AN_ANSWER_ARRIVES, f"{row} button.alert-{'un' * acknowledged}ack")
+        wait_for(
+            lambda was=acknowledged: (
+                system.api.get(f"/alerts/{alert['id']}").json()["acknowledged"] is not was
+            ),
+            what=f"the {button.lower()} click to reach the API",
+        )
+
+
 def test_silencing_from_the_alerts_page(
     system: LiveSystem, page: Any, alert: dict[str, Any]
 ) -> None:
