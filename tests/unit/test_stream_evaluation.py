@@ -14,6 +14,7 @@ import pytest
 from mmlw.detectors.catalog import DETECTORS
 from mmlw.detectors.default import DEFAULT_DETECTOR
 from mmlw.detectors.zscore import RobustZScoreDetector
+from mmlw.evaluation.datasets import load_dataset
 from mmlw.evaluation.nab import probation_length
 from mmlw.evaluation.stream import (
     MIN_LEARNING_ROWS,
@@ -126,9 +127,25 @@ def test_skab_layout_learns_on_400_rows_and_reports_skab_metrics(tmp_path: Path)
     # rule's keep_firing_for (30 s, one reading a second) and the batch's rounding
     assert summary.scores["tp"] == 100 and summary.scores["mar"] == pytest.approx(0.0)
     assert 0 < summary.scores["fp"] <= 30 + 10
-    # one changepoint caught early in its 60 s window, the return to normal (no onset) missed
-    assert summary.scores["missed_cp"] == 1 and summary.scores["fp_cp"] == 0
-    assert 40 < summary.scores["nab_standard"] < 50
+    # changepoints are both edges of the alerting: the onset early in the first 60 s
+    # window, the all-clear (the rule's 30 s keep_firing_for after the fault) in the
+    # second window's second half; each alone would score 40-50
+    assert summary.scores["missed_cp"] == 0 and summary.scores["fp_cp"] == 0
+    assert 80 < summary.scores["nab_standard"] < 90
+
+
+def test_the_all_clear_is_the_last_row_of_the_batch_after_which_nothing_fires(
+    tmp_path: Path,
+) -> None:
+    data, _ = _skab_folder(tmp_path / "skab")
+    (file,) = load_dataset(data).files
+    result = replay_file(file.frame, SKAB_LEARNING_ROWS, "pca")
+    (onset,) = np.flatnonzero(result.detections)
+    (clear,) = np.flatnonzero(result.clears)
+    assert (clear + 1 - SKAB_LEARNING_ROWS) % 10 == 0  # a batch's last row
+    assert result.alerting[onset : clear - 9].all()  # firing after every batch until then
+    assert not result.alerting[clear - 9 :].any()
+    assert 600 + 20 <= clear < 600 + 30 + 20  # keep_firing_for 30 s after the fault, +- batches
 
 
 class _Boom(RobustZScoreDetector):

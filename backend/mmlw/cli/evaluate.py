@@ -138,9 +138,10 @@ def evaluate(
     timestamp. A detection is an alert onset (a rule starts firing). Writes
     OUT/detections/<data file path> (timestamp,anomaly_score: 1 at an onset, else 0) and
     OUT/summary.json, with NAB scores (NAB layout) or F1/FAR/MAR and the NAB changepoint
-    score (SKAB layout). With several detectors (or --detector all) each writes
-    OUT/<detector>/detections/... and OUT/summary.json covers them all. A file a detector
-    fails on is reported and written as all zeros. Nothing is logged to MLflow.
+    score of the onsets and all-clears (SKAB layout). With several detectors (or
+    --detector all) each writes OUT/<detector>/detections/... and OUT/summary.json covers
+    them all. A file a detector fails on is reported and written as all zeros. Nothing is
+    logged to MLflow.
     """
     if mode == "stream":
         _reject_options(ctx, _BATCH_ONLY, "--mode stream")

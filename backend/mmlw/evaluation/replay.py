@@ -27,13 +27,15 @@ class ReplayResult:
 
     ``detections`` is 0/1 (int8), 1 only at alert onsets; ``alerting`` marks the rows of
     every batch after which an alert was firing (what an operator sees as "alerting");
-    ``alerts`` counts the alert instances that fired (one per rule onset, so it may exceed
-    the detections)."""
+    ``clears`` is 0/1 (int8), 1 at the last row of a batch after which no alert is firing
+    any more (the machine's "all clear": its alerts resolved); ``alerts`` counts the alert
+    instances that fired (one per rule onset, so it may exceed the detections)."""
 
     scores: np.ndarray
     flags: np.ndarray
     detections: np.ndarray
     alerting: np.ndarray
+    clears: np.ndarray
     alerts: int
     learning_rows: int
     threshold: float
@@ -86,6 +88,7 @@ def replay_file(
     contributions = np.zeros((len(live), len(columns)))
     detections = np.zeros(n, dtype=np.int8)
     alerting = np.zeros(n, dtype=bool)
+    clears = np.zeros(n, dtype=np.int8)
     fired_total = 0
     carry = None
     for start in range(0, len(live), batch_size):
@@ -107,6 +110,8 @@ def replay_file(
         fired_total += fired
         if fired:
             detections[n_learning + stop - 1] = 1
+        if start and alerting[n_learning + start - 1] and not alerts.firing:
+            clears[n_learning + stop - 1] = 1
         alerting[n_learning + start : n_learning + stop] = alerts.firing
     flags = np.zeros(n, dtype=bool)
     flags[n_learning:] = scores[n_learning:] > model.threshold
@@ -115,6 +120,7 @@ def replay_file(
         flags=flags,
         detections=detections,
         alerting=alerting,
+        clears=clears,
         alerts=fired_total,
         learning_rows=n_learning,
         threshold=float(model.threshold),

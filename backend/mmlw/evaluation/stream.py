@@ -24,8 +24,11 @@ loader drops for missing values). A file on which the model cannot be fitted or 
 reported with its error and written as all zeros; the other files still run. NAB-layout
 folders are scored by NAB's rules (:mod:`mmlw.evaluation.nab`) on the written folder;
 SKAB-layout folders by SKAB's point metrics (rows under a firing alert vs anomaly labels)
-and its NAB changepoint score on the onsets (:mod:`mmlw.evaluation.metrics`), both on
-the rows after learning.
+and its NAB changepoint score (:mod:`mmlw.evaluation.metrics`), both on the rows after
+learning. SKAB's changepoints mark where an anomaly starts and where the machine is back
+to normal, and its reference notebooks predict them from both edges of the alarm series;
+here they are the alert onsets and the machine's all-clears (the batch after which no
+alert fires any more, when the resolved notices go out).
 """
 
 from __future__ import annotations
@@ -90,16 +93,16 @@ def _replay_one(
     rules: Sequence[AlertRule],
     batch_size: int,
     out_dir: Path,
-) -> tuple[FileOutcome, np.ndarray, np.ndarray]:
-    """Replay and write one file; any failure becomes the outcome's error (all zeros).
-    Returns the outcome, the detections and the rows under a firing alert."""
+) -> tuple[FileOutcome, ReplayResult | None]:
+    """Replay and write one file; any failure becomes the outcome's error (all zeros,
+    and no result)."""
     started = time.perf_counter()
     timestamps = data_timestamps(dataset.root, file, dataset.layout)
     n_data = len(timestamps)
     nominal = learning_rows(dataset.layout, n_data)
     outcome = FileOutcome(file=f"{file.name}.csv", rows=n_data, learning_rows=0)
     detections = np.zeros(len(file.frame), dtype=np.int8)
-    alerting = np.zeros(len(file.frame), dtype=bool)
+    result: ReplayResult | None = None
     positions = np.zeros(0, dtype=np.int64)
     try:
         positions = data_positions(dataset.root, file, dataset.layout, n_data)
@@ -115,17 +118,17 @@ def _replay_one(
             rules=rules,
             batch_size=batch_size,
         )
-        detections, alerting = result.detections, result.alerting
+        detections = result.detections
         outcome.alerts = result.alerts
         outcome.flagged = int(result.flags.sum())
     except Exception as exc:  # reported per file, the run goes on
         outcome.error = f"{type(exc).__name__}: {exc}"
         detections = np.zeros(len(file.frame), dtype=np.int8)
-        alerting = np.zeros(len(file.frame), dtype=bool)
+        result = None
     outcome.detections = int(detections.sum())
     write_detections(out_dir / outcome.file, timestamps, positions, detections[: len(positions)])
     outcome.seconds = time.perf_counter() - started
-    return outcome, detections, alerting
+    return outcome, result
 
 
 def _evaluate_detector(
@@ -143,7 +146,7 @@ def _evaluate_detector(
     summary = DetectorSummary(detector, dict(params), str(out_dir))
     skab = SkabTotals()
     for file in dataset.files:
-        outcome, detections, alerting = _replay_one(
+        outcome, result = _replay_one(
             dataset,
             file,
             detector,
@@ -156,7 +159,7 @@ def _evaluate_detector(
         summary.files.append(outcome)
         first = outcome.learning_rows or min(SKAB_LEARNING_ROWS, len(file.frame))
         if dataset.layout == "skab" and first < len(file.frame):
-            skab.add(file, first, detections, alerting)
+            skab.add(file, first, result)
         if on_file is not None:
             on_file(detector, outcome)
     if dataset.layout == "nab":

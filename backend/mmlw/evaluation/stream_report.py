@@ -25,6 +25,7 @@ from mmlw.evaluation.metrics import (
 )
 from mmlw.evaluation.nab import score_detection_folder
 from mmlw.evaluation.protocol import ProtocolConfig
+from mmlw.evaluation.replay import ReplayResult
 
 __all__ = [
     "DetectorSummary",
@@ -71,17 +72,20 @@ class SkabTotals:
     counts: PointCounts = field(default_factory=PointCounts)
     nab: NabCounts = field(default_factory=NabCounts)
 
-    def add(
-        self, file: BenchmarkFile, first: int, detections: np.ndarray, alerting: np.ndarray
-    ) -> None:
+    def add(self, file: BenchmarkFile, first: int, result: ReplayResult | None) -> None:
         """On the rows after learning (``first`` onwards): rows under a firing alert vs
-        anomaly labels (point metrics), alert onsets vs changepoints (NAB score)."""
-        onsets = detections[first:]
-        self.counts += point_counts(file.anomaly[first:], alerting[first:].astype(np.int8))
+        anomaly labels (point metrics), alert onsets and all-clears (both edges of the
+        alerting series, as SKAB's reference notebooks take them) vs changepoints (NAB
+        score). No result (the file failed): nothing flagged, nothing detected."""
+        alerting = edges = np.zeros(len(file.frame), dtype=np.int8)
+        if result is not None:
+            alerting = result.alerting.astype(np.int8)
+            edges = np.maximum(result.detections, result.clears)
+        self.counts += point_counts(file.anomaly[first:], alerting[first:])
         times = pd.DatetimeIndex(file.frame.index[first:])
         seconds = np.asarray((times - times[0]).total_seconds(), dtype=np.float64)
         width = ProtocolConfig().nab_window_s
-        self.nab += nab_counts(seconds, file.changepoint[first:], onsets, width)
+        self.nab += nab_counts(seconds, file.changepoint[first:], edges[first:], width)
 
     def scores(self) -> dict[str, float]:
         out = point_metrics(self.counts)
