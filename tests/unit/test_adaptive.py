@@ -3,11 +3,16 @@ anomaly likelihood keeps one threshold (the floor) meaningful on every stream.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from mmlw.detectors.adaptive import AdaptiveDetector, dominant_period
 from mmlw.detectors.model import fit_model
+from mmlw.evaluation.replay import replay_file
+from mmlw.workers.simulator.synthetic import synthetic_fleet
 
 
 def streamed(detector: AdaptiveDetector, X: np.ndarray, train: np.ndarray) -> np.ndarray:
@@ -192,3 +197,27 @@ def test_many_alarms_in_one_long_call_score_as_in_parts() -> None:
             out, carry = detector.stream(X[start : start + size], carry)
             parts.append(out)
         np.testing.assert_allclose(np.vstack(parts), whole, rtol=1e-9, atol=1e-9)
+
+
+def test_the_worst_sensor_channel_alerts_a_noise_fault_the_mean_of_eight_loses() -> None:
+    """The demo's third machine (seed 0): a noise fault on its Speed sensor alone (readings
+    7788-7839) moves the mean of eight sensors' terms too little to alert; the worst
+    sensor's channel alerts it, and as many alerts as before start before it."""
+    machine = synthetic_fleet(3, seed=0, warmup=600, start=datetime(2026, 1, 1, tzinfo=UTC))[2]
+    frame = machine.read(8000)
+    (fault,) = [e for e in machine.fault_log if e.start_index == 7788]
+    assert (fault.kind, fault.sensors) == ("noise", ("Speed",))
+    data = pd.DataFrame(
+        frame.values, columns=frame.columns, index=pd.DatetimeIndex(frame.timestamps)
+    )
+    onsets = {}
+    for worst in (True, False):
+        result = replay_file(data, 600, "adaptive", params={"worst_sensor": worst})
+        onsets[worst] = np.flatnonzero(result.detections)
+    during = {
+        w: [o for o in on if fault.start_index <= o < fault.end_index + 30]
+        for w, on in onsets.items()
+    }
+    assert during[True] and not during[False]
+    before = {w: [o for o in on if o < fault.start_index - 200] for w, on in onsets.items()}
+    assert len(before[True]) == len(before[False]) > 10

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
-__all__ = ["LN10", "MEAN_ABS", "before", "ewma"]
+__all__ = ["LN10", "MEAN_ABS", "before", "catching_up", "ewma"]
 
 #: E|r| = MEAN_ABS * std for Gaussian r
 MEAN_ABS = float(np.sqrt(2.0 / np.pi))
@@ -36,3 +36,27 @@ def before(values: np.ndarray, previous: np.ndarray) -> np.ndarray:
     [0.0, 1.0, 2.0]
     """
     return np.concatenate([np.asarray(previous, dtype=np.float64)[None, ...], values[:-1]])
+
+
+def catching_up(
+    values: np.ndarray, previous: np.ndarray, rate: float, weighs: int, full: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """An EWMA (``rate``; 0: constant) whose start ``previous`` weighs only ``weighs`` rows:
+    until it weighs ``full`` rows (``1 / rate``) it is a running mean, each new row weighing
+    one; then the EWMA. The values after each row, and the rows the last one weighs. (The
+    adaptive detector's slow level after an episode: it soon learns where a machine that
+    moved on during a fault is now.)
+
+    >>> out, weighs = catching_up(np.array([[2.0], [2.0], [2.0]]), np.array([0.0]), 0.25, 2, 4)
+    >>> out.ravel().tolist(), float(weighs)
+    ([0.6666666666666666, 1.0, 1.25], 4.0)
+    """
+    if rate == 0.0 or weighs >= full:
+        return ewma(values, rate, previous), np.array(float(weighs))
+    k = min(len(values), full - weighs)  # rows of the running mean
+    out = np.empty_like(values)
+    count = (weighs + np.arange(1, k + 1))[:, None]
+    out[:k] = (np.asarray(previous) * weighs + np.cumsum(values[:k], axis=0)) / count
+    if k < len(values):
+        out[k:] = ewma(values[k:], rate, out[k - 1])
+    return out, np.array(float(min(full, weighs + len(values))))

@@ -34,7 +34,10 @@ short average says how unusual the recent scores are *for this stream*. The repo
 is the surprise ``-log10 Q`` (``1 - likelihood = 10**-score``), floored at ``floor``: every
 reading less surprising than ``10**-floor`` reports ``floor``. On a stream whose training
 rows are normal, the product's threshold (a high quantile of the training scores) is then
-the floor itself, so one threshold means the same tail probability on every stream.
+the floor itself, so one threshold means the same tail probability on every stream. With
+two or more sensors a second channel watches the worst sensor (``worst_sensor``,
+:mod:`~mmlw.detectors._worst_sensor`): one sensor's fault is not averaged away among the
+others; the larger surprise is reported.
 
 **Alarms are held** (``hold``): from the row after a reading scores above the floor, the
 series is in alarm, and readings under an alarm are not learned from — the slow level,
@@ -75,13 +78,15 @@ from typing import ClassVar
 
 import numpy as np
 
+from mmlw.detectors import _worst_sensor as worst_sensor
 from mmlw.detectors._online import MEAN_ABS as _MEAN_ABS
 from mmlw.detectors._online import before as _before
+from mmlw.detectors._online import catching_up
 from mmlw.detectors._online import ewma as _ewma
 from mmlw.detectors._scale import scale_floor
 from mmlw.detectors.base import BaseDetector, Carry, as_matrix
 from mmlw.detectors.cross_sensor import CrossSensorResidual
-from mmlw.detectors.held_alarms import HeldAlarms
+from mmlw.detectors.held_alarms import HISTORY, HeldAlarms
 from mmlw.detectors.likelihood import surprise_of
 from mmlw.detectors.seasonality import deseason, dominant_period
 
@@ -98,6 +103,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
     the surprise (``-log10`` tail probability) below which readings report as normal."""
 
     rowwise: ClassVar[bool] = False
+    history_keys: ClassVar[tuple[str, ...]] = HISTORY + worst_sensor.KEYS
 
     def __init__(
         self,
@@ -119,6 +125,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         regime_rows: int = 500,
         blip_rows: int = 8,
         after_episode_rows: int = 10,
+        worst_sensor: bool = True,
         eps: float = 1e-9,
     ) -> None:
         self.level_rate = level_rate
@@ -139,6 +146,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         self.regime_rows = regime_rows
         self.blip_rows = blip_rows
         self.after_episode_rows = after_episode_rows
+        self.worst_sensor = worst_sensor
         self.eps = eps
 
     # -- fitting: the state a series starts from -----------------------------------------
@@ -216,7 +224,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         sensors.update({k: after[k] for k in ("r_abs1", "r_abs2", "d_abs1", "d_abs2")})
         sensors["profile"] = self._at_start(after["profile"], n)
         initial = self._initial(sensors, mean=0.0, var=1.0)
-        _, raw, _, after = self._run(X, initial, learn=True)
+        terms, raw, _, after = self._run(X, initial, learn=True)
         short = _ewma(raw, float(self.short_rate), np.asarray(raw[0]))
         mean = float(np.median(short))
         spread = 1.4826 * float(np.median(np.abs(short - mean)))
@@ -227,6 +235,8 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         sensors.update({k: after[k] for k in ("r_abs1", "r_abs2", "d_abs1", "d_abs2")})
         sensors["profile"] = self._at_start(after["profile"], n)
         start_state = {**self._initial(sensors, mean=mean, var=var), **history}
+        if self.worst_sensor and m > 1:
+            start_state.update(worst_sensor.fit_state(terms, **self._worst_options(True)))
         self.start_ = self._with_shadow(start_state, alarm=0.0, alarm_rows=0.0)
         # where the training rows end (what explain continues from)
         end_state = {**start_state, **after, "seen": np.array(float(n))}
@@ -321,30 +331,20 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         return terms, raw, dev, after
 
     def _slow(self, X: np.ndarray, state: Carry, learn: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The slow level after each row, and how many rows it weighs (``catch``, at most
-        ``1 / shift_rate``). Normally an EWMA (``shift_rate``); after an episode it weighs
-        what it knew before as ``after_episode_rows`` rows and the readings after it as
-        one row each (a running mean) until it weighs as many rows as the EWMA does, so
-        a machine that moved on during a fault is soon judged against where it is now."""
-        rate = float(self.shift_rate)
-        full = round(1.0 / rate)
+        """The slow level after each row and the rows it weighs (:func:`catching_up`)."""
+        rate = float(self.shift_rate) if learn else 0.0
+        full = round(1.0 / float(self.shift_rate))
         catch = int(np.asarray(state.get("catch", full)))
-        if not learn or catch >= full:
-            return _ewma(X, rate if learn else 0.0, state["slow"]), np.array(float(catch))
-        k = min(len(X), full - catch)  # rows of the running mean
-        out = np.empty_like(X)
-        count = (catch + np.arange(1, k + 1))[:, None]
-        out[:k] = (np.asarray(state["slow"]) * catch + np.cumsum(X[:k], axis=0)) / count
-        if k < len(X):
-            out[k:] = _ewma(X[k:], rate, out[k - 1])
-        return out, np.array(float(min(full, catch + len(X))))
+        return catching_up(X, np.asarray(state["slow"]), rate, catch, full)
 
     def _after_episode(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """After an episode: the level before it, and a slow level that re-learns where
-        the machine is now (:meth:`_slow`). Models saved before ``after_episode_rows``
-        existed go on as they did."""
+        """After an episode: the level before it, a slow level that re-learns where the
+        machine is now (:func:`~mmlw.detectors._online.catching_up`; models saved before
+        ``after_episode_rows`` existed go on as they did), fresh worst-sensor averages."""
         rows = getattr(self, "after_episode_rows", None)
         state = super()._after_episode(state)
+        if "tshort" in state:  # the worst sensor's averages start afresh
+            state = {**state, "tshort": np.ones_like(state["tshort"])}
         if rows is None:
             return state
         return {**state, "catch": np.array(float(rows))}
@@ -362,14 +362,27 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
             min_std=float(self.min_history_std),
         )
 
+    def _worst_options(self, learn: bool) -> dict[str, float]:
+        rate, clip, min_std = float(self.short_rate), float(self.clip), float(self.min_history_std)
+        history_rate = float(self.history_rate) if learn else 0.0
+        return dict(
+            cap=float(self.cap), rate=rate, history_rate=history_rate, clip=clip, min_std=min_std
+        )
+
     def _pass(
         self, X: np.ndarray, state: Carry, learn: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Terms, surprise and deviation (see :meth:`_run`) of rows ``X`` from ``state``
-        (one scored state, no alarm keys), and that state after them."""
+        """Terms, surprise and deviation (see :meth:`_run`) of rows ``X`` from ``state`` (no
+        alarm keys) and that state after them; with the worst sensor's keys, both channels'."""
         terms, raw, dev, after = self._run(X, state, learn)
         surprise, after_l = self._likelihood(raw, state, learn)
         seen = np.array(float(state["seen"]) + len(X))
+        if "tshort" in state:
+            worst, after_w = worst_sensor.surprise_of_worst(
+                terms, state, **self._worst_options(learn)
+            )
+            surprise = np.maximum(surprise, worst)
+            after_l.update(after_w)
         return terms, surprise, dev, {**after, **after_l, "seen": seen}
 
     def stream(self, X: np.ndarray, carry: Carry | None) -> tuple[np.ndarray, Carry]:

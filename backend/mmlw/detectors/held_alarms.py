@@ -14,7 +14,7 @@ row by row. The carry holds the scored state, a copy that kept learning during t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -42,6 +42,8 @@ class HeldAlarms:
     regime_rows: Any
     blip_rows: Any
     n_fit_: int
+    #: the state's score history, which a blip teaches (see :meth:`_score`)
+    history_keys: ClassVar[tuple[str, ...]] = HISTORY
 
     def _pass(self, X: np.ndarray, state: Carry, learn: bool) -> Pass:
         raise NotImplementedError
@@ -113,7 +115,7 @@ class HeldAlarms:
                     if alarm_rows + stop <= int(self.blip_rows):
                         # a blip: the score history learns how large the stream's blips are
                         learned = self._pass(rest[:stop], shadow, learn=True)[3]
-                        state.update({k: learned[k] for k in HISTORY})
+                        state.update({k: learned[k] for k in self.history_keys if k in learned})
                     else:
                         # an episode: nothing of it is learned, the level is where it was
                         state = self._after_episode(state)
