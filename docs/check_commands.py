@@ -14,9 +14,9 @@ is
 - a server (``mmlw demo``/``api``/``worker``/``scorer``/``ingest``/``beat``/``dashboard``/
   ``simulate``, ``mlflow ui``, ``mkdocs serve``, or anything ending in ``&``): started in
   the background, probed (HTTP for those that serve it, else still alive after a while),
-  stopped with Ctrl-C (SIGINT) when its document is done. Commands ending in ``&`` in a
-  row start one after another without waiting, as in a reader's shell, and are probed
-  together before the next command;
+  stopped with Ctrl-C (SIGINT), all at once, when its document is done. Commands ending
+  in ``&`` in a row start one after another without waiting, as in a reader's shell, and
+  are probed together before the next command;
 - skipped, with the reason: a ``<!-- check: skip (reason) -->`` line right before its
   block, or Docker, package installs, the test suite. ``<!-- check: slow -->`` (or a
   known multi-minute command) is skipped by ``--fast`` only.
@@ -30,6 +30,7 @@ its own (rewritten in the command text, see REWRITES), all removed afterwards. A
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -295,23 +296,25 @@ def _answers(url: str) -> bool:
 def stop_servers(
     session: Session, servers: list[subprocess.Popen[bytes]] | None = None
 ) -> list[str]:
-    """Ctrl-C the session's servers (default: all), newest first; the ones that would
-    not stop."""
+    """Ctrl-C the session's servers (default: all) at once, as a shell's Ctrl-C reaches a
+    whole job; SIGTERM the ones still running after 60 s, SIGKILL after 15 more. The ones
+    that would not stop, named."""
+    servers = list(reversed(session.servers if servers is None else servers))
     stubborn = []
-    servers = list(session.servers if servers is None else servers)
-    for server in reversed(servers):
-        for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            if server.poll() is not None:
-                break
-            try:
+    for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        running = [server for server in servers if server.poll() is None]
+        for server in running:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(server.pid, sig)
-            except ProcessLookupError:
-                break
+        deadline = time.monotonic() + wait
+        for server in running:
             try:
-                server.wait(wait)
+                server.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 if sig != signal.SIGKILL:
-                    stubborn.append(f"pid {server.pid} ignored {sig.name}")
+                    program = session.keys.get(server.pid, "server")
+                    stubborn.append(f"pid {server.pid} ({program}) ignored {sig.name}")
+    for server in servers:
         session.servers.remove(server)
     return stubborn
 

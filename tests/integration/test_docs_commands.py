@@ -81,6 +81,21 @@ def test_servers_started_in_a_row_are_probed_together_and_each_failure_counts(
     assert "1 command(s) failed" in output
 
 
+def test_servers_are_stopped_together(tmp_path: Path) -> None:
+    """At the document's end every server gets its Ctrl-C at once (as a shell's job
+    control would), not one after the other, each with its own shutdown time."""
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    stopped = tmp_path / "stopped"
+    slow_stop = f"trap 'date +%s.%N >> {stopped}; sleep 4; exit 0' INT; sleep 60 & wait"
+    document = tmp_path / "servers.md"
+    document.write_text(f'```bash\nsh -c "{slow_stop}" &\nbash -c "{slow_stop}" &\n```\n')
+    code, output = _check(str(document), timeout=300)
+    assert code == 0, output
+    first, second = sorted(float(t) for t in stopped.read_text().split())
+    assert second - first < 2.0, output  # one after the other: 4 s apart
+
+
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
