@@ -78,7 +78,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mmlw.detectors import _worst_sensor as worst_sensor
+from mmlw.detectors import _worst_sensor as _worst
 from mmlw.detectors._online import MEAN_ABS as _MEAN_ABS
 from mmlw.detectors._online import before as _before
 from mmlw.detectors._online import catching_up
@@ -103,7 +103,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
     the surprise (``-log10`` tail probability) below which readings report as normal."""
 
     rowwise: ClassVar[bool] = False
-    history_keys: ClassVar[tuple[str, ...]] = HISTORY + worst_sensor.KEYS
+    history_keys: ClassVar[tuple[str, ...]] = HISTORY + _worst.KEYS
 
     def __init__(
         self,
@@ -236,7 +236,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         sensors["profile"] = self._at_start(after["profile"], n)
         start_state = {**self._initial(sensors, mean=mean, var=var), **history}
         if self.worst_sensor and m > 1:
-            start_state.update(worst_sensor.fit_state(terms, **self._worst_options(True)))
+            start_state.update(_worst.fit_state(terms, **self._worst_options(True)))
         self.start_ = self._with_shadow(start_state, alarm=0.0, alarm_rows=0.0)
         # where the training rows end (what explain continues from)
         end_state = {**start_state, **after, "seen": np.array(float(n))}
@@ -378,9 +378,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         surprise, after_l = self._likelihood(raw, state, learn)
         seen = np.array(float(state["seen"]) + len(X))
         if "tshort" in state:
-            worst, after_w = worst_sensor.surprise_of_worst(
-                terms, state, **self._worst_options(learn)
-            )
+            worst, after_w = _worst.surprise_of_worst(terms, state, **self._worst_options(learn))
             surprise = np.maximum(surprise, worst)
             after_l.update(after_w)
         return terms, surprise, dev, {**after, **after_l, "seen": seen}
