@@ -4,6 +4,7 @@ anomaly likelihood keeps one threshold (the floor) meaningful on every stream.""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -199,25 +200,47 @@ def test_many_alarms_in_one_long_call_score_as_in_parts() -> None:
         np.testing.assert_allclose(np.vstack(parts), whole, rtol=1e-9, atol=1e-9)
 
 
-def test_the_worst_sensor_channel_alerts_a_noise_fault_the_mean_of_eight_loses() -> None:
-    """The demo's third machine (seed 0): a noise fault on its Speed sensor alone (readings
-    7788-7839) moves the mean of eight sensors' terms too little to alert; the worst
-    sensor's channel alerts it, and as many alerts as before start before it."""
+def _demo_machine_3(
+    readings: int, fault_start: int, channel: str
+) -> tuple[Any, dict[bool, list[int]]]:
+    """The demo's third machine (seed 0) replayed with ``channel`` on and off: the fault
+    starting at ``fault_start`` and the alert onsets of each replay."""
     machine = synthetic_fleet(3, seed=0, warmup=600, start=datetime(2026, 1, 1, tzinfo=UTC))[2]
-    frame = machine.read(8000)
-    (fault,) = [e for e in machine.fault_log if e.start_index == 7788]
-    assert (fault.kind, fault.sensors) == ("noise", ("Speed",))
+    frame = machine.read(readings)
+    (fault,) = [e for e in machine.fault_log if e.start_index == fault_start]
     data = pd.DataFrame(
         frame.values, columns=frame.columns, index=pd.DatetimeIndex(frame.timestamps)
     )
     onsets = {}
-    for worst in (True, False):
-        result = replay_file(data, 600, "adaptive", params={"worst_sensor": worst})
-        onsets[worst] = np.flatnonzero(result.detections)
+    for on in (True, False):
+        result = replay_file(data, 600, "adaptive", params={channel: on})
+        onsets[on] = [int(o) for o in np.flatnonzero(result.detections)]
+    return fault, onsets
+
+
+def _alerted_only_with_the_channel(fault: Any, onsets: dict[bool, list[int]]) -> None:
     during = {
-        w: [o for o in on if fault.start_index <= o < fault.end_index + 30]
-        for w, on in onsets.items()
+        on: [o for o in found if fault.start_index <= o < fault.end_index + 30]
+        for on, found in onsets.items()
     }
     assert during[True] and not during[False]
-    before = {w: [o for o in on if o < fault.start_index - 200] for w, on in onsets.items()}
+    before = {on: [o for o in found if o < fault.start_index - 200] for on, found in onsets.items()}
     assert len(before[True]) == len(before[False]) > 10
+
+
+def test_the_worst_sensor_channel_alerts_a_noise_fault_the_mean_of_eight_loses() -> None:
+    """A noise fault on the Speed sensor alone (readings 7788-7839) moves the mean of eight
+    sensors' terms too little to alert; the worst sensor's channel alerts it, and as many
+    alerts as before start before it."""
+    fault, onsets = _demo_machine_3(8000, 7788, "worst_sensor")
+    assert (fault.kind, fault.sensors) == ("noise", ("Speed",))
+    _alerted_only_with_the_channel(fault, onsets)
+
+
+def test_the_roughness_channel_alerts_a_noisy_thermal_sensor_both_other_channels_miss() -> None:
+    """Noise on the Temperature alone (readings 5913-5980): the cross-sensor residual
+    carries the other sensors' noise, so neither the mean nor the worst sensor sees it;
+    the raw readings' roughness does."""
+    fault, onsets = _demo_machine_3(6200, 5913, "roughness")
+    assert (fault.kind, fault.sensors) == ("noise", ("Temperature",))
+    _alerted_only_with_the_channel(fault, onsets)

@@ -35,9 +35,9 @@ is the surprise ``-log10 Q`` (``1 - likelihood = 10**-score``), floored at ``flo
 reading less surprising than ``10**-floor`` reports ``floor``. On a stream whose training
 rows are normal, the product's threshold (a high quantile of the training scores) is then
 the floor itself, so one threshold means the same tail probability on every stream. With
-two or more sensors a second channel watches the worst sensor (``worst_sensor``,
-:mod:`~mmlw.detectors._worst_sensor`): one sensor's fault is not averaged away among the
-others; the larger surprise is reported.
+two or more sensors a channel watches the worst sensor (``worst_sensor``), with three or
+more one the roughness of each sensor's raw readings (``roughness``), so that one sensor's
+fault is not averaged away among the others (:mod:`~mmlw.detectors._channels`).
 
 **Alarms are held** (``hold``): from the row after a reading scores above the floor, the
 series is in alarm, and readings under an alarm are not learned from — the slow level,
@@ -79,6 +79,7 @@ from typing import ClassVar
 import numpy as np
 
 from mmlw.detectors import _worst_sensor as _worst
+from mmlw.detectors._channels import Channels
 from mmlw.detectors._online import MEAN_ABS as _MEAN_ABS
 from mmlw.detectors._online import before as _before
 from mmlw.detectors._online import catching_up
@@ -96,7 +97,7 @@ __all__ = ["AdaptiveDetector", "dominant_period"]
 _SENSOR_STATE = ("level", "slow", "r_abs1", "r_abs2", "d_abs1", "d_abs2")
 
 
-class AdaptiveDetector(HeldAlarms, BaseDetector):
+class AdaptiveDetector(Channels, HeldAlarms, BaseDetector):
     """Online forecast residuals and level changes per sensor, scored as an anomaly
     likelihood, with alarms held while they last (see the module docstring). Every
     parameter is a rate, a multiple or a row count, the same for any stream; ``floor`` is
@@ -126,6 +127,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         blip_rows: int = 8,
         after_episode_rows: int = 10,
         worst_sensor: bool = True,
+        roughness: bool = True,
         eps: float = 1e-9,
     ) -> None:
         self.level_rate = level_rate
@@ -147,6 +149,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         self.blip_rows = blip_rows
         self.after_episode_rows = after_episode_rows
         self.worst_sensor = worst_sensor
+        self.roughness = roughness
         self.eps = eps
 
     # -- fitting: the state a series starts from -----------------------------------------
@@ -180,6 +183,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
             if self.cross_sensor and m > 1
             else None
         )
+        self._fit_roughness(X)
         X = self._inputs(X)
         if self.season == "auto":
             self.period_ = dominant_period(X)
@@ -241,6 +245,7 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         # where the training rows end (what explain continues from)
         end_state = {**start_state, **after, "seen": np.array(float(n))}
         self.end_ = self._with_shadow(end_state, alarm=0.0, alarm_rows=0.0)
+        self._start_roughness(self.start_, self.end_)
         return self
 
     def _inputs(self, X: np.ndarray) -> np.ndarray:
@@ -362,13 +367,6 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
             min_std=float(self.min_history_std),
         )
 
-    def _worst_options(self, learn: bool) -> dict[str, float]:
-        rate, clip, min_std = float(self.short_rate), float(self.clip), float(self.min_history_std)
-        history_rate = float(self.history_rate) if learn else 0.0
-        return dict(
-            cap=float(self.cap), rate=rate, history_rate=history_rate, clip=clip, min_std=min_std
-        )
-
     def _pass(
         self, X: np.ndarray, state: Carry, learn: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -387,12 +385,14 @@ class AdaptiveDetector(HeldAlarms, BaseDetector):
         """A series starts (``carry`` None) from what the training rows taught, in warm-up:
         until it has seen as many rows as the detector was fitted on, it reports the floor
         (its statistics are the training rows', not yet its own)."""
-        X = self._inputs(self._check_input(X))
-        return self._score(X, carry if carry else self.start_)
+        raw, carry = self._check_input(X), carry if carry else self.start_
+        return self._with_roughness(raw, carry, *self._score(self._inputs(raw), self._held(carry)))
 
     def explain(self, X: np.ndarray) -> np.ndarray:
         """Rows ``X`` scored as if they followed the training rows."""
-        return self._score(self._inputs(self._check_input(X)), self.end_)[0]
+        raw = self._check_input(X)
+        scored = self._score(self._inputs(raw), self._held(self.end_))
+        return self._with_roughness(raw, self.end_, *scored)[0]
 
     def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         return self.explain(X).sum(axis=1)
