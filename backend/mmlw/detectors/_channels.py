@@ -28,19 +28,20 @@ class Channels:
     roughness: Any
     n_fit_: int
 
-    def _worst_options(self, learn: bool) -> dict[str, float]:
-        rate, clip, min_std = float(self.short_rate), float(self.clip), float(self.min_history_std)
-        history_rate = float(self.history_rate) if learn else 0.0
-        return dict(
-            cap=float(self.cap), rate=rate, history_rate=history_rate, clip=clip, min_std=min_std
-        )
+    def _channel_options(self, learn: bool) -> dict[str, float]:
+        """The likelihood's settings, as the extra channels take them (history frozen
+        without ``learn``)."""
+        return {
+            "rate": float(self.short_rate),
+            "history_rate": float(self.history_rate) if learn else 0.0,
+            "clip": float(self.clip),
+            "min_std": float(self.min_history_std),
+        }
 
     def _fit_roughness(self, X: np.ndarray) -> None:
         """The roughness channel of training rows ``X`` (raw; three sensors or more)."""
-        wanted = bool(getattr(self, "roughness", False)) and X.shape[1] >= 3 and len(X) >= 2
-        options = self._worst_options(learn=True)
-        options.pop("cap")
-        self.rough_ = Roughness.fit(X, **options) if wanted else None
+        wanted = bool(self.roughness) and X.shape[1] >= 3 and len(X) >= 2
+        self.rough_ = Roughness.fit(X, **self._channel_options(learn=True)) if wanted else None
 
     def _start_roughness(self, start: dict[str, np.ndarray], end: dict[str, np.ndarray]) -> None:
         """The channel's keys where a series starts and where the training rows end."""

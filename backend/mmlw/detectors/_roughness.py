@@ -6,7 +6,7 @@ training rows' steps), grow; a change of operating point steps every sensor at o
 sensor, the squared step (capped) goes through a cube root (a chi-square made nearly
 normal) and a short EWMA; per row, the largest of those averages minus their median over
 the sensors is compared with its own history (EWMA mean and robust variance, as the
-anomaly likelihood's) as a surprise, counted ``PENALTY * log10(m)`` less for ``m``
+anomaly likelihood's) as a surprise, counted ``CHANNEL_PENALTY * log10(m)`` less for ``m``
 sensors. It sees the raw readings, not the cross-sensor residual, in which the other
 sensors' noise can hide a smooth sensor's (a thermal one) turning rough. With fewer than
 three sensors there is no median to compare with, and no channel.
@@ -37,8 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmlw.detectors._online import ewma
-from mmlw.detectors._worst_sensor import PENALTY
-from mmlw.detectors.likelihood import surprise_of
+from mmlw.detectors.likelihood import channel_history, channel_surprise
 
 __all__ = ["KEYS", "Roughness"]
 
@@ -68,15 +67,15 @@ class Roughness:
         scale = np.maximum(1.4826 * np.median(centred, axis=0), 1e-9 + 1e-9 * np.abs(X[0]))
         blank = cls(scale, {}, {}, **options)
         stat, averages = blank._statistic(X, X[0], np.ones(X.shape[1]))
-        short = averages[-1]
-        mean = float(np.median(stat))
-        var = max((1.4826 * float(np.median(np.abs(stat - mean)))) ** 2, blank.min_std**2)
-        history = {k: np.array(v) for k, v in (("mean", mean), ("var1", var), ("var2", var))}
-        _, learned = blank._history(stat, history)
-        start = {f"r_{k}": np.asarray(v, dtype=np.float64) for k, v in learned.items()}
+        history = channel_history(stat, X.shape[1], **blank._options)
+        start = {f"r_{k}": v for k, v in history.items()}
         start["r_short"] = np.ones(X.shape[1])
-        end = {**start, "r_prev": X[-1].copy(), "r_short": short}
+        end = {**start, "r_prev": X[-1].copy(), "r_short": averages[-1]}
         return cls(scale, start, end, **options)
+
+    @property
+    def _options(self) -> dict[str, float]:
+        return {"history_rate": self.history_rate, "clip": self.clip, "min_std": self.min_std}
 
     def _statistic(
         self, X: np.ndarray, previous: np.ndarray, short: np.ndarray
@@ -85,19 +84,6 @@ class Roughness:
         steps = np.diff(X, axis=0, prepend=previous[None, :]) / self.scale
         averages = ewma(np.cbrt(np.minimum(steps * steps, _CAP)), self.rate, short)
         return averages.max(axis=1) - np.median(averages, axis=1), averages
-
-    def _history(
-        self, stat: np.ndarray, history: Mapping[str, np.ndarray]
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        surprise, after = surprise_of(
-            stat,
-            {**history, "short": history["mean"]},
-            short_rate=1.0,  # the per-sensor averages are the short average
-            history_rate=self.history_rate,
-            clip=self.clip,
-            min_std=self.min_std,
-        )
-        return surprise, {k: after[k] for k in ("mean", "var1", "var2")}
 
     def surprise(
         self, X: np.ndarray, carry: Mapping[str, np.ndarray]
@@ -108,7 +94,7 @@ class Roughness:
         previous = np.asarray(carry.get("r_prev", X[0]), dtype=np.float64)
         stat, averages = self._statistic(X, previous, np.asarray(carry["r_short"]))
         history = {k: np.asarray(carry[f"r_{k}"]) for k in ("mean", "var1", "var2")}
-        surprise, learned = self._history(stat, history)
+        surprise, learned = channel_surprise(stat, history, X.shape[1], **self._options)
         after = {"r_prev": X[-1].copy(), "r_short": averages[-1]}
-        after.update({f"r_{k}": np.asarray(v, dtype=np.float64) for k, v in learned.items()})
-        return surprise - PENALTY * np.log10(X.shape[1]), averages.argmax(axis=1), after
+        after.update({f"r_{k}": v for k, v in learned.items()})
+        return surprise, averages.argmax(axis=1), after

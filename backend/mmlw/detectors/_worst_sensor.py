@@ -8,8 +8,8 @@ nearly normal, and keeps one huge reading from lifting the average for many rows
 the largest one per row, and compares it with its own history (EWMA mean and robust
 variance, as the main channel does), so its surprise says how unusual the worst sensor
 is *for this stream*. With ``m`` sensors there are ``m`` chances to be surprised, so the
-channel's surprise counts ``PENALTY * log10(m)`` less. A detector reports the larger of
-the two surprises.
+channel's surprise counts ``CHANNEL_PENALTY * log10(m)`` less
+(:mod:`~mmlw.detectors.likelihood`). A detector reports the larger of the two surprises.
 
 The carry holds the per-sensor averages (``tshort``) and the history (:data:`KEYS`); a
 series scored in parts gives the same surprise as one scored whole.
@@ -33,16 +33,12 @@ from collections.abc import Mapping
 import numpy as np
 
 from mmlw.detectors._online import ewma
-from mmlw.detectors.likelihood import surprise_of
+from mmlw.detectors.likelihood import channel_history, channel_surprise
 
 __all__ = ["KEYS", "fit_state", "surprise_of_worst"]
 
 #: the channel's score history in a carry
 KEYS = ("p_mean", "p_var1", "p_var2")
-#: the channel's surprise counts ``PENALTY * log10(m)`` less with ``m`` sensors: Bonferroni's
-#: ``log10(m)`` made stricter, as one sensor's transient lifts several rows in a row (two
-#: days of a normal simulated machine raised an alert with 1 or 2, none in 3 with 3)
-PENALTY = 3.0
 
 
 def _worst(
@@ -66,36 +62,22 @@ def surprise_of_worst(
     clip: float,
     min_std: float,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The channel's surprise of each row (less ``log10`` of the sensors), and its state
+    """The channel's surprise of each row (less the penalty for the sensors), and its state
     after the rows (history frozen with ``history_rate`` 0)."""
     worst, tshort = _worst(terms, cap, rate, np.asarray(state["tshort"]))
     history = {k[2:]: np.asarray(state[k]) for k in KEYS}
-    surprise, after = surprise_of(
-        worst,
-        {**history, "short": history["mean"]},
-        short_rate=1.0,  # the per-sensor averages are the short average
-        history_rate=history_rate,
-        clip=clip,
-        min_std=min_std,
-    )
-    out = {f"p_{k}": after[k] for k in ("mean", "var1", "var2")}
-    out["tshort"] = tshort
-    return surprise - PENALTY * np.log10(terms.shape[1]), out
+    options = {"history_rate": history_rate, "clip": clip, "min_std": min_std}
+    surprise, learned = channel_surprise(worst, history, terms.shape[1], **options)
+    return surprise, {"tshort": tshort, **{f"p_{k}": v for k, v in learned.items()}}
 
 
 def fit_state(
     terms: np.ndarray, *, cap: float, rate: float, history_rate: float, clip: float, min_std: float
 ) -> dict[str, np.ndarray]:
     """Where a series starts: per-sensor averages at 1 (the usual squared residual) and the
-    history of the training rows' terms (from their median and spread, then learned as
-    live rows are)."""
+    history of the training rows' terms."""
     start = np.ones(terms.shape[1])
     worst, _ = _worst(terms, cap, rate, start)
-    mean = float(np.median(worst))
-    var = max((1.4826 * float(np.median(np.abs(worst - mean)))) ** 2, min_std**2)
-    state = {"tshort": start, "p_mean": np.array(mean), "p_var1": np.array(var)}
-    state["p_var2"] = np.array(var)
-    _, after = surprise_of_worst(
-        terms, state, cap=cap, rate=rate, history_rate=history_rate, clip=clip, min_std=min_std
-    )
-    return {**after, "tshort": start}
+    options = {"history_rate": history_rate, "clip": clip, "min_std": min_std}
+    history = channel_history(worst, terms.shape[1], **options)
+    return {"tshort": start, **{f"p_{k}": v for k, v in history.items()}}

@@ -88,7 +88,7 @@ from mmlw.detectors._scale import scale_floor
 from mmlw.detectors.base import BaseDetector, Carry, as_matrix
 from mmlw.detectors.cross_sensor import CrossSensorResidual
 from mmlw.detectors.held_alarms import HISTORY, HeldAlarms
-from mmlw.detectors.likelihood import surprise_of
+from mmlw.detectors.likelihood import robust_start, surprise_of
 from mmlw.detectors.seasonality import deseason, dominant_period
 
 __all__ = ["AdaptiveDetector", "dominant_period"]
@@ -230,9 +230,7 @@ class AdaptiveDetector(Channels, HeldAlarms, BaseDetector):
         initial = self._initial(sensors, mean=0.0, var=1.0)
         terms, raw, _, after = self._run(X, initial, learn=True)
         short = _ewma(raw, float(self.short_rate), np.asarray(raw[0]))
-        mean = float(np.median(short))
-        spread = 1.4826 * float(np.median(np.abs(short - mean)))
-        var = max(spread**2, float(self.min_history_std) ** 2)
+        mean, var = robust_start(short, float(self.min_history_std))
         # the history learns from the training rows as it will from live ones (robustly)
         _, history = self._likelihood(raw, self._initial(sensors, mean=mean, var=var), True)
         # where a series starts: the first rows' level, everything else as learned
@@ -240,7 +238,9 @@ class AdaptiveDetector(Channels, HeldAlarms, BaseDetector):
         sensors["profile"] = self._at_start(after["profile"], n)
         start_state = {**self._initial(sensors, mean=mean, var=var), **history}
         if self.worst_sensor and m > 1:
-            start_state.update(_worst.fit_state(terms, **self._worst_options(True)))
+            start_state.update(
+                _worst.fit_state(terms, cap=float(self.cap), **self._channel_options(True))
+            )
         self.start_ = self._with_shadow(start_state, alarm=0.0, alarm_rows=0.0)
         # where the training rows end (what explain continues from)
         end_state = {**start_state, **after, "seen": np.array(float(n))}
@@ -376,7 +376,8 @@ class AdaptiveDetector(Channels, HeldAlarms, BaseDetector):
         surprise, after_l = self._likelihood(raw, state, learn)
         seen = np.array(float(state["seen"]) + len(X))
         if "tshort" in state:
-            worst, after_w = _worst.surprise_of_worst(terms, state, **self._worst_options(learn))
+            options = self._channel_options(learn)
+            worst, after_w = _worst.surprise_of_worst(terms, state, cap=float(self.cap), **options)
             surprise = np.maximum(surprise, worst)
             after_l.update(after_w)
         return terms, surprise, dev, {**after, **after_l, "seen": seen}
