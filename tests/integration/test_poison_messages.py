@@ -356,6 +356,41 @@ def test_while_the_store_is_down_nothing_is_dead_lettered_or_lost(
             assert running.thread.is_alive()
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_connection_lost_while_recording_a_dead_letter_is_tried_again(
+    make_settings: Callable[..., Settings], rabbitmq_url: str, database_url: str
+) -> None:
+    """The store comes back while the first try fails (PostgreSQL ends the session in
+    the middle of the insert, once): the dead letter is recorded, not only copied."""
+    settings_ = make_settings(broker_url=rabbitmq_url, database_url=database_url)
+    with consuming(settings_, rabbitmq_url, requeue_delay_s=0.05) as (running, start):
+        with running.store.database.engine.begin() as connection:
+            connection.execute(sa.text("CREATE SEQUENCE dead_letter_inserts"))
+            connection.execute(
+                sa.text(
+                    "CREATE FUNCTION drop_first() RETURNS trigger AS $$ BEGIN "
+                    "IF nextval('dead_letter_inserts') = 1 THEN "
+                    "PERFORM pg_terminate_backend(pg_backend_pid()); END IF; "
+                    "RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+            )
+            connection.execute(
+                sa.text(
+                    "CREATE TRIGGER drop_first BEFORE INSERT ON dead_letters "
+                    "FOR EACH ROW EXECUTE FUNCTION drop_first()"
+                )
+            )
+        start()
+        running.publisher.publish_raw("ok-1", b"[1, 2]", message_id="hostile")
+        store = running.store
+        wait_for(lambda: store.dead_letters.count() == 1, what="the hostile one recorded")
+        assert store.dead_letters.list()[0].message_id == "hostile"
+        assert running.consumer.stats.requeued == 0  # the store answered: tried at once
+        with store.database.engine.connect() as connection:
+            tries = connection.execute(sa.text("SELECT last_value FROM dead_letter_inserts"))
+            assert tries.scalar_one() == 2
+
+
 def test_deliveries_the_amqp_client_cannot_read_are_dead_lettered(
     make_settings: Callable[..., Settings], rabbitmq_url: str
 ) -> None:

@@ -53,22 +53,14 @@ class DeadLetters:
         routing_key, message_id = delivery_ids(message)
         reason = printable(reason, 2000)
         copy = dead_copy(message, reason, self.queue)
-        dead_letter_id = None
         try:
-            dead_letter_id = self.store.dead_letters.add(
-                source="amqp",
-                reason=reason,
-                body=copy.body,
-                routing_key=routing_key,
-                message_id=message_id,
-                headers=copy.stored_headers(),
+            dead_letter_id = self._record(copy, reason, routing_key, message_id)
+        except _StoreDown as down:
+            log.error(
+                "recording dead letter %s failed; requeueing", message_id, exc_info=down.__cause__
             )
-        except Exception as exc:
-            if store_unreachable(exc) and not store_answers(self.store):
-                log.exception("recording dead letter %s failed; requeueing", message_id)
-                self.requeue([message])
-                return
-            log.exception("the store refused dead letter %s; rejecting it anyway", message_id)
+            self.requeue([message])
+            return
         log.warning("dead-lettered message %s: %s", message_id, reason)
         self.stats.add(dead_letters=1)
         if self.copies is not None and self.copies.publish(copy.recorded_as(dead_letter_id)):
@@ -76,9 +68,39 @@ class DeadLetters:
         else:
             message.reject(requeue=False)
 
+    def _record(
+        self, copy: DeadCopy, reason: str, routing_key: str | None, message_id: str | None
+    ) -> int | None:
+        """The id of the store's record of the dead letter; None if the store refused it.
+        A lost connection is tried once more if the store answers by then (it came back
+        while the first try failed); :class:`_StoreDown` if it does not."""
+        for attempt in range(2):
+            try:
+                return self.store.dead_letters.add(
+                    source="amqp",
+                    reason=reason,
+                    body=copy.body,
+                    routing_key=routing_key,
+                    message_id=message_id,
+                    headers=copy.stored_headers(),
+                )
+            except Exception as exc:
+                if store_unreachable(exc):
+                    if not store_answers(self.store):
+                        raise _StoreDown from exc
+                    if attempt == 0:
+                        continue
+                log.exception("the store refused dead letter %s; rejecting it anyway", message_id)
+                return None
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def close(self) -> None:
         if self.copies is not None:
             self.copies.close()
+
+
+class _StoreDown(Exception):
+    """The store could not be reached to record a dead letter."""
 
 
 def dead_copy(message: Message, reason: str, queue: str) -> DeadCopy:
