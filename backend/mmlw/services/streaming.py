@@ -32,7 +32,7 @@ from mmlw.store import ScoreRecord, Store, StoredBatch, StreamCheckpoint
 
 __all__ = ["MAX_CONFLICTS", "STREAM_CHUNK", "StreamJob", "Streamed", "advance", "advance_many"]
 
-STREAM_CHUNK = 256  # batches per checkpoint transaction
+STREAM_CHUNK = 64  # batches per checkpoint transaction
 MAX_CONFLICTS = 20  # checkpoints moved by others before a task gives up (and is retried)
 
 log = logging.getLogger(__name__)
