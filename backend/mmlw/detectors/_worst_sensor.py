@@ -53,31 +53,24 @@ def _worst(
 
 
 def surprise_of_worst(
-    terms: np.ndarray,
-    state: Mapping[str, np.ndarray],
-    *,
-    cap: float,
-    rate: float,
-    history_rate: float,
-    clip: float,
-    min_std: float,
+    terms: np.ndarray, state: Mapping[str, np.ndarray], *, cap: float, rate: float, **options: float
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The channel's surprise of each row (less the penalty for the sensors), and its state
-    after the rows (history frozen with ``history_rate`` 0)."""
+    after the rows (``options``: the history's, as
+    :func:`~mmlw.detectors.likelihood.channel_surprise` takes them; frozen with
+    ``history_rate`` 0)."""
     worst, tshort = _worst(terms, cap, rate, np.asarray(state["tshort"]))
     history = {k[2:]: np.asarray(state[k]) for k in KEYS}
-    options = {"history_rate": history_rate, "clip": clip, "min_std": min_std}
     surprise, learned = channel_surprise(worst, history, terms.shape[1], **options)
     return surprise, {"tshort": tshort, **{f"p_{k}": v for k, v in learned.items()}}
 
 
 def fit_state(
-    terms: np.ndarray, *, cap: float, rate: float, history_rate: float, clip: float, min_std: float
+    terms: np.ndarray, *, cap: float, rate: float, **options: float
 ) -> dict[str, np.ndarray]:
     """Where a series starts: per-sensor averages at 1 (the usual squared residual) and the
     history of the training rows' terms."""
     start = np.ones(terms.shape[1])
     worst, _ = _worst(terms, cap, rate, start)
-    options = {"history_rate": history_rate, "clip": clip, "min_std": min_std}
     history = channel_history(worst, terms.shape[1], **options)
     return {"tshort": start, **{f"p_{k}": v for k, v in history.items()}}

@@ -75,35 +75,23 @@ def robust_start(values: np.ndarray, min_std: float) -> tuple[float, float]:
 
 
 def channel_surprise(
-    values: np.ndarray,
-    history: Mapping[str, np.ndarray],
-    sensors: int,
-    *,
-    history_rate: float,
-    clip: float,
-    min_std: float,
+    values: np.ndarray, history: Mapping[str, np.ndarray], sensors: int, **options: float
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """An extra channel's surprise of already short-averaged ``values`` against their
     ``history`` (``mean``, ``var1``, ``var2``), less the penalty for ``sensors`` chances,
-    and the history after them (arrays)."""
-    surprise, after = surprise_of(
-        values,
-        {**history, "short": history["mean"]},
-        short_rate=1.0,  # the values are the short average
-        history_rate=history_rate,
-        clip=clip,
-        min_std=min_std,
-    )
+    and the history after them (arrays). ``options``: :func:`surprise_of`'s
+    ``history_rate``, ``clip`` and ``min_std``."""
+    # the values are the short average already
+    state = {**history, "short": history["mean"]}
+    surprise, after = surprise_of(values, state, short_rate=1.0, **options)
     learned = {k: np.asarray(after[k], dtype=np.float64) for k in ("mean", "var1", "var2")}
     return surprise - CHANNEL_PENALTY * np.log10(sensors), learned
 
 
-def channel_history(
-    values: np.ndarray, sensors: int, *, history_rate: float, clip: float, min_std: float
-) -> dict[str, np.ndarray]:
+def channel_history(values: np.ndarray, sensors: int, **options: float) -> dict[str, np.ndarray]:
     """An extra channel's history learned from training ``values``: from their
-    :func:`robust_start`, then as live values teach it."""
-    mean, var = robust_start(values, min_std)
+    :func:`robust_start`, then as live values teach it (``options`` as
+    :func:`channel_surprise`'s)."""
+    mean, var = robust_start(values, options["min_std"])
     start = {"mean": np.array(mean), "var1": np.array(var), "var2": np.array(var)}
-    options = {"history_rate": history_rate, "clip": clip, "min_std": min_std}
     return channel_surprise(values, start, sensors, **options)[1]

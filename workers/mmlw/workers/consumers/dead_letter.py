@@ -74,7 +74,8 @@ class DeadLetters:
         """The id of the store's record of the dead letter; None if the store refused it.
         A lost connection is tried once more if the store answers by then (it came back
         while the first try failed); :class:`_StoreDown` if it does not."""
-        for attempt in range(2):
+        retried = False
+        while True:
             try:
                 return self.store.dead_letters.add(
                     source="amqp",
@@ -88,11 +89,11 @@ class DeadLetters:
                 if store_unreachable(exc):
                     if not store_answers(self.store):
                         raise _StoreDown from exc
-                    if attempt == 0:
+                    if not retried:  # it came back while this try failed: once more
+                        retried = True
                         continue
                 log.exception("the store refused dead letter %s; rejecting it anyway", message_id)
                 return None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         if self.copies is not None:
