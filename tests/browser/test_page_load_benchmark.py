@@ -30,7 +30,7 @@ from tests.browser.conftest import ARTIFACTS, screenshot
 from tests.browser.system import LiveSystem, log_in, machine_counts, publish
 from tests.integration.pipeline import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.alone]
+pytestmark = [pytest.mark.slow, pytest.mark.benchmark]
 
 MACHINE = "bench-1"
 READINGS = 7 * 24 * 3600  # 604,800

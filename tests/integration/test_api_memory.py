@@ -30,7 +30,7 @@ from tests.integration.test_processes import mmlw, poll, process_env, terminate_
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.alone]
 
-DURATION_S = 60.0
+DURATION_S = 20.0
 SAMPLE_EVERY_S = 0.5
 MAX_RSS_BYTES = 1024**3
 MAX_HEALTH_S = 1.0
@@ -195,7 +195,8 @@ def test_api_memory_and_health_under_large_bodies_and_reads(api_process: dict[st
     assert not any(t.is_alive() for t in threads), "client threads did not stop: " + summary
     assert max(rss) < MAX_RSS_BYTES, summary
     assert max(health) < MAX_HEALTH_S, summary
-    assert load.read_statuses and set(load.read_statuses) == {200}, summary
+    # every reader went through the whole range more than once: memory held across reads
+    assert len(load.read_statuses) >= 2 * CLIENTS and set(load.read_statuses) == {200}, summary
     assert not load.read_errors, summary
     assert min(load.read_bytes) > READINGS * SENSORS * 5, summary  # the whole range came
     assert load.post_outcomes and "202" not in load.post_outcomes, summary

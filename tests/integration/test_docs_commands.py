@@ -92,6 +92,7 @@ def test_servers_are_stopped_together(tmp_path: Path) -> None:
     document.write_text(f'```bash\nsh -c "{slow_stop}" &\nbash -c "{slow_stop}" &\n```\n')
     code, output = _check(str(document), timeout=300)
     assert code == 0, output
+    assert stopped.exists(), f"no server ran its Ctrl-C trap\n{output}"
     first, second = sorted(float(t) for t in stopped.read_text().split())
     assert second - first < 2.0, output  # one after the other: 4 s apart
 
