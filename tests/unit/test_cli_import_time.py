@@ -178,3 +178,22 @@ def test_reading_commands_cost_little_next_to_interpreter_start_up(
     raise AssertionError(
         f"mmlw {' '.join(args)}: imports / start-up imports = {min(ratios):.1f} >= {limit}"
     )
+
+
+#: what a process that never fits or scores may not load (scikit-learn brings SciPy)
+NOT_FOR_SERVING = ("sklearn", "scipy", "mlflow")
+
+
+@pytest.mark.parametrize(
+    "module", ["mmlw.api.app", "mmlw.workers.consumers.ingest", "mmlw.workers.context"]
+)
+def test_the_api_and_ingest_start_without_scikit_learn(module: str) -> None:
+    """`mmlw api` and `mmlw ingest` neither fit nor score: they start without scikit-learn
+    (a train request loads the detector catalog when it comes; a scorer loads the model
+    cache when it scores)."""
+    probe = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = {m.split(".")[0] for m in json.loads(done.stdout.splitlines()[-1])}
+    assert sorted(loaded & set(NOT_FOR_SERVING)) == [], f"{module} imports them"

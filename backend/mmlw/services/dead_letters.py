@@ -18,8 +18,8 @@ from mmlw.errors import ConflictError
 from mmlw.messaging.dead_queue import DeadQueue, Swept
 from mmlw.messaging.sink import ReadingsSink
 from mmlw.schemas.readings import ReadingsBatch, parse_readings_message
-from mmlw.services.scoring import SCHEMA_DEAD_LETTER_SOURCE
 from mmlw.store import DeadLetterOut, Store
+from mmlw.store.dead_letters import SCHEMA_DEAD_LETTER_SOURCE
 
 __all__ = ["PurgeOutcome", "Replayed", "purge", "replay"]
 

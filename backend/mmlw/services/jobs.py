@@ -9,7 +9,6 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from mmlw.detectors.catalog import build_detector
 from mmlw.errors import MMLWError, ServiceUnavailable
 from mmlw.messaging.dispatch import Dispatcher
 from mmlw.registry.base import ModelRegistry
@@ -25,6 +24,9 @@ R = TypeVar("R", bound=BaseModel)
 
 def create_training_job(request: TrainRequest, *, store: Store) -> JobOut:
     """Check the request against the catalog and the store, then record a queued job."""
+    # imported on use: the catalog loads scikit-learn, which the API needs for nothing else
+    from mmlw.detectors.catalog import build_detector
+
     build_detector(request.detector, request.params)
     store.machines.get(request.machine_id)
     return store.jobs.create(JobKind.TRAIN, request.machine_id, request.model_dump(mode="json"))

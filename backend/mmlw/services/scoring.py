@@ -17,6 +17,7 @@ from mmlw.messaging.dispatch import Dispatcher
 from mmlw.registry.base import CHALLENGER, CHAMPION
 from mmlw.services.streaming import Streamed, StreamJob, advance_many
 from mmlw.store import Store, StoredBatch
+from mmlw.store.dead_letters import SCHEMA_DEAD_LETTER_SOURCE
 
 __all__ = [
     "SCHEMA_DEAD_LETTER_SOURCE",
@@ -30,7 +31,6 @@ __all__ = [
     "score_batches",
 ]
 
-SCHEMA_DEAD_LETTER_SOURCE = "predict"
 BACKFILL_BATCHES_PER_TASK = 16
 
 log = logging.getLogger(__name__)

@@ -12,13 +12,15 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from mmlw.errors import InvalidInput
 from mmlw.schemas.tuning import TuneOptions
+
+if TYPE_CHECKING:  # scikit-learn is loaded when a config is built, not when the API starts
+    from sklearn.base import BaseEstimator
 
 __all__ = [
     "MAX_CONFIGS",

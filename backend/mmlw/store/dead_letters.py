@@ -35,6 +35,7 @@ __all__ = [
     "DEAD_LETTERS_EVENT",
     "DEFAULT_BODY_LIMIT",
     "PREVIEW_BYTES",
+    "SCHEMA_DEAD_LETTER_SOURCE",
     "DeadLetterOut",
     "DeadLettersRepository",
 ]
@@ -42,6 +43,8 @@ __all__ = [
 DEAD_LETTERS_EVENT = "dead_letters"
 DEFAULT_BODY_LIMIT = 64 * 1024  # bytes of a body kept (MMLW_BROKER__DEAD_LETTER_BODY_KIB)
 PREVIEW_BYTES = 500  # of a body, in lists
+#: the source of a stored batch the champion refused (its input schema), replayable
+SCHEMA_DEAD_LETTER_SOURCE = "predict"
 
 
 @dataclass(frozen=True)

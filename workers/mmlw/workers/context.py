@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from mmlw.alerts.config import AlertsConfig, load_alerts_config
 from mmlw.messaging.dispatch import CeleryDispatcher, Dispatcher
@@ -12,7 +13,9 @@ from mmlw.messaging.topology import Topology
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from mmlw.settings import Settings
 from mmlw.store import Store
-from mmlw.workers.model_cache import ModelCache
+
+if TYPE_CHECKING:  # the model cache imports scikit-learn: ingest and the API never load it
+    from mmlw.workers.model_cache import ModelCache
 
 __all__ = ["WorkerContext"]
 
@@ -54,6 +57,8 @@ class WorkerContext:
 
     @cached_property
     def models(self) -> ModelCache:
+        from mmlw.workers.model_cache import ModelCache
+
         return ModelCache(
             self.registry,
             ttl_s=self.settings.models.alias_cache_ttl_s,
