@@ -211,6 +211,13 @@ def _program(text: str) -> str:
     return " ".join(_bare(text).split()[:2])
 
 
+def _interruptible() -> None:
+    """In the server's child before exec: Ctrl-C as a shell's job gets it. A parent that
+    ignores SIGINT (a test runner's worker may) would pass that on, and a shell that
+    starts with SIGINT ignored may not trap it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def launch_server(session: Session, text: str, run: Run) -> Launched:
     """Start ``text`` in the background; it keeps running until the session ends."""
     key = _program(text)  # a second `mmlw demo` is a restart
@@ -219,7 +226,7 @@ def launch_server(session: Session, text: str, run: Run) -> Launched:
     server = subprocess.Popen(
         ["bash", "-c", f"{session.functions}\n{text.rstrip().rstrip('&')}", key],
         cwd=session.cwd, env=session.env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_interruptible,
     )  # fmt: skip
     session.servers.append(server)
     session.keys[server.pid] = key

@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 #: seconds from a batch's arrival to its alert evaluation, allowed when matching alerts
 #: to faults
 COVERAGE_LATENCY_S = 3.0
+#: without it `mlflow ui` also starts seven job-runner processes (~1.5 GB) for MLflow's GenAI
+#: jobs, which MMLW never submits
+NO_JOB_RUNNERS = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,7 @@ def run_demo(
             echo(f"API:        {report.api_url}/docs  (machines: {report.api_url}/api/v1/machines)")
         dashboard = _start_dashboard(settings, report.api_url, echo) if report.api_url else None
         echo(
-            "MLflow UI:  mlflow ui --backend-store-uri "
+            f"MLflow UI:  {NO_JOB_RUNNERS} mlflow ui --backend-store-uri "
             f"{settings.resolved_tracking_uri} --port 5000 --workers 1"
         )
         if catcher is not None:
