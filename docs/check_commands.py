@@ -212,9 +212,10 @@ def _program(text: str) -> str:
 
 
 def _interruptible() -> None:
-    """In the server's child before exec: Ctrl-C as a shell's job gets it. A parent that
-    ignores SIGINT (a test runner's worker may) would pass that on, and a shell that
-    starts with SIGINT ignored may not trap it."""
+    """In the server's child before exec: Ctrl-C as a shell's job gets it. A command a
+    non-interactive shell starts in the background (``cmd &``, as CI may start the
+    suite) ignores SIGINT, and so does all it starts; a shell that starts with SIGINT
+    ignored may not even trap it."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
