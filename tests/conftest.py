@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from pydantic import SecretStr
@@ -47,14 +47,19 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip (locally) or fail (CI=true): under CI a missing service, tool or data set fails
+    the run, never skips."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing service, tool or data set fails the run)",
+                    pytrace=False)  # fmt: skip
+    pytest.skip(reason)
+
+
 def require_service(name: str, host: str, port: int) -> None:
     """Skip (locally) or fail (CI=true) when a service is not listening."""
-    if _reachable(host, port):
-        return
-    message = f"{name} is not reachable on {host}:{port}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: a missing service fails the run)", pytrace=False)
-    pytest.skip(message)
+    if not _reachable(host, port):
+        unavailable(f"{name} is not reachable on {host}:{port}")
 
 
 @pytest.fixture(scope="session")
@@ -245,9 +250,7 @@ def make_settings(tmp_path: Path, tracking_uri: str, mlflow_dir: Path):  # type:
 def _shared(path: Path, what: str) -> Path:
     """``path`` under ../shared; skipped locally when absent, a failure under CI=true."""
     if not path.exists():
-        if IN_CI:
-            pytest.fail(f"{what} missing at {path} (CI=true)", pytrace=False)
-        pytest.skip(f"{what} not found at {path}")
+        unavailable(f"{what} not found at {path}")
     return path
 
 

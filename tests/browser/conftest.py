@@ -19,7 +19,7 @@ import pytest
 
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from tests.browser.system import LiveSystem, live_system, log_in, system_settings
-from tests.conftest import IN_CI
+from tests.conftest import unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -41,10 +41,7 @@ def require_chromium() -> None:
     """Skip (locally) or fail (CI=true) without Debian's chromium."""
     if CHROMIUM.is_file():
         return
-    message = f"{CHROMIUM} not found (apt-get install chromium)"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: a missing browser fails the run)", pytrace=False)
-    pytest.skip(message)
+    unavailable(f"{CHROMIUM} not found (apt-get install chromium)")
 
 
 @pytest.fixture(scope="session")

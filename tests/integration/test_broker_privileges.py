@@ -50,7 +50,7 @@ from mmlw.workers.celery_app import create_celery
 from mmlw.workers.context import WorkerContext
 from mmlw.workers.runtime import ingest_consumer_thread, scorer_thread, worker_thread
 from mmlw.workers.simulator import SyntheticMachine
-from tests.conftest import IN_CI
+from tests.conftest import unavailable
 from tests.integration.pipeline import wait_for
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.xdist_group("broker-privileges")]
@@ -93,9 +93,7 @@ def rabbitmqctl() -> Rabbitmqctl:
         except ServiceUnavailable as exc:
             reason = f"rabbitmqctl cannot administer the local broker: {exc}"
     if reason is not None:
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true)", pytrace=False)
-        pytest.skip(reason)
+        unavailable(reason)
     return ctl
 
 
@@ -319,9 +317,7 @@ def test_the_compose_definitions_grant_the_same_permissions(tmp_path: Path) -> N
     ctl = rabbitmqctl()
     if not all(shutil.which(tool) for tool in ("sh", "sha256sum", "base64")):
         reason = "the entrypoint needs sh, sha256sum and base64"
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true)", pytrace=False)
-        pytest.skip(reason)
+        unavailable(reason)
     passwords = {f"RABBITMQ_{r.upper()}_PASSWORD": secrets.token_hex(16) for r in ROLES}
     passwords["RABBITMQ_PASSWORD"] = secrets.token_hex(16)
     rendered = tmp_path / "definitions.json"

@@ -4,15 +4,12 @@ counted from ``first_row``, the data row of the column's first cell)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+import pandas as pd
 
 from mmlw.errors import InvalidInput
-
-if TYPE_CHECKING:  # pandas is loaded with the first file read, not when the API starts
-    import pandas as pd
 
 __all__ = ["NAT", "has_numbers", "parse_numbers", "parse_times_us", "time_zone"]
 
@@ -22,16 +19,12 @@ _NAN_TEXT = ("nan", "na", "n/a", "null", "none", "inf", "-inf", "infinity", "-in
 
 
 def _is_number(column: pd.Series) -> bool:
-    import pandas as pd
-
     return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
 
 
 def has_numbers(column: pd.Series) -> bool:
     """A default sensor: numbers, or text of which some cells are numbers (so that a bad
     cell is reported, not the column silently left out); never booleans or dates."""
-    import pandas as pd
-
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
         return False
     if _is_number(column):
@@ -41,8 +34,6 @@ def has_numbers(column: pd.Series) -> bool:
 
 def parse_times_us(column: pd.Series, name: str, zone: ZoneInfo, first_row: int) -> np.ndarray:
     """Microseconds since the epoch (UTC); ``NAT`` where the cell is empty."""
-    import pandas as pd
-
     if _is_number(column) and column.notna().any():
         raise InvalidInput(name, "numbers are not times; expected ISO 8601 date-times")
     if pd.api.types.is_datetime64_any_dtype(column):
@@ -71,8 +62,6 @@ def parse_times_us(column: pd.Series, name: str, zone: ZoneInfo, first_row: int)
 
 def parse_numbers(column: pd.Series, name: str, first_row: int) -> np.ndarray:
     """Float64 values; NaN where empty; a ``ValueError`` naming a non-numeric cell."""
-    import pandas as pd
-
     if pd.api.types.is_numeric_dtype(column):
         return column.to_numpy(dtype=np.float64, na_value=np.nan)
     numbers = pd.to_numeric(column, errors="coerce")

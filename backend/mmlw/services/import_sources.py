@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
+
+import pandas as pd
 
 from mmlw.errors import InvalidInput
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ["SEPARATORS", "Source", "csv_source", "parquet_source", "sniff_separator", "sql_source"]
 
@@ -52,8 +51,6 @@ def csv_source(
         sep = sniff_separator(head.decode("utf-8-sig", errors="replace").partition("\n")[0])
 
     def chunks() -> Iterator[pd.DataFrame]:
-        import pandas as pd  # imported on use: the API starts without it
-
         try:
             reader = pd.read_csv(
                 handle, sep=sep, chunksize=chunk_rows, encoding="utf-8-sig", skipinitialspace=True
@@ -85,7 +82,6 @@ def parquet_source(data: Path | IO[bytes], *, chunk_rows: int = 100_000) -> Sour
         raise InvalidInput("file", f"not a readable Parquet file ({exc})") from None
 
     def chunks() -> Iterator[pd.DataFrame]:
-
         try:
             for batch in parquet.iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
@@ -105,8 +101,6 @@ def sql_source(url: str, query: str, *, chunk_rows: int = 100_000) -> Source:
         raise InvalidInput("sql_url", str(exc)) from None
 
     def chunks() -> Iterator[pd.DataFrame]:
-        import pandas as pd  # imported on use: the API starts without it
-
         try:
             with engine.connect() as connection:
                 streaming = connection.execution_options(stream_results=True)

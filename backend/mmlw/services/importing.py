@@ -23,10 +23,11 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 
 from mmlw.errors import InvalidInput
 from mmlw.registry.base import CHAMPION, ModelRegistry
@@ -40,9 +41,6 @@ from mmlw.services.import_cells import (
 )
 from mmlw.store import Store
 from mmlw.store.packing import us_to_datetimes
-
-if TYPE_CHECKING:  # pandas is loaded with the first file read, not when the API starts
-    import pandas as pd
 
 __all__ = [
     "IMPORT_NAMESPACE",

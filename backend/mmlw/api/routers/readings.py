@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
+import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
@@ -11,9 +12,6 @@ from mmlw.schemas.readings import MachineId, ReadingsBatch, UtcBound
 from mmlw.schemas.resources import Accepted, ReadingsOut
 from mmlw.services.downsample import downsample_indices
 from mmlw.services.rollups import plan, readings_overview
-
-if TYPE_CHECKING:  # a read loads pandas (mmlw.store.windows); the API starts without it
-    import pandas as pd
 
 router = APIRouter(prefix="/machines/{machine_id}/readings", tags=["readings"])
 
