@@ -364,6 +364,7 @@ class MlflowAuthServer:
     password: str = field(repr=False)
     admin_username: str
     admin_password: str = field(repr=False)
+    config_dir: str = ""  # where the entrypoint wrote the auth ini
 
 
 @pytest.fixture(scope="session")
@@ -381,6 +382,7 @@ def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlf
         password=secrets.token_hex(12),
         admin_username="admin",
         admin_password=secrets.token_hex(12),
+        config_dir=str(root),
     )
     with _mlflow_server(
         root,

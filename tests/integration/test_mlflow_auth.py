@@ -181,3 +181,46 @@ def test_production_refuses_an_mlflow_server_without_a_login(tmp_path: Path) -> 
     Settings.model_validate({**production, **login})
     # the embedded store needs no login
     Settings.model_validate({**production, "mlflow_tracking_uri": None})
+
+
+def test_a_cached_login_does_not_let_a_wrong_password_in(
+    mlflow_auth_server: MlflowAuthServer,
+) -> None:
+    """The entrypoint turns on MLflow's cache of successful logins (so a request does not
+    pay a password hash each); the cache is keyed by the password, so once the right one
+    is cached a wrong one is still refused."""
+    server = mlflow_auth_server
+    ini = (Path(server.config_dir) / "basic_auth.ini").read_text()
+    assert "auth_cache_ttl_seconds = 60" in ini
+    path = "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert _status(server.uri, path, (server.username, server.password)) == 200
+    assert _status(server.uri, path, (server.username, server.password)) == 200  # cached
+    assert _status(server.uri, path, (server.username, server.password + "x")) == 401
+    assert _status(server.uri, path, (server.admin_username, server.password)) == 401
+
+
+@pytest.mark.parametrize("ttl", ["-1", "sixty", "86401"])
+def test_a_bad_login_cache_ttl_stops_the_entrypoint_with_one_line(tmp_path: Path, ttl: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import MLFLOW_AUTH_ENTRYPOINT
+
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "an-admin-password-123",
+        "MLFLOW_AUTH_CONFIG_DIR": str(tmp_path),
+        "MLFLOW_AUTH_CACHE_TTL_SECONDS": ttl,
+    }
+    done = subprocess.run(
+        [sys.executable, str(MLFLOW_AUTH_ENTRYPOINT), "true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "MLFLOW_AUTH_CACHE_TTL_SECONDS" in done.stderr
