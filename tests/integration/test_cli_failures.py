@@ -23,12 +23,12 @@ from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from kombu import Connection
 
 from mmlw.messaging.topology import Topology
 from mmlw.schemas.jobs import JobState
 from mmlw.store import Store
 from mmlw.workers.simulator import SyntheticMachine
+from tests.integration.pipeline import delete_topology
 from tests.integration.tcp_proxy import TcpProxy
 
 PASSWORD = "pw-s3cret-x"  # must never appear in any output
@@ -82,20 +82,6 @@ def with_password(url: str, password: str, port: int | None = None) -> str:
     parts = urlsplit(url)
     netloc = f"{parts.username or 'guest'}:{password}@{parts.hostname}:{port or parts.port or 5672}"
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def delete_namespace(broker_url: str, namespace: str) -> None:
-    """Delete what a command declared in ``namespace`` on RabbitMQ."""
-    topology = Topology(namespace)
-    with Connection(broker_url) as connection:
-        channel = connection.channel()
-        for name in ("predict", "train", "notify"):
-            channel.queue_delete(topology.task_queue_name(name))
-            channel.exchange_delete(topology.task_queue_name(name))
-        for name in (topology.ingest_queue_name, topology.dead_queue_name):
-            channel.queue_delete(name)
-        for name in (topology.readings_exchange_name, topology.dead_exchange_name):
-            channel.exchange_delete(name)
 
 
 # --- train: the job fails with the reason when it cannot be queued ---------------------
@@ -252,7 +238,7 @@ def test_ingest_waits_for_the_broker_and_says_when_it_is_back(
         assert "Traceback" not in output and f":{parts.password}@" not in output, output
     finally:
         proxy.cut()
-        delete_namespace(rabbitmq_url, env["MMLW_BROKER__NAMESPACE"])
+        delete_topology(rabbitmq_url, Topology(env["MMLW_BROKER__NAMESPACE"]))
 
 
 def test_worker_with_the_broker_down_says_it_waits_first_and_nothing_more(
