@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
+from mmlw.detectors._flat_forest import FlatForest
 from mmlw.detectors._shares import squared_z_share
 from mmlw.detectors.base import BaseDetector, as_matrix
 
@@ -48,10 +49,24 @@ class IsolationForestDetector(BaseDetector):
         ).fit(Z)
         return self
 
+    def _flat(self) -> FlatForest:
+        """The forest as flat arrays (:mod:`._flat_forest`), built on first use and never
+        pickled: a registered model stays scikit-learn's forest, and models registered
+        before this existed score the same way."""
+        flat: FlatForest | None = self.__dict__.get("_flat_forest")
+        if flat is None:
+            flat = self.__dict__["_flat_forest"] = FlatForest.of(self.forest_)
+        return flat
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state.pop("_flat_forest", None)
+        return state
+
     def anomaly_score(self, X: np.ndarray) -> np.ndarray:
-        Z = self._standardize(X)
-        return -self.forest_.score_samples(Z)
+        Z = self._standardize(X)  # checks that it is fitted, and the input
+        return self._flat().scores(Z)
 
     def explain(self, X: np.ndarray) -> np.ndarray:
         Z = self._standardize(X)
-        return squared_z_share(Z, -self.forest_.score_samples(Z))
+        return squared_z_share(Z, self._flat().scores(Z))
