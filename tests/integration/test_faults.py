@@ -7,6 +7,10 @@ one of two scorers that owns the machine's partition (the other takes it over);
 publisher streams, on a RabbitMQ node of the test's own (the shared broker is never
 stopped); (c) the API and the ingest consumer killed and restarted while a client
 streams through HTTP.
+
+(a) and (c) share one deployment on the shared broker (each test on its own machine;
+before each, whatever an earlier test killed is started again): starting it is most of
+what these tests cost.
 """
 
 from __future__ import annotations
@@ -88,20 +92,42 @@ class Deployment:
         owners = [n for n in candidates if line in self.logs[n].read_text(errors="replace")]
         return owners[-1] if len(owners) == 1 else None
 
+    def running(self, name: str) -> bool:
+        process = self.processes.get(name)
+        return process is not None and process.poll() is None
+
+    def heal(self) -> None:
+        """Bring the deployment back to how it started (one serves the tests that kill
+        parts of it): ingest, worker, API and one scorer named ``scorer``, running; any
+        other scorer an earlier test left is stopped."""
+        for name in list(self.processes):
+            if name not in ("ingest", "worker", "api", "scorer") or not self.running(name):
+                self.stop(name)
+        for name in ("ingest", "worker", "scorer", "api"):
+            if name not in self.processes:
+                self.start(name)
+        poll("the API", lambda: self.client.get(f"{self.base}/health").status_code == 200)
+
     def kill(self, name: str) -> None:
         """SIGKILL to the whole process group: no warm shutdown, no acks."""
         process = self.processes.pop(name)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
+    def stop(self, name: str) -> None:
+        """SIGTERM to the process group (SIGKILL after 30 s); an exited one is reaped."""
+        process = self.processes.pop(name)
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
     def stop_all(self) -> None:
         for name in list(self.processes):
-            process = self.processes.pop(name)
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+            self.stop(name)
 
     def machine(self, machine_id: str) -> dict[str, Any]:
         response = self.client.get(f"{self.base}/api/v1/machines/{machine_id}")
@@ -150,12 +176,24 @@ def running_deployment(
         _drop_pg_database(postgres_admin_url, db_name)
 
 
-@pytest.fixture
-def deployment(
-    tmp_path: Path, rabbitmq_url: str, postgres_admin_url: str, tracking_uri: str
+@pytest.fixture(scope="module")
+def shared_deployment(
+    tmp_path_factory: pytest.TempPathFactory,
+    rabbitmq_url: str,
+    postgres_admin_url: str,
+    tracking_uri: str,
 ) -> Iterator[Deployment]:
-    with running_deployment(tmp_path, rabbitmq_url, postgres_admin_url, tracking_uri) as d:
+    """One deployment on the shared broker for the tests that kill and restart parts of
+    it (each on its own machine); starting it costs ~25 CPU-s, paid once."""
+    root = tmp_path_factory.mktemp("faults")
+    with running_deployment(root, rabbitmq_url, postgres_admin_url, tracking_uri) as d:
         yield d
+
+
+@pytest.fixture
+def deployment(shared_deployment: Deployment) -> Deployment:
+    shared_deployment.heal()
+    return shared_deployment
 
 
 @pytest.fixture
@@ -236,6 +274,11 @@ def warm_up(
     poll("backfill", lambda: deployment.machine(machine.machine_id)["n_scored"] == 400)
 
 
+#: the tests on the shared deployment run on one xdist worker, which starts it once
+ON_THE_SHARED_DEPLOYMENT = pytest.mark.xdist_group("fault-deployment")
+
+
+@ON_THE_SHARED_DEPLOYMENT
 def test_kill_9_of_the_scorer_holding_unacked_batches_loses_and_doubles_nothing(
     deployment: Deployment, rabbitmq_url: str
 ) -> None:
@@ -280,6 +323,7 @@ def served_and_replayed(deployment: Deployment, machine_id: str) -> tuple[np.nda
         store.close()
 
 
+@ON_THE_SHARED_DEPLOYMENT
 def test_kill_9_of_the_scorer_owning_the_partition_hands_it_over_at_the_checkpoint(
     deployment: Deployment, rabbitmq_url: str
 ) -> None:
@@ -314,6 +358,7 @@ def test_kill_9_of_the_scorer_owning_the_partition_hands_it_over_at_the_checkpoi
     np.testing.assert_allclose(served, replayed, rtol=1e-9, atol=1e-12)
 
 
+@ON_THE_SHARED_DEPLOYMENT
 def test_api_and_ingest_killed_and_restarted_while_a_client_streams(
     deployment: Deployment,
 ) -> None:
