@@ -184,7 +184,7 @@ def shared_deployment(
     tracking_uri: str,
 ) -> Iterator[Deployment]:
     """One deployment on the shared broker for the tests that kill and restart parts of
-    it (each on its own machine); starting it costs ~25 CPU-s, paid once."""
+    it (each on its own machine); starting it costs ~30 CPU-s, paid once."""
     root = tmp_path_factory.mktemp("faults")
     with running_deployment(root, rabbitmq_url, postgres_admin_url, tracking_uri) as d:
         yield d

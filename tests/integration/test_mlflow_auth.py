@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -21,7 +24,7 @@ from mmlw.registry.artifacts import logged_model_location
 from mmlw.registry.base import CHAMPION
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from mmlw.settings import Settings
-from tests.conftest import TEST_SIGNING_KEY, MlflowAuthServer
+from tests.conftest import MLFLOW_AUTH_ENTRYPOINT, TEST_SIGNING_KEY, MlflowAuthServer
 from tests.integration.test_untrusted_models import COLUMNS, MACHINE, _legit
 
 # its module/session fixture is started once, on one xdist worker (--dist loadgroup)
@@ -201,12 +204,6 @@ def test_a_cached_login_does_not_let_a_wrong_password_in(
 
 @pytest.mark.parametrize("ttl", ["-1", "sixty", "86401"])
 def test_a_bad_login_cache_ttl_stops_the_entrypoint_with_one_line(tmp_path: Path, ttl: str) -> None:
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import MLFLOW_AUTH_ENTRYPOINT
-
     env = {
         **os.environ,
         "MLFLOW_AUTH_ADMIN_PASSWORD": "an-admin-password-123",

@@ -86,14 +86,12 @@ class FlatForest:
             denominator=float(trees * _average_path_length([forest._max_samples])[0]),
         )
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.children.nbytes + self.feature.nbytes + self.value.nbytes)
-
     def scores(self, X: np.ndarray) -> np.ndarray:
         """``-IsolationForest.score_samples(X)``: higher is more anomalous. Rows are compared
         as float32, as scikit-learn's trees compare them."""
         X = np.ascontiguousarray(X, dtype=np.float32)
+        if self.denominator == 0:  # one training sample: scikit-learn takes depth/den as 1
+            return np.full(len(X), 0.5)
         out = np.empty(len(X))
         for start in range(0, len(X), CHUNK_ROWS):
             out[start : start + CHUNK_ROWS] = self._chunk(X[start : start + CHUNK_ROWS])
@@ -101,8 +99,6 @@ class FlatForest:
 
     def _chunk(self, X: np.ndarray) -> np.ndarray:
         m, width = X.shape
-        if self.denominator == 0:  # one training sample: scikit-learn takes depth/den as 1
-            return np.full(m, 0.5)
         roots = np.arange(self.trees, dtype=np.int64) * self.nodes
         node = np.repeat(roots, m).reshape(self.trees, m)
         row_base = np.arange(m, dtype=np.int64) * width
