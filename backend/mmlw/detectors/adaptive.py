@@ -1,12 +1,10 @@
 """An online, adaptive detector with an anomaly likelihood on top of its raw score.
 
-Every statistic keeps learning as rows arrive, and all of it is carried between parts of
-a series as a handful of numbers per sensor (no trailing rows), so serving, evaluation and
-any batching score a series identically. Each stage is an exponentially weighted moving
-average (EWMA) computed for a whole batch at once by one linear filter
-(:func:`scipy.signal.lfilter`), with a point-wise step between stages; a stage only uses
-the *previous* row's value of the stage before it, so the recursion is exactly the same
-whether a series is scored whole or in parts.
+Every statistic keeps learning as rows arrive and is carried between parts of a series
+as a handful of numbers per sensor (no trailing rows). Each stage is an exponentially
+weighted moving average (EWMA) of a whole batch at once (:func:`scipy.signal.lfilter`)
+that uses the *previous* row's value of the stage before it, so serving, evaluation and
+any batching score a series identically.
 
 With two or more sensors, the stages see each sensor's reading minus what the other
 sensors predict for it (:class:`~mmlw.detectors.cross_sensor.CrossSensorResidual`,
@@ -40,22 +38,19 @@ more one the roughness of each sensor's raw readings (``roughness``), so that on
 fault is not averaged away among the others (:mod:`~mmlw.detectors._channels`).
 
 **Alarms are held** (``hold``): from the row after a reading scores above the floor, the
-series is in alarm, and readings under an alarm are not learned from — the slow level,
-the spreads, the cycle and the score history stay as they were before it (only the fast
-level follows the readings). A level shift, a drift or a stuck sensor therefore keeps
-scoring for as long as it lasts, instead of becoming normal within a few dozen rows. The
-alarm ends at the first reading back near the level before it (on every sensor, its
-squared distance from the slow level, in spreads, below ``release``). After an episode
-(longer than ``blip_rows``) nothing learned during it is kept and the fast level returns
-to the slow one, so the readings after a fault are judged as those before it, while the
-slow level re-learns where the machine is now (what it knew weighs as
-``after_episode_rows`` readings, each reading after the episode as one); after a
-blip (a short alarm, as bursty streams make all the time) the score history keeps what it
-learned about the blip's size, so a stream's usual blips stop alarming. An alarm that
-outlasts ``regime_rows`` rows is a new regime, not a fault: the series continues from a
-copy of its state that kept learning throughout. The alarm's flag and length, and that
-copy, are part of the carry; scoring is done in vectorised segments of constant alarm
-state, split where an alarm starts or ends, so any batching still gives the same scores.
+series is in alarm, and its readings are not learned from (only the fast level follows
+them), so a level shift, a drift or a stuck sensor keeps scoring while it lasts. The
+alarm ends when the readings are back near the level before it: one reading within
+``release`` (squared spreads from the slow level, on every sensor) after a large shift
+(``large_shift`` times that) or a short burst (``level_release_after`` rows); a smaller
+shift, with many normal-looking single readings, also needs the fast level back within
+``level_release`` (:mod:`~mmlw.detectors.held_alarms`). After an episode (longer than
+``blip_rows``) nothing learned during it is kept and the fast level returns to the slow
+one, which re-learns where the machine is now (what it knew weighs as
+``after_episode_rows`` readings); after a blip the score history keeps what it learned
+about the blip's size, so a stream's usual blips stop alarming. An alarm that outlasts
+``regime_rows`` rows is a new regime: the series continues from a copy of its state that
+kept learning throughout. All of it is in the carry, so any batching scores the same.
 
 >>> rng = np.random.default_rng(0)
 >>> X = rng.normal(size=(600, 2))
@@ -95,13 +90,17 @@ __all__ = ["AdaptiveDetector", "dominant_period"]
 
 #: the carry's per-sensor state
 _SENSOR_STATE = ("level", "slow", "r_abs1", "r_abs2", "d_abs1", "d_abs2")
+#: parameters in (0, 1], positive, and at least a value
+_RATES = ("level_rate", "spread_rate", "shift_rate", "short_rate", "history_rate", "season_rate")
+_POSITIVE = ("clip", "floor", "min_history_std", "release")
+_AT_LEAST = {"level_release": 0, "large_shift": 0, "level_release_after": 0, "blip_rows": 0}
+_AT_LEAST |= {"after_episode_rows": 1, "regime_rows": 1}
 
 
 class AdaptiveDetector(Channels, HeldAlarms, BaseDetector):
-    """Online forecast residuals and level changes per sensor, scored as an anomaly
-    likelihood, with alarms held while they last (see the module docstring). Every
-    parameter is a rate, a multiple or a row count, the same for any stream; ``floor`` is
-    the surprise (``-log10`` tail probability) below which readings report as normal."""
+    """Forecast residuals and level changes per sensor as an anomaly likelihood, alarms
+    held while they last (see the module docstring). Parameters are rates, multiples or
+    row counts, the same for any stream; ``floor`` is the surprise (``-log10`` tail)."""
 
     rowwise: ClassVar[bool] = False
     history_keys: ClassVar[tuple[str, ...]] = HISTORY + _worst.KEYS
@@ -123,6 +122,9 @@ class AdaptiveDetector(Channels, HeldAlarms, BaseDetector):
         cross_ridge: float = 1e-4,
         hold: bool = True,
         release: float = 12.0,
+        level_release: float = 16.0,
+        large_shift: float = 4.0,
+        level_release_after: int = 1,
         regime_rows: int = 500,
         blip_rows: int = 8,
         after_episode_rows: int = 10,
@@ -145,6 +147,9 @@ class AdaptiveDetector(Channels, HeldAlarms, BaseDetector):
         self.cross_ridge = cross_ridge
         self.hold = hold
         self.release = release
+        self.level_release = level_release
+        self.large_shift = large_shift
+        self.level_release_after = level_release_after
         self.regime_rows = regime_rows
         self.blip_rows = blip_rows
         self.after_episode_rows = after_episode_rows
@@ -154,22 +159,15 @@ class AdaptiveDetector(Channels, HeldAlarms, BaseDetector):
 
     # -- fitting: the state a series starts from -----------------------------------------
     def _check_params(self) -> None:
-        for name in ("level_rate", "spread_rate", "shift_rate", "short_rate", "history_rate"):
-            value = float(getattr(self, name))
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"{name}: {value!r} not in (0, 1]")
-        if not 0.0 < float(self.season_rate) <= 1.0:
-            raise ValueError(f"season_rate: {self.season_rate!r} not in (0, 1]")
-        if float(self.clip) <= 0 or float(self.floor) <= 0 or float(self.min_history_std) <= 0:
-            raise ValueError("clip, floor and min_history_std: must be positive")
-        if float(self.release) <= 0.0:
-            raise ValueError(f"release: {self.release!r} must be positive")
-        if int(self.blip_rows) < 0:
-            raise ValueError(f"blip_rows: {self.blip_rows!r} must be >= 0")
-        if int(self.after_episode_rows) < 1:
-            raise ValueError(f"after_episode_rows: {self.after_episode_rows!r} must be >= 1")
-        if int(self.regime_rows) < 1:
-            raise ValueError(f"regime_rows: {self.regime_rows!r} must be >= 1")
+        for name in _RATES:
+            if not 0.0 < float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"{name}: {getattr(self, name)!r} not in (0, 1]")
+        for name in _POSITIVE:
+            if float(getattr(self, name)) <= 0.0:
+                raise ValueError(f"{name}: {getattr(self, name)!r} must be positive")
+        for name, low in _AT_LEAST.items():
+            if float(getattr(self, name)) < low:
+                raise ValueError(f"{name}: {getattr(self, name)!r} must be >= {low}")
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> AdaptiveDetector:
         self._check_params()
@@ -280,7 +278,8 @@ class AdaptiveDetector(Channels, HeldAlarms, BaseDetector):
         self, X: np.ndarray, state: Carry, learn: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Per-sensor raw terms, the raw score per row, each row's deviation from the slow
-        level (largest over sensors, in squared spreads), and the sensor state after ``X``.
+        level (two columns: the reading's and the fast level's, largest over sensors, in
+        squared spreads), and the sensor state after ``X``.
         Without ``learn`` only the fast level moves (slow level, spreads, cycle frozen)."""
         a, k = float(self.level_rate), float(self.clip)
         s = float(self.spread_rate) if learn else 0.0
@@ -324,7 +323,9 @@ class AdaptiveDetector(Channels, HeldAlarms, BaseDetector):
         # largest over sensors of its squared distance in units of the point and level
         # spreads (one sensor still off keeps an alarm on)
         scale2 = sigma**2 + (_before(d_abs2, state["d_abs2"]) / _MEAN_ABS) ** 2
-        dev = ((X - _before(slow, state["slow"])) ** 2 / scale2).max(axis=1)
+        reading = ((X - _before(slow, state["slow"])) ** 2 / scale2).max(axis=1)
+        # and how far the fast level is from it, in the level's spreads
+        dev = np.column_stack([reading, (zd * zd).max(axis=1)])
         after.update(
             level=level[-1],
             slow=slow[-1],
