@@ -1,6 +1,8 @@
 """Drift is not a fault: a change that ends within ``min_regime_s`` is an episode and
 retrains nothing; one that persists is retrained on, as a challenger that becomes
-champion only through the promotion gate (on a real store and a real MLflow registry)."""
+champion only through the promotion gate (on a real store and a real MLflow registry);
+an alert open during a fault stays open until the readings are normal, whatever is
+trained meanwhile."""
 
 from __future__ import annotations
 
@@ -9,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mmlw.alerts.config import load_alerts_config
 from mmlw.detectors.catalog import build_detector
 from mmlw.detectors.model import AnomalyModel
 from mmlw.registry.base import CHALLENGER, CHAMPION
 from mmlw.registry.mlflow_registry import MlflowRegistry
 from mmlw.schemas import ReadingsBatch
 from mmlw.schemas.jobs import JobState, TrainRequest
+from mmlw.services.alerting import evaluate_machine
 from mmlw.services.drift import DRIFT_REASON, observe
 from mmlw.services.jobs import InlineTrainer, submit_training
 from mmlw.services.retraining import auto_promote
@@ -125,14 +129,27 @@ def test_a_drift_challenger_becomes_champion_only_through_the_gate(
         )  # fmt: skip
         assert store.jobs.get(job.id).state is JobState.SUCCEEDED
 
+    rules = load_alerts_config(None)  # the product's default rules
+
+    def fault_alerts(batch_id: int, after_s: float = 0.0) -> set[str]:
+        """States of the fault machine's score alerts, judged at the batch's last reading."""
+        last = store.readings.get(batch_id).timestamps_us[-1] / 1e6 + after_s
+        now = datetime.fromtimestamp(last, UTC)
+        found = evaluate_machine("fault", store=store, config=rules, dispatcher=Jobs(), now=now)
+        return {e.alert.state for e in found if e.alert and e.alert.rule != "no-data"}
+
+    assert "firing" in fault_alerts(shifted["fault"][-1])  # the fault is alerted
     for name in machines:
         drift_retrain(name)
     assert auto_promote(store=store, registry=registry, settings=settings) == []  # no shadow
+    assert "firing" in fault_alerts(shifted["fault"][-1])  # a challenger resolves nothing
     # the regime persists on one machine; the other's "regime" was a fault that ended
     for batch_id in add(store, machines["regime"], 200, shift=8 * spread):
         score_batch(batch_id, store=store, models=models)
-    for batch_id in add(store, machines["fault"], 200):
+    normal = add(store, machines["fault"], 200)
+    for batch_id in normal:
         score_batch(batch_id, store=store, models=models)
+    assert fault_alerts(normal[-1], after_s=60) == {"resolved"}  # over when the readings are
 
     assert auto_promote(store=store, registry=registry, settings=settings) == ["regime"]
     assert registry.alias_version("regime", CHAMPION) == 2
