@@ -65,7 +65,8 @@ SKIPPED = (  # (pattern, why): whole commands this check does not run
     (re.compile(r"^python3? -m pytest\b"), "the test suite itself"),
 )
 SLOW = re.compile(
-    r"^(mmlw (bench|evaluate|tune)\b|python3? -m (mypy|ruff)\b|python3? \.\./shared/)"
+    r"^(mmlw (bench|evaluate|tune|select-settings)\b|python3? -m (mypy|ruff)\b"
+    r"|python3? \.\./shared/)"
 )
 SERVERS = re.compile(
     r"^(mmlw (demo|api|worker|scorer|ingest|beat|dashboard|simulate)|mlflow ui"

@@ -18,6 +18,7 @@ from mmlw.cli import lifecycle as _lifecycle  # noqa: F401
 from mmlw.cli import models as _models  # noqa: F401
 from mmlw.cli import processes as _processes  # noqa: F401
 from mmlw.cli import publishing as _publishing  # noqa: F401
+from mmlw.cli import selection as _selection  # noqa: F401
 from mmlw.cli import tuning as _tuning  # noqa: F401
 from mmlw.cli.core import main
 

@@ -116,6 +116,11 @@ def check_broker_now(settings: Settings, *, spool: Path | None = None) -> None:
         logging.getLogger(__name__).warning("%s; batches wait in %s", exc, spool)
 
 
+def path_option(flag: str, dest: str, help: str) -> Callable[[F], F]:
+    """A required path option (``--dataset FOLDER`` and the like)."""
+    return click.option(flag, dest, required=True, type=click.Path(path_type=Path), help=help)
+
+
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as JSON when possible)."""
     params: dict[str, Any] = {}

@@ -13,6 +13,7 @@ from mmlw.cli.core import (
     main,
     one_line_errors,
     parse_params,
+    path_option,
     settings_of,
 )
 
@@ -43,13 +44,7 @@ _BATCH_ONLY = (
     show_default=True,
     help="batch: the SKAB protocol; stream: replay each file through the serving path",
 )
-@click.option(
-    "--dataset",
-    "dataset_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="folder in SKAB or NAB layout",
-)
+@path_option("--dataset", "dataset_path", "folder in SKAB or NAB layout")
 @click.option(
     "--detector",
     "detectors",

@@ -160,6 +160,8 @@ def _evaluate_detector(
         first = outcome.learning_rows or min(SKAB_LEARNING_ROWS, len(file.frame))
         if dataset.layout == "skab" and first < len(file.frame):
             skab.add(file, first, result)
+            group = file.name.split("/")[0] if "/" in file.name else "."
+            summary.groups.setdefault(group, SkabTotals()).add(file, first, result)
         if on_file is not None:
             on_file(detector, outcome)
     if dataset.layout == "nab":

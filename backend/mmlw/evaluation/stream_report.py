@@ -61,6 +61,8 @@ class DetectorSummary:
     files: list[FileOutcome] = field(default_factory=list)
     scores: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: SKAB layout: the totals of each group of files (the first folder of their path)
+    groups: dict[str, SkabTotals] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[FileOutcome]:
@@ -86,6 +88,9 @@ class SkabTotals:
         seconds = np.asarray((times - times[0]).total_seconds(), dtype=np.float64)
         width = ProtocolConfig().nab_window_s
         self.nab += nab_counts(seconds, file.changepoint[first:], edges[first:], width)
+
+    def __add__(self, other: SkabTotals) -> SkabTotals:
+        return SkabTotals(self.counts + other.counts, self.nab + other.nab)
 
     def scores(self) -> dict[str, float]:
         out = point_metrics(self.counts)
