@@ -20,10 +20,11 @@ it does in the alarm's first ``level_release_after`` rows after a reading beyond
 ``release``: a stream's short bursts stay blips. A small shift is another matter: on a
 sensor read in whole units, a fault that moves it from 32-33 to 31-32 shows one
 normal-looking reading in two and never one beyond ``release``, and releasing at the
-first of them left SKAB's valve faults alerted for 25-40 of their 300-400 rows. Such an
-alarm also needs the fast level (the short average of the readings) back within
-``level_release`` (in the level's own spreads). ``level_release`` 0 turns this off, and
-models saved before it existed score as they did.
+first of them left SKAB's valve faults alerted for 25-40 of their 300-400 rows. Any
+other alarm (a small shift, or a medium one past its first rows) also needs the fast
+level (the short average of the readings) back within ``level_release``, in the level's
+own spreads. ``level_release`` 0 turns this off, and models saved before it existed
+score as they did.
 """
 
 from __future__ import annotations
