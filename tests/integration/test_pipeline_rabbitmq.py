@@ -97,6 +97,9 @@ def test_readings_train_and_score_end_to_end(
     truth = dict(zip(labels.index.as_unit("us").asi8, labels.to_numpy(), strict=True))
     label = np.array([truth[int(t)] for t in stamps])
     new = stamps > labels.index.as_unit("us").asi8[399]  # the readings after training
+    # stored, and so streamed, in time order (ingest buffers hold several of its messages)
+    starts = [q.timestamps_us[0] for q in sorted(parts, key=lambda q: q.batch_id)]
+    assert starts == sorted(starts)
     assert len(stamps) == 1000 and new.sum() == 600
     assert label[new].sum() > 0, "the simulated window holds injected faults"
     # on them the default detector flags most fault readings and few normal ones

@@ -25,6 +25,17 @@ def batch(machine: str = "m1", start: int = 0, n: int = 5, labels: bool = True) 
     )
 
 
+def test_a_buffer_is_stored_in_time_order_per_machine(store: Store) -> None:
+    """Ids are the order a machine's stream is scored in: a buffer holding several of its
+    messages (random message ids, any arrival order) stores them oldest first."""
+    batches = [batch(machine, start) for start in (0, 5, 10, 15, 20) for machine in ("m1", "m2")]
+    outcomes = store.readings.add_many(list(reversed(batches)))
+    ids = {b.message_id: o.batch_id for b, o in zip(reversed(batches), outcomes, strict=True)}
+    for machine in ("m1", "m2"):
+        mine = [b for b in batches if b.machine_id == machine]  # oldest first
+        assert [ids[b.message_id] for b in mine] == sorted(ids[b.message_id] for b in mine)
+
+
 def test_batches_are_stored_once_per_message_id(store: Store) -> None:
     b = batch()
     first = store.readings.add(b)

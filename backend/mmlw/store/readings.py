@@ -118,6 +118,11 @@ def _row(batch: ReadingsArrays, now: datetime) -> dict[str, Any]:
     }
 
 
+def _insert_order(row: dict[str, Any]) -> tuple[Any, ...]:
+    """Where a new batch goes among a buffer's: by machine, then time, then message id."""
+    return row["machine_id"], row["t_start"], row["t_end"], row["message_id"]
+
+
 _CONTENT = ("machine_id", "columns", "timestamps_us", "values", "labels")
 
 
@@ -263,7 +268,9 @@ class ReadingsRepository:
         for batch in arrays:
             if batch.message_id not in rows:
                 rows[batch.message_id] = _row(batch, now)
-        candidates = [rows[m] for m in sorted(rows)]  # one lock order for every consumer
+        # each machine's batches in time order (ids are the order its stream is scored
+        # in), and one lock order for every consumer: the key is the message's own content
+        candidates = sorted(rows.values(), key=_insert_order)
         with self._db.session() as session:
             new_machines = _create_machines(session, candidates, now)
             inserted = insert_new_batches(session, candidates)  # Core executemany
