@@ -14,18 +14,11 @@ import pandas as pd
 
 from mmlw.demo.alerts import FaultCoverage, fault_coverage
 from mmlw.detectors.default import DEFAULT_DETECTOR
+from mmlw.evaluation.metrics import runs
 from mmlw.evaluation.stream import replay_file
 from mmlw.workers.simulator.synthetic import synthetic_fleet
 
 WARMUP, READINGS = 600, 18_000
-
-
-def _alerting_spans(alerting: np.ndarray) -> list[tuple[float, float]]:
-    edges = np.diff(np.r_[0, alerting.astype(int), 0])
-    return [
-        (float(a), float(b))
-        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)
-    ]
 
 
 def test_the_demo_machines_flag_little_normal_data_and_alert_every_fault() -> None:
@@ -42,7 +35,8 @@ def test_the_demo_machines_flag_little_normal_data_and_alert_every_fault() -> No
         flagged += int((result.flags & live_normal).sum())
         normal += int(live_normal.sum())
         faults = [(e.start_index, e.end_index) for e in machine.fault_log]
-        coverage += fault_coverage(faults, _alerting_spans(result.alerting), slack=30)
+        spans = [(float(a), float(b)) for a, b in runs(result.alerting)]
+        coverage += fault_coverage(faults, spans, slack=30)
     assert coverage.faults > 100
     assert flagged / normal <= 0.01
     assert coverage.alerted == coverage.faults

@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["BenchmarkFile", "Dataset", "detect_layout", "load_dataset"]
+__all__ = ["BenchmarkFile", "Dataset", "detect_layout", "group_of", "load_dataset"]
 
 Layout = Literal["skab", "nab"]
 LABEL_COLUMNS = ("anomaly", "changepoint")
@@ -41,6 +41,15 @@ SKAB_SENSORS = (
     "Voltage",
     "Volume Flow RateRMS",
 )
+
+
+def group_of(name: str) -> str:
+    """The group (NAB: category) of a file's relative path: its first folder, "." if none.
+
+    >>> group_of("valve1/0"), group_of("realTweets/Twitter_volume_KO.csv"), group_of("x")
+    ('valve1', 'realTweets', '.')
+    """
+    return name.split("/")[0] if "/" in name else "."
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ __all__ = [
     "nab_scores",
     "point_counts",
     "point_metrics",
+    "runs",
     "tp_reward",
 ]
 
@@ -183,6 +184,17 @@ def nab_scores(
     out["fp_cp"] = float(total.false_positives)
     out["true_cp"] = float(total.windows)
     return out
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of true (nonzero) values, ``stop`` exclusive.
+
+    >>> runs(np.array([0, 1, 1, 0, 1]))
+    [(1, 3), (4, 5)]
+    """
+    edges = np.diff(np.concatenate([[0], np.asarray(mask).astype(np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(a), int(b)) for a, b in zip(starts, stops, strict=True)]
 
 
 def classification_metrics(labels: np.ndarray, flags: np.ndarray) -> dict[str, float]:

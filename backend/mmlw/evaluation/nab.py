@@ -48,6 +48,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mmlw.evaluation.datasets import group_of
+
 __all__ = [
     "PROBATION_FRACTION",
     "PROFILES",
@@ -320,7 +322,7 @@ class NabResult:
         """Normalised scores per category (the key's first path part)."""
         cats: dict[str, list[FileResult]] = {}
         for key, f in self.files.items():
-            cats.setdefault(key.split("/")[0] if "/" in key else ".", []).append(f)
+            cats.setdefault(group_of(key), []).append(f)
         return {
             c: {p.name: _aggregate(fs, p).normalised for p in self.profiles}
             for c, fs in sorted(cats.items())

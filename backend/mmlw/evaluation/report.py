@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mmlw.evaluation.leaderboard import COLUMNS, PUBLISHED
+from mmlw.evaluation.metrics import runs
 from mmlw.evaluation.protocol import DetectorResult, FileResult
 
 __all__ = [
@@ -89,10 +90,7 @@ def write_metrics(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
 
 
 def _shade(times: pd.DatetimeIndex, labels: np.ndarray) -> list[tuple[object, object]]:
-    y = np.asarray(labels).astype(np.int8)
-    edges = np.diff(np.concatenate([[0], y, [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    return [(times[s], times[e]) for s, e in zip(starts, ends, strict=True)]
+    return [(times[start], times[stop - 1]) for start, stop in runs(labels)]
 
 
 def _figure(name: str, per_detector: Sequence[tuple[str, FileResult]]) -> object:

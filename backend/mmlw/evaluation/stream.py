@@ -42,7 +42,7 @@ import numpy as np
 
 from mmlw.alerts.config import AlertRule
 from mmlw.evaluation.alert_replay import score_rules
-from mmlw.evaluation.datasets import BenchmarkFile, Dataset, Layout, load_dataset
+from mmlw.evaluation.datasets import BenchmarkFile, Dataset, Layout, group_of, load_dataset
 from mmlw.evaluation.nab import probation_length
 from mmlw.evaluation.protocol import ProtocolConfig
 from mmlw.evaluation.replay import DEFAULT_BATCH_SIZE, MIN_LEARNING_ROWS, ReplayResult, replay_file
@@ -144,7 +144,6 @@ def _evaluate_detector(
 ) -> DetectorSummary:
     started = time.perf_counter()
     summary = DetectorSummary(detector, dict(params), str(out_dir))
-    skab = SkabTotals()
     for file in dataset.files:
         outcome, result = _replay_one(
             dataset,
@@ -159,15 +158,13 @@ def _evaluate_detector(
         summary.files.append(outcome)
         first = outcome.learning_rows or min(SKAB_LEARNING_ROWS, len(file.frame))
         if dataset.layout == "skab" and first < len(file.frame):
-            skab.add(file, first, result)
-            group = file.name.split("/")[0] if "/" in file.name else "."
-            summary.groups.setdefault(group, SkabTotals()).add(file, first, result)
+            summary.groups.setdefault(group_of(file.name), SkabTotals()).add(file, first, result)
         if on_file is not None:
             on_file(detector, outcome)
     if dataset.layout == "nab":
         summary.scores = nab_detection_scores(dataset.root, out_dir)
     else:
-        summary.scores = skab.scores()
+        summary.scores = sum(summary.groups.values(), SkabTotals()).scores()  # pooled
     summary.seconds = time.perf_counter() - started
     return summary
 
